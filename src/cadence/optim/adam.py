@@ -1,0 +1,100 @@
+r"""Adam.
+
+Kingma & Ba, *Adam: A Method for Stochastic Optimization*, ICLR 2015, arXiv:1412.6980.
+
+With gradient $g_t$, learning rate $\alpha$, decay rates $\beta_1, \beta_2$ and
+$\epsilon$, Algorithm 1 of the paper is
+
+$$
+\begin{aligned}
+m_t &\leftarrow \beta_1 m_{t-1} + (1 - \beta_1) g_t \\
+v_t &\leftarrow \beta_2 v_{t-1} + (1 - \beta_2) g_t^2 \\
+\hat{m}_t &\leftarrow \frac{m_t}{1 - \beta_1^t} \\
+\hat{v}_t &\leftarrow \frac{v_t}{1 - \beta_2^t} \\
+\theta_t &\leftarrow \theta_{t-1} - \alpha \frac{\hat{m}_t}{\sqrt{\hat{v}_t} + \epsilon}
+\end{aligned}
+$$
+
+The end of Section 2 folds the bias corrections into the step size, saving two
+elementwise operations:
+
+$$
+\alpha_t = \alpha \frac{\sqrt{1 - \beta_2^t}}{1 - \beta_1^t}, \qquad
+\theta_t \leftarrow \theta_{t-1} - \alpha_t \frac{m_t}{\sqrt{v_t} + \hat{\epsilon}}
+$$
+
+**The two updates differ in where $\epsilon$ sits.** The textbook update
+(``optimized_update=False``) adds $\epsilon$ to $\sqrt{\hat{v}_t}$, exactly as
+``torch.optim.Adam`` does. The folded update (``optimized_update=True``, labml_nn's
+default) adds $\hat{\epsilon} = \epsilon$ to $\sqrt{v_t}$, which equals the textbook update
+with $\epsilon\sqrt{1 - \beta_2^t}$ in place of $\epsilon$: a slightly smaller $\epsilon$
+early in training, the same one as $t$ grows. Both reduce to one elementwise form,
+
+$$
+\theta_t \leftarrow \theta_{t-1} - \text{step\_size} \cdot
+\frac{m_t}{\sqrt{v_t} \cdot \text{v\_scale} + \epsilon}
+$$
+
+with $(\text{step\_size}, \text{v\_scale}) = \left(\frac{\alpha}{1 - \beta_1^t},
+\frac{1}{\sqrt{1 - \beta_2^t}}\right)$ for the textbook update and $(\alpha_t, 1)$ for
+the folded one.
+
+Weight decay is the pluggable :class:`~cadence.optim.weight_decay.WeightDecay`: coupled
+(``torch.optim.Adam(weight_decay=λ)``) or decoupled (``torch.optim.AdamW``).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import torch
+
+from cadence.optim.generic import GenericAdaptiveOptimizer, Params
+from cadence.optim.weight_decay import Scalar, WeightDecay
+
+
+class Adam(GenericAdaptiveOptimizer):
+    """Adam, with labml_nn's arguments.
+
+    * ``lr``: $\\alpha$; ``betas``: $(\\beta_1, \\beta_2)$; ``eps``: $\\epsilon$ (default ``1e-8``,
+      torch's; labml_nn used ``1e-16``),
+    * ``weight_decay``: a :class:`WeightDecay` (default: none),
+    * ``optimized_update``: fold the bias corrections into the step size (see the module
+      docstring for how this moves $\\epsilon$); ``False`` gives torch's textbook update,
+    * ``defaults``: extra default hyper-parameters, for subclasses.
+    """
+
+    state_names = ("exp_avg", "exp_avg_sq")
+
+    def __init__(self, params: Params, lr: float = 1e-3, betas: tuple[float, float] = (0.9, 0.999),
+                 eps: float = 1e-8, weight_decay: WeightDecay | None = None, optimized_update: bool = True,
+                 defaults: dict[str, Any] | None = None):
+        self.optimized_update = bool(optimized_update)
+        super().__init__(params, defaults or {}, lr, betas, eps, weight_decay)
+
+    def scalars(self, group: dict[str, Any], step: int) -> dict[str, Any]:
+        r"""$\beta_1, \beta_2, \epsilon$, the step size and the scale of $\sqrt{v_t}$ at step $t$."""
+        beta1, beta2 = group["betas"]
+        bias_correction1 = 1 - beta1 ** step
+        bias_correction2 = 1 - beta2 ** step
+        if self.optimized_update:
+            step_size, v_scale = group["lr"] * math.sqrt(bias_correction2) / bias_correction1, 1.0
+        else:
+            step_size, v_scale = group["lr"] / bias_correction1, 1 / math.sqrt(bias_correction2)
+        return {"beta1": beta1, "beta2": beta2, "eps": group["eps"], "step_size": step_size,
+                "v_scale": v_scale, **self.weight_decay.scalars(group)}
+
+    @staticmethod
+    def update(param: torch.Tensor, grad: torch.Tensor, m: torch.Tensor, v: torch.Tensor, *,
+               beta1: Scalar, beta2: Scalar, eps: Scalar, step_size: Scalar, v_scale: Scalar,
+               decay: Scalar, l2: Scalar) -> None:
+        """One Adam step on ``param`` with first moment ``m`` and second moment ``v``, in place."""
+        g = WeightDecay.apply(param, grad, decay, l2)
+        # $m_t \leftarrow \beta_1 m_{t-1} + (1 - \beta_1) g_t$
+        m.mul_(beta1).add_((1 - beta1) * g)
+        # $v_t \leftarrow \beta_2 v_{t-1} + (1 - \beta_2) g_t^2$
+        v.mul_(beta2).add_((1 - beta2) * g * g)
+        # $\theta_t \leftarrow \theta_{t-1} - \text{step\_size} \cdot m_t / (\sqrt{v_t} \cdot \text{v\_scale} + \epsilon)$
+        denominator = v.sqrt().mul_(v_scale).add_(eps)
+        param.sub_(m.div(denominator).mul_(step_size))

@@ -1,0 +1,116 @@
+r"""The generic adaptive optimizer: one template for Adam and its family.
+
+An optimizer of the family is three things (see DESIGN.md, "The optimizer family in one
+shape"):
+
+1. **its per-parameter state**: the names in :attr:`GenericAdaptiveOptimizer.state_names`,
+   each a tensor shaped like the parameter and initialised to zero, plus the step count $t$;
+2. **the scalars of a step**, computed once per group in plain Python by
+   :meth:`GenericAdaptiveOptimizer.scalars` (bias corrections, the step size,
+   the weight-decay terms);
+3. **one elementwise update** :meth:`GenericAdaptiveOptimizer.update` of
+   ``(param, grad, *state, **scalars)``, written with the paper's symbols.
+
+The template loops over parameter groups and parameters, initialises state on first use,
+and applies the update. Subclasses write only their paper's equations.
+
+Parameter groups work as in every ``torch.optim.Optimizer``: each group may override any
+hyper-parameter, and every group's hyper-parameters are validated when it is added.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from typing import Any
+
+import torch
+from torch.optim import Optimizer
+
+from cadence.optim.hyperparams import check_betas, check_number
+from cadence.optim.weight_decay import WeightDecay
+
+Params = Iterable[torch.Tensor] | Iterable[dict[str, Any]]
+
+
+class GenericAdaptiveOptimizer(Optimizer):
+    """Base class of the adaptive optimizers (labml_nn's name and hooks).
+
+    * ``params``: parameters, or parameter groups (dicts with ``params`` and overrides),
+    * ``defaults``: the subclass's own default hyper-parameters,
+    * ``lr``: the learning rate $\\alpha \\ge 0$,
+    * ``betas``: $(\\beta_1, \\beta_2)$, each in $[0, 1)$,
+    * ``eps``: $\\epsilon \\ge 0$,
+    * ``weight_decay``: the :class:`~cadence.optim.weight_decay.WeightDecay` strategy.
+    """
+
+    #: Names of the per-parameter state tensors, each initialised to zeros like the parameter.
+    state_names: tuple[str, ...] = ()
+
+    def __init__(self, params: Params, defaults: dict[str, Any], lr: float, betas: tuple[float, float],
+                 eps: float, weight_decay: WeightDecay | None = None):
+        if weight_decay is None:
+            weight_decay = WeightDecay()
+        if not isinstance(weight_decay, WeightDecay):
+            raise TypeError(f"{type(self).__name__}: weight_decay={weight_decay!r}; expected a WeightDecay, "
+                            f"e.g. WeightDecay({weight_decay!r}, weight_decouple=True) for AdamW-style decay")
+        self.weight_decay = weight_decay
+        defaults = {**defaults, "lr": lr, "betas": betas, "eps": eps, **weight_decay.defaults()}
+        self.validate_group(defaults)
+        super().__init__(params, defaults)
+
+    def validate_group(self, group: dict[str, Any]) -> None:
+        """Check every hyper-parameter of ``group`` in place; subclasses extend this."""
+        where = type(self).__name__
+        group["lr"] = check_number(where, "lr", group["lr"], low=0.0)
+        group["betas"] = check_betas(where, group["betas"])
+        group["eps"] = check_number(where, "eps", group["eps"], low=0.0)
+        self.weight_decay.validate(where, group)
+
+    def add_param_group(self, param_group: dict[str, Any]) -> None:
+        """Add a group (see ``torch.optim.Optimizer``), validating its hyper-parameters."""
+        super().add_param_group(param_group)
+        self.validate_group(self.param_groups[-1])
+
+    def init_state(self, state: dict[str, Any], group: dict[str, Any], param: torch.Tensor) -> None:
+        """Initialise ``state`` for ``param``: step $t = 0$ and a zero tensor per state name."""
+        state["step"] = 0
+        for name in self.state_names:
+            state[name] = torch.zeros_like(param, memory_format=torch.preserve_format)
+
+    def scalars(self, group: dict[str, Any], step: int) -> dict[str, Any]:
+        """The scalars of step ``step`` (counted from 1) for ``group``, passed to :meth:`update`."""
+        raise NotImplementedError(f"{type(self).__name__} must define scalars(group, step)")
+
+    @staticmethod
+    def update(param: torch.Tensor, grad: torch.Tensor, *state: torch.Tensor, **scalars: Any) -> None:
+        """The elementwise update of ``param`` and the state tensors, in place."""
+        raise NotImplementedError("a GenericAdaptiveOptimizer subclass must define update(param, grad, *state, **scalars)")
+
+    def step_param(self, state: dict[str, Any], group: dict[str, Any], grad: torch.Tensor,
+                   param: torch.Tensor) -> None:
+        """Take one step on ``param``: advance $t$, compute the scalars, apply the update."""
+        state["step"] += 1
+        self.update(param, grad, *(state[name] for name in self.state_names),
+                    **self.scalars(group, state["step"]))
+
+    @torch.no_grad()
+    def step(self, closure: Callable[[], torch.Tensor] | None = None) -> torch.Tensor | None:
+        """Update every parameter that has a gradient; return the closure's loss, if given."""
+        loss = None
+        if closure is not None:
+            with torch.enable_grad():
+                loss = closure()
+        for g, group in enumerate(self.param_groups):
+            for i, param in enumerate(group["params"]):
+                if param.grad is None:
+                    continue
+                grad = param.grad
+                if grad.is_sparse:
+                    raise RuntimeError(f"{type(self).__name__} does not support sparse gradients (parameter {i} of "
+                                       f"group {g}, shape {list(param.shape)}); use torch.optim.SparseAdam for "
+                                       f"sparse embeddings, or nn.Embedding(sparse=False)")
+                state = self.state[param]
+                if len(state) == 0:
+                    self.init_state(state, group, param)
+                self.step_param(state, group, grad, param)
+        return loss

@@ -1,0 +1,52 @@
+"""A real model on real data for the optimizer tests: a small CNN on MNIST digits."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+from cadence.data import MNIST
+
+
+def small_cnn() -> nn.Module:
+    """A conv-BN-ReLU-pool CNN with biases, norms and a linear head: 12 parameter tensors."""
+    return nn.Sequential(
+        nn.Conv2d(1, 8, 5), nn.BatchNorm2d(8), nn.ReLU(), nn.MaxPool2d(2),
+        nn.Conv2d(8, 16, 5), nn.BatchNorm2d(16), nn.ReLU(), nn.MaxPool2d(2),
+        nn.Flatten(), nn.Linear(256, 32), nn.ReLU(), nn.Linear(32, 10),
+    )
+
+
+@pytest.fixture(scope="session")
+def mnist_batches(data_dir) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """200 real MNIST batches of 32 digits, normalized."""
+    mnist = MNIST(data_dir, train=True, download=False)
+    x = MNIST.normalize(mnist.images[:6400])
+    return list(zip(x.split(32), mnist.labels[:6400].split(32)))
+
+
+@pytest.fixture
+def train(mnist_batches) -> Trainer:
+    """``train(make_optimizer, steps, model=None, start=0)`` trains a CNN (a fresh seeded one unless
+    ``model`` is given) on batches ``start .. start+steps`` and returns it."""
+
+    def run(make_optimizer, steps: int = 200, model: nn.Module | None = None, start: int = 0) -> nn.Module:
+        if model is None:
+            torch.manual_seed(0)
+            model = small_cnn()
+        optimizer = make_optimizer(model.parameters())
+        for x, y in mnist_batches[start:start + steps]:
+            optimizer.zero_grad()
+            nn.functional.cross_entropy(model(x), y).backward()
+            optimizer.step()
+        return model
+
+    return run
+
+
+def relative_difference(a: nn.Module, b: nn.Module) -> float:
+    """Largest absolute parameter difference over the largest absolute parameter."""
+    diff = max((p - q).abs().max().item() for p, q in zip(a.parameters(), b.parameters()))
+    scale = max(p.abs().max().item() for p in a.parameters())
+    return diff / scale

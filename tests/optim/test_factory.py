@@ -1,0 +1,31 @@
+import pytest
+import torch
+from torch import nn
+
+from cadence.optim import Adam, OptimizerConfig, build_optimizer
+
+
+def test_builds_adam_with_every_hyper_parameter():
+    model = nn.Linear(3, 2)
+    opt = build_optimizer(OptimizerConfig(name="adam", lr=3e-4, betas=(0.8, 0.9), eps=1e-6, weight_decay=0.1,
+                                          weight_decouple=True, optimized_update=False), model)
+    assert isinstance(opt, Adam) and not opt.optimized_update
+    group = opt.param_groups[0]
+    assert (group["lr"], group["betas"], group["eps"], group["weight_decay"]) == (3e-4, (0.8, 0.9), 1e-6, 0.1)
+    assert opt.weight_decay.weight_decouple
+
+
+def test_builds_torch_sgd_from_parameters():
+    params = list(nn.Linear(3, 2).parameters())
+    opt = build_optimizer(OptimizerConfig(name="sgd", lr=0.1, momentum=0.9), params)
+    assert isinstance(opt, torch.optim.SGD) and opt.param_groups[0]["momentum"] == 0.9
+
+
+def test_unknown_name_lists_the_available_ones():
+    with pytest.raises(ValueError, match=r"optimizer.name='adamm' is not a known optimizer; expected one of: adam, sgd"):
+        build_optimizer(OptimizerConfig(name="adamm"), nn.Linear(2, 2))
+
+
+def test_bad_hyper_parameter_from_a_config_is_named():
+    with pytest.raises(ValueError, match=r"Adam: lr=-1.0 is out of range"):
+        build_optimizer(OptimizerConfig(lr=-1.0), nn.Linear(2, 2))

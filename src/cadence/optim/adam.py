@@ -32,12 +32,13 @@ early in training, the same one as $t$ grows. Both reduce to one elementwise for
 
 $$
 \theta_t \leftarrow \theta_{t-1} - \text{step\_size} \cdot
-\frac{m_t}{\sqrt{v_t} \cdot \text{v\_scale} + \epsilon}
+\frac{m_t}{\sqrt{v_t} / c_t + \epsilon}
 $$
 
-with $(\text{step\_size}, \text{v\_scale}) = \left(\frac{\alpha}{1 - \beta_1^t},
-\frac{1}{\sqrt{1 - \beta_2^t}}\right)$ for the textbook update and $(\alpha_t, 1)$ for
-the folded one.
+with $(\text{step\_size}, c_t) = \left(\frac{\alpha}{1 - \beta_1^t}, \sqrt{1 - \beta_2^t}\right)$
+for the textbook update and $(\alpha_t, 1)$ for the folded one. The operations are the ones
+``torch.optim.Adam`` performs, in its order, so that the textbook update rounds as torch's
+does: a long run then stays within float32 noise of torch's instead of drifting apart.
 
 Weight decay is the pluggable :class:`~cadence.optim.weight_decay.WeightDecay`: coupled
 (``torch.optim.Adam(weight_decay=λ)``) or decoupled (``torch.optim.AdamW``).
@@ -74,27 +75,28 @@ class Adam(GenericAdaptiveOptimizer):
         super().__init__(params, defaults or {}, lr, betas, eps, weight_decay)
 
     def scalars(self, group: dict[str, Any], step: int) -> dict[str, Any]:
-        r"""$\beta_1, \beta_2, \epsilon$, the step size and the scale of $\sqrt{v_t}$ at step $t$."""
+        r"""$\beta_1, \beta_2, \epsilon$, the step size and $c_t$ at step $t$."""
         beta1, beta2 = group["betas"]
         bias_correction1 = 1 - beta1 ** step
         bias_correction2 = 1 - beta2 ** step
         if self.optimized_update:
-            step_size, v_scale = group["lr"] * math.sqrt(bias_correction2) / bias_correction1, 1.0
+            # $\alpha_t = \alpha \sqrt{1 - \beta_2^t} / (1 - \beta_1^t)$, and $\hat{\epsilon}$ beside $\sqrt{v_t}$
+            step_size, c = group["lr"] * math.sqrt(bias_correction2) / bias_correction1, 1.0
         else:
-            step_size, v_scale = group["lr"] / bias_correction1, 1 / math.sqrt(bias_correction2)
-        return {"beta1": beta1, "beta2": beta2, "eps": group["eps"], "step_size": step_size,
-                "v_scale": v_scale, **self.weight_decay.scalars(group)}
+            # $\hat{m}_t / (\sqrt{\hat{v}_t} + \epsilon)$ with $\hat{m}_t = m_t / (1 - \beta_1^t)$, $\hat{v}_t = v_t / (1 - \beta_2^t)$
+            step_size, c = group["lr"] / bias_correction1, math.sqrt(bias_correction2)
+        return {"beta1": beta1, "beta2": beta2, "eps": group["eps"], "step_size": step_size, "c": c,
+                **self.weight_decay.scalars(group)}
 
     @staticmethod
     def update(param: torch.Tensor, grad: torch.Tensor, m: torch.Tensor, v: torch.Tensor, *,
-               beta1: Scalar, beta2: Scalar, eps: Scalar, step_size: Scalar, v_scale: Scalar,
+               beta1: Scalar, beta2: Scalar, eps: Scalar, step_size: Scalar, c: Scalar,
                decay: Scalar, l2: Scalar) -> None:
         """One Adam step on ``param`` with first moment ``m`` and second moment ``v``, in place."""
         g = WeightDecay.apply(param, grad, decay, l2)
         # $m_t \leftarrow \beta_1 m_{t-1} + (1 - \beta_1) g_t$
-        m.mul_(beta1).add_((1 - beta1) * g)
+        m.lerp_(g, 1 - beta1)
         # $v_t \leftarrow \beta_2 v_{t-1} + (1 - \beta_2) g_t^2$
-        v.mul_(beta2).add_((1 - beta2) * g * g)
-        # $\theta_t \leftarrow \theta_{t-1} - \text{step\_size} \cdot m_t / (\sqrt{v_t} \cdot \text{v\_scale} + \epsilon)$
-        denominator = v.sqrt().mul_(v_scale).add_(eps)
-        param.sub_(m.div(denominator).mul_(step_size))
+        v.mul_(beta2).addcmul_(g, g, value=1 - beta2)
+        # $\theta_t \leftarrow \theta_{t-1} - \text{step\_size} \cdot m_t / (\sqrt{v_t} / c_t + \epsilon)$
+        param.addcdiv_(m, (v.sqrt() / c).add_(eps), value=-step_size)

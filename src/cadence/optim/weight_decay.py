@@ -75,7 +75,7 @@ class WeightDecay:
         if not _is_zero(decay):
             param.mul_(1 - decay)
         if not _is_zero(l2):
-            grad = grad + l2 * param
+            grad = grad.add(param, alpha=l2)
         return grad
 
     def validate(self, where: str, group: dict[str, Any]) -> None:

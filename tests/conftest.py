@@ -10,6 +10,10 @@ import torch
 
 REPO = Path(__file__).resolve().parents[1]
 
+# The suite's tensors are small: one intra-op thread is faster for them and immune to the
+# other core being busy (OpenMP threads spin-waiting on a shared core cost 100x on tiny ops).
+torch.set_num_threads(1)
+
 
 @pytest.fixture(scope="session")
 def data_dir() -> Path:

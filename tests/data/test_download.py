@@ -1,0 +1,179 @@
+"""download: real HTTP against a local server: success, fall-through, checksum mismatch, cut and refused transfers."""
+
+from __future__ import annotations
+
+import hashlib
+import http.server
+import socket
+import sys
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+import pytest
+
+import cadence.data.download as download_module
+from cadence.data.download import DownloadError, download
+
+BODY = bytes(range(256)) * 1000
+SHA = hashlib.sha256(BODY).hexdigest()
+
+
+@dataclass
+class Route:
+    """What the server answers for a path: a status, a body, and optionally a larger Content-Length."""
+
+    status: int = 200
+    body: bytes = b""
+    content_length: int | None = None
+
+
+@dataclass
+class Server:
+    """A local HTTP server; ``routes`` maps a path to its :class:`Route` (unknown paths get 404)."""
+
+    base: str
+    routes: dict[str, Route] = field(default_factory=dict)
+
+    def url(self, path: str) -> str:
+        return f"{self.base}/{path}"
+
+
+class Handler(http.server.BaseHTTPRequestHandler):
+    def do_GET(self) -> None:
+        route = self.server.routes.get(self.path.lstrip("/"), Route(404, b"not found"))
+        self.send_response(route.status)
+        length = len(route.body) if route.content_length is None else route.content_length
+        self.send_header("Content-Length", str(length))
+        self.end_headers()
+        self.wfile.write(route.body)
+
+    def log_message(self, format: str, *args: object) -> None:
+        """Quiet: the tests assert on what the client saw."""
+
+
+@pytest.fixture
+def server() -> Iterator[Server]:
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    state = Server(f"http://127.0.0.1:{httpd.server_address[1]}")
+    httpd.routes = state.routes
+    thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.01}, daemon=True)
+    thread.start()
+    yield state
+    httpd.shutdown()
+    httpd.server_close()
+    thread.join()
+
+
+@pytest.fixture
+def refused_url() -> str:
+    """A URL on a local port nothing listens on."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    return f"http://127.0.0.1:{port}/file.bin"
+
+
+def test_success(server, tmp_path):
+    server.routes["file.bin"] = Route(body=BODY)
+    dest = tmp_path / "sub" / "file.bin"
+    assert download([server.url("file.bin")], dest, SHA) == dest
+    assert hashlib.sha256(dest.read_bytes()).hexdigest() == SHA
+    assert [p.name for p in dest.parent.iterdir()] == ["file.bin"]
+
+
+def test_uppercase_checksum_accepted(server, tmp_path):
+    server.routes["file.bin"] = Route(body=BODY)
+    download([server.url("file.bin")], tmp_path / "file.bin", SHA.upper())
+    assert (tmp_path / "file.bin").read_bytes() == BODY
+
+
+@pytest.mark.parametrize("status", [404, 500])
+def test_http_error_falls_through_to_next_mirror(server, tmp_path, caplog, status):
+    server.routes["a/file.bin"] = Route(status, b"error page")
+    server.routes["b/file.bin"] = Route(body=BODY)
+    dest = download([server.url("a/file.bin"), server.url("b/file.bin")], tmp_path / "file.bin", SHA)
+    assert dest.read_bytes() == BODY
+    assert f"HTTP Error {status}" in caplog.text
+    assert [p.name for p in tmp_path.iterdir()] == ["file.bin"]
+
+
+def test_checksum_mismatch_leaves_nothing(server, tmp_path):
+    server.routes["file.bin"] = Route(body=BODY[:-1] + b"x")
+    actual = hashlib.sha256(BODY[:-1] + b"x").hexdigest()
+    url = server.url("file.bin")
+    with pytest.raises(DownloadError) as info:
+        download([url], tmp_path / "file.bin", SHA)
+    message = str(info.value)
+    assert url in message and SHA in message and actual in message
+    assert f"SHA-256 mismatch: expected {SHA}, got {actual}" in message
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_checksum_mismatch_falls_through_to_next_mirror(server, tmp_path):
+    server.routes["bad/file.bin"] = Route(body=b"corrupt")
+    server.routes["good/file.bin"] = Route(body=BODY)
+    download([server.url("bad/file.bin"), server.url("good/file.bin")], tmp_path / "file.bin", SHA)
+    assert (tmp_path / "file.bin").read_bytes() == BODY
+
+
+def test_cut_transfer_leaves_nothing(server, tmp_path):
+    server.routes["file.bin"] = Route(body=BODY[:10], content_length=len(BODY))
+    with pytest.raises(DownloadError, match=f"transfer cut short: got 10 of {len(BODY)} bytes"):
+        download([server.url("file.bin")], tmp_path / "file.bin", SHA)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_interrupt_leaves_nothing(server, tmp_path, monkeypatch):
+    class Interrupted:
+        def update(self, chunk: bytes) -> None:
+            raise KeyboardInterrupt
+
+    server.routes["file.bin"] = Route(body=BODY)
+    monkeypatch.setattr(download_module.hashlib, "sha256", Interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        download([server.url("file.bin")], tmp_path / "file.bin", SHA)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_failed_download_keeps_existing_file(server, tmp_path):
+    dest = tmp_path / "file.bin"
+    dest.write_bytes(b"old")
+    server.routes["file.bin"] = Route(body=b"corrupt")
+    with pytest.raises(DownloadError):
+        download([server.url("file.bin")], dest, SHA)
+    assert dest.read_bytes() == b"old"
+    assert list(tmp_path.iterdir()) == [dest]
+
+
+def test_all_mirrors_fail_lists_each_with_reason(server, refused_url, tmp_path):
+    server.routes["gone/file.bin"] = Route(500, b"oops")
+    urls = [server.url("missing/file.bin"), server.url("gone/file.bin"), refused_url]
+    with pytest.raises(DownloadError) as info:
+        download(urls, tmp_path / "file.bin", SHA)
+    error = info.value
+    assert isinstance(error, OSError)
+    assert [url for url, _ in error.failures] == urls
+    message = str(error)
+    assert f"could not download file.bin into {tmp_path}" in message
+    assert f"{urls[0]}: HTTPError: HTTP Error 404" in message
+    assert f"{urls[1]}: HTTPError: HTTP Error 500" in message
+    assert f"{urls[2]}: URLError: <urlopen error [Errno 111] Connection refused>" in message
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_progress_bar_only_on_a_terminal(server, tmp_path, monkeypatch, capsys):
+    server.routes["file.bin"] = Route(body=BODY)
+    download([server.url("file.bin")], tmp_path / "a.bin", SHA)
+    assert capsys.readouterr().err == ""
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: True)
+    download([server.url("file.bin")], tmp_path / "b.bin", SHA)
+    assert "file.bin" in capsys.readouterr().err
+    assert (tmp_path / "b.bin").read_bytes() == BODY
+
+
+def test_bad_arguments(tmp_path):
+    with pytest.raises(ValueError, match="no URLs given to download file.bin"):
+        download([], tmp_path / "file.bin", SHA)
+    with pytest.raises(ValueError, match="sha256 'abc' for file.bin is not a SHA-256 digest"):
+        download(["http://127.0.0.1/file.bin"], tmp_path / "file.bin", "abc")

@@ -10,10 +10,15 @@ from cadence.data import MNIST
 
 
 def small_cnn() -> nn.Module:
-    """A conv-BN-ReLU-pool CNN with biases, norms and a linear head: 12 parameter tensors."""
+    """A conv-BN-ReLU-pool CNN with norms, biases and a linear head: 10 parameter tensors.
+
+    The convolutions have no bias: before a batch norm a bias has no effect, so its gradient
+    is pure rounding noise, which Adam would normalize into full-size steps that differ
+    between any two implementations not rounding alike.
+    """
     return nn.Sequential(
-        nn.Conv2d(1, 8, 5), nn.BatchNorm2d(8), nn.ReLU(), nn.MaxPool2d(2),
-        nn.Conv2d(8, 16, 5), nn.BatchNorm2d(16), nn.ReLU(), nn.MaxPool2d(2),
+        nn.Conv2d(1, 8, 5, bias=False), nn.BatchNorm2d(8), nn.ReLU(), nn.MaxPool2d(2),
+        nn.Conv2d(8, 16, 5, bias=False), nn.BatchNorm2d(16), nn.ReLU(), nn.MaxPool2d(2),
         nn.Flatten(), nn.Linear(256, 32), nn.ReLU(), nn.Linear(32, 10),
     )
 
@@ -39,6 +44,47 @@ def train(mnist_batches) -> Trainer:
         for x, y in mnist_batches[start:start + steps]:
             optimizer.zero_grad()
             nn.functional.cross_entropy(model(x), y).backward()
+            optimizer.step()
+        return model
+
+    return run
+
+
+@pytest.fixture(scope="session")
+def real_gradients(mnist_batches) -> list[list[torch.Tensor]]:
+    """The gradients of 200 steps of training the CNN with torch's Adam on real digits."""
+    torch.manual_seed(0)
+    model = small_cnn()
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
+    recorded = []
+    for x, y in mnist_batches:
+        optimizer.zero_grad()
+        nn.functional.cross_entropy(model(x), y).backward()
+        recorded.append([p.grad.clone() for p in model.parameters()])
+        optimizer.step()
+    return recorded
+
+
+@pytest.fixture
+def replay(real_gradients):
+    """``replay(make_optimizer)`` steps a fresh seeded CNN's parameters through the recorded
+    gradients (the same gradients whatever the optimizer does) and returns the model.
+
+    Open loop, this compares optimizers without the model amplifying their rounding
+    differences through the data.
+    """
+
+    def run(make_optimizer) -> nn.Module:
+        torch.manual_seed(0)
+        model = small_cnn()
+        optimizer = make_optimizer(model.parameters())
+        for grads in real_gradients:
+            optimizer.zero_grad()
+            for p, g in zip(model.parameters(), grads):
+                if p.grad is None:
+                    p.grad = g.clone()
+                else:
+                    p.grad.copy_(g)
             optimizer.step()
         return model
 

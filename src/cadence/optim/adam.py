@@ -63,16 +63,17 @@ class Adam(GenericAdaptiveOptimizer):
     * ``weight_decay``: a :class:`WeightDecay` (default: none),
     * ``optimized_update``: fold the bias corrections into the step size (see the module
       docstring for how this moves $\\epsilon$); ``False`` gives torch's textbook update,
-    * ``defaults``: extra default hyper-parameters, for subclasses.
+    * ``defaults``: extra default hyper-parameters, for subclasses,
+    * ``fused``: one compiled update per group on flat buffers instead of one per parameter.
     """
 
     state_names = ("exp_avg", "exp_avg_sq")
 
     def __init__(self, params: Params, lr: float = 1e-3, betas: tuple[float, float] = (0.9, 0.999),
                  eps: float = 1e-8, weight_decay: WeightDecay | None = None, optimized_update: bool = True,
-                 defaults: dict[str, Any] | None = None):
+                 defaults: dict[str, Any] | None = None, *, fused: bool = False):
         self.optimized_update = bool(optimized_update)
-        super().__init__(params, defaults or {}, lr, betas, eps, weight_decay)
+        super().__init__(params, defaults or {}, lr, betas, eps, weight_decay, fused)
 
     def scalars(self, group: dict[str, Any], step: int) -> dict[str, Any]:
         r"""$\beta_1, \beta_2, \epsilon$, the step size and $c_t$ at step $t$."""

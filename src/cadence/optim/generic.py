@@ -12,7 +12,9 @@ shape"):
    ``(param, grad, *state, **scalars)``, written with the paper's symbols.
 
 The template loops over parameter groups and parameters, initialises state on first use,
-and applies the update. Subclasses write only their paper's equations.
+and applies the update, either once per parameter (the readable reference path,
+``fused=False``) or once per group on flat buffers compiled into a single loop
+(``fused=True``, :mod:`cadence.optim.fused`). Subclasses write only their paper's equations.
 
 Parameter groups work as in every ``torch.optim.Optimizer``: each group may override any
 hyper-parameter, and every group's hyper-parameters are validated when it is added.
@@ -26,6 +28,7 @@ from typing import Any
 import torch
 from torch.optim import Optimizer
 
+from cadence.optim.fused import FusedStep
 from cadence.optim.hyperparams import check_betas, check_number
 from cadence.optim.weight_decay import WeightDecay
 
@@ -40,20 +43,24 @@ class GenericAdaptiveOptimizer(Optimizer):
     * ``lr``: the learning rate $\\alpha \\ge 0$,
     * ``betas``: $(\\beta_1, \\beta_2)$, each in $[0, 1)$,
     * ``eps``: $\\epsilon \\ge 0$,
-    * ``weight_decay``: the :class:`~cadence.optim.weight_decay.WeightDecay` strategy.
+    * ``weight_decay``: the :class:`~cadence.optim.weight_decay.WeightDecay` strategy,
+    * ``fused``: apply the update once per group on flat buffers (see :mod:`cadence.optim.fused`);
+      parameters then live in those buffers, and :meth:`zero_grad` zeroes gradients in place.
     """
 
     #: Names of the per-parameter state tensors, each initialised to zeros like the parameter.
     state_names: tuple[str, ...] = ()
 
     def __init__(self, params: Params, defaults: dict[str, Any], lr: float, betas: tuple[float, float],
-                 eps: float, weight_decay: WeightDecay | None = None):
+                 eps: float, weight_decay: WeightDecay | None = None, fused: bool = False):
         if weight_decay is None:
             weight_decay = WeightDecay()
         if not isinstance(weight_decay, WeightDecay):
             raise TypeError(f"{type(self).__name__}: weight_decay={weight_decay!r}; expected a WeightDecay, "
                             f"e.g. WeightDecay({weight_decay!r}, weight_decouple=True) for AdamW-style decay")
         self.weight_decay = weight_decay
+        #: The fused fast path, or ``None`` for the per-parameter reference path.
+        self.fused_step = FusedStep(self.update, self.state_names) if fused else None
         defaults = {**defaults, "lr": lr, "betas": betas, "eps": eps, **weight_decay.defaults()}
         self.validate_group(defaults)
         super().__init__(params, defaults)
@@ -101,16 +108,58 @@ class GenericAdaptiveOptimizer(Optimizer):
             with torch.enable_grad():
                 loss = closure()
         for g, group in enumerate(self.param_groups):
+            with_grad = []
             for i, param in enumerate(group["params"]):
                 if param.grad is None:
                     continue
-                grad = param.grad
-                if grad.is_sparse:
+                if param.grad.is_sparse:
                     raise RuntimeError(f"{type(self).__name__} does not support sparse gradients (parameter {i} of "
                                        f"group {g}, shape {list(param.shape)}); use torch.optim.SparseAdam for "
                                        f"sparse embeddings, or nn.Embedding(sparse=False)")
-                state = self.state[param]
-                if len(state) == 0:
-                    self.init_state(state, group, param)
-                self.step_param(state, group, grad, param)
+                with_grad.append(param)
+            if self.fused_step is not None and self._step_fused(g, group, with_grad):
+                continue
+            for param in with_grad:
+                self.step_param(self._state(param, group), group, param.grad, param)
         return loss
+
+    def _state(self, param: torch.Tensor, group: dict[str, Any]) -> dict[str, Any]:
+        state = self.state[param]
+        if len(state) == 0:
+            self.init_state(state, group, param)
+        return state
+
+    def _step_fused(self, g: int, group: dict[str, Any], with_grad: list[torch.Tensor]) -> bool:
+        trainable = [p for p in group["params"] if p.requires_grad]
+        if not with_grad or len(with_grad) != len(trainable):
+            return False
+        states = [self._state(p, group) for p in with_grad]
+        return self.fused_step.step(g, with_grad, states, lambda t: self.scalars(group, t))
+
+    def zero_grad(self, set_to_none: bool = True) -> None:
+        """Reset the gradients; on the fused path the flat gradient buffers are zeroed in place
+        (their views stay attached, whatever ``set_to_none`` says) and other gradients as asked."""
+        in_place = self.fused_step.zero_grads() if self.fused_step is not None else set()
+        for group in self.param_groups:
+            for p in group["params"]:
+                if p.grad is None or id(p) in in_place:
+                    continue
+                if set_to_none:
+                    p.grad = None
+                else:
+                    p.grad.detach_().requires_grad_(False)
+                    p.grad.zero_()
+
+    def state_dict(self) -> dict[str, Any]:
+        """The state as ordinary per-parameter tensors (copies of the fused path's views), loadable by either path."""
+        state = super().state_dict()
+        if self.fused_step is not None:
+            state["state"] = {k: {name: v.clone() if isinstance(v, torch.Tensor) else v for name, v in s.items()}
+                              for k, s in state["state"].items()}
+        return state
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        """Load a state saved by either path; the fused path rebuilds its buffers at the next step."""
+        super().load_state_dict(state_dict)
+        if self.fused_step is not None:
+            self.fused_step.reset()

@@ -69,14 +69,17 @@ class WeightDecay:
         r"""Shrink ``param`` in place, $\theta \leftarrow \theta(1 - \text{decay})$, and return
         $g + \text{l2}\cdot\theta$ (a new tensor; ``param.grad`` is never modified).
 
-        A scalar that is a plain zero is skipped, so the per-parameter path pays nothing for
-        an absent decay; tensor scalars (the fused path) always apply.
+        Plain-number scalars (the per-parameter path) that are zero are skipped, and the
+        gradient term is computed as ``torch.optim.Adam`` computes it. Tensor scalars (the
+        fused path) always apply, in plain arithmetic: ``torch.compile`` (2.13) bakes a
+        float64 tensor passed as ``alpha=`` into its cached kernel as a constant.
         """
-        if not _is_zero(decay):
+        if isinstance(l2, torch.Tensor):
             param.mul_(1 - decay)
-        if not _is_zero(l2):
-            grad = grad.add(param, alpha=l2)
-        return grad
+            return grad + l2 * param
+        if decay != 0:
+            param.mul_(1 - decay)
+        return grad.add(param, alpha=l2) if l2 != 0 else grad
 
     def validate(self, where: str, group: dict[str, Any]) -> None:
         """Check the group's ``weight_decay`` (``where`` names the optimizer in the message)."""
@@ -85,7 +88,3 @@ class WeightDecay:
     def __repr__(self) -> str:
         return (f"WeightDecay(weight_decay={self.weight_decay!r}, weight_decouple={self.weight_decouple!r}, "
                 f"absolute={self.absolute!r})")
-
-
-def _is_zero(x: Scalar) -> bool:
-    return not isinstance(x, torch.Tensor) and x == 0

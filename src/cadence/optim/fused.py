@@ -1,0 +1,212 @@
+r"""The fused fast path shared by the whole adaptive family.
+
+Every optimizer of the family states its step as one elementwise function
+``update(param, grad, *state, **scalars)``. The reference path calls it once per parameter
+tensor; this module calls it once per *group*, on flat buffers:
+
+* the parameters of a group (per device and dtype) are copied into one flat buffer and each
+  parameter's ``.data`` becomes a view into it; likewise each ``.grad`` (autograd then
+  accumulates gradients straight into the flat buffer) and each state tensor;
+* the update is compiled once with ``torch.compile`` (dynamic shapes, so one compilation
+  serves every group size) into a single loop over the buffer, and the step's scalars are
+  passed as 0-d tensors, so a changing learning rate or bias correction never recompiles.
+
+Compilation takes seconds the first time and is cached on disk by PyTorch's Inductor
+(``TORCHINDUCTOR_CACHE_DIR``, by default ``/tmp/torchinductor_<user>``) across runs; the
+time spent is kept in :attr:`FusedStep.compile_seconds`. Where compilation is unavailable
+the same function runs eagerly on the flat buffers, after a one-time warning.
+
+What can break the views is detected before each step: a ``.grad`` that is not the view
+(``zero_grad(set_to_none=True)`` followed by a backward pass, a hook, DDP) is copied into
+the flat buffer and re-attached; a parameter whose storage was replaced (``.to()``,
+``param.data = ...``) makes the buffers be rebuilt from the parameters and their state.
+A parameter whose ``.grad`` is ``None`` must be skipped, which a flat update cannot do: that
+group then takes the reference path for the step.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import warnings
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import torch
+
+logger = logging.getLogger(__name__)
+
+_compiled: dict[Callable, Callable] = {}
+_compile_failed: set[Callable] = set()
+
+
+def compiled(update: Callable) -> Callable:
+    """``torch.compile(update)`` with dynamic shapes, made once per function."""
+    if update not in _compiled:
+        _compiled[update] = torch.compile(update, dynamic=True, fullgraph=True)
+    return _compiled[update]
+
+
+class FlatBuffers:
+    """Parameters of one device and dtype, their gradients and their state as views into flat buffers.
+
+    * ``params``: the parameters (all with a gradient, all on one device with one dtype),
+    * ``states``: their optimizer states (dicts holding ``state_names`` tensors and ``step``),
+    * ``state_names``: the state tensors to flatten.
+
+    After construction ``param.data``, ``param.grad`` and ``state[name]`` of every
+    parameter are views into :attr:`param`, :attr:`grad` and :attr:`state`.
+    """
+
+    def __init__(self, params: Sequence[torch.Tensor], states: Sequence[dict[str, Any]],
+                 state_names: Sequence[str]):
+        first = params[0]
+        total = sum(p.numel() for p in params)
+        kwargs = {"dtype": first.dtype, "device": first.device}
+        self.params = list(params)
+        self.states = list(states)
+        self.param = torch.empty(total, **kwargs)
+        self.grad = torch.empty(total, **kwargs)
+        self.state = {name: torch.empty(total, **kwargs) for name in state_names}
+        self._param_ptrs: list[int] = []
+        self._grad_views: list[torch.Tensor] = []
+        offset = 0
+        for p, st in zip(self.params, self.states):
+            n = p.numel()
+            view = slice(offset, offset + n)
+            self.param[view].copy_(p.detach().reshape(-1))
+            self.grad[view].copy_(p.grad.reshape(-1))
+            for name in state_names:
+                self.state[name][view].copy_(st[name].reshape(-1))
+                st[name] = self.state[name][view].view_as(p)
+            p.data = self.param[view].view_as(p)
+            p.grad = self.grad[view].view_as(p)
+            self._param_ptrs.append(p.data_ptr())
+            self._grad_views.append(p.grad)
+            offset += n
+
+    def attached(self) -> bool:
+        """Whether every parameter's storage is still the flat buffer's (else: rebuild)."""
+        return all(p.data_ptr() == ptr for p, ptr in zip(self.params, self._param_ptrs))
+
+    def gather_grads(self) -> bool:
+        """Copy any gradient that is not the flat buffer's view into it and re-attach the view.
+
+        Returns ``False`` when a parameter has no gradient (it must be skipped this step).
+        """
+        for p, view in zip(self.params, self._grad_views):
+            grad = p.grad
+            if grad is None:
+                return False
+            if grad.data_ptr() != view.data_ptr():
+                view.copy_(grad)
+                p.grad = view
+        return True
+
+    def steps(self) -> set[int]:
+        """The distinct step counts of the parameters (one, unless some were skipped before)."""
+        return {st["step"] for st in self.states}
+
+
+class FusedStep:
+    """Runs an optimizer's elementwise ``update`` once per flat buffer of each group.
+
+    ``update`` is the optimizer's elementwise function; ``state_names`` its state tensors.
+    The optimizer supplies, per group, the parameters with gradients and their states, and
+    the step's scalars; :meth:`step` returns ``False`` for a group it cannot fuse this step
+    (a parameter without gradient, parameters at different step counts), which the optimizer
+    then steps with the reference path.
+    """
+
+    def __init__(self, update: Callable, state_names: Sequence[str], compile: bool = True):
+        self.update = update
+        self.state_names = tuple(state_names)
+        self.compile = compile
+        #: Seconds spent in first calls of the compiled update (compilation, or loading it from the cache).
+        self.compile_seconds = 0.0
+        self._buffers: dict[int, list[FlatBuffers]] = {}
+        self._scalars: dict[tuple[int, str], torch.Tensor] = {}
+        self._warm: set[tuple[torch.device, torch.dtype]] = set()
+
+    def reset(self) -> None:
+        """Forget the flat buffers (after a state dict was loaded): they are rebuilt at the next step."""
+        self._buffers.clear()
+
+    def step(self, group_index: int, params: Sequence[torch.Tensor], states: Sequence[dict[str, Any]],
+             scalars: Callable[[int], dict[str, float]]) -> bool:
+        """One fused step of group ``group_index``; ``scalars(step)`` gives the step's scalars.
+
+        Returns ``False`` (and changes nothing) when the group must take the reference path.
+        """
+        buffers = self._buffers.get(group_index)
+        if buffers is None or not self._matches(buffers, params):
+            if any(p.grad is None for p in params):
+                return False
+            buffers = self._build(params, states)
+            self._buffers[group_index] = buffers
+        for flat in buffers:
+            if not flat.gather_grads() or len(flat.steps()) != 1:
+                return False
+        for flat in buffers:
+            for st in flat.states:
+                st["step"] += 1
+            values = scalars(flat.states[0]["step"])
+            tensors = {name: self._scalar(flat, name, value) for name, value in values.items()}
+            self._run(flat, tensors)
+        return True
+
+    def zero_grads(self) -> set[int]:
+        """Zero the flat gradient buffers in place, re-attaching their views; return the ids of their parameters."""
+        members = set()
+        for buffers in self._buffers.values():
+            for flat in buffers:
+                flat.grad.zero_()
+                for p, view in zip(flat.params, flat._grad_views):
+                    p.grad = view
+                    members.add(id(p))
+        return members
+
+    @staticmethod
+    def _matches(buffers: list[FlatBuffers], params: Sequence[torch.Tensor]) -> bool:
+        members = {id(p) for flat in buffers for p in flat.params}
+        return members == {id(p) for p in params} and all(flat.attached() for flat in buffers)
+
+    def _build(self, params: Sequence[torch.Tensor], states: Sequence[dict[str, Any]]) -> list[FlatBuffers]:
+        by_kind: dict[tuple[torch.device, torch.dtype], tuple[list, list]] = {}
+        for p, st in zip(params, states):
+            ps, sts = by_kind.setdefault((p.device, p.dtype), ([], []))
+            ps.append(p)
+            sts.append(st)
+        return [FlatBuffers(ps, sts, self.state_names) for ps, sts in by_kind.values()]
+
+    def _scalar(self, flat: FlatBuffers, name: str, value: float) -> torch.Tensor:
+        # 0-d tensors keep their identity across steps, so the compiled code sees new values, not new constants.
+        key = (id(flat), name)
+        tensor = self._scalars.get(key)
+        if tensor is None or tensor.device != flat.param.device:
+            tensor = self._scalars[key] = torch.tensor(float(value), dtype=torch.float64, device=flat.param.device)
+        else:
+            tensor.fill_(value)
+        return tensor
+
+    def _run(self, flat: FlatBuffers, scalars: dict[str, torch.Tensor]) -> None:
+        args = (flat.param, flat.grad, *(flat.state[name] for name in self.state_names))
+        if not self.compile or self.update in _compile_failed:
+            self.update(*args, **scalars)
+            return
+        kind = (flat.param.device, flat.param.dtype)
+        start = time.perf_counter()
+        try:
+            compiled(self.update)(*args, **scalars)
+        except Exception as e:  # no compiler, an unsupported platform: same function, eagerly
+            _compile_failed.add(self.update)
+            warnings.warn(f"cadence: torch.compile is unavailable for {self.update.__qualname__} ({type(e).__name__}: "
+                          f"{str(e).splitlines()[0] if str(e) else ''}); the fused path runs eagerly instead",
+                          RuntimeWarning, stacklevel=4)
+            self.update(*args, **scalars)
+            return
+        if kind not in self._warm:
+            self._warm.add(kind)
+            seconds = time.perf_counter() - start
+            self.compile_seconds += seconds
+            logger.info("compiled %s for %s %s in %.1f s", self.update.__qualname__, *kind, seconds)

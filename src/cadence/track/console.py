@@ -1,0 +1,121 @@
+"""Progress on the console, through rich.
+
+On a terminal each phase (``epoch 2 train``, ``epoch 2 valid``) gets a live progress bar
+with its latest smoothed metrics, speed and time left. Elsewhere (CI, a log file) a plain
+line is written every ``interval`` seconds and at the end of each phase::
+
+    epoch 2 train 120/125 loss=0.1234 accuracy=0.9712 85.3 it/s eta 0:00:01
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Mapping
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeRemainingColumn
+from rich.table import Table
+
+from cadence.track.store import RunSummary
+
+
+class ConsoleSink:
+    """Shows phases and their metrics on a rich ``console`` (standard error by default).
+
+    * ``live``: draw progress bars (default: when the console is a terminal),
+    * ``interval``: seconds between plain lines when not live,
+    * ``refresh``: seconds between metric updates of a live bar,
+    * ``clock``: the time source (for tests).
+    """
+
+    def __init__(self, console: Console | None = None, *, live: bool | None = None, interval: float = 10.0,
+                 refresh: float = 0.5, clock: Callable[[], float] = time.monotonic):
+        self.console = console if console is not None else Console(stderr=True)
+        self.live = self.console.is_terminal if live is None else live
+        self.interval = interval
+        self.refresh = refresh
+        self.clock = clock
+        self._progress: Progress | None = None
+        self._task: TaskID | None = None
+        self._label = ""
+        self._total = 0
+        self._start = 0.0
+        self._last = 0.0
+
+    def start_phase(self, name: str, total: int, epoch: int | None = None) -> None:
+        """Begin showing phase ``name`` of ``total`` steps."""
+        self._label = f"epoch {epoch} {name}" if epoch is not None else name
+        self._total = total
+        self._start = self._last = self.clock()
+        if self.live:
+            if self._progress is None:
+                self._progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                                          TextColumn("{task.fields[metrics]}"),
+                                          TextColumn("{task.fields[speed]}"), TimeRemainingColumn(),
+                                          console=self.console, transient=False)
+                self._progress.start()
+            self._task = self._progress.add_task(self._label, total=total, metrics="", speed="")
+
+    def due(self) -> bool:
+        """Whether enough time has passed for the next update."""
+        return self.clock() - self._last >= (self.refresh if self.live else self.interval)
+
+    def update(self, completed: int, metrics: Mapping[str, float]) -> None:
+        """Show ``completed`` steps of the phase and its ``metrics``."""
+        self._last = self.clock()
+        if self.live and self._progress is not None and self._task is not None:
+            self._progress.update(self._task, completed=completed, metrics=_format(metrics),
+                                  speed=self._speed(completed))
+        elif not self.live:
+            eta = self._eta(completed)
+            self.console.print(f"{self._label} {completed}/{self._total} {_format(metrics)} {self._speed(completed)}"
+                               f"{f' eta {eta}' if eta else ''}".replace("  ", " "), markup=False, highlight=False)
+
+    def end_phase(self, completed: int, metrics: Mapping[str, float]) -> None:
+        """Finish the phase, showing its final state."""
+        self.update(completed, metrics)
+        self._task = None
+
+    def log(self, message: str) -> None:
+        """Write one line."""
+        self.console.print(message, markup=False, highlight=False)
+
+    def close(self) -> None:
+        """Stop any live display."""
+        if self._progress is not None:
+            self._progress.stop()
+            self._progress = None
+
+    def _speed(self, completed: int) -> str:
+        elapsed = self.clock() - self._start
+        return f"{completed / elapsed:.1f} it/s" if elapsed > 0 and completed else ""
+
+    def _eta(self, completed: int) -> str:
+        elapsed = self.clock() - self._start
+        if not completed or elapsed <= 0 or completed >= self._total:
+            return ""
+        return _clock((self._total - completed) * elapsed / completed)
+
+
+def _format(metrics: Mapping[str, float]) -> str:
+    return " ".join(f"{name}={value:.4g}" for name, value in metrics.items())
+
+
+def format_runs(runs: list[RunSummary], max_metrics: int = 4) -> Table:
+    """A table of runs for ``cadence runs``: id, name, status, start, duration and last metrics
+    (validation metrics first, at most ``max_metrics``)."""
+    table = Table(title=f"{len(runs)} runs")
+    for column in ("id", "name", "status", "start", "duration"):
+        table.add_column(column, no_wrap=True)
+    table.add_column("last metrics", overflow="fold")
+    for run in runs:
+        keys = sorted(run.last_metrics, key=lambda k: (not k.startswith("valid."), k))[:max_metrics]
+        duration = "running" if run.duration is None else _clock(run.duration)
+        table.add_row(run.id, run.name, run.status, time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(run.start_time)),
+                      duration, " ".join(f"{k}={run.last_metrics[k]:.4g}" for k in keys))
+    return table
+
+
+def _clock(seconds: float) -> str:
+    seconds = round(seconds)
+    return f"{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"

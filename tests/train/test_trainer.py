@@ -1,0 +1,218 @@
+"""The training loop: slicing, accumulation, modes, schedules, per-phase metrics, run status."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+import torch
+from torch import nn
+
+from cadence.metrics import Accuracy
+from cadence.optim import Adam
+from cadence.schedule import Piecewise
+from cadence.track import RunStore, Tracker
+from cadence.train import Trainer, load_checkpoint
+
+
+def batches(n: int, size: int, seed: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    gen = torch.Generator().manual_seed(seed)
+    return [(torch.randn(size, 6, generator=gen), torch.randint(0, 3, (size,), generator=gen)) for _ in range(n)]
+
+
+def mlp() -> nn.Module:
+    torch.manual_seed(0)
+    return nn.Sequential(nn.Linear(6, 16), nn.Tanh(), nn.Linear(16, 3))
+
+
+class Recorder(Trainer):
+    """Records (phase, idx, total, is_optimize) of every step."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.calls = []
+
+    def step(self, batch, batch_index):
+        phase = "train" if self.mode.is_train else "valid"
+        self.calls.append((self.epoch, phase, batch_index.idx, batch_index.total, self.mode.is_optimize))
+        return super().step(batch, batch_index)
+
+
+def test_inner_iterations_alternate_slices_that_end_at_the_loaders_end():
+    model = mlp()
+    trainer = Recorder(model, torch.optim.SGD(model.parameters(), lr=0.1), batches(10, 4, 0), batches(7, 4, 1),
+                       loss_fn=nn.functional.cross_entropy, epochs=2, inner_iterations=3)
+    trainer.run()
+    epoch0 = [(phase, idx) for epoch, phase, idx, total, _ in trainer.calls if epoch == 0]
+    assert epoch0 == ([("train", i) for i in range(0, 3)] + [("valid", i) for i in range(0, 2)]
+                      + [("train", i) for i in range(3, 6)] + [("valid", i) for i in range(2, 4)]
+                      + [("train", i) for i in range(6, 10)] + [("valid", i) for i in range(4, 7)])
+    assert {(phase, total) for _, phase, _, total, _ in trainer.calls} == {("train", 10), ("valid", 7)}
+    assert len(trainer.calls) == 2 * 17 and trainer.global_step == 20
+
+
+def _train_sgd(data, update_batches, epochs=1):
+    model = mlp()
+    trainer = Trainer(model, torch.optim.SGD(model.parameters(), lr=0.5), data, loss_fn=nn.functional.cross_entropy,
+                      update_batches=update_batches, epochs=epochs)
+    trainer.run()
+    return model, trainer
+
+
+def test_two_batches_of_32_accumulate_to_the_update_of_one_batch_of_64():
+    big = batches(6, 64, 2)
+    halves = [(x[i:i + 32], y[i:i + 32]) for x, y in big for i in (0, 32)]
+    model_big, trainer_big = _train_sgd(big, update_batches=1)
+    model_acc, trainer_acc = _train_sgd(halves, update_batches=2)
+    assert trainer_big.global_step == trainer_acc.global_step == 6
+    for p, q in zip(model_big.parameters(), model_acc.parameters()):
+        torch.testing.assert_close(p, q, rtol=0, atol=1e-6)
+
+
+def test_a_short_last_window_is_a_mean_over_its_own_batches_and_still_applied():
+    data = batches(5, 16, 3)
+    model_acc, trainer = _train_sgd(data, update_batches=2)
+    assert trainer.global_step == 3
+    # The same three updates by hand: mean of batches (0, 1), mean of (2, 3), then batch 4 alone.
+    model = mlp()
+    sgd = torch.optim.SGD(model.parameters(), lr=0.5)
+    for window in (data[0:2], data[2:4], data[4:5]):
+        sgd.zero_grad()
+        for x, y in window:
+            (nn.functional.cross_entropy(model(x), y) / len(window)).backward()
+        sgd.step()
+    for p, q in zip(model.parameters(), model_acc.parameters()):
+        torch.testing.assert_close(p, q, rtol=0, atol=1e-6)
+
+
+def test_is_optimize_marks_the_batch_before_each_optimizer_step():
+    model = mlp()
+    trainer = Recorder(model, torch.optim.SGD(model.parameters(), lr=0.1), batches(5, 4, 0),
+                       loss_fn=nn.functional.cross_entropy, update_batches=2)
+    trainer.run()
+    assert [call[4] for call in trainer.calls] == [False, True, False, True, True]
+
+
+def test_schedules_and_tracked_steps_count_optimizer_steps_not_batches():
+    model = mlp()
+    schedule = Piecewise([(0, 1.0), (4, 0.0)])
+    tracker = Tracker(console=False)
+    seen = []
+    optimizer = torch.optim.SGD(model.parameters(), lr=123.0)
+    original_step = optimizer.step
+
+    def spy_step(*args, **kwargs):
+        seen.append(optimizer.param_groups[0]["lr"])
+        return original_step(*args, **kwargs)
+
+    optimizer.step = spy_step
+    trainer = Trainer(model, optimizer, batches(8, 4, 0), loss_fn=nn.functional.cross_entropy, update_batches=2,
+                      schedules={"lr": schedule}, tracker=tracker)
+    trainer.run()
+    assert seen == [1.0, 0.75, 0.5, 0.25]
+    assert trainer.global_step == 4
+
+
+def test_metrics_keep_one_state_per_phase_equal_to_direct_computation():
+    model = mlp()
+    train_data, valid_data = batches(6, 8, 0), batches(5, 7, 1)
+    store_dir_tracker = Tracker(console=False)
+    trainer = Trainer(model, torch.optim.SGD(model.parameters(), lr=0.0), train_data, valid_data,
+                      loss_fn=nn.functional.cross_entropy, metrics={"accuracy": Accuracy()},
+                      inner_iterations=2, tracker=store_dir_tracker)
+    trainer.run()
+
+    def direct(data):
+        with torch.no_grad():
+            correct = sum((model(x).argmax(-1) == y).sum().item() for x, y in data)
+            loss = sum(nn.functional.cross_entropy(model(x), y, reduction="sum").item() for x, y in data)
+        n = sum(len(y) for _, y in data)
+        return correct / n, loss / n
+
+    train_acc, _ = direct(train_data)
+    valid_acc, valid_loss = direct(valid_data)
+    assert store_dir_tracker.latest("train.accuracy") == pytest.approx(train_acc)
+    assert store_dir_tracker.latest("valid.accuracy") == pytest.approx(valid_acc)
+    assert store_dir_tracker.latest("valid.loss") == pytest.approx(valid_loss, rel=1e-6)
+    assert train_acc != valid_acc
+
+
+def test_checkpoint_holds_model_optimizer_and_config(tmp_path):
+    model = mlp()
+    optimizer = Adam(model.parameters())
+    trainer = Trainer(model, optimizer, batches(4, 8, 0), loss_fn=nn.functional.cross_entropy, epochs=2,
+                      checkpoint_path=tmp_path / "checkpoint.pt", config={"seed": 0})
+    trainer.run()
+    state = load_checkpoint(tmp_path / "checkpoint.pt")
+    assert state["epoch"] == 2 and state["global_step"] == 8 and state["config"] == {"seed": 0}
+    restored = mlp()
+    restored.load_state_dict(state["model"])
+    for p, q in zip(model.parameters(), restored.parameters()):
+        assert torch.equal(p, q)
+    fresh = Adam(restored.parameters())
+    fresh.load_state_dict(state["optimizer"])
+    assert fresh.state_dict()["state"][0]["step"] == 8
+
+
+class Exploding(Trainer):
+    def __init__(self, *args, error: BaseException, at: int, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.error, self.at, self.count = error, at, 0
+
+    def step(self, batch, batch_index):
+        self.count += 1
+        if self.count == self.at:
+            raise self.error
+        return super().step(batch, batch_index)
+
+
+@pytest.mark.parametrize("error, status", [(ValueError("loss went NaN at batch 3"), "failed"),
+                                           (KeyboardInterrupt(), "interrupted")])
+def test_a_failing_step_marks_the_run_and_reraises(tmp_path, error, status):
+    model = mlp()
+    with RunStore(tmp_path / "runs") as store:
+        run_id = store.create_run("unit", {"seed": 0})
+        trainer = Exploding(model, torch.optim.SGD(model.parameters(), lr=0.1), batches(4, 8, 0),
+                            loss_fn=nn.functional.cross_entropy, epochs=3, error=error, at=6,
+                            tracker=Tracker(store=store, run_id=run_id, console=False),
+                            checkpoint_path=store.run_dir(run_id) / "checkpoint.pt")
+        with pytest.raises(type(error)):
+            trainer.run()
+        run = store.get_run(run_id)
+    assert run.status == status
+    if status == "failed":
+        assert "ValueError: loss went NaN at batch 3" in run.error
+    # The checkpoint of the completed first epoch is intact.
+    assert load_checkpoint(trainer.checkpoint_path)["epoch"] == 1
+
+
+def test_a_finished_run_is_recorded_with_its_metrics(tmp_path):
+    model = mlp()
+    with RunStore(tmp_path / "runs") as store:
+        run_id = store.create_run("unit", {})
+        Trainer(model, torch.optim.SGD(model.parameters(), lr=0.1), batches(4, 8, 0), batches(2, 8, 1),
+                loss_fn=nn.functional.cross_entropy, tracker=Tracker(store=store, run_id=run_id, console=False)).run()
+        run = store.get_run(run_id)
+        steps = [step for step, _, _ in store.metrics(run_id, "train.loss")]
+    assert run.status == "finished" and run.end_time is not None
+    assert steps == [1, 2, 3, 4] and "valid.loss" in run.last_metrics
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"epochs": 0}, r"epochs=0; expected an integer >= 1"),
+    ({"inner_iterations": 1.5}, r"inner_iterations=1.5; expected an integer >= 1"),
+    ({"update_batches": -2}, r"update_batches=-2; expected an integer >= 1"),
+])
+def test_bad_arguments_fail_clearly(kwargs, message):
+    model = mlp()
+    with pytest.raises(ValueError, match=message):
+        Trainer(model, torch.optim.SGD(model.parameters(), lr=0.1), batches(2, 4, 0), **kwargs)
+
+
+def test_a_loader_without_len_and_a_missing_loss_fail_clearly():
+    model = mlp()
+    with pytest.raises(TypeError, match=r"train_loader of type generator has no len\(\)"):
+        Trainer(model, torch.optim.SGD(model.parameters(), lr=0.1), (b for b in batches(2, 4, 0)))
+    trainer = Trainer(model, torch.optim.SGD(model.parameters(), lr=0.1), batches(2, 4, 0))
+    with pytest.raises(TypeError, match="no loss_fn given"):
+        trainer.run()

@@ -1,0 +1,87 @@
+"""MNIST with the batch-norm CNN of labml_nn's batch normalization experiment.
+
+Two conv–BatchNorm–ReLU–max-pool blocks, a linear–BatchNorm–ReLU layer and a linear
+classifier (no biases before the normalizations, whose shift makes them redundant),
+trained with cadence's Adam on the in-memory MNIST loader.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from cadence.data import MNIST, InMemoryLoader
+from cadence.metrics import Accuracy
+from cadence.nn.norm import BatchNorm
+from cadence.optim import OptimizerConfig, build_optimizer
+from cadence.train import Trainer
+
+
+class BatchNormCNN(nn.Module):
+    """conv 1→20 k5, BN, ReLU, pool 2; conv 20→50 k5, BN, ReLU, pool 2; linear 800→500, BN, ReLU; linear 500→10."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(1, 20, 5, bias=False)
+        self.bn1 = BatchNorm(20)
+        self.conv2 = nn.Conv2d(20, 50, 5, bias=False)
+        self.bn2 = BatchNorm(50)
+        self.fc1 = nn.Linear(4 * 4 * 50, 500, bias=False)
+        self.bn3 = BatchNorm(500)
+        self.fc2 = nn.Linear(500, 10)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Logits ``[B, 10]`` of images ``[B, 1, 28, 28]``."""
+        x = nn.functional.max_pool2d(torch.relu(self.bn1(self.conv1(x))), 2)
+        x = nn.functional.max_pool2d(torch.relu(self.bn2(self.conv2(x))), 2)
+        x = torch.relu(self.bn3(self.fc1(x.flatten(1))))
+        return self.fc2(x)
+
+
+@dataclass
+class MNISTConfig:
+    """The configuration of ``cadence train mnist``; every field is a ``key=value`` override."""
+
+    #: Seeds the model's initialisation and the shuffling of the training batches.
+    seed: int = 0
+    epochs: int = 5
+    batch_size: int = 64
+    #: Batches of validation (no gradients): as large as is convenient.
+    valid_batch_size: int = 1000
+    #: Alternations of training and validation slices per epoch.
+    inner_iterations: int = 1
+    #: Batches whose gradients are averaged into each optimizer step.
+    update_batches: int = 1
+    device: str = "cpu"
+    #: Threads torch may use (0: torch's default).
+    num_threads: int = 0
+    optimizer: OptimizerConfig = field(default_factory=lambda: OptimizerConfig(name="adam", lr=1e-3))
+
+
+def build(config: MNISTConfig, data_dir: str | Path | None = None) -> Trainer:
+    """Load the data, build the model and optimizer, and return the trainer (not yet run)."""
+    if config.num_threads < 0:
+        raise ValueError(f"num_threads={config.num_threads}; expected 0 (torch's default) or a positive count")
+    if config.num_threads:
+        torch.set_num_threads(config.num_threads)
+    train_set = MNIST(data_dir, train=True)
+    valid_set = MNIST(data_dir, train=False)
+    torch.manual_seed(config.seed)
+    device = torch.device(config.device)
+    model = BatchNormCNN().to(device)
+    return Trainer(
+        model,
+        build_optimizer(config.optimizer, model),
+        InMemoryLoader(train_set.images, train_set.labels, config.batch_size, shuffle=True, seed=config.seed,
+                       transform=MNIST.normalize),
+        InMemoryLoader(valid_set.images, valid_set.labels, config.valid_batch_size, transform=MNIST.normalize),
+        loss_fn=nn.CrossEntropyLoss(),
+        metrics={"accuracy": Accuracy()},
+        epochs=config.epochs,
+        inner_iterations=config.inner_iterations,
+        update_batches=config.update_batches,
+        device=device,
+    )

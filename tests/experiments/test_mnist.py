@@ -1,0 +1,30 @@
+"""`cadence train mnist` end to end on the real digits: the accuracy the issue promises."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from cadence.config import apply_overrides
+from cadence.experiments import run_experiment
+from cadence.experiments.mnist import BatchNormCNN, MNISTConfig
+from cadence.track import RunStore
+
+
+def test_the_cnn_has_the_labml_layers_and_shapes():
+    model = BatchNormCNN()
+    assert model(torch.zeros(3, 1, 28, 28)).shape == (3, 10)
+    assert sum(p.numel() for p in model.parameters()) == 20 * 25 + 20 * 2 + 50 * 20 * 25 + 50 * 2 + 800 * 500 + 500 * 2 + 5010
+    assert model.conv1.bias is None and model.conv2.bias is None and model.fc1.bias is None
+
+
+@pytest.mark.slow
+def test_five_epochs_reach_98_percent_validation_accuracy(tmp_path, data_dir):
+    config = apply_overrides(MNISTConfig(), ["epochs=5"])
+    run_id = run_experiment("mnist", config, data_dir=data_dir, runs_dir=tmp_path, tracker_options={"console": False})
+    with RunStore(tmp_path) as store:
+        run = store.get_run(run_id)
+        accuracy = [value for _, _, value in store.metrics(run_id, "valid.accuracy")]
+    assert run.status == "finished"
+    assert len(accuracy) == 5
+    assert accuracy[-1] >= 0.98, f"validation accuracy after 5 epochs: {accuracy}"

@@ -1,0 +1,81 @@
+"""Time of one ``optimizer.step()``: cadence's Adam against ``torch.optim.Adam`` in one process.
+
+    python benchmarks/optim_step.py [--repeats 20] [--threads 1]
+
+Two models: the MNIST batch-norm CNN (8 tensors, 0.43M parameters) and a GPT-like stack of
+150 tensors and 21M parameters. Gradients are fixed random tensors, so only the step is
+timed. Each optimizer steps its own copy of the parameters; rounds are interleaved and the
+median taken after warm-up. Ratios are to ``torch.optim.Adam(fused=True)``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import torch
+from rich.console import Console
+from rich.table import Table
+from torch import nn
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import interleaved_medians  # noqa: E402
+
+from cadence.experiments.mnist import BatchNormCNN  # noqa: E402
+from cadence.optim import Adam, WeightDecay  # noqa: E402
+
+
+def gpt_like(d: int = 384, layers: int = 12, vocab: int = 65, context: int = 256) -> nn.Module:
+    """Token and position embeddings, ``layers`` pre-norm blocks, a final norm and a head: 150 tensors."""
+    blocks = []
+    for _ in range(layers):
+        blocks += [nn.LayerNorm(d), nn.Linear(d, 3 * d), nn.Linear(d, d), nn.LayerNorm(d),
+                   nn.Linear(d, 4 * d), nn.Linear(4 * d, d)]
+    return nn.Sequential(nn.Embedding(vocab, d), nn.Embedding(context, d), *blocks, nn.LayerNorm(d),
+                         nn.Linear(d, vocab))
+
+
+OPTIMIZERS = {
+    "cadence Adam (folded eps)": lambda p: Adam(p, lr=1e-3),
+    "cadence Adam (textbook)": lambda p: Adam(p, lr=1e-3, optimized_update=False),
+    "cadence Adam, decoupled decay": lambda p: Adam(p, lr=1e-3, weight_decay=WeightDecay(0.01)),
+    "torch Adam foreach=False": lambda p: torch.optim.Adam(p, lr=1e-3, foreach=False),
+    "torch Adam foreach=True": lambda p: torch.optim.Adam(p, lr=1e-3, foreach=True),
+    "torch Adam fused=True": lambda p: torch.optim.Adam(p, lr=1e-3, fused=True),
+}
+PEER = "torch Adam fused=True"
+
+
+def measure(make_model, repeats: int) -> dict[str, float]:
+    steps = {}
+    for name, make_optimizer in OPTIMIZERS.items():
+        torch.manual_seed(0)
+        params = list(make_model().parameters())
+        for p in params:
+            p.grad = torch.randn_like(p) * 1e-3
+        steps[name] = make_optimizer(params).step
+    return interleaved_medians(steps, repeats=repeats, warmup=3)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeats", type=int, default=20)
+    parser.add_argument("--threads", type=int, default=1)
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    console = Console()
+    for label, make_model in (("MNIST batch-norm CNN", BatchNormCNN), ("GPT-like, 150 tensors", gpt_like)):
+        model = make_model()
+        tensors, numel = len(list(model.parameters())), sum(p.numel() for p in model.parameters())
+        medians = measure(make_model, args.repeats)
+        table = Table("optimizer", "ms / step", f"x {PEER}",
+                      title=f"{label}: {tensors} tensors, {numel / 1e6:.2f}M parameters, {args.threads} thread(s), "
+                            f"median of {args.repeats}")
+        for name, seconds in medians.items():
+            table.add_row(name, f"{seconds * 1e3:.2f}", f"{seconds / medians[PEER]:.2f}")
+        console.print(table)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,8 +1,9 @@
 """Progress on the console, through rich.
 
-On a terminal each phase (``epoch 2 train``, ``epoch 2 valid``) gets a live progress bar
-with its latest smoothed metrics, speed and time left. Elsewhere (CI, a log file) a plain
-line is written every ``interval`` seconds and at the end of each phase::
+On a terminal the running phase (``epoch 2 train``) has a live progress bar with its latest
+smoothed metrics, speed and time left, which turns into a plain line when the phase ends.
+Elsewhere (CI, a log file) a plain line is written every ``interval`` seconds and at the
+end of each phase::
 
     epoch 2 train 120/125 loss=0.1234 accuracy=0.9712 85.3 it/s eta 0:00:01
 """
@@ -67,14 +68,16 @@ class ConsoleSink:
             self._progress.update(self._task, completed=completed, metrics=_format(metrics),
                                   speed=self._speed(completed))
         elif not self.live:
-            eta = self._eta(completed)
-            self.console.print(f"{self._label} {completed}/{self._total} {_format(metrics)} {self._speed(completed)}"
-                               f"{f' eta {eta}' if eta else ''}".replace("  ", " "), markup=False, highlight=False)
+            self.log(self._line(completed, metrics))
 
     def end_phase(self, completed: int, metrics: Mapping[str, float]) -> None:
-        """Finish the phase, showing its final state."""
-        self.update(completed, metrics)
-        self._task = None
+        """Finish the phase: its final state as a plain line (a live bar is replaced by it)."""
+        if self.live and self._progress is not None and self._task is not None:
+            self._progress.remove_task(self._task)
+            self._task = None
+            self.log(self._line(completed, metrics))
+        else:
+            self.update(completed, metrics)
 
     def log(self, message: str) -> None:
         """Write one line."""
@@ -85,6 +88,11 @@ class ConsoleSink:
         if self._progress is not None:
             self._progress.stop()
             self._progress = None
+
+    def _line(self, completed: int, metrics: Mapping[str, float]) -> str:
+        eta = self._eta(completed)
+        return " ".join(part for part in (self._label, f"{completed}/{self._total}", _format(metrics),
+                                          self._speed(completed), f"eta {eta}" if eta else "") if part)
 
     def _speed(self, completed: int) -> str:
         elapsed = self.clock() - self._start

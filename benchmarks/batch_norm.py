@@ -12,7 +12,6 @@ taken after warm-up; ratios are to torch's layer.
 
 from __future__ import annotations
 
-import argparse
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -23,7 +22,7 @@ from rich.table import Table
 from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import interleaved_medians  # noqa: E402
+from common import interleaved_medians, parse_args  # noqa: E402
 
 from cadence.nn.norm import BatchNorm  # noqa: E402
 
@@ -59,11 +58,7 @@ def eval_forward(layer: nn.Module, x: torch.Tensor) -> Callable[[], None]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--repeats", type=int, default=20)
-    parser.add_argument("--threads", type=int, default=1)
-    args = parser.parse_args()
-    torch.set_num_threads(args.threads)
+    args = parse_args(__doc__, repeats=20)
     torch.manual_seed(0)
     table = Table("input", "layer", "train fwd+bwd ms", f"x {PEER}", "eval fwd ms", f"x {PEER}",
                   title=f"BatchNorm, {args.threads} thread(s), median of {args.repeats}")

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import argparse
 import statistics
 import time
 from collections.abc import Callable
+
+import torch
 
 
 def interleaved_medians(cases: dict[str, Callable[[], None]], repeats: int, warmup: int = 2,
@@ -25,3 +28,16 @@ def interleaved_medians(cases: dict[str, Callable[[], None]], repeats: int, warm
                 fn()
             times[name].append((time.perf_counter() - start) / inner)
     return {name: statistics.median(t) for name, t in times.items()}
+
+
+def parse_args(doc: str, repeats: int, add_arguments: Callable[[argparse.ArgumentParser], None] | None = None
+               ) -> argparse.Namespace:
+    """The benchmarks' common options (``--repeats``, ``--threads``, 1 by default), applied to torch."""
+    parser = argparse.ArgumentParser(description=doc.splitlines()[0])
+    parser.add_argument("--repeats", type=int, default=repeats, help="timed rounds; the median is reported")
+    parser.add_argument("--threads", type=int, default=1, help="torch intra-op threads")
+    if add_arguments is not None:
+        add_arguments(parser)
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    return args

@@ -11,7 +11,6 @@ is printed below the table). Ratios are to ``torch.optim.Adam(fused=True)``.
 
 from __future__ import annotations
 
-import argparse
 import sys
 from pathlib import Path
 
@@ -21,7 +20,7 @@ from rich.table import Table
 from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import interleaved_medians  # noqa: E402
+from common import interleaved_medians, parse_args  # noqa: E402
 
 from cadence.experiments.mnist import BatchNormCNN  # noqa: E402
 from cadence.optim import Adam, WeightDecay  # noqa: E402
@@ -66,11 +65,7 @@ def measure(make_model, repeats: int) -> tuple[dict[str, float], float]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--repeats", type=int, default=20)
-    parser.add_argument("--threads", type=int, default=1)
-    args = parser.parse_args()
-    torch.set_num_threads(args.threads)
+    args = parse_args(__doc__, repeats=20)
     console = Console()
     for label, make_model in (("MNIST batch-norm CNN", BatchNormCNN), ("GPT-like, 150 tensors", gpt_like)):
         model = make_model()

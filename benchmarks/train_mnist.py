@@ -14,7 +14,6 @@ One training epoch over the 8,000 real MNIST digits, batch 64, timed three ways:
 
 from __future__ import annotations
 
-import argparse
 import statistics
 import sys
 import time
@@ -25,10 +24,13 @@ from rich.console import Console
 from rich.table import Table
 from torch import nn
 
-from cadence.data import MNIST
-from cadence.experiments.mnist import BatchNormCNN, MNISTConfig, build
-from cadence.optim import Adam
-from cadence.track import Tracker
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import parse_args  # noqa: E402
+
+from cadence.data import MNIST  # noqa: E402
+from cadence.experiments.mnist import BatchNormCNN, MNISTConfig, build  # noqa: E402
+from cadence.optim import Adam  # noqa: E402
+from cadence.track import Tracker  # noqa: E402
 
 
 class TorchBatchNormCNN(nn.Module):
@@ -70,12 +72,8 @@ def hand_loop_epoch(model: nn.Module, optimizer: torch.optim.Optimizer, images: 
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data-dir", default=str(Path(__file__).resolve().parents[1].parent / "shared" / "data"))
-    parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--threads", type=int, default=1)
-    args = parser.parse_args()
-    torch.set_num_threads(args.threads)
+    args = parse_args(__doc__, repeats=3, add_arguments=lambda parser: parser.add_argument(
+        "--data-dir", default=str(Path(__file__).resolve().parents[1].parent / "shared" / "data")))
     data = MNIST(args.data_dir, train=True, download=False)
     n = len(data.images)
 

@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import http.server
-import socket
 import sys
-import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
@@ -14,6 +12,8 @@ import pytest
 
 import cadence.data.download as download_module
 from cadence.data.download import DownloadError, download
+
+from .conftest import base_url, serving
 
 BODY = bytes(range(256)) * 1000
 SHA = hashlib.sha256(BODY).hexdigest()
@@ -54,24 +54,16 @@ class Handler(http.server.BaseHTTPRequestHandler):
 
 @pytest.fixture
 def server() -> Iterator[Server]:
-    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    state = Server(f"http://127.0.0.1:{httpd.server_address[1]}")
-    httpd.routes = state.routes
-    thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.01}, daemon=True)
-    thread.start()
-    yield state
-    httpd.shutdown()
-    httpd.server_close()
-    thread.join()
+    with serving(Handler) as httpd:
+        state = Server(base_url(httpd))
+        httpd.routes = state.routes
+        yield state
 
 
 @pytest.fixture
-def refused_url() -> str:
+def refused_url(refused_base) -> str:
     """A URL on a local port nothing listens on."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    return f"http://127.0.0.1:{port}/file.bin"
+    return f"{refused_base}/file.bin"
 
 
 def test_success(server, tmp_path):

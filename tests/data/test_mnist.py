@@ -8,9 +8,7 @@ import hashlib
 import http.server
 import re
 import shutil
-import socket
 import struct
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -19,6 +17,8 @@ import torch
 
 from cadence.data import DataFormatError, MNIST, MNISTNotFoundError
 from cadence.data.dirs import ENV_VAR
+
+from .conftest import base_url, serving
 
 SPLITS = {True: "train", False: "t10k"}
 FILES = ("t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz")
@@ -133,28 +133,14 @@ def mirror(tmp_path) -> Iterator[tuple[str, Path]]:
         def log_message(self, format: str, *args: object) -> None:
             """Quiet: the tests assert on what the client saw."""
 
-    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(Quiet, directory=str(folder)))
-    thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.01}, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{httpd.server_address[1]}/", folder
-    httpd.shutdown()
-    httpd.server_close()
-    thread.join()
-
-
-@pytest.fixture
-def refused_base() -> str:
-    """A base URL on a local port nothing listens on."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    return f"http://127.0.0.1:{port}/mnist/"
+    with serving(functools.partial(Quiet, directory=str(folder))) as httpd:
+        yield f"{base_url(httpd)}/", folder
 
 
 @pytest.fixture
 def local_mirrors(monkeypatch, mirror, refused_base, data_dir) -> Path:
     """Point MNIST at a dead mirror, then the local one; checksums are those of the shared test files."""
-    monkeypatch.setattr(MNIST, "MIRRORS", (refused_base, mirror[0]))
+    monkeypatch.setattr(MNIST, "MIRRORS", (f"{refused_base}/mnist/", mirror[0]))
     sha = {name: hashlib.sha256((data_dir / "mnist" / name).read_bytes()).hexdigest() for name in FILES}
     monkeypatch.setattr(MNIST, "SHA256", sha)
     return mirror[1]
@@ -185,7 +171,7 @@ def test_every_mirror_failing_names_directory_files_and_errors(local_mirrors, re
     message = str(info.value)
     assert f"MNIST files missing from {tmp_path / 'mnist'}" in message
     assert "place t10k-images-idx3-ubyte.gz, t10k-labels-idx1-ubyte.gz there" in message
-    assert f"{refused_base}t10k-images-idx3-ubyte.gz: URLError" in message and "Connection refused" in message
+    assert f"{refused_base}/mnist/t10k-images-idx3-ubyte.gz: URLError" in message and "Connection refused" in message
     assert f"{MNIST.MIRRORS[1]}t10k-images-idx3-ubyte.gz: HTTPError: HTTP Error 404" in message
     assert list((tmp_path / "mnist").iterdir()) == []
 

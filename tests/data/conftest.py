@@ -1,0 +1,39 @@
+"""Local HTTP servers for the download tests: real transfers on 127.0.0.1, nothing outside."""
+
+from __future__ import annotations
+
+import http.server
+import socket
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+
+import pytest
+
+
+@contextmanager
+def serving(handler: Callable[..., http.server.BaseHTTPRequestHandler]) -> Iterator[http.server.ThreadingHTTPServer]:
+    """Serve ``handler`` on an ephemeral port of 127.0.0.1 for the length of the block."""
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.01}, daemon=True)
+    thread.start()
+    try:
+        yield httpd
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+        thread.join()
+
+
+def base_url(httpd: http.server.ThreadingHTTPServer) -> str:
+    """``http://127.0.0.1:<port>`` of a server started by :func:`serving`."""
+    return f"http://127.0.0.1:{httpd.server_address[1]}"
+
+
+@pytest.fixture
+def refused_base() -> str:
+    """``http://127.0.0.1:<port>`` of a local port nothing listens on."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    return f"http://127.0.0.1:{port}"

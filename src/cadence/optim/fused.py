@@ -8,8 +8,10 @@ tensor; this module calls it once per *group*, on flat buffers:
   parameter's ``.data`` becomes a view into it; likewise each ``.grad`` (autograd then
   accumulates gradients straight into the flat buffer) and each state tensor;
 * the update is compiled once with ``torch.compile`` (dynamic shapes, so one compilation
-  serves every group size) into a single loop over the buffer, and the step's scalars are
-  passed as 0-d tensors, so a changing learning rate or bias correction never recompiles.
+  serves every group size) into a single loop over the buffer, and the step's float scalars
+  are passed as 0-d tensors, so a changing learning rate or bias correction never
+  recompiles. Boolean and integer scalars stay Python values: they select a branch of the
+  update (RAdam's rectified or not), each branch compiled once.
 
 Compilation takes seconds the first time and is cached on disk by PyTorch's Inductor
 (``TORCHINDUCTOR_CACHE_DIR``, by default ``/tmp/torchinductor_<user>``) across runs; the
@@ -151,8 +153,9 @@ class FusedStep:
             for st in flat.states:
                 st["step"] += 1
             values = scalars(flat.states[0]["step"])
-            tensors = {name: self._scalar(flat, name, value) for name, value in values.items()}
-            self._run(flat, tensors)
+            # Floats become 0-d tensors (new values, same kernel); bools and ints stay static (a branch of the update).
+            self._run(flat, {name: self._scalar(flat, name, value) if isinstance(value, float) else value
+                             for name, value in values.items()})
         return True
 
     def zero_grads(self) -> set[int]:

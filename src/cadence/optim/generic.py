@@ -50,6 +50,9 @@ class GenericAdaptiveOptimizer(Optimizer):
 
     #: Names of the per-parameter state tensors, each initialised to zeros like the parameter.
     state_names: tuple[str, ...] = ()
+    #: Whether :meth:`update` is elementwise (then it can run fused on flat buffers). An
+    #: optimizer whose update needs a whole tensor (a norm, a matrix product) sets ``False``.
+    elementwise: bool = True
 
     def __init__(self, params: Params, defaults: dict[str, Any], lr: float, betas: tuple[float, float],
                  eps: float, weight_decay: WeightDecay | None = None, fused: bool = False):
@@ -59,6 +62,9 @@ class GenericAdaptiveOptimizer(Optimizer):
             raise TypeError(f"{type(self).__name__}: weight_decay={weight_decay!r}; expected a WeightDecay, "
                             f"e.g. WeightDecay({weight_decay!r}, weight_decouple=True) for AdamW-style decay")
         self.weight_decay = weight_decay
+        if fused and not self.elementwise:
+            raise ValueError(f"{type(self).__name__}: fused=True needs an elementwise update, and this optimizer's "
+                             f"update works on whole tensors; use fused=False")
         #: The fused fast path, or ``None`` for the per-parameter reference path.
         self.fused_step = FusedStep(self.update, self.state_names) if fused else None
         defaults = {**defaults, "lr": lr, "betas": betas, "eps": eps, **weight_decay.defaults()}

@@ -75,17 +75,22 @@ class Adam(GenericAdaptiveOptimizer):
         self.optimized_update = bool(optimized_update)
         super().__init__(params, defaults or {}, lr, betas, eps, weight_decay, fused)
 
+    def get_lr(self, group: dict[str, Any], step: int) -> float:
+        r"""The learning rate $\alpha$ at step $t$: the group's ``lr``; the warm-up variants override this."""
+        return group["lr"]
+
     def scalars(self, group: dict[str, Any], step: int) -> dict[str, Any]:
         r"""$\beta_1, \beta_2, \epsilon$, the step size and $c_t$ at step $t$."""
         beta1, beta2 = group["betas"]
+        alpha = self.get_lr(group, step)
         bias_correction1 = 1 - beta1 ** step
         bias_correction2 = 1 - beta2 ** step
         if self.optimized_update:
             # $\alpha_t = \alpha \sqrt{1 - \beta_2^t} / (1 - \beta_1^t)$, and $\hat{\epsilon}$ beside $\sqrt{v_t}$
-            step_size, c = group["lr"] * math.sqrt(bias_correction2) / bias_correction1, 1.0
+            step_size, c = alpha * math.sqrt(bias_correction2) / bias_correction1, 1.0
         else:
             # $\hat{m}_t / (\sqrt{\hat{v}_t} + \epsilon)$ with $\hat{m}_t = m_t / (1 - \beta_1^t)$, $\hat{v}_t = v_t / (1 - \beta_2^t)$
-            step_size, c = group["lr"] / bias_correction1, math.sqrt(bias_correction2)
+            step_size, c = alpha / bias_correction1, math.sqrt(bias_correction2)
         return {"beta1": beta1, "beta2": beta2, "eps": group["eps"], "step_size": step_size, "c": c,
                 **self.weight_decay.scalars(group)}
 

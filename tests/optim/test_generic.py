@@ -1,0 +1,87 @@
+"""The template across the whole elementwise family: fused equals reference, exact resume, validation."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+import torch
+from torch import nn
+
+from cadence.optim import (AdaBelief, Adam, AdamWarmup, AdamWarmupCosineDecay, AMSGrad, Lion, Noam, RAdam,
+                           WeightDecay)
+
+from .conftest import relative_difference, small_cnn
+
+FAMILY = {
+    "adam": lambda p, **kw: Adam(p, lr=1e-3, **kw),
+    "adamw": lambda p, **kw: Adam(p, lr=1e-3, weight_decay=WeightDecay(0.05), **kw),
+    "amsgrad": lambda p, **kw: AMSGrad(p, lr=1e-3, **kw),
+    "adam_warmup": lambda p, **kw: AdamWarmup(p, lr=1e-3, warmup=50, **kw),
+    "adam_warmup_cosine": lambda p, **kw: AdamWarmupCosineDecay(p, lr=1e-3, warmup=20, total_steps=200, **kw),
+    "noam": lambda p, **kw: Noam(p, lr=0.5, warmup=50, d_model=64, **kw),
+    "radam": lambda p, **kw: RAdam(p, lr=1e-3, weight_decay=WeightDecay(1e-2, weight_decouple=False), **kw),
+    "radam_amsgrad": lambda p, **kw: RAdam(p, lr=1e-3, amsgrad=True, **kw),
+    "ada_belief": lambda p, **kw: AdaBelief(p, lr=1e-3, **kw),
+    "ada_belief_plain": lambda p, **kw: AdaBelief(p, lr=1e-3, rectify=False, amsgrad=True, **kw),
+    "lion": lambda p, **kw: Lion(p, lr=1e-4, weight_decay=WeightDecay(0.1), **kw),
+}
+
+
+@pytest.mark.parametrize("name", FAMILY)
+def test_fused_equals_the_reference_path(replay, name):
+    reference = replay(lambda p: FAMILY[name](p))
+    fused = replay(lambda p: FAMILY[name](p, fused=True))
+    assert relative_difference(reference, fused) < 1e-6
+
+
+@pytest.mark.parametrize("fused", [False, True], ids=["reference", "fused"])
+@pytest.mark.parametrize("name", FAMILY)
+def test_a_state_dict_saved_mid_run_continues_bit_identically(real_gradients, name, fused):
+    def steps(model, optimizer, grads):
+        for gs in grads:
+            optimizer.zero_grad()
+            for p, g in zip(model.parameters(), gs):
+                if p.grad is None:
+                    p.grad = g.clone()
+                else:
+                    p.grad.copy_(g)
+            optimizer.step()
+
+    torch.manual_seed(0)
+    uninterrupted = small_cnn()
+    steps(uninterrupted, FAMILY[name](uninterrupted.parameters(), fused=fused), real_gradients[:40])
+
+    torch.manual_seed(0)
+    first = small_cnn()
+    optimizer = FAMILY[name](first.parameters(), fused=fused)
+    steps(first, optimizer, real_gradients[:20])
+    saved_model, saved_optimizer = copy.deepcopy(first.state_dict()), copy.deepcopy(optimizer.state_dict())
+    del first, optimizer
+
+    resumed = small_cnn()
+    resumed.load_state_dict(saved_model)
+    fresh = FAMILY[name](resumed.parameters(), fused=fused)
+    fresh.load_state_dict(saved_optimizer)
+    steps(resumed, fresh, real_gradients[20:40])
+    for p, q in zip(uninterrupted.parameters(), resumed.parameters()):
+        assert torch.equal(p, q)
+
+
+@pytest.mark.parametrize("cls", [Adam, AMSGrad, AdamWarmup, AdamWarmupCosineDecay, Noam, RAdam, AdaBelief])
+@pytest.mark.parametrize("kwargs, message", [
+    ({"lr": -1e-3}, r"lr=-0.001 is out of range; expected lr in \[0.0, inf\)"),
+    ({"betas": (0.9, 1.0)}, r"betas\[1\]=1.0 is out of range; expected betas\[1\] in \[0.0, 1.0\)"),
+    ({"betas": (-0.1, 0.9)}, r"betas\[0\]=-0.1 is out of range"),
+    ({"eps": -1.0}, r"eps=-1.0 is out of range; expected eps in \[0.0, inf\)"),
+])
+def test_bad_hyper_parameters_fail_naming_optimizer_parameter_and_range(cls, kwargs, message):
+    with pytest.raises(ValueError, match=rf"{cls.__name__}: {message}"):
+        cls([nn.Parameter(torch.ones(1))], **kwargs)
+
+
+def test_rho_threshold_must_be_positive():
+    with pytest.raises(ValueError, match=r"RAdam: rho_threshold=0.0 is out of range; expected rho_threshold in \(0.0, inf\)"):
+        RAdam([nn.Parameter(torch.ones(1))], rho_threshold=0.0)
+    with pytest.raises(ValueError, match=r"AdaBelief: rho_threshold=-4.0 is out of range"):
+        AdaBelief([nn.Parameter(torch.ones(1))], rho_threshold=-4.0)

@@ -1,12 +1,16 @@
-"""Time of one ``optimizer.step()``: cadence's Adam against ``torch.optim.Adam`` in one process.
+"""Time of one ``optimizer.step()``: cadence's optimizers against ``torch.optim.Adam``, in one process.
 
-    python benchmarks/optim_step.py [--repeats 20] [--threads 1]
+    python benchmarks/optim_step.py [--repeats 20] [--threads 1] [--only adam|family]
 
 Two models: the MNIST batch-norm CNN (11 tensors, 0.43M parameters) and a GPT-like stack of
 150 tensors and 21M parameters. Gradients are fixed random tensors, so only the step is
 timed. Each optimizer steps its own copy of the parameters; rounds are interleaved and the
 median taken after warm-up (which includes ``torch.compile`` for the fused rows; its time
-is printed below the table). Ratios are to ``torch.optim.Adam(fused=True)``.
+is printed apart). Ratios are to ``torch.optim.Adam(fused=True)`` measured in the same rounds.
+
+The first tables set cadence's Adam beside each of torch's Adam implementations; the last
+one times every optimizer of the family on the GPT-like model, fused and per-parameter,
+each beside its own measurement of torch's fused Adam.
 """
 
 from __future__ import annotations
@@ -23,7 +27,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import interleaved_medians, parse_args  # noqa: E402
 
 from cadence.experiments.mnist import BatchNormCNN  # noqa: E402
-from cadence.optim import Adam, WeightDecay  # noqa: E402
+from cadence.optim import (AdaBelief, Adam, AdamWarmup, AdamWarmupCosineDecay, AMSGrad, Lion,  # noqa: E402
+                           Noam, RAdam, WeightDecay)
 
 
 def gpt_like(d: int = 384, layers: int = 12, vocab: int = 65, context: int = 256) -> nn.Module:
@@ -48,16 +53,49 @@ OPTIMIZERS = {
 }
 PEER = "torch Adam fused=True"
 
+#: Every optimizer of the family, made with ``fused=False`` or ``fused=True``.
+FAMILY = {
+    "Adam": lambda p, fused: Adam(p, fused=fused),
+    "Adam, decoupled decay": lambda p, fused: Adam(p, weight_decay=WeightDecay(0.01), fused=fused),
+    "AMSGrad": lambda p, fused: AMSGrad(p, fused=fused),
+    "AdamWarmup": lambda p, fused: AdamWarmup(p, warmup=100, fused=fused),
+    "AdamWarmupCosineDecay": lambda p, fused: AdamWarmupCosineDecay(p, warmup=10, total_steps=1000, fused=fused),
+    "Noam": lambda p, fused: Noam(p, warmup=100, fused=fused),
+    "RAdam": lambda p, fused: RAdam(p, fused=fused),
+    "AdaBelief": lambda p, fused: AdaBelief(p, fused=fused),
+    "Lion": lambda p, fused: Lion(p, weight_decay=WeightDecay(0.1), fused=fused),
+}
+
+
+def with_grads(make_model) -> list[torch.Tensor]:
+    """A fresh copy of the model's parameters, each with a fixed random gradient."""
+    torch.manual_seed(0)
+    params = list(make_model().parameters())
+    for p in params:
+        p.grad = torch.randn_like(p) * 1e-3
+    return params
+
+
+def family_table(repeats: int) -> Table:
+    """Each optimizer of the family on the GPT-like model: reference, fused, and torch's fused Adam."""
+    table = Table("optimizer", "reference ms", "fused ms", f"fused x {PEER}", "fused speed-up over reference",
+                  "compile s", title=f"the family on the GPT-like model (150 tensors, 21.4M parameters), median of {repeats}")
+    for name, make in FAMILY.items():
+        reference, fused = make(with_grads(gpt_like), False), make(with_grads(gpt_like), True)
+        peer = torch.optim.Adam(with_grads(gpt_like), fused=True)
+        fused.step()  # compiles (or loads the compiled kernel from Inductor's cache)
+        medians = interleaved_medians({"reference": reference.step, "fused": fused.step, PEER: peer.step},
+                                      repeats=repeats, warmup=2)
+        table.add_row(name, f"{medians['reference'] * 1e3:.1f}", f"{medians['fused'] * 1e3:.1f}",
+                      f"{medians['fused'] / medians[PEER]:.2f}", f"{medians['reference'] / medians['fused']:.1f}",
+                      f"{fused.fused_step.compile_seconds:.1f}")
+        del reference, fused, peer
+    return table
+
 
 def measure(make_model, repeats: int) -> tuple[dict[str, float], float]:
     """Median seconds per step of each optimizer, and the seconds the fused rows spent compiling."""
-    optimizers = {}
-    for name, make_optimizer in OPTIMIZERS.items():
-        torch.manual_seed(0)
-        params = list(make_model().parameters())
-        for p in params:
-            p.grad = torch.randn_like(p) * 1e-3
-        optimizers[name] = make_optimizer(params)
+    optimizers = {name: make_optimizer(with_grads(make_model)) for name, make_optimizer in OPTIMIZERS.items()}
     medians = interleaved_medians({name: opt.step for name, opt in optimizers.items()}, repeats=repeats, warmup=3)
     compile_seconds = sum(opt.fused_step.compile_seconds for opt in optimizers.values()
                           if getattr(opt, "fused_step", None) is not None)
@@ -65,9 +103,11 @@ def measure(make_model, repeats: int) -> tuple[dict[str, float], float]:
 
 
 def main() -> None:
-    args = parse_args(__doc__, repeats=20)
-    console = Console()
-    for label, make_model in (("MNIST batch-norm CNN", BatchNormCNN), ("GPT-like, 150 tensors", gpt_like)):
+    args = parse_args(__doc__, repeats=20, add_arguments=lambda parser: parser.add_argument(
+        "--only", choices=("adam", "family"), help="run only the Adam tables or only the family table"))
+    console = Console(width=150)
+    models = (("MNIST batch-norm CNN", BatchNormCNN), ("GPT-like, 150 tensors", gpt_like))
+    for label, make_model in models if args.only != "family" else ():
         model = make_model()
         tensors, numel = len(list(model.parameters())), sum(p.numel() for p in model.parameters())
         medians, compile_seconds = measure(make_model, args.repeats)
@@ -79,6 +119,8 @@ def main() -> None:
         console.print(table)
         console.print(f"torch.compile of the fused rows (first calls, Inductor's disk cache warm or cold): "
                       f"{compile_seconds:.1f} s\n")
+    if args.only != "adam":
+        console.print(family_table(args.repeats))
 
 
 if __name__ == "__main__":

@@ -2,7 +2,7 @@ import pytest
 import torch
 from torch import nn
 
-from cadence.optim import Adam, OptimizerConfig, build_optimizer
+from cadence.optim import OPTIMIZERS, Adam, OptimizerConfig, build_optimizer
 
 
 def test_builds_adam_with_every_hyper_parameter():
@@ -22,10 +22,27 @@ def test_builds_torch_sgd_from_parameters():
 
 
 def test_unknown_name_lists_the_available_ones():
-    with pytest.raises(ValueError, match=r"optimizer.name='adamm' is not a known optimizer; expected one of: adam, sgd"):
+    with pytest.raises(ValueError, match=r"optimizer.name='adamm' is not a known optimizer; expected one of: ada_belief, adam, adam_warmup, adam_warmup_cosine_decay, amsgrad, lion, noam, radam, sgd"):
         build_optimizer(OptimizerConfig(name="adamm"), nn.Linear(2, 2))
 
 
 def test_bad_hyper_parameter_from_a_config_is_named():
     with pytest.raises(ValueError, match=r"Adam: lr=-1.0 is out of range"):
         build_optimizer(OptimizerConfig(lr=-1.0), nn.Linear(2, 2))
+
+
+@pytest.mark.parametrize("name", sorted(OPTIMIZERS))
+def test_every_optimizer_builds_from_the_config_and_steps(name):
+    model = nn.Linear(3, 2)
+    config = OptimizerConfig(name=name, lr=1e-2, warmup=5 if name == "noam" else 0, weight_decay=0.01)
+    opt = build_optimizer(config, model)
+    before = model.weight.detach().clone()
+    model(torch.ones(4, 3)).sum().backward()
+    opt.step()
+    assert not torch.equal(before, model.weight)
+
+
+@pytest.mark.parametrize("name", ["adam", "radam", "ada_belief", "lion", "noam"])
+def test_fused_flag_reaches_the_optimizer(name):
+    opt = build_optimizer(OptimizerConfig(name=name, fused=True, warmup=5), nn.Linear(3, 2))
+    assert opt.fused_step is not None

@@ -1,4 +1,10 @@
-"""Build an optimizer by name from a typed config."""
+"""Build any optimizer by name from one typed config.
+
+``OptimizerConfig`` holds every hyper-parameter of every optimizer; ``name`` picks the
+optimizer and the fields it does not use are ignored. From the command line::
+
+    cadence train mnist optimizer.name=radam optimizer.lr=3e-3 optimizer.weight_decay=0.01
+"""
 
 from __future__ import annotations
 
@@ -8,7 +14,14 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from cadence.optim.ada_belief import AdaBelief
 from cadence.optim.adam import Adam
+from cadence.optim.adam_warmup import AdamWarmup
+from cadence.optim.adam_warmup_cosine_decay import AdamWarmupCosineDecay
+from cadence.optim.amsgrad import AMSGrad
+from cadence.optim.lion import Lion
+from cadence.optim.noam import Noam
+from cadence.optim.radam import RAdam
 from cadence.optim.weight_decay import WeightDecay
 
 
@@ -16,9 +29,9 @@ from cadence.optim.weight_decay import WeightDecay
 class OptimizerConfig:
     """Every hyper-parameter of the optimizers :func:`build_optimizer` knows.
 
-    ``name`` picks the optimizer; the fields it does not use are ignored.
-    ``weight_decay`` is the coefficient, ``weight_decouple`` / ``absolute`` its strategy
-    (see :class:`~cadence.optim.weight_decay.WeightDecay`).
+    ``weight_decay`` is the coefficient and ``weight_decouple`` / ``absolute`` its strategy
+    (see :class:`~cadence.optim.weight_decay.WeightDecay`); for ``sgd`` it is torch's L2.
+    ``fused`` picks the fused fast path of the adaptive family.
     """
 
     name: str = "adam"
@@ -28,25 +41,58 @@ class OptimizerConfig:
     weight_decay: float = 0.0
     weight_decouple: bool = True
     absolute: bool = False
+    #: Adam and its warm-up variants: fold the bias corrections into the step size.
     optimized_update: bool = True
+    #: AMSGrad, the warm-up variants, RAdam, AdaBelief: divide by the running maximum.
+    amsgrad: bool = False
+    #: Warm-up steps (AdamWarmup, AdamWarmupCosineDecay, Noam).
+    warmup: int = 0
+    #: AdamWarmupCosineDecay: the step the cosine reaches ``min_lr``.
+    total_steps: int = 10_000
+    min_lr: float = 0.0
+    #: Noam: the model width.
+    d_model: int = 512
+    #: RAdam and AdaBelief.
+    rho_threshold: float = 5.0
+    degenerate_to_sgd: bool = True
+    rectify: bool = True
+    #: SGD.
     momentum: float = 0.0
+    nesterov: bool = False
+    fused: bool = False
+
+    def weight_decay_strategy(self) -> WeightDecay:
+        """The :class:`WeightDecay` these fields describe."""
+        return WeightDecay(self.weight_decay, self.weight_decouple, self.absolute)
 
 
-def _adam(params: Iterable, c: OptimizerConfig) -> torch.optim.Optimizer:
-    return Adam(params, lr=c.lr, betas=tuple(c.betas), eps=c.eps, optimized_update=c.optimized_update,
-                weight_decay=WeightDecay(c.weight_decay, c.weight_decouple, c.absolute))
+Builder = Callable[[Iterable, OptimizerConfig], torch.optim.Optimizer]
 
-
-def _sgd(params: Iterable, c: OptimizerConfig) -> torch.optim.Optimizer:
-    return torch.optim.SGD(params, lr=c.lr, momentum=c.momentum, weight_decay=c.weight_decay)
-
-
-#: Optimizer names and their builders.
-OPTIMIZERS: dict[str, Callable[[Iterable, OptimizerConfig], torch.optim.Optimizer]] = {"adam": _adam, "sgd": _sgd}
+#: Optimizer names and how each is built from the config.
+OPTIMIZERS: dict[str, Builder] = {
+    "adam": lambda p, c: Adam(p, c.lr, tuple(c.betas), c.eps, c.weight_decay_strategy(), c.optimized_update,
+                              fused=c.fused),
+    "amsgrad": lambda p, c: AMSGrad(p, c.lr, tuple(c.betas), c.eps, c.weight_decay_strategy(), c.optimized_update,
+                                    True, fused=c.fused),
+    "adam_warmup": lambda p, c: AdamWarmup(p, c.lr, tuple(c.betas), c.eps, c.weight_decay_strategy(),
+                                           c.optimized_update, c.amsgrad, c.warmup, fused=c.fused),
+    "adam_warmup_cosine_decay": lambda p, c: AdamWarmupCosineDecay(
+        p, c.lr, tuple(c.betas), c.eps, c.weight_decay_strategy(), c.optimized_update, c.amsgrad, c.warmup,
+        c.total_steps, c.min_lr, fused=c.fused),
+    "noam": lambda p, c: Noam(p, c.lr, tuple(c.betas), c.eps, c.weight_decay_strategy(), c.optimized_update,
+                              c.amsgrad, c.warmup, c.d_model, fused=c.fused),
+    "radam": lambda p, c: RAdam(p, c.lr, tuple(c.betas), c.eps, c.weight_decay_strategy(), c.amsgrad,
+                                c.degenerate_to_sgd, c.rho_threshold, fused=c.fused),
+    "ada_belief": lambda p, c: AdaBelief(p, c.lr, tuple(c.betas), c.eps, c.weight_decay_strategy(), c.amsgrad,
+                                         c.degenerate_to_sgd, c.rectify, c.rho_threshold, fused=c.fused),
+    "lion": lambda p, c: Lion(p, c.lr, tuple(c.betas), c.weight_decay_strategy(), fused=c.fused),
+    "sgd": lambda p, c: torch.optim.SGD(p, lr=c.lr, momentum=c.momentum, weight_decay=c.weight_decay,
+                                        nesterov=c.nesterov),
+}
 
 
 def build_optimizer(config: OptimizerConfig, model_or_params: nn.Module | Iterable) -> torch.optim.Optimizer:
-    """The optimizer ``config.name`` over a model's parameters (or the given parameters/groups)."""
+    """The optimizer ``config.name`` over a model's parameters, or over the given parameters or groups."""
     if config.name not in OPTIMIZERS:
         raise ValueError(f"optimizer.name={config.name!r} is not a known optimizer; expected one of: "
                          f"{', '.join(sorted(OPTIMIZERS))}")

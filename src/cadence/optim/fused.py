@@ -128,7 +128,7 @@ class FusedStep:
         self.compile_seconds = 0.0
         self._buffers: dict[int, list[FlatBuffers]] = {}
         self._scalars: dict[tuple[int, str], torch.Tensor] = {}
-        self._warm: set[tuple[torch.device, torch.dtype]] = set()
+        self._warm: set[tuple[Any, ...]] = set()
 
     def reset(self) -> None:
         """Forget the flat buffers (after a state dict was loaded): they are rebuilt at the next step."""
@@ -197,7 +197,9 @@ class FusedStep:
         if not self.compile or self.update in _compile_failed:
             self.update(*args, **scalars)
             return
-        kind = (flat.param.device, flat.param.dtype)
+        # One compilation per device, dtype and value of the static (non-tensor) scalars.
+        kind = (flat.param.device, flat.param.dtype,
+                *sorted((k, v) for k, v in scalars.items() if not isinstance(v, torch.Tensor)))
         start = time.perf_counter()
         try:
             compiled(self.update)(*args, **scalars)
@@ -212,4 +214,4 @@ class FusedStep:
             self._warm.add(kind)
             seconds = time.perf_counter() - start
             self.compile_seconds += seconds
-            logger.info("compiled %s for %s %s in %.1f s", self.update.__qualname__, *kind, seconds)
+            logger.info("compiled %s for %s in %.1f s", self.update.__qualname__, kind, seconds)

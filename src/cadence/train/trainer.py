@@ -215,9 +215,17 @@ class Trainer:
         self.optimizer.step()
         self.optimizer.zero_grad()
         self.global_step += 1
+        if self.global_step == 1:
+            self._report_compilation()
         values[f"{TRAIN}.loss"] = self._window_loss
         self._window_loss = None
         self.tracker.add(self.global_step, values)
+
+    def _report_compilation(self) -> None:
+        fused = getattr(self.optimizer, "fused_step", None)
+        if fused is not None and fused.compile_seconds > 0:
+            self.tracker.log(f"fused optimizer step compiled in {fused.compile_seconds:.1f} s (kept in Inductor's "
+                             f"cache for the next runs)")
 
     def _count_loss(self, loss: torch.Tensor, batch: Any) -> None:
         self.metrics["loss"](loss.detach(), self.batch_size(batch))

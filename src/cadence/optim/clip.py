@@ -1,0 +1,54 @@
+r"""Gradient clipping, returning the norm before clipping for tracking.
+
+By global norm (Pascanu et al., *On the difficulty of training recurrent neural networks*,
+ICML 2013, arXiv:1211.5063): with $\lVert g \rVert = \big(\sum_i \lVert g_i \rVert^p\big)^{1/p}$
+over every gradient tensor $g_i$, scale all of them by
+
+$$
+\min\left(1, \frac{\text{max\_norm}}{\lVert g \rVert + 10^{-6}}\right)
+$$
+
+(``torch.nn.utils.clip_grad_norm_``, which this calls). By value: clamp each element to
+$[-c, c]$. Both work in place: the fused optimizers keep every ``.grad`` as a view into a
+flat buffer, and a replaced tensor would fall out of it. Both return the global norm
+before clipping as a 0-d tensor, without synchronising with the device.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import torch
+
+from cadence.optim.hyperparams import check_number
+
+
+def _grads(parameters: Iterable[torch.Tensor] | torch.Tensor) -> list[torch.Tensor]:
+    if isinstance(parameters, torch.Tensor):
+        parameters = [parameters]
+    return [p.grad for p in parameters if p.grad is not None]
+
+
+def clip_grad_norm(parameters: Iterable[torch.Tensor] | torch.Tensor, max_norm: float, norm_type: float = 2.0,
+                   error_if_nonfinite: bool = False) -> torch.Tensor:
+    """Scale the gradients in place so that their global ``norm_type``-norm is at most ``max_norm``.
+
+    Returns the norm before clipping. ``error_if_nonfinite`` raises when it is NaN or infinite.
+    """
+    max_norm = check_number("clip_grad_norm", "max_norm", max_norm, low=0.0, low_open=True)
+    check_number("clip_grad_norm", "norm_type", norm_type, low=0.0, low_open=True)
+    parameters = [parameters] if isinstance(parameters, torch.Tensor) else list(parameters)
+    return torch.nn.utils.clip_grad_norm_(parameters, max_norm, norm_type=norm_type,
+                                          error_if_nonfinite=error_if_nonfinite)
+
+
+def clip_grad_value(parameters: Iterable[torch.Tensor] | torch.Tensor, clip_value: float) -> torch.Tensor:
+    """Clamp every gradient element to ``[-clip_value, clip_value]`` in place; return the global 2-norm before."""
+    clip_value = check_number("clip_grad_value", "clip_value", clip_value, low=0.0, low_open=True)
+    grads = _grads(parameters)
+    if not grads:
+        return torch.tensor(0.0)
+    norm = torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g.detach(), 2.0) for g in grads]), 2.0)
+    for g in grads:
+        g.detach().clamp_(-clip_value, clip_value)
+    return norm

@@ -1,0 +1,86 @@
+"""Bind schedules to the hyper-parameters of an optimizer's parameter groups.
+
+Any group hyper-parameter can follow a schedule of the optimizer step: ``lr``,
+``weight_decay``, ``momentum``, or one element of a tuple such as ``betas[0]``. Before each
+optimizer step the trainer calls :meth:`HyperParameterScheduler.step` with the step, which
+writes ``schedule(step)`` into every selected group (for ``lr``, times the group's
+``lr_multiplier``, see :func:`cadence.optim.param_groups.param_groups`) and returns the values
+applied, for the tracker.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+import torch
+
+_KEY = re.compile(r"^(?P<name>[A-Za-z_][A-Za-z0-9_]*)(\[(?P<index>\d+)\])?$")
+
+
+class HyperParameterScheduler:
+    """Sets ``optimizer``'s group hyper-parameters from ``schedules`` (key to a callable of the step).
+
+    ``groups`` selects group indices (default: all). Keys name a hyper-parameter present in
+    the groups, optionally indexing a tuple (``"betas[0]"``).
+    """
+
+    def __init__(self, optimizer: torch.optim.Optimizer, schedules: Mapping[str, Callable[[float], float]],
+                 groups: Sequence[int] | None = None):
+        self.optimizer = optimizer
+        self.groups = list(range(len(optimizer.param_groups))) if groups is None else list(groups)
+        for g in self.groups:
+            if not 0 <= g < len(optimizer.param_groups):
+                raise ValueError(f"group index {g} is out of range; the optimizer has {len(optimizer.param_groups)} "
+                                 f"parameter groups")
+        self.schedules: dict[str, tuple[str, int | None, Callable[[float], float]]] = {}
+        for key, schedule in schedules.items():
+            match = _KEY.match(key)
+            if match is None:
+                raise ValueError(f"hyper-parameter key {key!r} is not of the form 'name' or 'name[i]' (e.g. 'lr', "
+                                 f"'betas[0]')")
+            if not callable(schedule):
+                raise TypeError(f"the schedule of {key!r} is a {type(schedule).__name__}; expected a schedule "
+                                f"(a callable of the step)")
+            name, index = match["name"], None if match["index"] is None else int(match["index"])
+            for g in self.groups:
+                self._check(key, name, index, optimizer.param_groups[g])
+            self.schedules[key] = (name, index, schedule)
+
+    @staticmethod
+    def _check(key: str, name: str, index: int | None, group: dict[str, Any]) -> None:
+        if name not in group:
+            known = ", ".join(k for k in group if k != "params")
+            raise ValueError(f"cannot schedule {key!r}: the optimizer's groups have no {name!r}; they have: {known}")
+        value = group[name]
+        if index is None and isinstance(value, (tuple, list)):
+            raise ValueError(f"cannot schedule {key!r}: {name} is a tuple {value!r}; name one element, e.g. "
+                             f"'{name}[0]'")
+        if index is not None and (not isinstance(value, (tuple, list)) or index >= len(value)):
+            raise ValueError(f"cannot schedule {key!r}: {name}={value!r} has no element {index}")
+
+    def step(self, step: float) -> dict[str, float]:
+        """Apply every schedule at ``step``; return the applied values (``key`` when all selected groups
+        got the same value, else ``key.group<i>`` per group)."""
+        applied: dict[str, float] = {}
+        for key, (name, index, schedule) in self.schedules.items():
+            value = float(schedule(step))
+            if name == "lr" and value < 0:
+                raise ValueError(f"the schedule of 'lr' gave {value} at step {step}; a learning rate must be >= 0")
+            per_group = {}
+            for g in self.groups:
+                group = self.optimizer.param_groups[g]
+                v = value * group.get("lr_multiplier", 1.0) if name == "lr" else value
+                if index is None:
+                    group[name] = v
+                else:
+                    items = list(group[name])
+                    items[index] = v
+                    group[name] = type(group[name])(items)
+                per_group[g] = v
+            if len(set(per_group.values())) == 1:
+                applied[key] = value if name != "lr" else next(iter(per_group.values()))
+            else:
+                applied.update({f"{key}.group{g}": v for g, v in per_group.items()})
+        return applied

@@ -1,0 +1,64 @@
+"""Schedules bound to group hyper-parameters: lr (with multipliers), betas[0], weight_decay, momentum."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+from cadence.optim import Adam
+from cadence.optim.hyperparams_schedule import HyperParameterScheduler
+from cadence.schedule import Piecewise
+
+
+def test_lr_betas_and_weight_decay_follow_their_schedules():
+    model = nn.Linear(3, 2)
+    opt = Adam(model.parameters(), lr=1.0)
+    scheduler = HyperParameterScheduler(opt, {"lr": Piecewise([(0, 0.0), (10, 1e-3)]),
+                                              "betas[0]": Piecewise([(0, 0.85), (10, 0.95)]),
+                                              "weight_decay": lambda t: 0.01 * t})
+    applied = scheduler.step(5)
+    group = opt.param_groups[0]
+    assert applied == pytest.approx({"lr": 5e-4, "betas[0]": 0.9, "weight_decay": 0.05})
+    assert group["lr"] == pytest.approx(5e-4) and group["betas"] == pytest.approx((0.9, 0.999))
+    assert isinstance(group["betas"], tuple) and group["weight_decay"] == pytest.approx(0.05)
+
+
+def test_momentum_of_torch_sgd_and_selected_groups():
+    a, b = nn.Linear(2, 2), nn.Linear(2, 2)
+    opt = torch.optim.SGD([{"params": a.parameters()}, {"params": b.parameters(), "momentum": 0.5}], lr=0.1,
+                          momentum=0.9)
+    HyperParameterScheduler(opt, {"momentum": lambda t: 0.1}, groups=[1]).step(0)
+    assert [g["momentum"] for g in opt.param_groups] == [0.9, 0.1]
+
+
+def test_lr_multipliers_scale_the_scheduled_rate_and_differences_are_reported_per_group():
+    a, b = nn.Linear(2, 2), nn.Linear(2, 2)
+    opt = Adam([{"params": a.parameters()}, {"params": b.parameters(), "lr_multiplier": 0.1}], lr=1.0)
+    applied = HyperParameterScheduler(opt, {"lr": lambda t: 2.0}).step(3)
+    assert [g["lr"] for g in opt.param_groups] == pytest.approx([2.0, 0.2])
+    assert applied == pytest.approx({"lr.group0": 2.0, "lr.group1": 0.2})
+
+
+@pytest.mark.parametrize("schedules, error, message", [
+    ({"lrr": lambda t: 1.0}, ValueError, r"cannot schedule 'lrr': the optimizer's groups have no 'lrr'; they have: lr"),
+    ({"betas": lambda t: 1.0}, ValueError, r"betas is a tuple .*name one element, e.g. 'betas\[0\]'"),
+    ({"betas[2]": lambda t: 1.0}, ValueError, r"betas=\(0.9, 0.999\) has no element 2"),
+    ({"lr": 0.1}, TypeError, r"the schedule of 'lr' is a float; expected a schedule"),
+    ({"lr x": lambda t: 1.0}, ValueError, r"'lr x' is not of the form 'name' or 'name\[i\]'"),
+])
+def test_bad_bindings_fail_at_construction(schedules, error, message):
+    with pytest.raises(error, match=message):
+        HyperParameterScheduler(Adam(nn.Linear(2, 2).parameters()), schedules)
+
+
+def test_a_negative_learning_rate_is_refused_with_its_step():
+    scheduler = HyperParameterScheduler(Adam(nn.Linear(2, 2).parameters()), {"lr": lambda t: 1.0 - t})
+    scheduler.step(1)
+    with pytest.raises(ValueError, match=r"the schedule of 'lr' gave -1.0 at step 2"):
+        scheduler.step(2)
+
+
+def test_out_of_range_group_index():
+    with pytest.raises(ValueError, match="group index 3 is out of range; the optimizer has 1 parameter groups"):
+        HyperParameterScheduler(Adam(nn.Linear(2, 2).parameters()), {"lr": lambda t: 1.0}, groups=[3])

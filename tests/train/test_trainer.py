@@ -216,3 +216,37 @@ def test_a_loader_without_len_and_a_missing_loss_fail_clearly():
     trainer = Trainer(model, torch.optim.SGD(model.parameters(), lr=0.1), batches(2, 4, 0))
     with pytest.raises(TypeError, match="no loss_fn given"):
         trainer.run()
+
+
+def test_gradients_are_clipped_before_each_step_and_the_norm_tracked():
+    model = mlp()
+    tracker = Tracker(console=False)
+    seen = []
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    original_step = optimizer.step
+
+    def spy_step(*args, **kwargs):
+        seen.append(torch.linalg.vector_norm(torch.cat([p.grad.flatten() for p in model.parameters()])).item())
+        return original_step(*args, **kwargs)
+
+    optimizer.step = spy_step
+    data = [(x * 100, y) for x, y in batches(4, 8, 0)]
+    Trainer(model, optimizer, data, loss_fn=nn.functional.cross_entropy, grad_clip_norm=0.5, tracker=tracker).run()
+    assert all(n == pytest.approx(0.5, rel=1e-4) for n in seen)
+    assert tracker.latest("train.grad_norm") > 0.5
+
+
+def test_betas_can_follow_a_schedule_and_are_tracked():
+    model = mlp()
+    tracker = Tracker(console=False)
+    optimizer = Adam(model.parameters())
+    Trainer(model, optimizer, batches(4, 8, 0), loss_fn=nn.functional.cross_entropy, tracker=tracker,
+            schedules={"betas[0]": Piecewise([(0, 0.8), (4, 0.9)])}).run()
+    assert tracker.latest("train.betas[0]") == pytest.approx(0.875)
+    assert optimizer.param_groups[0]["betas"][0] == pytest.approx(0.875)
+
+
+def test_an_unknown_scheduled_hyper_parameter_fails_at_construction():
+    model = mlp()
+    with pytest.raises(ValueError, match="cannot schedule 'momentum'"):
+        Trainer(model, Adam(model.parameters()), batches(2, 4, 0), schedules={"momentum": Piecewise([(0, 1.0)])})

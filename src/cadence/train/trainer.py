@@ -30,6 +30,8 @@ import torch
 from torch import nn
 
 from cadence.metrics import MeanLoss, Metric
+from cadence.optim.clip import clip_grad_norm, clip_grad_value
+from cadence.optim.hyperparams_schedule import HyperParameterScheduler
 from cadence.schedule import Schedule
 from cadence.track import Tracker
 from cadence.train.batch_index import BatchIndex
@@ -47,8 +49,11 @@ class Trainer:
       keeps one state per phase, reported as ``train.<name>`` and ``valid.<name>``,
     * ``epochs``, ``inner_iterations`` (train/validation alternations per epoch),
       ``update_batches`` (batches accumulated per optimizer step),
-    * ``schedules``: group hyper-parameter name (``"lr"``, ``"weight_decay"``) to a schedule
-      of the optimizer step, applied to every group before each step,
+    * ``schedules``: group hyper-parameter (``"lr"``, ``"weight_decay"``, ``"betas[0]"``,
+      ``"momentum"``) to a schedule of the optimizer step, applied to every group before each
+      step and tracked as ``train.<key>``,
+    * ``grad_clip_norm`` / ``grad_clip_value``: clip the gradients by global 2-norm or by value
+      before each step; the norm before clipping is tracked as ``train.grad_norm``,
     * ``tracker``: where values go (a silent in-memory tracker if not given),
     * ``checkpoint_path``: where the checkpoint (model, optimizer, config, epoch, step) is
       written atomically at the end of every epoch; ``config`` is stored in it,
@@ -59,6 +64,7 @@ class Trainer:
                  valid_loader: Iterable | None = None, *, loss_fn: Callable[..., torch.Tensor] | None = None,
                  metrics: Mapping[str, Metric] | None = None, epochs: int = 1, inner_iterations: int = 1,
                  update_batches: int = 1, schedules: Mapping[str, Schedule] | None = None,
+                 grad_clip_norm: float | None = None, grad_clip_value: float | None = None,
                  tracker: Tracker | None = None, checkpoint_path: str | Path | None = None,
                  config: Mapping[str, Any] | None = None, device: str | torch.device = "cpu"):
         for name, value in (("epochs", epochs), ("inner_iterations", inner_iterations),
@@ -78,7 +84,9 @@ class Trainer:
         self.epochs = epochs
         self.inner_iterations = inner_iterations
         self.update_batches = update_batches
-        self.schedules = dict(schedules or {})
+        self.schedules = HyperParameterScheduler(optimizer, schedules or {})
+        self.grad_clip_norm = grad_clip_norm
+        self.grad_clip_value = grad_clip_value
         self.tracker = tracker if tracker is not None else Tracker(console=False)
         self.checkpoint_path = Path(checkpoint_path) if checkpoint_path is not None else None
         self.config = dict(config or {})
@@ -206,12 +214,12 @@ class Trainer:
             self._optimizer_step()
 
     def _optimizer_step(self) -> None:
-        values = {}
-        for name, schedule in self.schedules.items():
-            value = schedule(self.global_step)
-            for group in self.optimizer.param_groups:
-                group[name] = value
-            values[f"{TRAIN}.{name}"] = value
+        values = {f"{TRAIN}.{key}": value for key, value in self.schedules.step(self.global_step).items()}
+        params = [p for group in self.optimizer.param_groups for p in group["params"]]
+        if self.grad_clip_value is not None:
+            values[f"{TRAIN}.grad_norm"] = clip_grad_value(params, self.grad_clip_value)
+        if self.grad_clip_norm is not None:
+            values[f"{TRAIN}.grad_norm"] = clip_grad_norm(params, self.grad_clip_norm)
         self.optimizer.step()
         self.optimizer.zero_grad()
         self.global_step += 1

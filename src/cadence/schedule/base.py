@@ -14,7 +14,9 @@ are of the same class with equal arguments.
 from __future__ import annotations
 
 import math
+import os
 from abc import ABC, abstractmethod
+from pathlib import Path
 from typing import Any
 
 
@@ -38,6 +40,26 @@ class Schedule(ABC):
         arguments = ", ".join(f"{name}={value!r}" for name, value in self.arguments().items())
         return f"{type(self).__name__}({arguments})"
 
+    def plot(self, steps: int, path: str | os.PathLike) -> Path:
+        """Write a PNG of the curve over steps ``0 .. steps`` to ``path`` (matplotlib, imported here)."""
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+
+        steps = int(at_least(steps, 1, "steps", f"{type(self).__name__}.plot"))
+        xs = list(range(steps + 1))
+        figure, axes = plt.subplots(figsize=(6, 3.5))
+        axes.plot(xs, [self(x) for x in xs])
+        axes.set_xlabel("step")
+        axes.set_title(repr(self), fontsize=8)
+        axes.grid(alpha=0.3)
+        figure.tight_layout()
+        path = Path(path)
+        figure.savefig(path, format="png")
+        plt.close(figure)
+        return path
+
     def __eq__(self, other: object) -> bool:
         """Same class and equal :meth:`arguments`."""
         if not isinstance(other, Schedule):
@@ -52,4 +74,12 @@ def as_finite_float(value: Any, name: str, where: str) -> float:
     value = float(value)
     if not math.isfinite(value):
         raise ValueError(f"{where}: {name}={value!r}; expected a finite number")
+    return value
+
+
+def at_least(value: Any, low: float, name: str, where: str, *, strict: bool = False) -> float:
+    """``value`` as a finite float that is ``>= low`` (``> low`` if ``strict``), else an error naming it."""
+    value = as_finite_float(value, name, where)
+    if value < low or (strict and value == low):
+        raise ValueError(f"{where}: {name}={value!r} is out of range; expected {name} {'>' if strict else '>='} {low}")
     return value

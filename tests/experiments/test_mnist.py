@@ -28,3 +28,17 @@ def test_five_epochs_reach_98_percent_validation_accuracy(tmp_path, data_dir):
     assert run.status == "finished"
     assert len(accuracy) == 5
     assert accuracy[-1] >= 0.98, f"validation accuracy after 5 epochs: {accuracy}"
+
+
+def test_the_config_wires_schedules_clipping_and_no_decay_groups(data_dir):
+    from cadence.experiments.mnist import build
+    from cadence.schedule import Cosine
+
+    config = apply_overrides(MNISTConfig(), ["optimizer.name=radam", "optimizer.weight_decay=0.01",
+                                             "optimizer.schedule=Cosine(0.003, 500)", "grad_clip_norm=1.0"])
+    trainer = build(config, data_dir)
+    assert trainer.grad_clip_norm == 1.0
+    assert trainer.schedules.schedules["lr"][2] == Cosine(0.003, 500)
+    assert sorted(g["weight_decay"] for g in trainer.optimizer.param_groups) == [0.0, 0.01]
+    decayed = [g for g in trainer.optimizer.param_groups if g["weight_decay"]][0]
+    assert sorted(decayed["names"]) == ["conv1.weight", "conv2.weight", "fc1.weight", "fc2.weight"]

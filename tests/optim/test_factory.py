@@ -46,3 +46,13 @@ def test_every_optimizer_builds_from_the_config_and_steps(name):
 def test_fused_flag_reaches_the_optimizer(name):
     opt = build_optimizer(OptimizerConfig(name=name, fused=True, warmup=5), nn.Linear(3, 2))
     assert opt.fused_step is not None
+
+
+def test_schedules_are_parsed_from_the_config():
+    from cadence.optim import build_schedules
+    from cadence.schedule import Cosine, Linear
+
+    config = OptimizerConfig(schedule="Cosine(0.001, 100)", schedules={"weight_decay": "Linear(0.0, 0.1, 10)"})
+    assert build_schedules(config) == {"lr": Cosine(0.001, 100), "weight_decay": Linear(0.0, 0.1, 10)}
+    with pytest.raises(ValueError, match=r"optimizer.schedules.betas\[0\]: schedule 'Cos\(1\)': unknown schedule 'Cos'"):
+        build_schedules(OptimizerConfig(schedules={"betas[0]": "Cos(1)"}))

@@ -62,3 +62,21 @@ def test_a_negative_learning_rate_is_refused_with_its_step():
 def test_out_of_range_group_index():
     with pytest.raises(ValueError, match="group index 3 is out of range; the optimizer has 1 parameter groups"):
         HyperParameterScheduler(Adam(nn.Linear(2, 2).parameters()), {"lr": lambda t: 1.0}, groups=[3])
+
+
+def test_noam_opt_sets_labmls_rate_before_each_step_and_resumes():
+    from cadence.optim import NoamOpt
+
+    model = nn.Linear(4, 2)
+    noam = NoamOpt(512, 2.0, 40, torch.optim.Adam(model.parameters(), lr=0.0, betas=(0.9, 0.98), eps=1e-9))
+    rates = []
+    for t in range(1, 101):
+        noam.zero_grad()
+        model(torch.ones(1, 4)).sum().backward()
+        noam.step()
+        rates.append(noam.optimizer.param_groups[0]["lr"])
+        assert rates[-1] == pytest.approx(2.0 * 512 ** -0.5 * min(t ** -0.5, t * 40 ** -1.5), rel=1e-12)
+    assert max(range(100), key=lambda i: rates[i]) == 39
+    again = NoamOpt(512, 2.0, 40, torch.optim.Adam(model.parameters()))
+    again.load_state_dict(noam.state_dict())
+    assert again.rate() == noam.rate() == pytest.approx(rates[-1])

@@ -16,7 +16,7 @@ from torch import nn
 from cadence.data import MNIST, InMemoryLoader
 from cadence.metrics import Accuracy
 from cadence.nn.norm import BatchNorm
-from cadence.optim import OptimizerConfig, build_optimizer
+from cadence.optim import OptimizerConfig, build_optimizer, build_schedules, param_groups
 from cadence.train import Trainer
 
 
@@ -58,6 +58,10 @@ class MNISTConfig:
     device: str = "cpu"
     #: Threads torch may use (0: torch's default).
     num_threads: int = 0
+    #: Clip gradients to this global 2-norm before each step (0: no clipping).
+    grad_clip_norm: float = 0.0
+    #: Give biases, normalization weights and embeddings no weight decay (nanoGPT's and timm's rule).
+    no_decay_on_norms_and_biases: bool = True
     optimizer: OptimizerConfig = field(default_factory=lambda: OptimizerConfig(name="adam", lr=1e-3))
 
 
@@ -67,6 +71,9 @@ def build(config: MNISTConfig, data_dir: str | Path | None = None) -> Trainer:
         raise ValueError(f"num_threads={config.num_threads}; expected 0 (torch's default) or a positive count")
     if config.num_threads:
         torch.set_num_threads(config.num_threads)
+    if config.grad_clip_norm < 0:
+        raise ValueError(f"grad_clip_norm={config.grad_clip_norm}; expected 0 (no clipping) or a positive norm")
+    schedules = build_schedules(config.optimizer)
     train_set = MNIST(data_dir, train=True)
     valid_set = MNIST(data_dir, train=False)
     torch.manual_seed(config.seed)
@@ -74,7 +81,8 @@ def build(config: MNISTConfig, data_dir: str | Path | None = None) -> Trainer:
     model = BatchNormCNN().to(device)
     return Trainer(
         model,
-        build_optimizer(config.optimizer, model),
+        build_optimizer(config.optimizer, param_groups(model, config.optimizer.weight_decay)
+                        if config.no_decay_on_norms_and_biases else model),
         InMemoryLoader(train_set.images, train_set.labels, config.batch_size, shuffle=True, seed=config.seed,
                        transform=MNIST.normalize),
         InMemoryLoader(valid_set.images, valid_set.labels, config.valid_batch_size, transform=MNIST.normalize),
@@ -83,5 +91,7 @@ def build(config: MNISTConfig, data_dir: str | Path | None = None) -> Trainer:
         epochs=config.epochs,
         inner_iterations=config.inner_iterations,
         update_batches=config.update_batches,
+        schedules=schedules,
+        grad_clip_norm=config.grad_clip_norm or None,
         device=device,
     )

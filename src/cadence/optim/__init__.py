@@ -5,7 +5,10 @@ from cadence.optim.adam import Adam
 from cadence.optim.adam_warmup import AdamWarmup
 from cadence.optim.adam_warmup_cosine_decay import AdamWarmupCosineDecay
 from cadence.optim.amsgrad import AMSGrad
-from cadence.optim.factory import OPTIMIZERS, OptimizerConfig, build_optimizer
+from cadence.optim.clip import clip_grad_norm, clip_grad_value
+from cadence.optim.factory import OPTIMIZERS, OptimizerConfig, build_optimizer, build_schedules
+from cadence.optim.hyperparams_schedule import HyperParameterScheduler, NoamOpt
+from cadence.optim.param_groups import param_groups
 from cadence.optim.generic import GenericAdaptiveOptimizer
 from cadence.optim.lion import Lion
 from cadence.optim.noam import Noam
@@ -13,4 +16,5 @@ from cadence.optim.radam import RAdam
 from cadence.optim.weight_decay import WeightDecay
 
 __all__ = ["OPTIMIZERS", "AMSGrad", "AdaBelief", "Adam", "AdamWarmup", "AdamWarmupCosineDecay",
-           "GenericAdaptiveOptimizer", "Lion", "Noam", "OptimizerConfig", "RAdam", "WeightDecay", "build_optimizer"]
+           "GenericAdaptiveOptimizer", "HyperParameterScheduler", "Lion", "Noam", "NoamOpt", "OptimizerConfig", "RAdam",
+           "WeightDecay", "build_optimizer", "build_schedules", "clip_grad_norm", "clip_grad_value", "param_groups"]

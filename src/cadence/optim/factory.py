@@ -4,12 +4,18 @@
 optimizer and the fields it does not use are ignored. From the command line::
 
     cadence train mnist optimizer.name=radam optimizer.lr=3e-3 optimizer.weight_decay=0.01
+    cadence train mnist optimizer.schedule="Sequential([LinearWarmup(3e-3, 100), Cosine(3e-3, 500)], [100])"
+
+``schedule`` is the learning rate as a schedule of the optimizer step, written as the
+schedule's ``repr`` (see :func:`cadence.schedule.parse_schedule`); ``schedules`` binds
+schedules to other group hyper-parameters (``optimizer.schedules.weight_decay=...``,
+``betas[0]``, ``momentum``).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 from torch import nn
@@ -23,6 +29,7 @@ from cadence.optim.lion import Lion
 from cadence.optim.noam import Noam
 from cadence.optim.radam import RAdam
 from cadence.optim.weight_decay import WeightDecay
+from cadence.schedule import Schedule, parse_schedule
 
 
 @dataclass
@@ -60,6 +67,10 @@ class OptimizerConfig:
     momentum: float = 0.0
     nesterov: bool = False
     fused: bool = False
+    #: The learning rate as a schedule of the optimizer step (its repr); empty: constant ``lr``.
+    schedule: str = ""
+    #: Schedules of other group hyper-parameters, by name (``weight_decay``, ``betas[0]``, ``momentum``).
+    schedules: dict[str, str] = field(default_factory=dict)
 
     def weight_decay_strategy(self) -> WeightDecay:
         """The :class:`WeightDecay` these fields describe."""
@@ -98,3 +109,16 @@ def build_optimizer(config: OptimizerConfig, model_or_params: nn.Module | Iterab
                          f"{', '.join(sorted(OPTIMIZERS))}")
     params = model_or_params.parameters() if isinstance(model_or_params, nn.Module) else model_or_params
     return OPTIMIZERS[config.name](params, config)
+
+
+def build_schedules(config: OptimizerConfig) -> dict[str, Schedule]:
+    """The hyper-parameter schedules of ``config``, parsed (errors name the config key and the text)."""
+    texts = {**({"lr": config.schedule} if config.schedule else {}), **config.schedules}
+    schedules = {}
+    for key, text in texts.items():
+        where = "optimizer.schedule" if key == "lr" and config.schedule else f"optimizer.schedules.{key}"
+        try:
+            schedules[key] = parse_schedule(text)
+        except ValueError as e:
+            raise ValueError(f"{where}: {e}") from None
+    return schedules

@@ -84,3 +84,43 @@ class HyperParameterScheduler:
             else:
                 applied.update({f"{key}.group{g}": v for g, v in per_group.items()})
         return applied
+
+
+class NoamOpt:
+    """labml_nn's ``NoamOpt(model_size, factor, warmup, optimizer)``, as a scheduler binding.
+
+    Before each step it sets every group's ``lr`` to the Transformer paper's rate
+    ``factor * model_size ** -0.5 * min(t ** -0.5, t * warmup ** -1.5)`` at step ``t``
+    (counted from 1), then steps ``optimizer``.
+    """
+
+    def __init__(self, model_size: int, factor: float, warmup: int, optimizer: torch.optim.Optimizer):
+        from cadence.schedule import Noam
+
+        self.optimizer = optimizer
+        self.schedule = Noam(factor, model_size, warmup)
+        self.scheduler = HyperParameterScheduler(optimizer, {"lr": self.schedule})
+        self._step = 0
+
+    def rate(self, step: int | None = None) -> float:
+        """The learning rate at ``step`` (default: the last step taken)."""
+        return self.schedule(self._step if step is None else step)
+
+    def step(self) -> None:
+        """Set the rate of the next step and take it."""
+        self._step += 1
+        self.scheduler.step(self._step)
+        self.optimizer.step()
+
+    def zero_grad(self) -> None:
+        """Zero the wrapped optimizer's gradients."""
+        self.optimizer.zero_grad()
+
+    def state_dict(self) -> dict[str, Any]:
+        """The step count and the wrapped optimizer's state."""
+        return {"step": self._step, "optimizer": self.optimizer.state_dict()}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore :meth:`state_dict`."""
+        self._step = int(state["step"])
+        self.optimizer.load_state_dict(state["optimizer"])

@@ -85,3 +85,13 @@ def test_rho_threshold_must_be_positive():
         RAdam([nn.Parameter(torch.ones(1))], rho_threshold=0.0)
     with pytest.raises(ValueError, match=r"AdaBelief: rho_threshold=-4.0 is out of range"):
         AdaBelief([nn.Parameter(torch.ones(1))], rho_threshold=-4.0)
+
+
+def test_an_optimizer_whose_update_is_not_elementwise_refuses_the_fused_path():
+    from cadence.optim import GenericAdaptiveOptimizer
+
+    class WholeTensor(GenericAdaptiveOptimizer):
+        elementwise = False
+
+    with pytest.raises(ValueError, match="WholeTensor: fused=True needs an elementwise update"):
+        WholeTensor([nn.Parameter(torch.ones(1))], {}, 1e-3, (0.9, 0.99), 1e-8, fused=True)

@@ -25,6 +25,7 @@ from cadence.optim.adam import Adam
 from cadence.optim.adam_warmup import AdamWarmup
 from cadence.optim.adam_warmup_cosine_decay import AdamWarmupCosineDecay
 from cadence.optim.amsgrad import AMSGrad
+from cadence.optim.lamb import LAMB
 from cadence.optim.lion import Lion
 from cadence.optim.noam import Noam
 from cadence.optim.radam import RAdam
@@ -96,6 +97,7 @@ OPTIMIZERS: dict[str, Builder] = {
                                 c.degenerate_to_sgd, c.rho_threshold, fused=c.fused),
     "ada_belief": lambda p, c: AdaBelief(p, c.lr, tuple(c.betas), c.eps, c.weight_decay_strategy(), c.amsgrad,
                                          c.degenerate_to_sgd, c.rectify, c.rho_threshold, fused=c.fused),
+    "lamb": lambda p, c: LAMB(p, c.lr, tuple(c.betas), c.eps, c.weight_decay),
     "lion": lambda p, c: Lion(p, c.lr, tuple(c.betas), c.weight_decay_strategy(), fused=c.fused),
     "sgd": lambda p, c: torch.optim.SGD(p, lr=c.lr, momentum=c.momentum, weight_decay=c.weight_decay,
                                         nesterov=c.nesterov),

@@ -12,10 +12,11 @@ from cadence.optim.param_groups import param_groups
 from cadence.optim.generic import GenericAdaptiveOptimizer
 from cadence.optim.lamb import LAMB
 from cadence.optim.lion import Lion
+from cadence.optim.muon import Muon
 from cadence.optim.noam import Noam
 from cadence.optim.radam import RAdam
 from cadence.optim.weight_decay import WeightDecay
 
 __all__ = ["OPTIMIZERS", "AMSGrad", "AdaBelief", "Adam", "AdamWarmup", "AdamWarmupCosineDecay",
-           "GenericAdaptiveOptimizer", "HyperParameterScheduler", "LAMB", "Lion", "Noam", "NoamOpt", "OptimizerConfig", "RAdam",
+           "GenericAdaptiveOptimizer", "HyperParameterScheduler", "LAMB", "Lion", "Muon", "Noam", "NoamOpt", "OptimizerConfig", "RAdam",
            "WeightDecay", "build_optimizer", "build_schedules", "clip_grad_norm", "clip_grad_value", "param_groups"]

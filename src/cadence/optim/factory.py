@@ -27,6 +27,7 @@ from cadence.optim.adam_warmup_cosine_decay import AdamWarmupCosineDecay
 from cadence.optim.amsgrad import AMSGrad
 from cadence.optim.lamb import LAMB
 from cadence.optim.lion import Lion
+from cadence.optim.muon import Muon
 from cadence.optim.noam import Noam
 from cadence.optim.radam import RAdam
 from cadence.optim.weight_decay import WeightDecay
@@ -64,9 +65,11 @@ class OptimizerConfig:
     rho_threshold: float = 5.0
     degenerate_to_sgd: bool = True
     rectify: bool = True
-    #: SGD.
+    #: SGD and Muon (Muon: 0 means its default 0.95).
     momentum: float = 0.0
     nesterov: bool = False
+    #: Muon: the rate of the parameters it leaves to AdamW (embeddings, head, biases, gains).
+    adamw_lr: float = 3e-4
     fused: bool = False
     #: The learning rate as a schedule of the optimizer step (its repr); empty: constant ``lr``.
     schedule: str = ""
@@ -91,6 +94,8 @@ OPTIMIZERS: dict[str, Builder] = {
     "adam_warmup_cosine_decay": lambda p, c: AdamWarmupCosineDecay(
         p, c.lr, tuple(c.betas), c.eps, c.weight_decay_strategy(), c.optimized_update, c.amsgrad, c.warmup,
         c.total_steps, c.min_lr, fused=c.fused),
+    "muon": lambda p, c: Muon(p, c.lr, c.momentum or 0.95, c.nesterov, adamw_lr=c.adamw_lr,
+                              adamw_betas=tuple(c.betas), adamw_eps=c.eps, weight_decay=c.weight_decay),
     "noam": lambda p, c: Noam(p, c.lr, tuple(c.betas), c.eps, c.weight_decay_strategy(), c.optimized_update,
                               c.amsgrad, c.warmup, c.d_model, fused=c.fused),
     "radam": lambda p, c: RAdam(p, c.lr, tuple(c.betas), c.eps, c.weight_decay_strategy(), c.amsgrad,

@@ -1,0 +1,117 @@
+"""Muon: Newton-Schulz orthogonalisation, the update against a float64 reference, AdamW for the rest."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+import torch
+from torch import nn
+
+from cadence.optim import Adam, Muon, WeightDecay
+from cadence.optim.muon import newton_schulz
+
+from .conftest import relative_difference, small_cnn
+
+
+@pytest.mark.parametrize("shape", [(64, 32), (32, 64), (96, 40)])
+def test_newton_schulz_drives_singular_values_near_one(shape):
+    M = torch.randn(*shape, dtype=torch.float64)
+    S = torch.linalg.svdvals(newton_schulz(M, 5, torch.float64))
+    assert S.min() > 0.5 and S.max() < 1.5
+    U, _, Vh = torch.linalg.svd(M, full_matrices=False)
+    # Same singular vectors: the result is U diag(s') V^T with s' near 1.
+    assert torch.linalg.norm(newton_schulz(M, 5, torch.float64) - U @ Vh) / torch.linalg.norm(U @ Vh) < 0.35
+
+
+def paper_muon(params, grads, lr, mu, wd, adamw_lr, betas, eps, steps=5):
+    theta = [p.detach().double().clone() for p in params]
+    B = [torch.zeros_like(t) for t in theta]
+    m = [torch.zeros_like(t) for t in theta]
+    v = [torch.zeros_like(t) for t in theta]
+    for t, gs in enumerate(grads, start=1):
+        for i, g in enumerate(gs):
+            g = g.double()
+            if theta[i].ndim >= 2:
+                B[i] = mu * B[i] + (1 - mu) * g
+                M = (1 - mu) * g + mu * B[i]
+                O = newton_schulz(M.reshape(M.size(0), -1), steps, torch.float64).view_as(theta[i])
+                rows, cols = theta[i].size(0), theta[i][0].numel()
+                theta[i] = theta[i] * (1 - lr * wd) - lr * max(1.0, rows / cols) ** 0.5 * O
+            else:
+                theta[i] = theta[i] * (1 - adamw_lr * wd)
+                m[i] = betas[0] * m[i] + (1 - betas[0]) * g
+                v[i] = betas[1] * v[i] + (1 - betas[1]) * g * g
+                m_hat, v_hat = m[i] / (1 - betas[0] ** t), v[i] / (1 - betas[1] ** t)
+                theta[i] = theta[i] - adamw_lr * m_hat / (v_hat.sqrt() + eps)
+    return theta
+
+
+def test_matches_the_reference_in_float64_over_real_gradients(real_gradients):
+    torch.manual_seed(0)
+    model = small_cnn().double()
+    grads = real_gradients[:60]
+    expected = paper_muon(list(model.parameters()), grads, 0.02, 0.95, 0.01, 3e-4, (0.9, 0.95), 1e-8)
+    opt = Muon(model.parameters(), weight_decay=0.01, ns_dtype=torch.float64)
+    for gs in grads:
+        for p, g in zip(model.parameters(), gs):
+            p.grad = g.double().clone()
+        opt.step()
+    diff = max((p.detach() - e).abs().max().item() for p, e in zip(model.parameters(), expected))
+    assert diff / max(e.abs().max().item() for e in expected) < 1e-5
+
+
+def test_parameters_outside_muon_take_adamw(real_gradients):
+    torch.manual_seed(0)
+    a = nn.Linear(4, 3)
+    b = copy.deepcopy(a)
+    oa = Muon([{"params": a.parameters(), "use_muon": False}], adamw_lr=1e-3, adamw_betas=(0.9, 0.999),
+              weight_decay=0.1)
+    ob = Adam(b.parameters(), lr=1e-3, weight_decay=WeightDecay(0.1), optimized_update=False)
+    for _ in range(10):
+        for model, opt in ((a, oa), (b, ob)):
+            opt.zero_grad()
+            model(torch.ones(2, 4)).pow(2).sum().backward()
+            opt.step()
+    assert relative_difference(a, b) < 1e-6
+
+
+def test_training_lowers_the_loss(train, mnist_batches):
+    def loss(model):
+        with torch.no_grad():
+            return sum(nn.functional.cross_entropy(model(x), y).item() for x, y in mnist_batches[-20:])
+
+    torch.manual_seed(0)
+    before = loss(small_cnn())
+    after = loss(train(lambda p: Muon(p, lr=0.02), steps=100))
+    assert after < 0.5 * before
+
+
+def test_state_dict_resume_is_bit_identical(real_gradients):
+    torch.manual_seed(0)
+    a = small_cnn()
+    b = copy.deepcopy(a)
+    oa, ob = Muon(a.parameters()), Muon(b.parameters())
+    for step, gs in enumerate(real_gradients[:12]):
+        if step == 6:
+            ob = Muon(b.parameters())
+            ob.load_state_dict(copy.deepcopy(saved))
+        for model, opt in ((a, oa), (b, ob)):
+            for p, g in zip(model.parameters(), gs):
+                p.grad = g.clone()
+            opt.step()
+        if step == 5:
+            saved = copy.deepcopy(oa.state_dict())
+    for p, q in zip(a.parameters(), b.parameters()):
+        assert torch.equal(p, q)
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"momentum": 1.0}, r"Muon: momentum=1.0 is out of range; expected momentum in \[0.0, 1.0\)"),
+    ({"ns_steps": 0}, r"Muon: ns_steps=0.0 is out of range"),
+    ({"lr": -0.1}, r"Muon: lr=-0.1 is out of range"),
+    ({"adamw_betas": (0.9, 1.2)}, r"Muon: betas\[1\]=1.2 is out of range"),
+])
+def test_bad_hyper_parameters(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        Muon([nn.Parameter(torch.ones(2, 2))], **kwargs)

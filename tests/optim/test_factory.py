@@ -22,7 +22,7 @@ def test_builds_torch_sgd_from_parameters():
 
 
 def test_unknown_name_lists_the_available_ones():
-    with pytest.raises(ValueError, match=r"optimizer.name='adamm' is not a known optimizer; expected one of: ada_belief, adam, adam_warmup, adam_warmup_cosine_decay, amsgrad, lamb, lion, muon, noam, radam, sgd"):
+    with pytest.raises(ValueError, match=r"optimizer.name='adamm' is not a known optimizer; expected one of: ada_belief, adam, adam_warmup, adam_warmup_cosine_decay, amsgrad, lamb, lion, muon, noam, radam, sgd, sophia"):
         build_optimizer(OptimizerConfig(name="adamm"), nn.Linear(2, 2))
 
 

@@ -250,3 +250,24 @@ def test_an_unknown_scheduled_hyper_parameter_fails_at_construction():
     model = mlp()
     with pytest.raises(ValueError, match="cannot schedule 'momentum'"):
         Trainer(model, Adam(model.parameters()), batches(2, 4, 0), schedules={"momentum": Piecewise([(0, 1.0)])})
+
+
+def test_sophia_gets_its_hessian_refreshed_every_k_optimizer_steps():
+    from cadence.optim import Sophia
+
+    model = mlp()
+    optimizer = Sophia(model.parameters(), lr=1e-3)
+    calls = []
+    original = optimizer.update_hessian
+
+    def spy(batch_size):
+        calls.append((trainer.global_step, batch_size, all(p.grad is not None for p in model.parameters())))
+        original(batch_size)
+
+    optimizer.update_hessian = spy
+    trainer = Trainer(model, optimizer, batches(12, 8, 0), loss_fn=nn.functional.cross_entropy, update_batches=2,
+                      hessian_interval=2)
+    trainer.run()
+    assert calls == [(2, 8, True), (4, 8, True), (6, 8, True)]
+    assert all(optimizer.state[p]["hessian"].abs().sum() > 0 for p in model.parameters())
+    assert all(p.grad is None or not p.grad.any() for p in model.parameters())

@@ -15,8 +15,10 @@ from cadence.optim.lion import Lion
 from cadence.optim.muon import Muon
 from cadence.optim.noam import Noam
 from cadence.optim.radam import RAdam
+from cadence.optim.sophia import Sophia, gnb_loss
 from cadence.optim.weight_decay import WeightDecay
 
 __all__ = ["OPTIMIZERS", "AMSGrad", "AdaBelief", "Adam", "AdamWarmup", "AdamWarmupCosineDecay",
-           "GenericAdaptiveOptimizer", "HyperParameterScheduler", "LAMB", "Lion", "Muon", "Noam", "NoamOpt", "OptimizerConfig", "RAdam",
-           "WeightDecay", "build_optimizer", "build_schedules", "clip_grad_norm", "clip_grad_value", "param_groups"]
+           "GenericAdaptiveOptimizer", "HyperParameterScheduler", "LAMB", "Lion", "Muon", "Noam", "NoamOpt",
+           "OptimizerConfig", "RAdam", "Sophia", "WeightDecay", "build_optimizer", "build_schedules", "clip_grad_norm",
+           "clip_grad_value", "gnb_loss", "param_groups"]

@@ -30,6 +30,7 @@ from cadence.optim.lion import Lion
 from cadence.optim.muon import Muon
 from cadence.optim.noam import Noam
 from cadence.optim.radam import RAdam
+from cadence.optim.sophia import Sophia
 from cadence.optim.weight_decay import WeightDecay
 from cadence.schedule import Schedule, parse_schedule
 
@@ -61,6 +62,8 @@ class OptimizerConfig:
     min_lr: float = 0.0
     #: Noam: the model width.
     d_model: int = 512
+    #: Sophia: the scale rho of the curvature in its clipped step.
+    rho: float = 0.04
     #: RAdam and AdaBelief.
     rho_threshold: float = 5.0
     degenerate_to_sgd: bool = True
@@ -104,6 +107,7 @@ OPTIMIZERS: dict[str, Builder] = {
                                          c.degenerate_to_sgd, c.rectify, c.rho_threshold, fused=c.fused),
     "lamb": lambda p, c: LAMB(p, c.lr, tuple(c.betas), c.eps, c.weight_decay),
     "lion": lambda p, c: Lion(p, c.lr, tuple(c.betas), c.weight_decay_strategy(), fused=c.fused),
+    "sophia": lambda p, c: Sophia(p, c.lr, tuple(c.betas), c.eps, c.rho, c.weight_decay_strategy(), fused=c.fused),
     "sgd": lambda p, c: torch.optim.SGD(p, lr=c.lr, momentum=c.momentum, weight_decay=c.weight_decay,
                                         nesterov=c.nesterov),
 }

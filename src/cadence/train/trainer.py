@@ -31,6 +31,7 @@ from torch import nn
 
 from cadence.metrics import MeanLoss, Metric
 from cadence.optim.clip import clip_grad_norm, clip_grad_value
+from cadence.optim.sophia import gnb_loss
 from cadence.optim.hyperparams_schedule import HyperParameterScheduler
 from cadence.schedule import Schedule
 from cadence.track import Tracker
@@ -54,6 +55,8 @@ class Trainer:
       step and tracked as ``train.<key>``,
     * ``grad_clip_norm`` / ``grad_clip_value``: clip the gradients by global 2-norm or by value
       before each step; the norm before clipping is tracked as ``train.grad_norm``,
+    * ``hessian_interval``: for an optimizer with ``update_hessian`` (Sophia), refresh its
+      curvature estimate every this many optimizer steps with :meth:`hessian_step`,
     * ``tracker``: where values go (a silent in-memory tracker if not given),
     * ``checkpoint_path``: where the checkpoint (model, optimizer, config, epoch, step) is
       written atomically at the end of every epoch; ``config`` is stored in it,
@@ -65,10 +68,11 @@ class Trainer:
                  metrics: Mapping[str, Metric] | None = None, epochs: int = 1, inner_iterations: int = 1,
                  update_batches: int = 1, schedules: Mapping[str, Schedule] | None = None,
                  grad_clip_norm: float | None = None, grad_clip_value: float | None = None,
+                 hessian_interval: int = 10,
                  tracker: Tracker | None = None, checkpoint_path: str | Path | None = None,
                  config: Mapping[str, Any] | None = None, device: str | torch.device = "cpu"):
         for name, value in (("epochs", epochs), ("inner_iterations", inner_iterations),
-                            ("update_batches", update_batches)):
+                            ("update_batches", update_batches), ("hessian_interval", hessian_interval)):
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"Trainer: {name}={value!r}; expected an integer >= 1")
         for name, loader in (("train_loader", train_loader), ("valid_loader", valid_loader)):
@@ -87,6 +91,7 @@ class Trainer:
         self.schedules = HyperParameterScheduler(optimizer, schedules or {})
         self.grad_clip_norm = grad_clip_norm
         self.grad_clip_value = grad_clip_value
+        self.hessian_interval = hessian_interval
         self.tracker = tracker if tracker is not None else Tracker(console=False)
         self.checkpoint_path = Path(checkpoint_path) if checkpoint_path is not None else None
         self.config = dict(config or {})
@@ -117,6 +122,15 @@ class Trainer:
             if name != "loss":
                 metric(output, y)
         return loss
+
+    def hessian_step(self, batch: Any) -> None:
+        """Refresh the optimizer's curvature estimate on ``batch`` (Sophia's Gauss-Newton-Bartlett step):
+        the gradient of the loss on labels sampled from the model's own outputs, then ``update_hessian``."""
+        x, _ = self.to_device(batch)
+        self.optimizer.zero_grad()
+        gnb_loss(self.model(x)).backward()
+        self.optimizer.update_hessian(self.batch_size(batch))
+        self.optimizer.zero_grad()
 
     def to_device(self, batch: Any) -> Any:
         """Move a tensor, or a tuple/list/dict of them, to :attr:`device`."""
@@ -212,6 +226,8 @@ class Trainer:
         self._window_loss = scaled if self._window_loss is None else self._window_loss + scaled
         if is_optimize:
             self._optimizer_step()
+            if hasattr(self.optimizer, "update_hessian") and self.global_step % self.hessian_interval == 0:
+                self.hessian_step(batch)
 
     def _optimizer_step(self) -> None:
         values = {f"{TRAIN}.{key}": value for key, value in self.schedules.step(self.global_step).items()}

@@ -1,0 +1,97 @@
+"""Sophia-G against its equations in float64, its clipping, the GNB Hessian update, fused path."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+from cadence.optim import Sophia, WeightDecay, gnb_loss
+
+from .conftest import small_cnn
+
+
+def paper_sophia(params, grads, hessian_grads, lr, beta1, beta2, eps, rho, wd, k, batch):
+    theta = [p.detach().double().clone() for p in params]
+    m = [torch.zeros_like(t) for t in theta]
+    h = [torch.zeros_like(t) for t in theta]
+    for t, gs in enumerate(grads, start=1):
+        for i, g in enumerate(gs):
+            theta[i] = theta[i] * (1 - lr * wd)
+            m[i] = beta1 * m[i] + (1 - beta1) * g.double()
+            ratio = (m[i].abs() / (rho * h[i] + eps)).clamp(max=1.0)
+            theta[i] = theta[i] - lr * torch.sign(m[i]) * ratio
+        if t % k == 0:
+            for i, g_hat in enumerate(hessian_grads[t]):
+                h[i] = beta2 * h[i] + (1 - beta2) * batch * g_hat.double() ** 2
+    return theta
+
+
+@pytest.mark.parametrize("fused", [False, True])
+def test_matches_its_equations_in_float64_over_real_gradients(real_gradients, fused):
+    k, batch = 10, 32
+    hessian_grads = {t: [g * 0.5 for g in real_gradients[t - 1]] for t in range(k, len(real_gradients) + 1, k)}
+    torch.manual_seed(0)
+    model = small_cnn()
+    expected = paper_sophia(list(model.parameters()), real_gradients, hessian_grads, 1e-3, 0.965, 0.99, 1e-12,
+                            0.04, 0.1, k, batch)
+    opt = Sophia(model.parameters(), lr=1e-3, eps=1e-12, weight_decay=WeightDecay(0.1), fused=fused)
+    for t, grads in enumerate(real_gradients, start=1):
+        opt.zero_grad()
+        for p, g in zip(model.parameters(), grads):
+            if p.grad is None:
+                p.grad = g.clone()
+            else:
+                p.grad.copy_(g)
+        opt.step()
+        if t % k == 0:
+            for p, g in zip(model.parameters(), hessian_grads[t]):
+                p.grad.copy_(g)
+            opt.update_hessian(batch)
+    diff = max((p.detach().double() - e).abs().max().item() for p, e in zip(model.parameters(), expected))
+    assert diff / max(e.abs().max().item() for e in expected) < 1e-5
+
+
+def test_no_coordinate_moves_by_more_than_the_learning_rate():
+    p = nn.Parameter(torch.zeros(1000))
+    opt = Sophia([p], lr=0.01)
+    for _ in range(5):
+        p.grad = torch.randn(1000) * 100
+        before = p.detach().clone()
+        opt.step()
+        assert (p.detach() - before).abs().max().item() <= 0.01 + 1e-9
+
+
+def test_gnb_loss_samples_labels_from_the_model():
+    torch.manual_seed(0)
+    logits = torch.tensor([[20.0, 0.0, 0.0]] * 64, requires_grad=True)
+    loss = gnb_loss(logits)
+    assert loss.item() < 1e-6  # the model is sure of class 0, so every sampled label is 0
+    loss.backward()
+    assert logits.grad is not None and logits.grad.shape == logits.shape
+
+
+def test_update_hessian_validates_the_batch_size():
+    opt = Sophia([nn.Parameter(torch.ones(2))])
+    with pytest.raises(ValueError, match=r"Sophia.update_hessian: batch_size=0.0 is out of range"):
+        opt.update_hessian(0)
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"rho": 0.0}, r"Sophia: rho=0.0 is out of range; expected rho in \(0.0, inf\)"),
+    ({"lr": -1.0}, r"Sophia: lr=-1.0 is out of range"),
+    ({"betas": (0.9, 1.0)}, r"Sophia: betas\[1\]=1.0 is out of range"),
+])
+def test_bad_hyper_parameters(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        Sophia([nn.Parameter(torch.ones(1))], **kwargs)
+
+
+def test_trains(train, mnist_batches):
+    def loss(model):
+        with torch.no_grad():
+            return sum(nn.functional.cross_entropy(model(x), y).item() for x, y in mnist_batches[-20:])
+
+    torch.manual_seed(0)
+    before = loss(small_cnn())
+    assert loss(train(lambda p: Sophia(p, lr=1e-3), steps=100)) < 0.5 * before

@@ -2,6 +2,7 @@
 
 from cadence.optim.ada_belief import AdaBelief
 from cadence.optim.adam import Adam
+from cadence.optim.adam_fp16 import AdamFP16, GradScalerFP16
 from cadence.optim.adam_warmup import AdamWarmup
 from cadence.optim.adam_warmup_cosine_decay import AdamWarmupCosineDecay
 from cadence.optim.amsgrad import AMSGrad
@@ -18,7 +19,7 @@ from cadence.optim.radam import RAdam
 from cadence.optim.sophia import Sophia, gnb_loss
 from cadence.optim.weight_decay import WeightDecay
 
-__all__ = ["OPTIMIZERS", "AMSGrad", "AdaBelief", "Adam", "AdamWarmup", "AdamWarmupCosineDecay",
-           "GenericAdaptiveOptimizer", "HyperParameterScheduler", "LAMB", "Lion", "Muon", "Noam", "NoamOpt",
+__all__ = ["OPTIMIZERS", "AMSGrad", "AdaBelief", "Adam", "AdamFP16", "AdamWarmup", "AdamWarmupCosineDecay",
+           "GenericAdaptiveOptimizer", "GradScalerFP16", "HyperParameterScheduler", "LAMB", "Lion", "Muon", "Noam", "NoamOpt",
            "OptimizerConfig", "RAdam", "Sophia", "WeightDecay", "build_optimizer", "build_schedules", "clip_grad_norm",
            "clip_grad_value", "gnb_loss", "param_groups"]

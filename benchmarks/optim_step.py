@@ -27,8 +27,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import interleaved_medians, parse_args  # noqa: E402
 
 from cadence.experiments.mnist import BatchNormCNN  # noqa: E402
-from cadence.optim import (AdaBelief, Adam, AdamWarmup, AdamWarmupCosineDecay, AMSGrad, Lion,  # noqa: E402
-                           Noam, RAdam, WeightDecay)
+from cadence.optim import (LAMB, AdaBelief, Adam, AdamWarmup, AdamWarmupCosineDecay, AMSGrad,  # noqa: E402
+                           Lion, Muon, Noam, RAdam, Sophia, WeightDecay)
 
 
 def gpt_like(d: int = 384, layers: int = 12, vocab: int = 65, context: int = 256) -> nn.Module:
@@ -64,6 +64,13 @@ FAMILY = {
     "RAdam": lambda p, fused: RAdam(p, fused=fused),
     "AdaBelief": lambda p, fused: AdaBelief(p, fused=fused),
     "Lion": lambda p, fused: Lion(p, weight_decay=WeightDecay(0.1), fused=fused),
+    "Sophia": lambda p, fused: Sophia(p, fused=fused),
+}
+
+#: Optimizers whose update needs whole tensors (norms, matrix products): no fused path; timed beside.
+WHOLE_TENSOR = {
+    "LAMB": lambda p: LAMB(p, weight_decay=0.01),
+    "Muon (bf16 Newton-Schulz)": lambda p: Muon(p),
 }
 
 
@@ -90,6 +97,12 @@ def family_table(repeats: int) -> Table:
                       f"{medians['fused'] / medians[PEER]:.2f}", f"{medians['reference'] / medians['fused']:.1f}",
                       f"{fused.fused_step.compile_seconds:.1f}")
         del reference, fused, peer
+    for name, make in WHOLE_TENSOR.items():
+        optimizer, peer = make(with_grads(gpt_like)), torch.optim.Adam(with_grads(gpt_like), fused=True)
+        medians = interleaved_medians({"reference": optimizer.step, PEER: peer.step}, repeats=repeats, warmup=2)
+        table.add_row(name, f"{medians['reference'] * 1e3:.1f}", "-", f"({medians['reference'] / medians[PEER]:.2f})",
+                      "-", "-")
+        del optimizer, peer
     return table
 
 

@@ -98,3 +98,8 @@ def test_dict_and_yaml_views():
 def test_only_dataclass_instances_are_accepted():
     with pytest.raises(TypeError, match="expected a dataclass instance"):
         apply_overrides(MNISTConfig, ["epochs=1"])
+
+
+def test_free_form_mappings_take_new_keys():
+    config = apply_overrides(MNISTConfig(), ["optimizer.schedules.beta1=Linear(0.85, 0.95, 300)"])
+    assert config.optimizer.schedules == {"beta1": "Linear(0.85, 0.95, 300)"}

@@ -54,5 +54,6 @@ def test_schedules_are_parsed_from_the_config():
 
     config = OptimizerConfig(schedule="Cosine(0.001, 100)", schedules={"weight_decay": "Linear(0.0, 0.1, 10)"})
     assert build_schedules(config) == {"lr": Cosine(0.001, 100), "weight_decay": Linear(0.0, 0.1, 10)}
-    with pytest.raises(ValueError, match=r"optimizer.schedules.betas\[0\]: schedule 'Cos\(1\)': unknown schedule 'Cos'"):
-        build_schedules(OptimizerConfig(schedules={"betas[0]": "Cos(1)"}))
+    with pytest.raises(ValueError, match=r"optimizer.schedules.beta1: schedule 'Cos\(1\)': unknown schedule 'Cos'"):
+        build_schedules(OptimizerConfig(schedules={"beta1": "Cos(1)"}))
+    assert build_schedules(OptimizerConfig(schedules={"beta2": "Cosine(0.999, 10)"})) == {"betas[1]": Cosine(0.999, 10)}

@@ -65,6 +65,8 @@ def _check_key(config: DictConfig, key: str, override: str) -> None:
         if not isinstance(node, DictConfig):
             raise ConfigError(f"override {override!r}: {'.'.join(path)} is a value, not a group of keys, "
                               f"so it has no key {part!r}")
+        if part not in node and OmegaConf.get_type(node) is dict:
+            return  # a free-form mapping (``dict[str, ...]`` field): new keys are welcome
         if part not in node:
             valid = list(node.keys())
             where = f"under {'.'.join(path)!r}" if path else "at the top level"

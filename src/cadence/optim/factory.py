@@ -76,7 +76,8 @@ class OptimizerConfig:
     fused: bool = False
     #: The learning rate as a schedule of the optimizer step (its repr); empty: constant ``lr``.
     schedule: str = ""
-    #: Schedules of other group hyper-parameters, by name (``weight_decay``, ``betas[0]``, ``momentum``).
+    #: Schedules of other group hyper-parameters, by name: ``weight_decay``, ``momentum``, ``beta1`` and
+    #: ``beta2`` (for ``betas[0]`` and ``betas[1]``, which a dotted override cannot spell).
     schedules: dict[str, str] = field(default_factory=dict)
 
     def weight_decay_strategy(self) -> WeightDecay:
@@ -122,6 +123,9 @@ def build_optimizer(config: OptimizerConfig, model_or_params: nn.Module | Iterab
     return OPTIMIZERS[config.name](params, config)
 
 
+_ALIASES = {"beta1": "betas[0]", "beta2": "betas[1]"}
+
+
 def build_schedules(config: OptimizerConfig) -> dict[str, Schedule]:
     """The hyper-parameter schedules of ``config``, parsed (errors name the config key and the text)."""
     texts = {**({"lr": config.schedule} if config.schedule else {}), **config.schedules}
@@ -129,7 +133,7 @@ def build_schedules(config: OptimizerConfig) -> dict[str, Schedule]:
     for key, text in texts.items():
         where = "optimizer.schedule" if key == "lr" and config.schedule else f"optimizer.schedules.{key}"
         try:
-            schedules[key] = parse_schedule(text)
+            schedules[_ALIASES.get(key, key)] = parse_schedule(text)
         except ValueError as e:
             raise ValueError(f"{where}: {e}") from None
     return schedules

@@ -70,7 +70,7 @@ FAMILY = {
 #: Optimizers whose update needs whole tensors (norms, matrix products): no fused path; timed beside.
 WHOLE_TENSOR = {
     "LAMB": lambda p: LAMB(p, weight_decay=0.01),
-    "Muon (bf16 Newton-Schulz)": lambda p: Muon(p),
+    "Muon (float32 Newton-Schulz on CPU)": lambda p: Muon(p),
 }
 
 

@@ -4,7 +4,7 @@ The standard CIFAR augmentation (He et al., 2016, "Deep Residual Learning", sect
 pixels are padded on each side, and a 32x32 crop is randomly sampled from the padded image
 or its horizontal flip") is usually applied image by image in a ``Dataset``. Here each
 operation draws its random numbers for the whole batch at once and applies them with one
-gather or one ``where``, so augmenting a batch costs a few tensor operations instead of a
+gather, so augmenting a batch costs a few tensor operations instead of a
 Python loop over its images.
 
 Every operation is a callable ``(images, generator) -> images`` over a batch ``[B, ..., H, W]``
@@ -76,15 +76,17 @@ class RandomCrop:
 
     def __call__(self, images: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
         """``images`` randomly cropped, with offsets from :meth:`offsets` (``generator``, else torch's global one)."""
-        _check_batch(images, "RandomCrop")
         return self.crop(images, *self.offsets(len(images), generator))
 
 
 class RandomHorizontalFlip:
-    r"""Mirror each image left to right with probability ``p``: $y_{b, \dots, i, j} = x_{b, \dots, i, W - 1 - j}$.
+    r"""Mirror each image left to right with probability ``p``.
 
-    One uniform draw $u_b$ per image decides: image $b$ is flipped when $u_b < p$. The batch
-    is flipped once and the result picked per image with ``torch.where``.
+    One uniform draw $u_b$ per image decides: image $b$ is flipped when $u_b < p$, and
+
+    $$y_{b, \dots, i, j} = x_{b, \dots, i, c_b(j)}, \quad c_b(j) = W - 1 - j \text{ if flipped, else } j,$$
+
+    one gather of the columns for the whole batch.
 
     Args:
         p: the probability of a flip, in [0, 1].
@@ -105,12 +107,13 @@ class RandomHorizontalFlip:
     def flip(self, images: torch.Tensor, flips: torch.Tensor) -> torch.Tensor:
         """``images`` (``[B, ..., H, W]``) with the images where ``flips`` (``[B]``) is true mirrored."""
         _check_batch(images, "RandomHorizontalFlip")
-        where = flips.to(images.device).view(-1, *[1] * (images.ndim - 1))
-        return torch.where(where, images.flip(-1), images)
+        w = images.shape[-1]
+        j = torch.arange(w, device=images.device)
+        columns = torch.where(flips.to(images.device)[:, None], j.flip(0), j)  # c_b(j), [B, W]
+        return images.gather(-1, columns.view(len(images), *[1] * (images.ndim - 2), w).expand(images.shape))
 
     def __call__(self, images: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
         """``images`` randomly flipped, with the draws of :meth:`flips` (``generator``, else torch's global one)."""
-        _check_batch(images, "RandomHorizontalFlip")
         return self.flip(images, self.flips(len(images), generator))
 
 

@@ -43,7 +43,7 @@ def refused_base() -> str:
 
 @pytest.fixture
 def mirror(tmp_path) -> Iterator[tuple[str, Path]]:
-    """A local HTTP server over a folder: yields ``(base URL ending in /, folder)``; put files in the folder to serve them."""
+    """A local HTTP server over a folder: yields ``(base URL ending in /, folder)``; files put there are served."""
     folder = tmp_path / "mirror"
     folder.mkdir()
 

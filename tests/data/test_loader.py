@@ -191,7 +191,8 @@ def test_loaded_seed_replaces_the_constructed_one():
 
 # Sharding: world_size ranks split each epoch as torch.utils.data.DistributedSampler does.
 
-SHARDINGS = [(n, world_size, drop_last) for n in (50, 49, 10, 7, 2) for world_size in (2, 3) for drop_last in (False, True)
+SHARDINGS = [(n, world_size, drop_last)
+             for n in (50, 49, 10, 7, 2) for world_size in (2, 3) for drop_last in (False, True)
              if not (drop_last and n < world_size)]  # that leaves no example per rank: see test_bad_sharding
 
 
@@ -204,7 +205,7 @@ def test_shards_are_those_of_distributed_sampler(n, world_size, drop_last, shuff
     for epoch in range(2):
         order = loaders[0].order(epoch)
         for rank, loader in enumerate(loaders):
-            sampler = DistributedSampler(range(n), num_replicas=world_size, rank=rank, shuffle=False, drop_last=drop_last)
+            sampler = DistributedSampler(range(n), world_size, rank, shuffle=False, drop_last=drop_last)
             assert loader.shard(epoch).tolist() == order[list(sampler)].tolist()
             assert torch.equal(loader.order(epoch), order)  # every rank shuffles alike
 

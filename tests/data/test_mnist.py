@@ -178,7 +178,7 @@ def write_split(folder: Path, split: str, images: torch.Tensor, labels: torch.Te
     """The IDX files of one split, gzip-compressed, in ``folder``."""
     return [
         write_idx(folder / f"{split}-images-idx3-ubyte.gz", 2051, tuple(images.shape), images.numpy().tobytes()),
-        write_idx(folder / f"{split}-labels-idx1-ubyte.gz", 2049, (len(labels),), labels.to(torch.uint8).numpy().tobytes()),
+        write_idx(folder / f"{split}-labels-idx1-ubyte.gz", 2049, (len(labels),), labels.byte().numpy().tobytes()),
     ]
 
 
@@ -240,6 +240,7 @@ def test_family_constants():
     assert {dataset.FOLDER for dataset in FAMILY} == {"mnist", "fashion_mnist", "kmnist"}
     for dataset in FAMILY:
         assert set(dataset.SHA256) == official and all(re.fullmatch("[0-9a-f]{64}", s) for s in dataset.SHA256.values())
-        assert dataset.MIRRORS and all(m.startswith(("http://", "https://")) and m.endswith("/") for m in dataset.MIRRORS)
+        assert dataset.MIRRORS
+        assert all(m.startswith(("http://", "https://")) and m.endswith("/") for m in dataset.MIRRORS)
         assert len(dataset.CLASSES) == dataset.NUM_CLASSES == 10
         assert 0 < dataset.MEAN < 0.5 and 0.2 < dataset.STD < 0.5

@@ -34,7 +34,7 @@ def _check_batch(images: torch.Tensor, who: str) -> None:
 
 
 class RandomCrop:
-    r"""Pad every image by ``padding`` pixels of ``fill`` on each side, then crop it back to ``H x W`` at a random offset.
+    r"""Pad each image by ``padding`` pixels of ``fill`` on every side, then crop it back to ``H x W`` at random.
 
     For a batch ``x`` of ``H x W`` images padded to ``x'`` of ``(H + 2p) x (W + 2p)``, image
     $b$ gets an offset $(\delta^y_b, \delta^x_b)$ drawn uniformly from $\{0, \dots, 2p\}^2$ and
@@ -118,7 +118,7 @@ class RandomHorizontalFlip:
 
 
 class Compose:
-    """Apply augmentations in turn, all drawing from the one generator: ``Compose(RandomCrop(4), RandomHorizontalFlip())``."""
+    """Apply augmentations in turn, all from one generator: ``Compose(RandomCrop(4), RandomHorizontalFlip())``."""
 
     def __init__(self, *augments: Augment) -> None:
         for augment in augments:

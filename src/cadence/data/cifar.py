@@ -142,7 +142,9 @@ class CIFARDataset:
             ValueError: ``images`` is not ``[B, 3, H, W]``.
         """
         if images.dtype != torch.uint8:
-            raise TypeError(f"{cls.__name__}.normalize expects uint8 images (pixels 0 .. 255), got dtype {images.dtype}")
+            raise TypeError(
+                f"{cls.__name__}.normalize expects uint8 images (pixels 0 .. 255), got dtype {images.dtype}"
+            )
         if images.ndim != 4 or images.shape[1] != 3:
             raise ValueError(f"{cls.__name__}.normalize expects a batch [B, 3, H, W], got shape {list(images.shape)}")
         mean = torch.tensor(cls.MEAN, device=images.device).view(1, 3, 1, 1)
@@ -177,16 +179,23 @@ class CIFARDataset:
         """The ``data`` array and the label tensors of one batch file, validated."""
         batch = self._load_dict(path, ("data", *self.LABELS))
         data = batch["data"]
-        if not (isinstance(data, np.ndarray) and data.dtype == np.uint8 and data.ndim == 2 and data.shape[1] == _PIXELS):
-            what = f"{data.dtype} array of shape {list(data.shape)}" if isinstance(data, np.ndarray) else type(data).__name__
-            raise DataFormatError(path, f"'data' is a {what}, expected a uint8 array [n, {_PIXELS}] (3 x 32 x 32 per image)")
+        if not isinstance(data, np.ndarray):
+            raise DataFormatError(path, f"'data' is a {type(data).__name__}, expected a uint8 array [n, {_PIXELS}]")
+        if data.dtype != np.uint8 or data.ndim != 2 or data.shape[1] != _PIXELS:
+            raise DataFormatError(
+                path,
+                f"'data' is a {data.dtype} array of shape {list(data.shape)}, "
+                f"expected a uint8 array [n, {_PIXELS}] (3 x 32 x 32 per image)",
+            )
         labels = {}
         for key, (_, count) in self.LABELS.items():
             values = batch[key]
             if not (isinstance(values, list) and all(type(v) is int for v in values)):
                 raise DataFormatError(path, f"{key!r} is a {type(values).__name__}, expected a list of ints")
             if len(values) != len(data):
-                raise DataFormatError(path, f"{len(values)} {key}, but 'data' holds {len(data)} images: expected one each")
+                raise DataFormatError(
+                    path, f"{len(values)} {key}, but 'data' holds {len(data)} images: expected one each"
+                )
             tensor = torch.tensor(values, dtype=torch.int64)
             bad = ((tensor < 0) | (tensor >= count)).nonzero()
             if len(bad):
@@ -217,7 +226,9 @@ class CIFARDataset:
             )
         content = load_pickle(path)
         if not isinstance(content, dict):
-            raise DataFormatError(path, f"holds a {type(content).__name__}, expected a dict with keys {', '.join(keys)}")
+            raise DataFormatError(
+                path, f"holds a {type(content).__name__}, expected a dict with keys {', '.join(keys)}"
+            )
         missing = [key for key in keys if key not in content]
         if missing:
             raise DataFormatError(path, f"lacks the keys {', '.join(missing)}; it has {', '.join(map(str, content))}")

@@ -54,7 +54,8 @@ class DataNotFoundError(FileNotFoundError):
 
     The message names the folder, the files to place there (``also`` adds the forms that
     serve as well, e.g. uncompressed or extracted) and why nothing was downloaded: either
-    ``download=False`` or each mirror with its error.
+    ``download=False`` or each mirror with its error. ``root`` is the folder and ``names`` the
+    files still missing.
     """
 
     def __init__(self, dataset: str, root: Path, names: Sequence[str], *, also: str = "", reason: str) -> None:

@@ -39,14 +39,15 @@ def _generator(seed: int, epoch: int, spawn_key: tuple[int, ...] = ()) -> torch.
     """A CPU generator seeded with a hash of ``(seed, epoch)`` and ``spawn_key`` (numpy's ``SeedSequence``).
 
     ``spawn_key`` tells streams of one epoch apart: ``()`` for the order, ``(rank, batch)`` for
-    a batch's augmentation (keys of different lengths never collide, unlike zero-padded entropy).
+    a batch's augmentation. (Appending ``rank, batch`` to the entropy instead would not: numpy
+    pads entropy with zeros, so ``[seed, epoch, 0, 0]`` seeds exactly as ``[seed, epoch]``.)
     """
     state = np.random.SeedSequence([seed, epoch], spawn_key=spawn_key).generate_state(2, np.uint32)
     return torch.Generator().manual_seed(int(state[0]) << 32 | int(state[1]))
 
 
 class InMemoryLoader:
-    """Iterate over ``(transform(augment(inputs[idx])), targets[idx])`` for consecutive slices ``idx`` of an index order.
+    """Iterate over ``(transform(augment(inputs[idx])), targets[idx])`` for consecutive slices ``idx`` of an order.
 
     Args:
         inputs: the examples, indexed along the first dimension.
@@ -72,7 +73,8 @@ class InMemoryLoader:
     views of ``inputs``. One pass at a time: iterators share the loader's state.
 
     Raises:
-        TypeError: ``inputs`` or ``targets`` is not a tensor, or ``transform`` or ``augment`` is not callable.
+        TypeError: ``inputs`` or ``targets`` is not a tensor, or ``transform`` or ``augment`` is not
+            callable.
         ValueError: an argument is out of range, the lengths differ, or there is no batch.
     """
 
@@ -114,7 +116,9 @@ class InMemoryLoader:
         self.seed = _check_count("seed", seed, 0)
         self.world_size = _check_count("world_size", world_size, 1)
         if isinstance(rank, bool) or not isinstance(rank, int) or not 0 <= rank < world_size:
-            raise ValueError(f"rank must be an integer in 0 .. {world_size - 1} (world_size {world_size}), got {rank!r}")
+            raise ValueError(
+                f"rank must be an integer in 0 .. {world_size - 1} (world_size {world_size}), got {rank!r}"
+            )
         self.rank = rank
         self.shuffle = shuffle
         self.drop_last = drop_last
@@ -166,7 +170,8 @@ class InMemoryLoader:
         return order[:total][self.rank :: self.world_size]
 
     def generator(self, epoch: int, batch: int) -> torch.Generator:
-        """The generator that augments batch ``batch`` of ``epoch`` on this rank, seeded from ``(seed, epoch, rank, batch)``."""
+        """The generator that augments batch ``batch`` of ``epoch`` on this rank: seeded from ``(seed, epoch, rank,
+        batch)`` only."""
         return _generator(self.seed, _check_count("epoch", epoch, 0), (self.rank, _check_count("batch", batch, 0)))
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:

@@ -89,7 +89,8 @@ class IDXImageDataset:
         self.train = train
         self.root: Path = resolve_data_dir(data_dir) / self.FOLDER
         split = "train" if train else "t10k"
-        image_path, label_path = self._find_or_download((f"{split}-images-idx3-ubyte", f"{split}-labels-idx1-ubyte"), download)
+        stems = (f"{split}-images-idx3-ubyte", f"{split}-labels-idx1-ubyte")
+        image_path, label_path = self._find_or_download(stems, download)
 
         dims = (None, self.IMAGE_SIZE, self.IMAGE_SIZE)
         self.images: torch.Tensor = read_idx(image_path, expected_magic=self.IMAGES_MAGIC, expected_dims=dims)
@@ -127,7 +128,9 @@ class IDXImageDataset:
             ValueError: ``images`` is not 3-D.
         """
         if images.dtype != torch.uint8:
-            raise TypeError(f"{cls.__name__}.normalize expects uint8 images (pixels 0 .. 255), got dtype {images.dtype}")
+            raise TypeError(
+                f"{cls.__name__}.normalize expects uint8 images (pixels 0 .. 255), got dtype {images.dtype}"
+            )
         if images.ndim != 3:
             raise ValueError(f"{cls.__name__}.normalize expects a batch [B, H, W], got shape {list(images.shape)}")
         x = images.unsqueeze(1).to(torch.float32)
@@ -230,5 +233,6 @@ class KMNIST(IDXImageDataset):
         "t10k-images-idx3-ubyte.gz": "edd7a857845ad6bb1d0ba43fe7e794d164fe2dce499a1694695a792adfac43c5",
         "t10k-labels-idx1-ubyte.gz": "20bb9a0ef54c7db3efc55a92eef5582c109615df22683c380526788f98e42a1c",
     }
-    """SHA-256 of the official gzip files (TensorFlow Datasets' ``url_checksums/kmnist.txt``), checked on download only."""
+    """SHA-256 of the official gzip files (TensorFlow Datasets' ``url_checksums/kmnist.txt``), checked on
+    download only."""
     CLASSES = ("o", "ki", "su", "tsu", "na", "ha", "ma", "ya", "re", "wo")

@@ -8,17 +8,21 @@ at all; a numpy array needs exactly the three its ``__reduce__`` names:
 
 | global | called as | makes |
 | --- | --- | --- |
-| ``numpy.core.multiarray._reconstruct`` (numpy 1), ``numpy._core.multiarray._reconstruct`` (numpy 2) | ``_reconstruct(ndarray, (0,), b"b")`` | an empty array whose ``__setstate__`` then takes shape, dtype and bytes |
+| ``numpy.core.multiarray._reconstruct`` | ``_reconstruct(ndarray, (0,), b"b")`` | an empty array |
 | ``numpy.ndarray`` | passed to ``_reconstruct`` | |
 | ``numpy.dtype`` | ``dtype("u1", False, True)`` | the element type |
+
+and ``BUILD`` then gives the array its shape, dtype and bytes through ``ndarray.__setstate__``.
+
+(numpy 2 writes ``numpy._core.multiarray._reconstruct``, the same function moved.)
 
 So :class:`RestrictedUnpickler` resolves those names, and only those, to numpy's own objects
 (never importing a module named by the file) and refuses every other global before anything
 is called: the file fails with :class:`UnsafePickleError` and runs nothing. That covers the
 CIFAR batches (written by Python 2's cPickle with numpy 1, protocol 2) and numpy arrays
-pickled by Python 3 at protocols 2 to 4 (protocol 5 names ``_frombuffer``, and Python 3's
-bytes at protocols 0 to 2 name ``_codecs.encode``: neither occurs in the CIFAR files, so
-both are refused).
+pickled by Python 3 at protocols 3 and 4. (At protocol 5 numpy names ``_frombuffer``, and
+at protocols 0 to 2 Python 3 pickles bytes, array data included, through ``_codecs.encode``:
+neither occurs in the CIFAR files, so both are refused.)
 
 Python 2 strings are decoded as Latin-1 (``encoding="latin1"``), which maps every byte to
 one character: keys come out as ``str``, and numpy re-encodes array data it receives as

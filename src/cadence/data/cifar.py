@@ -36,9 +36,9 @@ import numpy as np
 import torch
 
 from cadence.data.archive import safe_extract
-from cadence.data.dirs import resolve_data_dir
 from cadence.data.download import fetch_missing
 from cadence.data.idx import DataFormatError
+from cadence.data.images import ImageDataset
 from cadence.data.unpickle import load_pickle
 
 __all__ = ["CIFAR10", "CIFAR100", "CIFARDataset"]
@@ -46,7 +46,7 @@ __all__ = ["CIFAR10", "CIFAR100", "CIFARDataset"]
 _PIXELS = 3 * 32 * 32
 
 
-class CIFARDataset:
+class CIFARDataset(ImageDataset):
     """One split of a CIFAR data set held in memory: ``images`` (uint8, ``[N, 3, 32, 32]``) and ``labels`` (int64).
 
     Subclasses set the class constants: where the files are (:attr:`FOLDER`, :attr:`ARCHIVE`,
@@ -75,10 +75,6 @@ class CIFARDataset:
             what was wrong).
     """
 
-    NAME: ClassVar[str]
-    """The data set's name in messages."""
-    FOLDER: ClassVar[str]
-    """The folder of the data directory that holds the archive and its extracted folder."""
     ARCHIVE: ClassVar[str]
     """The official archive's file name."""
     EXTRACTED: ClassVar[str]
@@ -98,9 +94,9 @@ class CIFARDataset:
     NAMES: ClassVar[dict[str, tuple[str, int]]]
     """Meta key -> (attribute it becomes, number of names)."""
     MEAN: ClassVar[tuple[float, float, float]]
-    """Mean of each channel (R, G, B) of the training pixels, scaled to [0, 1]."""
     STD: ClassVar[tuple[float, float, float]]
-    """Standard deviation of each channel of the training pixels (over all pixels, not per image), scaled to [0, 1]."""
+    classes: tuple[str, ...]
+    """The name of each label."""
 
     IMAGE_SIZE: ClassVar[int] = 32
     """Images are ``3 x IMAGE_SIZE x IMAGE_SIZE``."""
@@ -108,48 +104,16 @@ class CIFARDataset:
     def __init__(
         self, data_dir: str | os.PathLike[str] | None = None, train: bool = True, download: bool = True
     ) -> None:
-        self.train = train
-        self.root: Path = resolve_data_dir(data_dir) / self.FOLDER
+        super().__init__(data_dir, train)
         self.folder: Path = self._find_or_extract(download)
 
         batches = [self._read_batch(self.folder / name) for name in (self.TRAIN_FILES if train else self.TEST_FILES)]
         data = np.concatenate([data for data, _ in batches])
-        self.images: torch.Tensor = torch.from_numpy(data).reshape(-1, 3, self.IMAGE_SIZE, self.IMAGE_SIZE)
-        self.labels: torch.Tensor
+        self.images = torch.from_numpy(data).reshape(-1, 3, self.IMAGE_SIZE, self.IMAGE_SIZE)
         for key, (attribute, _) in self.LABELS.items():
             setattr(self, attribute, torch.cat([labels[key] for _, labels in batches]))
-        self.classes: tuple[str, ...]
         for attribute, names in self._read_names(self.folder / self.META_FILE).items():
             setattr(self, attribute, names)
-
-    def __len__(self) -> int:
-        """The number of images."""
-        return len(self.labels)
-
-    def __repr__(self) -> str:
-        return f"{type(self).__name__}(root={str(self.root)!r}, train={self.train}, size={len(self)})"
-
-    @classmethod
-    def normalize(cls, images: torch.Tensor) -> torch.Tensor:
-        r"""Map a uint8 batch ``[B, 3, H, W]`` to float32: $\hat x_c = (x_c / 255 - \mu_c) / \sigma_c$ per channel $c$.
-
-        $\mu$ = :attr:`MEAN` and $\sigma$ = :attr:`STD`, the statistics of the training pixels,
-        so each channel of the normalized training images has mean about 0 and standard
-        deviation about 1.
-
-        Raises:
-            TypeError: ``images`` is not uint8.
-            ValueError: ``images`` is not ``[B, 3, H, W]``.
-        """
-        if images.dtype != torch.uint8:
-            raise TypeError(
-                f"{cls.__name__}.normalize expects uint8 images (pixels 0 .. 255), got dtype {images.dtype}"
-            )
-        if images.ndim != 4 or images.shape[1] != 3:
-            raise ValueError(f"{cls.__name__}.normalize expects a batch [B, 3, H, W], got shape {list(images.shape)}")
-        mean = torch.tensor(cls.MEAN, device=images.device).view(1, 3, 1, 1)
-        std = torch.tensor(cls.STD, device=images.device).view(1, 3, 1, 1)
-        return (images.to(torch.float32) / 255 - mean) / std
 
     def _find_or_extract(self, download: bool) -> Path:
         """``<root>/<EXTRACTED>``, extracting (and first downloading) the archive when it is not there."""

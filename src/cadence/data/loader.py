@@ -58,7 +58,7 @@ class InMemoryLoader:
         drop_last: leave out the last batch of an epoch when it is short (and, when sharding,
             the examples past the last multiple of ``world_size`` instead of padding).
         transform: applied to each whole batch of inputs (e.g. :meth:`MNIST.normalize
-            <cadence.data.mnist.IDXImageDataset.normalize>`); ``None`` yields the inputs as they are.
+            <cadence.data.images.ImageDataset.normalize>`); ``None`` yields the inputs as they are.
         augment: applied to each whole batch of gathered inputs *before* ``transform`` (so to
             uint8 images, whose padding then stays black), as ``augment(x, generator)`` with a
             generator seeded from ``(seed, epoch, rank, batch)``: e.g.

@@ -20,9 +20,9 @@ from typing import ClassVar
 
 import torch
 
-from cadence.data.dirs import resolve_data_dir
 from cadence.data.download import DataNotFoundError, fetch_missing
 from cadence.data.idx import DataFormatError, read_idx
+from cadence.data.images import ImageDataset
 
 __all__ = ["FashionMNIST", "IDXImageDataset", "KMNIST", "MNIST", "MNISTNotFoundError"]
 
@@ -35,7 +35,7 @@ class MNISTNotFoundError(DataNotFoundError):
     """
 
 
-class IDXImageDataset:
+class IDXImageDataset(ImageDataset):
     """One split of an MNIST-format data set held in memory: ``images`` (uint8, ``[N, 28, 28]``) and ``labels``.
 
     Subclasses set the class constants (:attr:`NAME`, :attr:`FOLDER`, :attr:`MIRRORS`,
@@ -59,14 +59,8 @@ class IDXImageDataset:
         DataFormatError: a file is not a valid IDX file of the data set, or images and labels disagree.
     """
 
-    NAME: ClassVar[str]
-    """The data set's name in messages."""
-    FOLDER: ClassVar[str]
-    """The folder of the data directory that holds the files."""
     MEAN: ClassVar[float]
-    """Mean pixel value of the training images, scaled to [0, 1]."""
     STD: ClassVar[float]
-    """Standard deviation of the training pixels, scaled to [0, 1]."""
     MIRRORS: ClassVar[tuple[str, ...]]
     """Base URLs tried in turn for a missing file."""
     SHA256: ClassVar[dict[str, str]]
@@ -86,8 +80,7 @@ class IDXImageDataset:
     def __init__(
         self, data_dir: str | os.PathLike[str] | None = None, train: bool = True, download: bool = True
     ) -> None:
-        self.train = train
-        self.root: Path = resolve_data_dir(data_dir) / self.FOLDER
+        super().__init__(data_dir, train)
         split = "train" if train else "t10k"
         stems = (f"{split}-images-idx3-ubyte", f"{split}-labels-idx1-ubyte")
         image_path, label_path = self._find_or_download(stems, download)
@@ -108,33 +101,6 @@ class IDXImageDataset:
         self.labels: torch.Tensor = labels.long()
         self.image_path = image_path
         self.label_path = label_path
-
-    def __len__(self) -> int:
-        """The number of images."""
-        return len(self.labels)
-
-    def __repr__(self) -> str:
-        return f"{type(self).__name__}(root={str(self.root)!r}, train={self.train}, size={len(self)})"
-
-    @classmethod
-    def normalize(cls, images: torch.Tensor) -> torch.Tensor:
-        r"""Map a uint8 batch ``[B, 28, 28]`` to float32 ``[B, 1, 28, 28]``: $\hat x = (x / 255 - \mu) / \sigma$.
-
-        $\mu$ = :attr:`MEAN` and $\sigma$ = :attr:`STD`, the statistics of the training pixels,
-        so normalized training images have mean about 0 and standard deviation about 1.
-
-        Raises:
-            TypeError: ``images`` is not uint8.
-            ValueError: ``images`` is not 3-D.
-        """
-        if images.dtype != torch.uint8:
-            raise TypeError(
-                f"{cls.__name__}.normalize expects uint8 images (pixels 0 .. 255), got dtype {images.dtype}"
-            )
-        if images.ndim != 3:
-            raise ValueError(f"{cls.__name__}.normalize expects a batch [B, H, W], got shape {list(images.shape)}")
-        x = images.unsqueeze(1).to(torch.float32)
-        return (x / 255 - cls.MEAN) / cls.STD
 
     def _find_or_download(self, stems: tuple[str, str], download: bool) -> tuple[Path, Path]:
         """The path of each file ``<stem>.gz`` or ``<stem>`` in :attr:`root`, downloading missing ones as ``.gz``."""

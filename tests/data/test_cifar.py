@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 import torch
 
+import cadence.data.cifar as cifar_module
 from cadence.data import (
     CIFAR10,
     CIFAR100,
@@ -69,6 +70,20 @@ def test_extracted_folder_is_read_without_the_archive(cifar10, monkeypatch):
     monkeypatch.setenv(ENV_VAR, str(data_dir))
     again = CIFAR10(download=False)
     assert torch.equal(again.images, first.images) and torch.equal(again.labels, first.labels)
+
+
+def test_another_process_extracting_first_wins(cifar10, monkeypatch):
+    data_dir, reference = cifar10
+    real_extract = cifar_module.safe_extract
+
+    def extract_while_another_rank_finishes_first(archive, dest):
+        real_extract(archive, dest)
+        real_extract(archive, data_dir / "cifar10")  # the other rank's folder lands under the final name
+
+    monkeypatch.setattr(cifar_module, "safe_extract", extract_while_another_rank_finishes_first)
+    dataset = CIFAR10(data_dir, train=False, download=False)
+    assert torch.equal(dataset.images, as_images(reference["test_images"]))
+    assert listing(data_dir / "cifar10") == ["cifar-10-batches-py", "cifar-10-python.tar.gz"]
 
 
 def test_cifar100_fine_and_coarse_labels(tmp_path):

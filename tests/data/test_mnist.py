@@ -195,6 +195,7 @@ def test_family_reads_its_own_folder(tmp_path, dataset):
     loaded = dataset(tmp_path, train=True, download=False)
     assert loaded.root == tmp_path / dataset.FOLDER
     assert torch.equal(loaded.images, images) and torch.equal(loaded.labels, labels)
+    assert loaded.classes == dataset.CLASSES
     assert repr(loaded) == f"{dataset.__name__}(root={str(tmp_path / dataset.FOLDER)!r}, train=True, size=5)"
     for other in FAMILY:
         if other is not dataset:

@@ -95,8 +95,6 @@ class CIFARDataset(ImageDataset):
     """Meta key -> (attribute it becomes, number of names)."""
     MEAN: ClassVar[tuple[float, float, float]]
     STD: ClassVar[tuple[float, float, float]]
-    classes: tuple[str, ...]
-    """The name of each label."""
 
     IMAGE_SIZE: ClassVar[int] = 32
     """Images are ``3 x IMAGE_SIZE x IMAGE_SIZE``."""
@@ -127,14 +125,19 @@ class CIFARDataset(ImageDataset):
                 allowed=download, also=f" (or the folder {self.EXTRACTED}/ extracted from it)",
             )
         # Extract beside the final folder and rename it into place: a folder under the final
-        # name is always complete, whatever interrupts the extraction.
+        # name is always complete, whatever interrupts the extraction. When several processes
+        # (ranks) extract at once, the first rename wins and the others find the folder there.
         temp = self.root / f".{self.EXTRACTED}.{secrets.token_hex(4)}.part"
         try:
             safe_extract(archive, temp)
             if not (temp / self.EXTRACTED).is_dir():
                 found = ", ".join(sorted(path.name for path in temp.iterdir())) or "nothing"
                 raise DataFormatError(archive, f"holds {found}, expected a folder {self.EXTRACTED}/")
-            os.replace(temp / self.EXTRACTED, folder)
+            try:
+                os.replace(temp / self.EXTRACTED, folder)
+            except OSError:
+                if not folder.is_dir():
+                    raise
         finally:
             shutil.rmtree(temp, ignore_errors=True)
         return folder

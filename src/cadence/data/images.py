@@ -18,7 +18,7 @@ class ImageDataset:
 
     The base of :class:`~cadence.data.mnist.IDXImageDataset` and
     :class:`~cadence.data.cifar.CIFARDataset`; subclasses read the files and set
-    :attr:`images` and :attr:`labels`.
+    :attr:`images`, :attr:`labels` and :attr:`classes`.
 
     Args:
         data_dir: the data directory (``--data-dir``); ``None`` means ``$CADENCE_DATA``, else
@@ -36,12 +36,14 @@ class ImageDataset:
     MEAN: ClassVar[float | tuple[float, ...]]
     """Mean of the training pixels scaled to [0, 1]: one number, or one per channel."""
     STD: ClassVar[float | tuple[float, ...]]
-    """Standard deviation of the training pixels (over all pixels, not per image) scaled to [0, 1], like :attr:`MEAN`."""
+    """Standard deviation of the training pixels (over all pixels, not per image), scaled like :attr:`MEAN`."""
 
     images: torch.Tensor
     """uint8 ``[N, H, W]`` (one channel) or ``[N, C, H, W]``, contiguous, in memory."""
     labels: torch.Tensor
     """int64 ``[N]``."""
+    classes: tuple[str, ...]
+    """The name of each label."""
 
     def __init__(self, data_dir: str | os.PathLike[str] | None, train: bool) -> None:
         self.train = train
@@ -56,7 +58,7 @@ class ImageDataset:
 
     @classmethod
     def normalize(cls, images: torch.Tensor) -> torch.Tensor:
-        r"""Map a uint8 batch to float32 ``[B, C, H, W]``: $\hat x_c = (x_c / 255 - \mu_c) / \sigma_c$ for each channel $c$.
+        r"""Map a uint8 batch to float32 ``[B, C, H, W]``: $\hat x_c = (x_c / 255 - \mu_c) / \sigma_c$ per channel $c$.
 
         $\mu$ = :attr:`MEAN` and $\sigma$ = :attr:`STD`, the statistics of the training pixels,
         so each channel of the normalized training images has mean about 0 and standard

@@ -52,6 +52,7 @@ class IDXImageDataset(ImageDataset):
         root: the folder read, ``<data_dir>/<FOLDER>``.
         images: uint8 ``[N, 28, 28]``, contiguous, in memory.
         labels: int64 ``[N]``, the classes ``0 .. NUM_CLASSES - 1``.
+        classes: :attr:`CLASSES`, the name of each label.
         image_path, label_path: the files read (``.gz`` preferred when both forms exist).
 
     Raises:
@@ -99,6 +100,7 @@ class IDXImageDataset(ImageDataset):
                 label_path, f"label {int(labels[index])} at index {index}, expected 0 .. {self.NUM_CLASSES - 1}"
             )
         self.labels: torch.Tensor = labels.long()
+        self.classes = self.CLASSES
         self.image_path = image_path
         self.label_path = label_path
 

@@ -126,7 +126,7 @@ class TokenCache:
         """Write a cache of the tokens in ``parts`` to ``path`` atomically, and map it.
 
         Args:
-            path: the cache file; replaced if it exists.
+            path: the cache file; replaced if it exists, its folder made if missing.
             key: what the cache was built from (see :meth:`load`).
             itos: the vocabulary.
             parts: ``(split, ids)`` chunks in order, ``split`` 0 for training and 1 for
@@ -137,6 +137,7 @@ class TokenCache:
         dtype = token_dtype(len(itos))
         counts = [0, 0]
         digest = hashlib.sha256()
+        path.parent.mkdir(parents=True, exist_ok=True)
         temp = path.parent / f".{path.name}.{secrets.token_hex(4)}.part"
         try:
             with temp.open("xb") as file:

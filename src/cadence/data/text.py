@@ -57,7 +57,7 @@ KNOWN_SHA256: dict[str, str] = {
 DEFAULT_MMAP_THRESHOLD = 64 * 2**20
 """Files of at least this many bytes (64 MiB) are tokenized into a cache and memory-mapped."""
 
-_CHUNK_CHARS = 1 << 20
+_CHUNK_CHARS = 1 << 18
 """Text is tokenized in chunks of about this many characters, extended to the end of a line."""
 
 TokenizerLike = Tokenizer | str | Callable[[str], Sequence[str]]
@@ -154,7 +154,9 @@ class TextDataset:
         return torch.cat(chunks) if chunks else torch.empty(0, dtype=self.dtype)
 
     def _encode_chunk(self, chunk: str) -> torch.Tensor:
-        return torch.from_numpy(self.tokenizer.encode(chunk, self.stoi, self.unknown_id)).to(self.dtype)
+        # numpy narrows the ids: torch's conversion spreads over threads and crawls when a core is busy.
+        ids = self.tokenizer.encode(chunk, self.stoi, self.unknown_id)
+        return torch.from_numpy(ids.astype(torch.empty(0, dtype=self.dtype).numpy().dtype))
 
     def text_to_i(self, text: str) -> torch.Tensor:
         """The token ids of ``text`` as int64, as labml_nn's ``text_to_i`` (but unknown tokens are not dropped)."""

@@ -68,9 +68,8 @@ def _unknown_token(token: str) -> KeyError:
 class CharacterTokenizer(Tokenizer):
     """One token per character (Unicode code point): ``"To be" -> ["T", "o", " ", "b", "e"]``.
 
-    :meth:`encode` is vectorized: the code points of the text (its UTF-32 encoding) are looked up
-    in the sorted code points of the vocabulary's one-character tokens with one
-    ``numpy.searchsorted``, instead of one dictionary look-up per character.
+    :meth:`encode` is vectorized: the code points of the text (its UTF-32 encoding) index a table
+    that maps each code point to its id, instead of one dictionary look-up per character.
     """
 
     def __call__(self, text: str) -> list[str]:
@@ -79,18 +78,17 @@ class CharacterTokenizer(Tokenizer):
 
     def encode(self, text: str, stoi: Mapping[str, int], unknown_id: int | None) -> np.ndarray:
         """The ids (int64) of the characters of ``text``; the same as :meth:`Tokenizer.encode`, vectorized."""
-        pairs = sorted((ord(token), i) for token, i in stoi.items() if len(token) == 1)
-        codes = np.array([code for code, _ in pairs] or [-1], dtype=np.int64)
-        ids = np.array([i for _, i in pairs] or [-1], dtype=np.int64)
-        points = np.frombuffer(text.encode("utf-32-le", "surrogatepass"), dtype="<u4").astype(np.int64)
-        where = np.searchsorted(codes, points).clip(max=len(codes) - 1)
-        out = ids[where]
-        unknown = codes[where] != points
+        chars = {ord(token): i for token, i in stoi.items() if len(token) == 1}
+        table = np.full(max(chars, default=0) + 2, -1, dtype=np.int64)  # the last entry: any code point above
+        table[list(chars)] = list(chars.values())
+        points = np.frombuffer(text.encode("utf-32-le", "surrogatepass"), dtype="<u4")
+        ids = table[np.minimum(points, len(table) - 1)]
+        unknown = ids < 0
         if unknown.any():
             if unknown_id is None:
                 raise _unknown_token(chr(points[unknown.argmax()]))
-            out[unknown] = unknown_id
-        return out
+            ids[unknown] = unknown_id
+        return ids
 
 
 class WordTokenizer(Tokenizer):

@@ -126,6 +126,14 @@ def test_stopped_pass_is_continued_and_set_epoch_restarts():
     assert indices(loader) == full
 
 
+def test_pass_stopped_after_its_last_batch_moves_to_next_epoch():
+    loader = ResumableDataLoader(dataset(), 8, shuffle=True)
+    consumed = [y for _, (_, y) in zip(range(len(loader)), loader)]
+    assert len(consumed) == 7 and loader.state_dict() == {"epoch": 0, "position": 7, "seed": 0}
+    assert indices(loader) == ResumableSampler(range(50)).order(1).tolist()
+    assert loader.epoch == 2
+
+
 def test_set_epoch_of_the_dataset_is_called_before_each_pass():
     class Recording(TensorDataset):
         epochs: list[int] = []

@@ -25,7 +25,7 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 
 from cadence.data.loader import _check_count
 
-__all__ = ["ResumableDataLoader", "ResumableSampler", "check_shard", "epoch_generator", "shard"]
+__all__ = ["ResumableDataLoader", "ResumableEpochs", "ResumableSampler", "check_shard", "epoch_generator", "shard"]
 
 
 def epoch_generator(seed: int, epoch: int, *stream: int) -> torch.Generator:
@@ -68,6 +68,51 @@ def check_state(state: Mapping[str, int], keys: tuple[str, ...], owner: str) -> 
         expected = ", ".join(repr(key) for key in keys)
         raise KeyError(f"{owner} state {dict(state)!r} lacks {missing}: expected keys {expected}")
     return [_check_count(f"{owner} state {key!r}", state[key], 0) for key in keys]
+
+
+class ResumableEpochs:
+    """The ``(epoch, position)`` state of a loader whose every pass reads one epoch.
+
+    A pass yields the batches of :attr:`epoch` from :attr:`position` on, then moves to the next
+    epoch; a pass stopped early is continued by the next one. A batch counts once it was
+    yielded. Subclasses define ``__len__`` (batches per epoch) and iterate over
+    :meth:`_remaining`, setting :attr:`position` as they yield and calling :meth:`_next_epoch`
+    at the end.
+    """
+
+    epoch: int = 0
+    """The epoch the next batch comes from."""
+    position: int = 0
+    """Batches of :attr:`epoch` already yielded."""
+
+    def _remaining(self) -> range:
+        """The indices of the batches left in the epoch, moving on to the next epoch when none is left."""
+        if self.position >= len(self):
+            self._next_epoch()
+        return range(self.position, len(self))
+
+    def _next_epoch(self) -> None:
+        self.epoch, self.position = self.epoch + 1, 0
+
+    def set_epoch(self, epoch: int) -> None:
+        """Start epoch ``epoch`` (an integer >= 0) from its first batch on the next pass."""
+        self.epoch, self.position = _check_count("epoch", epoch, 0), 0
+
+    def state_dict(self) -> dict[str, int]:
+        """``{"epoch", "position"}``: where the next batch comes from."""
+        return {"epoch": self.epoch, "position": self.position}
+
+    def load_state_dict(self, state: Mapping[str, int]) -> None:
+        """Restore a :meth:`state_dict`: the next passes yield exactly what the saved loader had left.
+
+        Raises:
+            KeyError: ``state`` lacks a key.
+            ValueError: a value is out of range for this loader (``position`` above ``len(self)``).
+        """
+        epoch, position = check_state(state, ("epoch", "position"), "loader")
+        if position > len(self):
+            raise ValueError(f"loader state position {position} is past the end of an epoch of {len(self)} batches")
+        self.epoch, self.position = epoch, position
 
 
 class ResumableSampler(Sampler[int]):
@@ -143,7 +188,7 @@ class ResumableSampler(Sampler[int]):
         return self.num_samples - self.start
 
 
-class ResumableDataLoader(DataLoader):
+class ResumableDataLoader(ResumableEpochs, DataLoader):
     """A ``torch.utils.data.DataLoader`` over a :class:`ResumableSampler` that can stop and resume mid-epoch.
 
     Args:
@@ -194,10 +239,6 @@ class ResumableDataLoader(DataLoader):
                 f"drop_last=True with {sampler.num_samples} examples per rank and batch_size {batch_size} leaves "
                 f"no batch: expected batch_size <= {sampler.num_samples}"
             )
-        self.epoch = 0
-        """The epoch the next batch comes from."""
-        self.position = 0
-        """Batches of :attr:`epoch` already yielded."""
 
     def __len__(self) -> int:
         """Batches per epoch of this rank, the short last one included unless ``drop_last``."""
@@ -206,34 +247,27 @@ class ResumableDataLoader(DataLoader):
 
     def __iter__(self) -> Iterator[Any]:
         """Yield the remaining batches of the current epoch, then advance :attr:`epoch` by one."""
-        if self.position >= len(self):
-            self.epoch, self.position = self.epoch + 1, 0
-        self.sampler.set_epoch(self.epoch, self.position * self.batch_size)
+        start = self._remaining().start  # first, as it may move on to the next epoch
+        self.sampler.set_epoch(self.epoch, start * self.batch_size)
         set_epoch = getattr(self.dataset, "set_epoch", None)
         if callable(set_epoch):
             set_epoch(self.epoch)
         for batch in super().__iter__():
             self.position += 1
             yield batch
-        self.epoch, self.position = self.epoch + 1, 0
-
-    def set_epoch(self, epoch: int) -> None:
-        """Start epoch ``epoch`` (an integer >= 0) from its first batch on the next pass."""
-        self.epoch, self.position = _check_count("epoch", epoch, 0), 0
+        self._next_epoch()
 
     def state_dict(self) -> dict[str, int]:
         """``{"epoch", "position", "seed"}``: where the next batch comes from and the seed of the orders."""
-        return {"epoch": self.epoch, "position": self.position, "seed": self.sampler.seed}
+        return super().state_dict() | {"seed": self.sampler.seed}
 
     def load_state_dict(self, state: Mapping[str, int]) -> None:
-        """Restore a :meth:`state_dict`: the next passes yield exactly what the saved loader had left.
+        """Restore a :meth:`state_dict`, the seed included.
 
         Raises:
             KeyError: ``state`` lacks a key.
             ValueError: a value is out of range for this loader.
         """
-        epoch, position, seed = check_state(state, ("epoch", "position", "seed"), "loader")
-        if position > len(self):
-            raise ValueError(f"loader state position {position} is past the end of an epoch of {len(self)} batches")
-        self.epoch, self.position, self.sampler.seed = epoch, position, seed
-
+        *_, seed = check_state(state, ("epoch", "position", "seed"), "loader")
+        super().load_state_dict(state)
+        self.sampler.seed = seed

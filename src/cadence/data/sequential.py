@@ -29,7 +29,7 @@ import torch
 from torch.utils.data import Dataset
 
 from cadence.data.loader import _check_count
-from cadence.data.sampler import check_shard, check_state, epoch_generator
+from cadence.data.sampler import ResumableEpochs, check_shard, check_state, epoch_generator
 from cadence.data.token_cache import release_pages
 
 if TYPE_CHECKING:
@@ -57,7 +57,7 @@ def _token_stream(text: str | torch.Tensor, dataset: TextDataset | None, owner: 
     raise TypeError(f"{owner}: text must be a string or a tensor of token ids, got {type(text).__name__}")
 
 
-class SequentialDataLoader:
+class SequentialDataLoader(ResumableEpochs):
     """BPTT batches ``(input, target)`` of int64 ``[seq_len, batch_size]``, the target shifted one token ahead.
 
     Args:
@@ -108,10 +108,6 @@ class SequentialDataLoader:
             )
         self.data = self.tokens[: columns * self.length].view(columns, self.length)[rank::world_size]
         """This rank's columns, ``[batch_size, L]``, a view of the stream."""
-        self.epoch = 0
-        """The epoch the next batch comes from."""
-        self.position = 0
-        """Batches of :attr:`epoch` already yielded."""
 
     def __len__(self) -> int:
         r"""Batches per epoch: $\lceil (L - 1) / T \rceil$, or $\lfloor (L - 1) / T \rfloor$ with ``drop_last``."""
@@ -129,11 +125,9 @@ class SequentialDataLoader:
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         """Yield the remaining batches of the current epoch, then advance :attr:`epoch` by one."""
-        if self.position >= len(self):
-            self.epoch, self.position = self.epoch + 1, 0
         batch_bytes = self.batch_size * self.seq_len * self.tokens.element_size()
         read = 0
-        for b in range(self.position, len(self)):
+        for b in self._remaining():
             x, y = self.batch(b)
             read += batch_bytes
             if read >= _RELEASE_BYTES:
@@ -141,27 +135,7 @@ class SequentialDataLoader:
                 read = 0
             self.position = b + 1
             yield x, y
-        self.epoch, self.position = self.epoch + 1, 0
-
-    def set_epoch(self, epoch: int) -> None:
-        """Start epoch ``epoch`` (an integer >= 0) from its first batch on the next pass."""
-        self.epoch, self.position = _check_count("epoch", epoch, 0), 0
-
-    def state_dict(self) -> dict[str, int]:
-        """``{"epoch", "position"}``: where the next batch comes from (a batch counts once it was yielded)."""
-        return {"epoch": self.epoch, "position": self.position}
-
-    def load_state_dict(self, state: Mapping[str, int]) -> None:
-        """Restore a :meth:`state_dict`: the next pass yields exactly the batches the saved loader had left.
-
-        Raises:
-            KeyError: ``state`` lacks ``"epoch"`` or ``"position"``.
-            ValueError: a value is out of range for this loader.
-        """
-        epoch, position = check_state(state, ("epoch", "position"), "loader")
-        if position > len(self):
-            raise ValueError(f"loader state position {position} is past the end of an epoch of {len(self)} batches")
-        self.epoch, self.position = epoch, position
+        self._next_epoch()
 
 
 class SequentialUnBatchedDataset(Dataset):

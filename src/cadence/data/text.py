@@ -120,8 +120,6 @@ class TextDataset:
         tokens: set[str] = set()
         for chunk in chunks:
             tokens.update(self.tokenizer(chunk))
-        if padding is not None and padding == unknown:
-            raise ValueError(f"padding and unknown are both {padding!r}: expected two different tokens")
         for role, token in (("padding", padding), ("unknown", unknown)):
             if token in tokens:
                 raise ValueError(
@@ -131,6 +129,8 @@ class TextDataset:
 
     def _set_vocabulary(self, itos: Sequence[str], padding: str | None, unknown: str | None) -> None:
         """Check ``itos`` against the reserved tokens and set :attr:`itos`, :attr:`stoi` and the ids."""
+        if padding is not None and padding == unknown:
+            raise ValueError(f"padding and unknown are both {padding!r}: expected two different tokens")
         self.itos = list(itos)
         self.stoi = {token: i for i, token in enumerate(self.itos)}
         if len(self.stoi) != len(self.itos):
@@ -186,12 +186,12 @@ class TextDataset:
         )
 
 
-def _line_chunks(text: str, size: int | None = None) -> Iterator[str]:
-    """``text`` in pieces of at least ``size`` characters, each ending at its first line break from there on (or at the end)."""
-    size = _CHUNK_CHARS if size is None else size
+def _line_chunks(text: str) -> Iterator[str]:
+    """``text`` in pieces of at least :data:`_CHUNK_CHARS` characters, each ending at its first line break from there
+    on (or at the end)."""
     start = 0
     while start < len(text):
-        stop = text.find("\n", start + size - 1) + 1 or len(text)
+        stop = text.find("\n", start + _CHUNK_CHARS - 1) + 1 or len(text)
         yield text[start:stop]
         start = stop
 

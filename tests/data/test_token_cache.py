@@ -61,6 +61,12 @@ def test_writes_to_the_tensors_never_reach_the_file(tmp_path):
     assert torch.equal(TokenCache.load(tmp_path / "c.tokens", KEY).train.long(), train)
 
 
+def test_no_tokens_at_all(tmp_path):
+    TokenCache.build(tmp_path / "c.tokens", KEY, ITOS, [])
+    cache = TokenCache.load(tmp_path / "c.tokens", KEY)
+    assert cache.train.shape == cache.valid.shape == (0,) and cache.train.dtype == torch.uint8
+
+
 def test_wrong_dtype_refused_and_nothing_left(tmp_path):
     chunks, _, _ = parts(dtype=torch.int64)
     with pytest.raises(TypeError, match="token ids of dtype torch.int64 for a vocabulary of 5: expected torch.uint8"):

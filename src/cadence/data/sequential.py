@@ -70,7 +70,8 @@ class SequentialDataLoader(ResumableEpochs):
         drop_last: leave out the short last batch of an epoch.
         world_size, rank: read rank ``rank``'s shard of the columns (see the module docstring).
 
-    Batches are fresh int64 tensors, never views of the token stream. The order is the same
+    Each batch is a fresh int64 ``[T + 1, batch_size]`` copy of the stream, never a view of it;
+    input and target are its first and last ``T`` rows, views that share it. The order is the same
     every epoch; the state is ``(epoch, position)`` as for
     :class:`~cadence.data.loader.InMemoryLoader`. Iterating a memory-mapped stream hands its
     pages back every few megabytes read (:func:`~cadence.data.token_cache.release_pages`),

@@ -104,7 +104,7 @@ class TokenCache:
         except ValueError as error:
             logger.warning("token cache %s is corrupt (%s): rebuilding it", path, error)
             return None
-        if header.get("key") != key:
+        if header["key"] != key:
             logger.info("token cache %s was built for another text or tokenizer: rebuilding it", path)
             return None
         with path.open("rb") as file:
@@ -166,7 +166,10 @@ class TokenCache:
         count = header["train"] + header["valid"]
         with path.open("rb") as file:
             mapped = mmap.mmap(file.fileno(), 0, access=mmap.ACCESS_COPY)
-        tokens = torch.frombuffer(mapped, dtype=dtype, count=count, offset=len(MAGIC))
+        if count == 0:  # torch.frombuffer refuses an empty view
+            tokens = torch.empty(0, dtype=dtype)
+        else:
+            tokens = torch.frombuffer(mapped, dtype=dtype, count=count, offset=len(MAGIC))
         _MAPPED[tokens.untyped_storage().data_ptr()] = mapped
         return cls(path, header["itos"], tokens[: header["train"]], tokens[header["train"] :])
 

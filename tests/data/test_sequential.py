@@ -147,7 +147,8 @@ mapped_release = sequential_module.release_pages
         ({"batch_size": 100, "world_size": 2, "seq_len": 5, "drop_last": True}, ValueError, "give 5 tokens per column: "
          "expected at least 6"),
         ({"text": "abc"}, TypeError, "SequentialDataLoader: text is a string, so a dataset= is needed"),
-        ({"text": torch.zeros(10, 2, dtype=torch.long)}, TypeError, r"1-D tensor of token ids, got torch.int64 of shape \[10, 2\]"),
+        ({"text": torch.zeros(10, 2, dtype=torch.long)}, TypeError,
+         r"1-D tensor of token ids, got torch.int64 of shape \[10, 2\]"),
         ({"text": torch.zeros(100)}, TypeError, "1-D tensor of token ids, got torch.float32"),
         ({"text": [1, 2, 3]}, TypeError, "text must be a string or a tensor of token ids, got list"),
     ],

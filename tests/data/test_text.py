@@ -117,7 +117,8 @@ def test_filter_subset_and_line_endings_kept(tmp_path):
 
 
 def batches(dataset: TextFileDataset) -> list[tuple[torch.Tensor, torch.Tensor]]:
-    loaders = [SequentialDataLoader(text=t, batch_size=16, seq_len=100) for t in (dataset.train_tokens, dataset.valid_tokens)]
+    splits = (dataset.train_tokens, dataset.valid_tokens)
+    loaders = [SequentialDataLoader(text=tokens, batch_size=16, seq_len=100) for tokens in splits]
     return [batch for loader in loaders for batch in loader]
 
 

@@ -33,7 +33,8 @@ def test_character_tokens_and_round_trip():
 
 def test_word_tokens_and_round_trip():
     tokenizer = WordTokenizer()
-    assert tokenizer("Be, or  not\tto be!\r\n") == ["Be", ",", " ", "or", "  ", "not", "\t", "to", " ", "be", "!", "\r", "\n"]
+    tokens = ["Be", ",", " ", "or", "  ", "not", "\t", "to", " ", "be", "!", "\r", "\n"]
+    assert tokenizer("Be, or  not\tto be!\r\n") == tokens
     assert tokenizer.join(tokenizer(SAMPLE)) == SAMPLE
 
 

@@ -48,7 +48,9 @@ def _token_stream(text: str | torch.Tensor, dataset: TextDataset | None, owner: 
     """The 1-D integer ids of ``text``: a tensor of ids as it is, a string encoded by ``dataset``."""
     if isinstance(text, torch.Tensor):
         if text.ndim != 1 or text.dtype.is_floating_point or text.dtype.is_complex or text.dtype == torch.bool:
-            raise TypeError(f"{owner}: text must be a 1-D tensor of token ids, got {text.dtype} of shape {list(text.shape)}")
+            raise TypeError(
+                f"{owner}: text must be a 1-D tensor of token ids, got {text.dtype} of shape {list(text.shape)}"
+            )
         return text
     if isinstance(text, str):
         if dataset is None:
@@ -190,7 +192,8 @@ class SequentialUnBatchedDataset(Dataset):
             return torch.zeros(n, dtype=torch.int64)
         starts = torch.arange(n) * self.seq_len
         high = (len(self.data) - starts - self.seq_len - 1).clamp(max=self.seq_len - 1)
-        uniform = torch.rand(n, generator=epoch_generator(self.seed, _check_count("epoch", epoch, 0), _OFFSETS), dtype=torch.float64)
+        generator = epoch_generator(self.seed, _check_count("epoch", epoch, 0), _OFFSETS)
+        uniform = torch.rand(n, generator=generator, dtype=torch.float64)
         return (uniform * (high + 1)).long()
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:

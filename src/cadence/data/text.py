@@ -176,7 +176,9 @@ class TextDataset:
         values = ids.long().tolist()
         bad = [i for i in values if not 0 <= i < self.n_tokens]
         if bad:
-            raise ValueError(f"token id {bad[0]} is outside the vocabulary of {self.n_tokens} tokens (0 .. {self.n_tokens - 1})")
+            raise ValueError(
+                f"token id {bad[0]} is outside the vocabulary of {self.n_tokens} tokens (0 .. {self.n_tokens - 1})"
+            )
         return self.tokenizer.join(self.itos[i] for i in values if i != self.padding_id)
 
     def __repr__(self) -> str:

@@ -151,7 +151,8 @@ class CallableTokenizer(Tokenizer):
         if code is None:
             name = repr(self.function)
         else:
-            name = f"{self.function.__module__}.{self.function.__qualname__}:{hashlib.sha256(marshal.dumps(code)).hexdigest()}"
+            bytecode = hashlib.sha256(marshal.dumps(code)).hexdigest()
+            name = f"{self.function.__module__}.{self.function.__qualname__}:{bytecode}"
         return f"{type(self).__name__}({name}, separator={self.separator!r})"
 
     def __repr__(self) -> str:

@@ -12,6 +12,14 @@
   batches, seeded per batch.
 - :class:`InMemoryLoader`: whole batches by index, seeded reproducible shuffling and
   augmentation, sharding across ranks, resumable.
+- :class:`TextDataset`, :class:`TextFileDataset`: a vocabulary over training and validation text
+  with reserved tokens, encode/decode, compact token ids, memory-mapped from a token cache when large.
+- :class:`CharacterTokenizer`, :class:`WordTokenizer`, :class:`CallableTokenizer`: pluggable tokenizers.
+- :class:`TokenCache`: the verified, atomically written token cache file of a corpus.
+- :class:`SequentialDataLoader`: BPTT batches ``[seq_len, batch]``, sharded by columns, resumable.
+- :class:`SequentialUnBatchedDataset`: windows at seeded random offsets, a map-style data set.
+- :class:`ResumableSampler`, :class:`ResumableDataLoader`: seeded, sharded, resumable sampling of
+  any map-style data set through ``torch.utils.data.DataLoader``.
 """
 
 from cadence.data.archive import UnsafeArchiveError, safe_extract
@@ -22,28 +30,47 @@ from cadence.data.download import DataNotFoundError, DownloadError
 from cadence.data.idx import DataFormatError, read_idx
 from cadence.data.loader import InMemoryLoader
 from cadence.data.mnist import KMNIST, MNIST, FashionMNIST, MNISTNotFoundError
+from cadence.data.sampler import ResumableDataLoader, ResumableSampler
+from cadence.data.sequential import SequentialDataLoader, SequentialUnBatchedDataset
+from cadence.data.text import TINY_SHAKESPEARE_URL, TextDataset, TextFileDataset
+from cadence.data.token_cache import TokenCache, token_dtype
+from cadence.data.tokenizers import CallableTokenizer, CharacterTokenizer, Tokenizer, WordTokenizer, as_tokenizer
 from cadence.data.unpickle import UnsafePickleError, load_pickle
 
 __all__ = [
     "CIFAR10",
     "CIFAR100",
-    "ENV_VAR",
-    "KMNIST",
-    "MNIST",
+    "CallableTokenizer",
+    "CharacterTokenizer",
     "Compose",
     "DataFormatError",
     "DataNotFoundError",
     "DownloadError",
+    "ENV_VAR",
     "FashionMNIST",
     "InMemoryLoader",
+    "KMNIST",
+    "MNIST",
     "MNISTNotFoundError",
     "RandomCrop",
     "RandomHorizontalFlip",
+    "ResumableDataLoader",
+    "ResumableSampler",
+    "SequentialDataLoader",
+    "SequentialUnBatchedDataset",
+    "TINY_SHAKESPEARE_URL",
+    "TextDataset",
+    "TextFileDataset",
+    "TokenCache",
+    "Tokenizer",
     "UnsafeArchiveError",
     "UnsafePickleError",
+    "WordTokenizer",
+    "as_tokenizer",
     "default_data_dir",
     "load_pickle",
     "read_idx",
     "resolve_data_dir",
     "safe_extract",
+    "token_dtype",
 ]

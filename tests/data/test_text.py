@@ -1,0 +1,300 @@
+"""TextDataset and TextFileDataset: the vocabulary, encode/decode, Tiny Shakespeare, the memory-mapped path, downloads."""
+
+from __future__ import annotations
+
+import hashlib
+import http.server
+import json
+import logging
+import shutil
+from pathlib import Path
+
+import pytest
+import torch
+
+import cadence.data.text as text_module
+from cadence.data import DataFormatError, SequentialDataLoader, TextDataset, TextFileDataset, TokenCache
+from cadence.data.text import TINY_SHAKESPEARE_URL
+from cadence.data.tokenizers import CallableTokenizer
+
+from .conftest import base_url, serving
+
+N_CHARACTERS = 1_115_394
+
+
+@pytest.fixture(scope="module")
+def shakespeare_text(data_dir) -> str:
+    return (data_dir / "tinyshakespeare" / "input.txt").read_text(encoding="utf-8")
+
+
+@pytest.fixture
+def corpus(tmp_path, data_dir) -> Path:
+    """A copy of Tiny Shakespeare in a folder of its own (its token cache goes next to it)."""
+    return Path(shutil.copy(data_dir / "tinyshakespeare" / "input.txt", tmp_path / "input.txt"))
+
+
+def test_tiny_shakespeare_has_65_characters_and_1115394_tokens(data_dir, shakespeare_text):
+    dataset = TextFileDataset(data_dir / "tinyshakespeare" / "input.txt", "character")
+    assert dataset.itos[:2] == ["<pad>", "<unk>"] and (dataset.padding_id, dataset.unknown_id) == (0, 1)
+    assert dataset.itos[2:] == sorted(set(shakespeare_text)) and len(dataset.itos[2:]) == 65
+    assert dataset.n_tokens == 67 and dataset.dtype == torch.uint8
+    assert len(dataset.train_tokens) + len(dataset.valid_tokens) == N_CHARACTERS
+    split = int(N_CHARACTERS * 0.9)
+    assert dataset.train == shakespeare_text[:split] and dataset.valid == shakespeare_text[split:]
+    assert dataset.train_tokens.dtype == torch.uint8
+    assert dataset.decode(dataset.train_tokens) == dataset.train
+    reference = torch.tensor([dataset.stoi[c] for c in shakespeare_text[split:]])
+    assert torch.equal(dataset.text_to_i(dataset.valid), reference)
+    assert dataset.text_to_i(dataset.valid).dtype == torch.int64
+
+    bare = TextFileDataset(data_dir / "tinyshakespeare" / "input.txt", "character", padding=None, unknown=None)
+    assert bare.n_tokens == 65 and bare.itos == sorted(set(shakespeare_text))
+    assert bare.padding_id is None and bare.unknown_id is None
+
+
+def test_word_vocabulary_needs_uint16_and_round_trips(data_dir, shakespeare_text):
+    dataset = TextFileDataset(data_dir / "tinyshakespeare" / "input.txt", "word", filter_subset=200_000)
+    assert dataset.n_tokens > 256 and dataset.dtype == torch.uint16
+    assert dataset.train + dataset.valid == shakespeare_text[:200_000]
+    assert dataset.decode(dataset.train_tokens) == dataset.train
+    assert dataset.decode(dataset.valid_tokens) == dataset.valid
+
+
+def test_encode_decode_unknown_and_padding():
+    dataset = TextDataset(None, "word", "to be or not to be", "that is the question")
+    ids = dataset.encode("to be, the question")
+    assert ids.dtype == torch.uint8
+    assert dataset.decode(ids) == "to be<unk> the question"
+    assert (ids == dataset.unknown_id).sum() == 1
+    padded = torch.cat([ids, torch.full((3,), dataset.padding_id, dtype=ids.dtype)])
+    assert dataset.decode(padded) == dataset.decode(ids)
+    assert dataset.decode(dataset.encode("not that")) == "not that"
+    assert dataset.decode([dataset.stoi["be"], dataset.stoi[" "], dataset.stoi["or"]]) == "be or"
+    assert dataset.encode("").tolist() == []
+
+
+def test_given_vocabulary_and_callable_tokenizer():
+    itos = ["<pad>", "<unk>", "a", "b"]
+    dataset = TextDataset("mem", CallableTokenizer(str.split, " "), "a b a", "b", itos=itos)
+    assert dataset.itos == itos and dataset.text_to_i("b a c").tolist() == [3, 2, 1]
+    assert dataset.decode(dataset.encode("a  b")) == "a b"
+    assert "TextDataset('mem', CallableTokenizer(" in repr(dataset) and "4 tokens, train 3, valid 1 ids" in repr(dataset)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        ({"train": "a <pad> b"}, "the text holds the token '<pad>', reserved for padding: choose another padding"),
+        ({"valid": "x <unk>"}, "the text holds the token '<unk>', reserved for unknown"),
+        ({"padding": "<x>", "unknown": "<x>"}, "padding and unknown are both '<x>'"),
+        ({"itos": ["<pad>", "<unk>", "a", "a"]}, "itos holds the token 'a' twice"),
+        ({"itos": ["<unk>", "a"]}, r"the padding token '<pad>' is not in itos: add it, or pass padding=None"),
+    ],
+)
+def test_bad_vocabularies(kwargs, match):
+    arguments = {"train": "a b", "valid": "b"} | kwargs
+    with pytest.raises(ValueError, match=match):
+        TextDataset(None, CallableTokenizer(str.split, " "), arguments.pop("train"), arguments.pop("valid"), **arguments)
+
+
+def test_unknown_tokens_without_unknown_are_errors_and_bad_ids_refused():
+    dataset = TextDataset(None, "character", "abc", "cab", unknown=None)
+    assert dataset.itos == ["<pad>", "a", "b", "c"]
+    with pytest.raises(KeyError, match="token 'z' is not in the vocabulary"):
+        dataset.encode("abz")
+    with pytest.raises(ValueError, match=r"token id 4 is outside the vocabulary of 4 tokens \(0 .. 3\)"):
+        dataset.decode([1, 4])
+    with pytest.raises(ValueError, match=r"decode expects a 1-D sequence of ids, got shape \[1, 2\]"):
+        dataset.decode(torch.ones(1, 2, dtype=torch.long))
+
+
+def test_filter_subset_and_line_endings_kept(tmp_path):
+    path = tmp_path / "crlf.txt"
+    path.write_bytes(b"line one\r\nline two\r\n" * 50)
+    dataset = TextFileDataset(path, "character", filter_subset=25)
+    assert dataset.train + dataset.valid == "line one\r\nline two\r\nline "
+    assert len(dataset.train) == 22 and "\r" in dataset.itos
+
+
+def batches(dataset: TextFileDataset) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    splits = (dataset.train_tokens, dataset.valid_tokens)
+    loaders = [SequentialDataLoader(text=tokens, batch_size=16, seq_len=100) for tokens in splits]
+    return [batch for loader in loaders for batch in loader]
+
+
+def assert_same(mapped: TextFileDataset, in_memory: TextFileDataset) -> None:
+    assert mapped.cache is not None and in_memory.cache is None
+    assert mapped.itos == in_memory.itos and mapped.dtype == in_memory.dtype
+    assert torch.equal(mapped.train_tokens, in_memory.train_tokens)
+    assert torch.equal(mapped.valid_tokens, in_memory.valid_tokens)
+    for (xa, ya), (xb, yb) in zip(batches(mapped), batches(in_memory), strict=True):
+        assert torch.equal(xa, xb) and torch.equal(ya, yb)
+
+
+def test_memory_mapped_and_in_memory_give_the_same_batches(corpus):
+    mapped = TextFileDataset(corpus, "character", mmap_threshold=0)
+    assert mapped.train is None and mapped.valid is None
+    assert mapped.cache.path == corpus.parent / "input.txt.tokens"
+    assert (corpus.parent / "input.txt.tokens").stat().st_size < N_CHARACTERS + 2000  # one byte per character
+    assert_same(mapped, TextFileDataset(corpus, "character"))
+    assert_same(TextFileDataset(corpus, "character", mmap_threshold=0), TextFileDataset(corpus, "character"))
+
+
+def test_memory_mapped_word_tokens_across_many_chunks(corpus, monkeypatch):
+    monkeypatch.setattr(text_module, "_CHUNK_CHARS", 997)
+    kwargs = {"filter_subset": 100_003, "padding": None}
+    assert_same(TextFileDataset(corpus, "word", mmap_threshold=0, **kwargs), TextFileDataset(corpus, "word", **kwargs))
+
+
+def test_mmap_threshold_is_the_file_size(corpus):
+    size = corpus.stat().st_size
+    assert TextFileDataset(corpus, "character", mmap_threshold=size).cache is not None
+    assert TextFileDataset(corpus, "character", mmap_threshold=size + 1).cache is None
+    assert TextFileDataset(corpus, "character", mmap_threshold=None).cache is None
+
+
+def test_cache_is_reused_and_rebuilt_when_text_or_tokenizer_change(corpus, monkeypatch, caplog):
+    TextFileDataset(corpus, "character", mmap_threshold=0)
+    built = []
+    original = TokenCache.build.__func__
+    monkeypatch.setattr(TokenCache, "build", classmethod(lambda cls, *a: built.append(a[0]) or original(cls, *a)))
+
+    TextFileDataset(corpus, "character", mmap_threshold=0)
+    assert built == []
+
+    with caplog.at_level(logging.INFO):
+        word = TextFileDataset(corpus, "word", mmap_threshold=0)
+    assert len(built) == 1 and "built for another text or tokenizer" in caplog.text
+    text = corpus.read_text()
+    assert word.dtype == torch.uint16 and word.decode(word.valid_tokens) == text[int(len(text) * 0.9) :]
+
+    TextFileDataset(corpus, "character", mmap_threshold=0, unknown=None)
+    TextFileDataset(corpus, "character", mmap_threshold=0, filter_subset=5000)
+    assert len(built) == 3
+
+    corpus.write_text(corpus.read_text().replace("Citizen", "Citoyen"))
+    changed = TextFileDataset(corpus, "character", mmap_threshold=0, filter_subset=5000)
+    assert len(built) == 4 and "Citoyen" in changed.decode(changed.train_tokens[:100])
+    assert sorted(p.name for p in corpus.parent.iterdir()) == ["input.txt", "input.txt.tokens"]
+
+
+@pytest.mark.parametrize("damage", ["flip a token", "truncate"])
+def test_corrupt_cache_is_rebuilt_not_used(corpus, caplog, damage):
+    reference = TextFileDataset(corpus, "character")
+    cache = corpus.parent / "input.txt.tokens"
+    TextFileDataset(corpus, "character", mmap_threshold=0)
+    data = bytearray(cache.read_bytes())
+    if damage == "truncate":
+        del data[len(data) // 2 :]
+    else:
+        data[1000] = reference.stoi["z"] if data[1000] != reference.stoi["z"] else reference.stoi["y"]
+    cache.write_bytes(bytes(data))
+    with caplog.at_level(logging.WARNING):
+        rebuilt = TextFileDataset(corpus, "character", mmap_threshold=0)
+    assert "is corrupt" in caplog.text
+    assert torch.equal(rebuilt.train_tokens, reference.train_tokens)
+    assert TokenCache.load(cache, _key_of(corpus)) is not None
+
+
+def _key_of(corpus: Path) -> str:
+    """The key the cache of ``corpus`` was last built under (read back from its header)."""
+    data = corpus.with_name(corpus.name + ".tokens").read_bytes()
+    length = int.from_bytes(data[-16:-8], "little")
+    return json.loads(data[len(data) - 16 - length : -16])["key"]
+
+
+def test_cache_dir_is_made_and_used(corpus, tmp_path):
+    dataset = TextFileDataset(corpus, "character", mmap_threshold=0, cache_dir=tmp_path / "cache" / "text")
+    assert dataset.cache.path == tmp_path / "cache" / "text" / "input.txt.tokens"
+    assert dataset.cache.path.is_file() and not (corpus.parent / "input.txt.tokens").exists()
+
+
+@pytest.mark.parametrize("mmap_threshold", [None, 0])
+def test_bad_files(tmp_path, mmap_threshold):
+    with pytest.raises(FileNotFoundError, match="text file .*missing.txt does not exist"):
+        TextFileDataset(tmp_path / "missing.txt", "character", mmap_threshold=mmap_threshold)
+    (tmp_path / "empty.txt").write_bytes(b"")
+    with pytest.raises(DataFormatError, match="empty.txt: empty"):
+        TextFileDataset(tmp_path / "empty.txt", "character", mmap_threshold=mmap_threshold)
+    (tmp_path / "latin1.txt").write_bytes("café\n".encode("latin-1") * 10)
+    with pytest.raises(DataFormatError, match="latin1.txt: not UTF-8 text"):
+        TextFileDataset(tmp_path / "latin1.txt", "character", mmap_threshold=mmap_threshold)
+    assert not list(tmp_path.glob("*.tokens")) and not list(tmp_path.glob(".*"))
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        ({"filter_subset": 0}, "filter_subset must be an integer >= 1 or None, got 0"),
+        ({"mmap_threshold": -1}, "mmap_threshold must be an integer >= 0 or None, got -1"),
+        ({"mmap_threshold": 1.5}, "mmap_threshold must be an integer >= 0 or None, got 1.5"),
+    ],
+)
+def test_bad_arguments(corpus, kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        TextFileDataset(corpus, "character", **kwargs)
+
+
+BODY = "Tiny corpus.\nTwo lines of it.\n".encode() * 20
+SHA = hashlib.sha256(BODY).hexdigest()
+
+
+class Handler(http.server.BaseHTTPRequestHandler):
+    def do_GET(self) -> None:
+        ok = self.path == "/texts/tiny/corpus.txt"
+        self.send_response(200 if ok else 404)
+        body = BODY if ok else b"not found"
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, format: str, *args: object) -> None:
+        """Quiet."""
+
+
+@pytest.fixture
+def server_url():
+    with serving(Handler) as httpd:
+        yield base_url(httpd)
+
+
+def test_url_is_downloaded_into_the_data_directory(server_url, tmp_path):
+    url = f"{server_url}/texts/tiny/corpus.txt"
+    dataset = TextFileDataset(url, "character", sha256=SHA, data_dir=tmp_path)
+    assert dataset.path == tmp_path.resolve() / "tiny" / "corpus.txt"
+    assert dataset.path.read_bytes() == BODY
+    assert dataset.train + dataset.valid == BODY.decode()
+    # Present now: used without a download, so neither the server nor the checksum is needed.
+    again = TextFileDataset("http://127.0.0.1:9/texts/tiny/corpus.txt", "character", data_dir=tmp_path)
+    assert torch.equal(again.train_tokens, dataset.train_tokens)
+
+
+def test_url_checksum_mismatch_leaves_nothing(server_url, tmp_path):
+    url = f"{server_url}/texts/tiny/corpus.txt"
+    with pytest.raises(FileNotFoundError) as info:
+        TextFileDataset(url, "character", sha256="0" * 64, data_dir=tmp_path)
+    message = str(info.value)
+    assert f"corpus.txt is missing from {tmp_path.resolve() / 'tiny'}: place it there" in message
+    assert url in message and f"SHA-256 mismatch: expected {'0' * 64}, got {SHA}" in message
+    assert list((tmp_path / "tiny").iterdir()) == []
+
+
+def test_url_offline_says_where_to_put_the_file(refused_base, tmp_path):
+    with pytest.raises(FileNotFoundError, match=r"place it there, or point the data directory .* holding tiny/corpus.txt"):
+        TextFileDataset(f"{refused_base}/tiny/corpus.txt", "character", sha256=SHA, data_dir=tmp_path)
+
+
+def test_url_needs_a_checksum_and_a_file_name(server_url, tmp_path):
+    with pytest.raises(ValueError, match=r"no sha256 for http://.*/texts/tiny/corpus.txt: downloads are verified"):
+        TextFileDataset(f"{server_url}/texts/tiny/corpus.txt", "character", data_dir=tmp_path)
+    for url in (f"{server_url}/", f"{server_url}/texts/.."):
+        with pytest.raises(ValueError, match="does not end with a file name"):
+            TextFileDataset(url, "character", sha256=SHA, data_dir=tmp_path)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_tiny_shakespeare_url_resolves_to_the_data_directory(data_dir, monkeypatch):
+    monkeypatch.setattr(text_module, "download_file", lambda *args: pytest.fail("no download expected"))
+    dataset = TextFileDataset(TINY_SHAKESPEARE_URL, "character", data_dir=data_dir)
+    assert dataset.path == data_dir / "tinyshakespeare" / "input.txt"
+    assert text_module.KNOWN_SHA256[TINY_SHAKESPEARE_URL] == hashlib.sha256(dataset.path.read_bytes()).hexdigest()

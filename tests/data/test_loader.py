@@ -173,9 +173,9 @@ def test_bad_states_and_epochs():
         loader.load_state_dict({"epoch": 1})
     with pytest.raises(ValueError, match="position 9 is past the end of an epoch of 8 batches"):
         loader.load_state_dict({"epoch": 1, "position": 9, "seed": 0})
-    with pytest.raises(ValueError, match="loader state seed must be an integer >= 0, got -3"):
+    with pytest.raises(ValueError, match="loader state 'seed' must be an integer >= 0, got -3"):
         loader.load_state_dict({"epoch": 1, "position": 2, "seed": -3})
-    with pytest.raises(ValueError, match="loader state epoch must be an integer >= 0, got 1.5"):
+    with pytest.raises(ValueError, match="loader state 'epoch' must be an integer >= 0, got 1.5"):
         loader.load_state_dict({"epoch": 1.5, "position": 2, "seed": 0})
     assert loader.state_dict() == {"epoch": 0, "position": 0, "seed": 0}
     with pytest.raises(ValueError, match="epoch must be an integer >= 0, got -2"):

@@ -7,7 +7,7 @@ import torch
 from torch.utils.data import DistributedSampler, TensorDataset
 
 from cadence.data import InMemoryLoader, ResumableDataLoader, ResumableSampler
-from cadence.data.sampler import shard
+from cadence.data.epochs import shard
 
 
 def dataset(n: int = 50) -> TensorDataset:

@@ -19,100 +19,12 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping, Sized
 from typing import Any
 
-import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
-from cadence.data.loader import _check_count
+from cadence.data.epochs import ResumableEpochs, check_count, check_shard, check_state, epoch_generator, shard
 
-__all__ = ["ResumableDataLoader", "ResumableEpochs", "ResumableSampler", "check_shard", "epoch_generator", "shard"]
-
-
-def epoch_generator(seed: int, epoch: int, *stream: int) -> torch.Generator:
-    """A ``torch.Generator`` whose state is a pure function of ``(seed, epoch, *stream)``.
-
-    The words are hashed with :class:`numpy.random.SeedSequence` into a 64-bit seed, so nearby
-    seeds and epochs give unrelated streams; ``stream`` tells apart the several random draws
-    of one epoch (e.g. the order and the random offsets).
-    """
-    state = np.random.SeedSequence([seed, epoch, *stream]).generate_state(2, np.uint32)
-    return torch.Generator().manual_seed(int(state[0]) << 32 | int(state[1]))
-
-
-def check_shard(world_size: int, rank: int) -> tuple[int, int]:
-    """``(world_size, rank)`` if ``world_size >= 1`` and ``0 <= rank < world_size``, else a ``ValueError`` naming them."""
-    _check_count("world_size", world_size, 1)
-    if isinstance(rank, bool) or not isinstance(rank, int) or not 0 <= rank < world_size:
-        raise ValueError(f"rank must be an integer in 0 .. {world_size - 1} (world_size {world_size}), got {rank!r}")
-    return world_size, rank
-
-
-def shard(order: torch.Tensor, world_size: int, rank: int, drop_last: bool = False) -> torch.Tensor:
-    r"""Rank ``rank``'s share of ``order``: positions $r, r + W, \dots$ of ``order`` padded to a multiple of $W$.
-
-    The padding repeats ``order`` from its start (as often as needed), so each of the $W$ shards
-    has $\lceil N / W \rceil$ entries; with ``drop_last`` the order is instead truncated to
-    $\lfloor N / W \rfloor W$ entries.
-    """
-    n = len(order)
-    if drop_last:
-        return order[: n - n % world_size][rank::world_size]
-    total = -(-n // world_size) * world_size
-    return order.repeat(-(-total // n))[:total][rank::world_size]
-
-
-def check_state(state: Mapping[str, int], keys: tuple[str, ...], owner: str) -> list[int]:
-    """The values of ``keys`` in ``state``, each an integer >= 0, or an error naming the key and the value."""
-    missing = [key for key in keys if key not in state]
-    if missing:
-        expected = ", ".join(repr(key) for key in keys)
-        raise KeyError(f"{owner} state {dict(state)!r} lacks {missing}: expected keys {expected}")
-    return [_check_count(f"{owner} state {key!r}", state[key], 0) for key in keys]
-
-
-class ResumableEpochs:
-    """The ``(epoch, position)`` state of a loader whose every pass reads one epoch.
-
-    A pass yields the batches of :attr:`epoch` from :attr:`position` on, then moves to the next
-    epoch; a pass stopped early is continued by the next one. A batch counts once it was
-    yielded. Subclasses define ``__len__`` (batches per epoch) and iterate over
-    :meth:`_remaining`, setting :attr:`position` as they yield and calling :meth:`_next_epoch`
-    at the end.
-    """
-
-    epoch: int = 0
-    """The epoch the next batch comes from."""
-    position: int = 0
-    """Batches of :attr:`epoch` already yielded."""
-
-    def _remaining(self) -> range:
-        """The indices of the batches left in the epoch, moving on to the next epoch when none is left."""
-        if self.position >= len(self):
-            self._next_epoch()
-        return range(self.position, len(self))
-
-    def _next_epoch(self) -> None:
-        self.epoch, self.position = self.epoch + 1, 0
-
-    def set_epoch(self, epoch: int) -> None:
-        """Start epoch ``epoch`` (an integer >= 0) from its first batch on the next pass."""
-        self.epoch, self.position = _check_count("epoch", epoch, 0), 0
-
-    def state_dict(self) -> dict[str, int]:
-        """``{"epoch", "position"}``: where the next batch comes from."""
-        return {"epoch": self.epoch, "position": self.position}
-
-    def load_state_dict(self, state: Mapping[str, int]) -> None:
-        """Restore a :meth:`state_dict`: the next passes yield exactly what the saved loader had left.
-
-        Raises:
-            KeyError: ``state`` lacks a key.
-            ValueError: a value is out of range for this loader (``position`` above ``len(self)``).
-        """
-        epoch, position = check_state(state, ("epoch", "position"), "loader")
-        if position > len(self):
-            raise ValueError(f"loader state position {position} is past the end of an epoch of {len(self)} batches")
-        self.epoch, self.position = epoch, position
+__all__ = ["ResumableDataLoader", "ResumableSampler"]
 
 
 class ResumableSampler(Sampler[int]):
@@ -147,7 +59,7 @@ class ResumableSampler(Sampler[int]):
     ) -> None:
         self.size = len(data_source)
         self.shuffle = shuffle
-        self.seed = _check_count("seed", seed, 0)
+        self.seed = check_count("seed", seed, 0)
         self.drop_last = drop_last
         self.world_size, self.rank = check_shard(world_size, rank)
         self.num_samples = self.size // world_size if drop_last else -(-self.size // world_size)
@@ -164,7 +76,7 @@ class ResumableSampler(Sampler[int]):
 
     def order(self, epoch: int) -> torch.Tensor:
         """This rank's indices of ``epoch``: the epoch's order (a function of ``(seed, epoch)`` only), sharded."""
-        _check_count("epoch", epoch, 0)
+        check_count("epoch", epoch, 0)
         if self.shuffle:
             full = torch.randperm(self.size, generator=epoch_generator(self.seed, epoch))
         else:
@@ -173,8 +85,8 @@ class ResumableSampler(Sampler[int]):
 
     def set_epoch(self, epoch: int, start: int = 0) -> None:
         """Make the next pass yield the indices of ``epoch`` from its ``start``-th on."""
-        self.epoch = _check_count("epoch", epoch, 0)
-        start = _check_count("start", start, 0)
+        self.epoch = check_count("epoch", epoch, 0)
+        start = check_count("start", start, 0)
         if start > self.num_samples:
             raise ValueError(f"start {start} is past the end of an epoch of {self.num_samples} indices")
         self.start = start
@@ -197,7 +109,7 @@ class ResumableDataLoader(ResumableEpochs, DataLoader):
         shuffle: a new seeded permutation each epoch; otherwise the data set's order.
         seed: the seed of the permutations.
         drop_last: drop each epoch's last short batch, and truncate instead of pad when sharding.
-        world_size, rank: the shard to read, see :func:`shard`.
+        world_size, rank: the shard to read, see :func:`~cadence.data.epochs.shard`.
         **kwargs: passed on to ``DataLoader`` (``num_workers``, ``collate_fn``, ``pin_memory``, ...).
 
     As :class:`~cadence.data.loader.InMemoryLoader`, every pass consumes one epoch and advances
@@ -229,7 +141,7 @@ class ResumableDataLoader(ResumableEpochs, DataLoader):
                 f"persistent_workers=True with {type(dataset).__name__}, which has set_epoch: the workers' copies "
                 "would keep the first epoch's randomness; use persistent_workers=False"
             )
-        _check_count("batch_size", batch_size, 1)
+        check_count("batch_size", batch_size, 1)
         sampler = ResumableSampler(
             dataset, shuffle=shuffle, seed=seed, drop_last=drop_last, world_size=world_size, rank=rank
         )

@@ -28,8 +28,7 @@ from typing import TYPE_CHECKING
 import torch
 from torch.utils.data import Dataset
 
-from cadence.data.loader import _check_count
-from cadence.data.sampler import ResumableEpochs, check_shard, check_state, epoch_generator
+from cadence.data.epochs import ResumableEpochs, check_count, check_shard, check_state, epoch_generator
 from cadence.data.token_cache import release_pages
 
 if TYPE_CHECKING:
@@ -41,7 +40,7 @@ _RELEASE_BYTES = 8 * 2**20
 """A memory-mapped stream's pages are handed back each time batches have read this many more bytes."""
 
 _OFFSETS = 1
-"""The stream number of the random offsets in :func:`~cadence.data.sampler.epoch_generator`."""
+"""The stream number of the random offsets in :func:`~cadence.data.epochs.epoch_generator`."""
 
 
 def _token_stream(text: str | torch.Tensor, dataset: TextDataset | None, owner: str) -> torch.Tensor:
@@ -95,8 +94,8 @@ class SequentialDataLoader(ResumableEpochs):
         world_size: int = 1,
         rank: int = 0,
     ) -> None:
-        self.batch_size = _check_count("batch_size", batch_size, 1)
-        self.seq_len = _check_count("seq_len", seq_len, 1)
+        self.batch_size = check_count("batch_size", batch_size, 1)
+        self.seq_len = check_count("seq_len", seq_len, 1)
         self.world_size, self.rank = check_shard(world_size, rank)
         self.drop_last = drop_last
         self.tokens = _token_stream(text, dataset, type(self).__name__)
@@ -171,8 +170,8 @@ class SequentialUnBatchedDataset(Dataset):
         is_random_offset: bool = True,
         seed: int = 0,
     ) -> None:
-        self.seq_len = _check_count("seq_len", seq_len, 1)
-        self.seed = _check_count("seed", seed, 0)
+        self.seq_len = check_count("seq_len", seq_len, 1)
+        self.seed = check_count("seed", seed, 0)
         self.is_random_offset = is_random_offset
         self.data = _token_stream(text, dataset, type(self).__name__)
         if len(self) == 0:
@@ -192,7 +191,7 @@ class SequentialUnBatchedDataset(Dataset):
             return torch.zeros(n, dtype=torch.int64)
         starts = torch.arange(n) * self.seq_len
         high = (len(self.data) - starts - self.seq_len - 1).clamp(max=self.seq_len - 1)
-        generator = epoch_generator(self.seed, _check_count("epoch", epoch, 0), _OFFSETS)
+        generator = epoch_generator(self.seed, check_count("epoch", epoch, 0), _OFFSETS)
         uniform = torch.rand(n, generator=generator, dtype=torch.float64)
         return (uniform * (high + 1)).long()
 
@@ -208,7 +207,7 @@ class SequentialUnBatchedDataset(Dataset):
 
     def set_epoch(self, epoch: int) -> None:
         """Use the offsets of ``epoch`` (an integer >= 0) from now on."""
-        self.epoch = _check_count("epoch", epoch, 0)
+        self.epoch = check_count("epoch", epoch, 0)
 
     def state_dict(self) -> dict[str, int]:
         """``{"epoch", "seed"}``: what the offsets are drawn from."""

@@ -93,6 +93,15 @@ def test_conv2d_gradcheck_in_float64():
                                     (x, conv.weight.detach().requires_grad_(), conv.bias.detach().requires_grad_()))
 
 
+@pytest.mark.parametrize("name, path", [(name, path) for name, path in PARAMS if name != "WeightStandardization"])
+def test_empty_batch(name, path):
+    case = CASES[name]
+    x = torch.randn(0, *SHAPE[1:], requires_grad=True)
+    y = case.apply(case.make(PATHS[path]), x)
+    y.sum().backward()
+    assert y.shape == x.shape and x.grad.shape == x.shape
+
+
 def test_textbook_variance_fails_on_the_stability_input():
     x = far_from_zero(SHAPE)
     mu = x.mean(dim=(0, 2, 3), keepdim=True)

@@ -54,6 +54,16 @@ def test_one_spatial_value_needs_running_estimates(path):
     assert norm(torch.randn(4, 6, 1)).shape == (4, 6, 1)
 
 
+@pytest.mark.parametrize("path", PATHS)
+def test_empty_batch_leaves_estimates(path):
+    norm = InstanceNorm(6, track_running_stats=True, reference=PATHS[path])
+    x = torch.randn(0, 6, 3, 3, requires_grad=True)
+    y = norm(x)
+    y.sum().backward()
+    assert y.shape == (0, 6, 3, 3) and x.grad.shape == x.shape
+    assert (norm.running_mean == 0).all() and (norm.running_var == 1).all()
+
+
 @pytest.mark.parametrize("shape, match", [
     ((4, 6), r"InstanceNorm\(6\): input of shape \[4, 6\] has rank 2; expected \[batch, 6, \*spatial\] of rank >= 3"),
     ((4, 5, 3), r"InstanceNorm\(6\): input of shape \[4, 5, 3\] has 5 channels in dimension 1; expected 6"),

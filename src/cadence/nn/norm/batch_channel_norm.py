@@ -50,7 +50,7 @@ from torch import nn
 from cadence.nn.norm.batch_norm import BatchNorm
 from cadence.nn.norm.common import (channel_view, check_channels, check_count, check_eps, check_momentum,
                                     upcast, register_affine, reset_affine)
-from cadence.nn.norm.group_norm import check_groups, group_normalized
+from cadence.nn.norm.group_norm import check_groups, group_normalized, grouped
 
 
 class EstimatedBatchNorm(nn.Module):
@@ -167,7 +167,7 @@ class ChannelNorm(nn.Module):
             return self._reference(x)
         # Viewed as ``[B, G, C/G * ...]``, each group is one channel of the native group-norm kernel
         # (which has a fast path for spatial inputs), and $\gamma_g$, $\beta_g$ are that channel's.
-        x_g = x.reshape(x.shape[0], self.groups, -1)
+        x_g = grouped(x, self.groups)
         return F.group_norm(x_g, self.groups, self.weight, self.bias, self.eps).reshape(x.shape)
 
     def _reference(self, x: torch.Tensor) -> torch.Tensor:
@@ -175,7 +175,7 @@ class ChannelNorm(nn.Module):
         x_hat = group_normalized(x, self.groups, self.eps)
         if self.affine:
             # $y = \gamma_g \hat{x} + \beta_g$ on the view ``[B, G, C/G * ...]``
-            x_g = x_hat.reshape(x.shape[0], self.groups, -1)
+            x_g = grouped(x_hat, self.groups)
             x_hat = (self.weight.view(1, -1, 1) * x_g + self.bias.view(1, -1, 1)).reshape(x.shape)
         return x_hat.to(x.dtype)
 

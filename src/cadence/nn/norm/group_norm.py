@@ -33,6 +33,8 @@ $= \beta$) this layer shares; float16 and bfloat16 inputs have float32 statistic
 
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -49,13 +51,18 @@ def check_groups(groups: int, channels: int, where: str) -> None:
                          f"{channels} ({divisors})")
 
 
+def grouped(x: torch.Tensor, groups: int) -> torch.Tensor:
+    """``x`` ``[B, C, *]`` viewed as ``[B, G, C/G * prod(*)]``: one row per sample and group (empty batches too)."""
+    return x.reshape(x.shape[0], groups, math.prod(x.shape[1:]) // groups)
+
+
 def group_normalized(x: torch.Tensor, groups: int, eps: float) -> torch.Tensor:
     r"""$\hat{x}$ of ``x`` ``[B, C, *]`` normalized per sample and group (float32 for low-precision ``x``).
 
     The reference equations, with $\mu_i$ subtracted before squaring (the stable two-pass variance).
     """
     # ``[B, G, m]``: the set $\mathcal{S}_i$ is one row
-    x_g = upcast(x).reshape(x.shape[0], groups, -1)
+    x_g = grouped(upcast(x), groups)
     # $\mu_i = \frac{1}{m} \sum_{k \in \mathcal{S}_i} x_k$
     mu = x_g.mean(dim=-1, keepdim=True)
     centered = x_g - mu

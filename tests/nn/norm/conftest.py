@@ -29,7 +29,7 @@ def randomize_affine(layer: nn.Module) -> nn.Module:
 
 
 def pair(ours: nn.Module, theirs: nn.Module) -> tuple[nn.Module, nn.Module]:
-    """``ours`` with the (randomized) parameters and buffers of ``theirs``; their state dicts must have the same keys."""
+    """``ours`` with the (randomized) parameters and buffers of ``theirs``, whose state dict must fit."""
     randomize_affine(theirs)
     ours.load_state_dict(theirs.state_dict())
     return ours, theirs

@@ -30,10 +30,12 @@ class PaperEstimatedBatchNorm(nn.Module):
         self.bias = nn.Parameter(torch.zeros(C, dtype=F64))
         self.register_buffer("running_mean", torch.zeros(C, dtype=F64))
         self.register_buffer("running_var", torch.ones(C, dtype=F64))
+        self.register_buffer("num_batches_tracked", torch.tensor(0))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         X, dims, n = x.double(), [0, *range(2, x.dim())], x.dim()
         if self.training:
+            self.num_batches_tracked += 1
             with torch.no_grad():
                 mu = X.mean(dim=dims)
                 sigma2 = ((X - per_channel(mu, n)) ** 2).mean(dim=dims)
@@ -79,7 +81,8 @@ class PaperBatchChannelNorm(nn.Module):
 @pytest.mark.parametrize("shape", SHAPES)
 def test_estimated_batch_norm_is_the_papers(shape, path):
     ours, theirs = pair(EstimatedBatchNorm(12, momentum=R, reference=PATHS[path]), PaperEstimatedBatchNorm(12))
-    lockstep(ours, theirs, lambda i: torch.randn(SHAPES[shape]))
+    lockstep(ours, theirs, lambda i: torch.randn(SHAPES[shape]), buffers=("running_mean", "running_var",
+                                                                          "num_batches_tracked"))
 
 
 @pytest.mark.parametrize("path", PATHS)
@@ -91,7 +94,8 @@ def test_estimated_batch_norm_normalizes_with_its_estimates_in_training(path):
     # not 0 (as with the batch's statistics) but about (6 - 3) / sqrt(2.5).
     torch.testing.assert_close(ebn.running_mean, x.mean(dim=(0, 2)) / 2)
     torch.testing.assert_close(ebn.running_var, (1 + x.var(dim=(0, 2), correction=0)) / 2)
-    torch.testing.assert_close(y.mean(dim=(0, 2)), (x.mean(dim=(0, 2)) - ebn.running_mean) / torch.sqrt(ebn.running_var + 1e-5))
+    expected_mean = (x.mean(dim=(0, 2)) - ebn.running_mean) / torch.sqrt(ebn.running_var + 1e-5)
+    torch.testing.assert_close(y.mean(dim=(0, 2)), expected_mean)
     assert (y.mean(dim=(0, 2)) > 1.5).all()
 
 
@@ -160,8 +164,11 @@ def test_reset_and_repr():
     ebn = EstimatedBatchNorm(3, reference=True)
     ebn(torch.randn(4, 3) + 3)
     ebn.reset_parameters()
-    assert (ebn.running_mean == 0).all() and (ebn.running_var == 1).all()
-    assert repr(ebn) == "EstimatedBatchNorm(3, eps=1e-05, momentum=0.1, affine=True, reference=True)"
+    assert (ebn.running_mean == 0).all() and (ebn.running_var == 1).all() and ebn.num_batches_tracked == 0
+    assert repr(ebn) == ("EstimatedBatchNorm(3, eps=1e-05, momentum=0.1, affine=True, track_running_stats=True, "
+                         "reference=True)")
+    # A torch batch normalization's state dict loads.
+    ebn.load_state_dict(nn.BatchNorm1d(3).state_dict())
     cn = ChannelNorm(4, 2)
     with torch.no_grad():
         cn.weight.fill_(2)

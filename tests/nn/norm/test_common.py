@@ -31,7 +31,7 @@ def groups_standardized64(x: torch.Tensor, groups: int) -> torch.Tensor:
 
 @dataclass
 class Case:
-    """A layer (given the ``reference`` flag), how to apply it to one input, and its float64 result (identity affine)."""
+    """A layer (of the ``reference`` flag), how to apply it to one input, its float64 result (identity affine)."""
 
     make: Callable[[bool], nn.Module]
     expected: Callable[[torch.Tensor], torch.Tensor]

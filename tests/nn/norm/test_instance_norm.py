@@ -43,6 +43,17 @@ def test_reference_and_native_paths_agree():
 
 
 @pytest.mark.parametrize("path", PATHS)
+def test_momentum_none_is_the_cumulative_average(path):
+    norm = InstanceNorm(6, momentum=None, track_running_stats=True, reference=PATHS[path])
+    batches = [torch.randn(4, 6, 5) * (i + 1) + i for i in range(3)]
+    for x in batches:
+        norm(x)
+    # The plain mean over the batches of their instances' means and unbiased variances
+    torch.testing.assert_close(norm.running_mean, torch.stack([x.mean(dim=(0, 2)) for x in batches]).mean(0), **TOL)
+    torch.testing.assert_close(norm.running_var, torch.stack([x.var(dim=2).mean(0) for x in batches]).mean(0), **TOL)
+
+
+@pytest.mark.parametrize("path", PATHS)
 def test_one_spatial_value_needs_running_estimates(path):
     norm = InstanceNorm(6, track_running_stats=True, reference=PATHS[path])
     with pytest.raises(ValueError, match=r"InstanceNorm\(6\): input of shape \[4, 6, 1\] has 1 spatial value per "
@@ -76,7 +87,7 @@ def test_bad_inputs(shape, match):
 @pytest.mark.parametrize("kwargs, match", [
     ({"channels": -2}, r"channels=-2; expected an integer >= 1"),
     ({"channels": 2, "eps": 0}, r"eps=0; expected a finite number > 0"),
-    ({"channels": 2, "momentum": None}, r"momentum=None; expected a number in \[0, 1\]"),
+    ({"channels": 2, "momentum": 1.5}, r"momentum=1.5; expected a number in \[0, 1\]"),
 ])
 def test_bad_arguments(kwargs, match):
     with pytest.raises(ValueError, match=r"InstanceNorm: " + match):
@@ -88,6 +99,6 @@ def test_reset_and_repr():
     norm(torch.randn(2, 3, 4) + 5)
     norm.reset_parameters()
     assert norm.num_batches_tracked == 0 and (norm.running_mean == 0).all() and (norm.running_var == 1).all()
-    assert repr(norm) == ("InstanceNorm(3, eps=1e-05, affine=True, momentum=0.1, track_running_stats=True, "
+    assert repr(norm) == ("InstanceNorm(3, eps=1e-05, momentum=0.1, affine=True, track_running_stats=True, "
                           "reference=False)")
     assert InstanceNorm(3).state_dict().keys() == {"weight", "bias"}

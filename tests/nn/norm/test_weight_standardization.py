@@ -14,7 +14,7 @@ from .conftest import TOL
 
 
 def paper_standardized(W: torch.Tensor, eps: float = 1e-5) -> torch.Tensor:
-    r"""Eq. 5-7 in float64: each row $W_{i,\cdot}$ of ``W`` viewed as $O \times I$, minus its mean, over its deviation."""
+    r"""Eq. 5-7 in float64: each row $W_{i,\cdot}$ of ``W`` (viewed as $O \times I$) standardized."""
     W = W.double().reshape(W.shape[0], -1)
     I = W.shape[1]  # noqa: E741 (the paper's symbol)
     mu = W.sum(dim=1, keepdim=True) / I

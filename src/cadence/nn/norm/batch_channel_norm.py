@@ -48,48 +48,35 @@ import torch.nn.functional as F
 from torch import nn
 
 from cadence.nn.norm.batch_norm import BatchNorm
-from cadence.nn.norm.common import (channel_view, check_channels, check_count, check_eps, check_momentum,
-                                    upcast, register_affine, reset_affine)
+from cadence.nn.norm.common import (RunningStatsNorm, channel_view, check_channels, check_count, check_eps,
+                                    register_affine, reset_affine, upcast)
 from cadence.nn.norm.group_norm import check_groups, group_normalized, grouped
 
 
-class EstimatedBatchNorm(nn.Module):
-    r"""Batch normalization of inputs ``[B, C, *]`` with running estimates $\hat{\mu}_c$, $\hat{\sigma}^2_c$ in training too.
+class EstimatedBatchNorm(RunningStatsNorm):
+    r"""Batch normalization of ``[B, C, *]`` with running estimates $\hat{\mu}_c$, $\hat{\sigma}^2_c$ in training too.
 
     * ``channels``: $C$,
     * ``eps``: $\epsilon$ in $\sqrt{\hat{\sigma}^2_c + \epsilon}$,
-    * ``momentum``: $r$, the rate of the estimates,
+    * ``momentum``: $r$, the rate of the estimates; ``None`` for their cumulative average,
     * ``affine``: learn $\gamma_c$ (``weight``) and $\beta_c$ (``bias``),
     * ``reference``: compute with the readable reference implementation instead of
       PyTorch's native kernels; the two agree.
+
+    The estimates are ``running_mean`` and ``running_var``, counted by ``num_batches_tracked``
+    (a ``torch.nn.BatchNorm2d``'s state dict loads).
     """
 
-    def __init__(self, channels: int, *, eps: float = 1e-5, momentum: float = 0.1, affine: bool = True,
+    def __init__(self, channels: int, *, eps: float = 1e-5, momentum: float | None = 0.1, affine: bool = True,
                  reference: bool = False):
-        super().__init__()
-        self.channels = check_count(channels, "channels", "EstimatedBatchNorm")
-        self.eps = check_eps(eps, "EstimatedBatchNorm")
-        self.momentum = check_momentum(momentum, "EstimatedBatchNorm")
-        self.affine = bool(affine)
-        self.reference = bool(reference)
-        # $\gamma_c$ and $\beta_c$
-        register_affine(self, (channels,), self.affine)
-        # $\hat{\mu}_c$ and $\hat{\sigma}^2_c$
-        self.register_buffer("running_mean", torch.zeros(channels))
-        self.register_buffer("running_var", torch.ones(channels))
-
-    def reset_parameters(self) -> None:
-        r"""Set $\hat{\mu}_c = 0$, $\hat{\sigma}^2_c = 1$, $\gamma_c = 1$ and $\beta_c = 0$."""
-        self.running_mean.zero_()
-        self.running_var.fill_(1)
-        reset_affine(self)
+        super().__init__(channels, eps, momentum, affine, True, reference)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Normalize ``x`` of shape ``[B, C, *]`` with the estimates (updated first in training)."""
         check_channels(x, self.channels, f"EstimatedBatchNorm({self.channels})")
         # An empty batch leaves the estimates as they are.
         if self.training and x.numel() > 0:
-            self._update_estimates(upcast(x))
+            self._update_estimates(upcast(x), self.count_batch())
         if self.reference:
             return self._reference(x)
         # The evaluation-mode kernel normalizes with the statistics it is given; under autograd, copies of
@@ -100,7 +87,7 @@ class EstimatedBatchNorm(nn.Module):
         return F.batch_norm(x, mu_hat, sigma2_hat, self.weight, self.bias, False, 0.0, self.eps)
 
     @torch.no_grad()
-    def _update_estimates(self, x: torch.Tensor) -> None:
+    def _update_estimates(self, x: torch.Tensor, r: float) -> None:
         if self.reference:
             # Every dimension but the channels'
             dims = [0, *range(2, x.dim())]
@@ -111,7 +98,6 @@ class EstimatedBatchNorm(nn.Module):
         else:
             # PyTorch's batch-statistics kernel (two passes, no output): the mean and the biased variance
             mu, sigma2 = torch.batch_norm_update_stats(x, None, None, 0.0)
-        r = self.momentum
         # $\hat{\mu}_c \leftarrow (1 - r) \hat{\mu}_c + r \mu_c$
         self.running_mean.mul_(1 - r).add_(r * mu)
         # $\hat{\sigma}^2_c \leftarrow (1 - r) \hat{\sigma}^2_c + r \frac{1}{BHW} \sum (X - \mu_c)^2$
@@ -126,12 +112,6 @@ class EstimatedBatchNorm(nn.Module):
             # $\dot{X}_{\cdot,c} = \gamma_c \hat{X}_{\cdot,c} + \beta_c$
             x_hat = channel_view(self.weight, x.dim()) * x_hat + channel_view(self.bias, x.dim())
         return x_hat.to(x.dtype)
-
-    def extra_repr(self) -> str:
-        """The constructor's arguments, for ``repr``."""
-        return (f"{self.channels}, eps={self.eps}, momentum={self.momentum}, affine={self.affine}, "
-                f"reference={self.reference}")
-
 
 class ChannelNorm(nn.Module):
     r"""Group normalization of inputs ``[B, C, *]`` with a scale $\gamma_g$ and shift $\beta_g$ per group.

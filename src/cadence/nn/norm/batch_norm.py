@@ -61,14 +61,11 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
-from torch import nn
 
-from cadence.nn.norm.common import (channel_view, check_channels, check_count, check_eps, check_momentum,
-                                    upcast, register_affine, register_running_stats, reset_affine,
-                                    reset_estimates)
+from cadence.nn.norm.common import RunningStatsNorm, channel_view, check_channels, upcast
 
 
-class BatchNorm(nn.Module):
+class BatchNorm(RunningStatsNorm):
     r"""Batch normalization over the channels (dimension 1) of inputs ``[B, C, *]`` of any rank >= 2.
 
     * ``channels``: $C$,
@@ -84,26 +81,7 @@ class BatchNorm(nn.Module):
 
     def __init__(self, channels: int, *, eps: float = 1e-5, momentum: float | None = 0.1, affine: bool = True,
                  track_running_stats: bool = True, reference: bool = False):
-        super().__init__()
-        self.channels = check_count(channels, "channels", "BatchNorm")
-        self.eps = check_eps(eps, "BatchNorm")
-        self.momentum = None if momentum is None else check_momentum(momentum, "BatchNorm")
-        self.affine = bool(affine)
-        self.track_running_stats = bool(track_running_stats)
-        self.reference = bool(reference)
-        # $\gamma$ and $\beta$
-        register_affine(self, (channels,), self.affine)
-        # $\mathrm{E}[x]$, $\mathrm{Var}[x]$ and the number of mini-batches averaged into them
-        register_running_stats(self, channels, self.track_running_stats)
-
-    def reset_running_stats(self) -> None:
-        r"""Start the running estimates afresh: $\mathrm{E}[x] = 0$, $\mathrm{Var}[x] = 1$, no batches."""
-        reset_estimates(self)
-
-    def reset_parameters(self) -> None:
-        r"""Reset the running estimates and set $\gamma = 1$, $\beta = 0$ (the identity on $\hat{x}$)."""
-        reset_estimates(self)
-        reset_affine(self)
+        super().__init__(channels, eps, momentum, affine, track_running_stats, reference)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Normalize ``x`` of shape ``[B, C, *]``; the output has the shape, dtype and memory format of ``x``."""
@@ -114,11 +92,7 @@ class BatchNorm(nn.Module):
             raise ValueError(f"BatchNorm({self.channels}): input of shape {list(x.shape)} has 1 value per channel; "
                              f"batch statistics (training, or track_running_stats=False) need more than 1")
         # $\rho$, the weight of this mini-batch in the running estimates; None when they stay as they are
-        rho = None
-        if self.training and self.track_running_stats:
-            self.num_batches_tracked.add_(1)
-            # The cumulative average: $\rho = 1 / n$ at the $n$-th mini-batch
-            rho = 1.0 / float(self.num_batches_tracked) if self.momentum is None else self.momentum
+        rho = self.count_batch() if self.training and self.track_running_stats else None
         if self.reference:
             return self._reference(x, use_batch_stats, rho)
         # Native kernel: it updates the running estimates in place when given them in training.
@@ -156,8 +130,3 @@ class BatchNorm(nn.Module):
             # $y_i = \gamma \hat{x}_i + \beta$
             return (gamma * x_hat + beta).to(x.dtype)
         return x_hat.to(x.dtype)
-
-    def extra_repr(self) -> str:
-        """The constructor's arguments, for ``repr``."""
-        return (f"{self.channels}, eps={self.eps}, momentum={self.momentum}, affine={self.affine}, "
-                f"track_running_stats={self.track_running_stats}, reference={self.reference}")

@@ -1,4 +1,5 @@
-"""What the normalization layers share: argument checks, the affine parameters, float32 statistics.
+"""What the normalization layers share: argument checks, the affine parameters, the base of the
+layers with running estimates (:class:`RunningStatsNorm`), float32 statistics of low-precision inputs.
 
 Every layer names its learned scale $\\gamma$ ``weight`` and its shift $\\beta$ ``bias``,
 as PyTorch's layers do, so that a torch layer's ``state_dict`` loads where the math is
@@ -92,24 +93,59 @@ def reset_affine(module: nn.Module) -> None:
         nn.init.zeros_(module.bias)
 
 
-def register_running_stats(module: nn.Module, channels: int, track: bool) -> None:
-    r"""Give ``module`` running estimates $\mathrm{E}[x] = 0$, $\mathrm{Var}[x] = 1$ and a batch count, or None."""
-    if track:
-        module.register_buffer("running_mean", torch.zeros(channels))
-        module.register_buffer("running_var", torch.ones(channels))
-        module.register_buffer("num_batches_tracked", torch.tensor(0, dtype=torch.long))
-    else:
-        module.register_buffer("running_mean", None)
-        module.register_buffer("running_var", None)
-        module.register_buffer("num_batches_tracked", None)
+class RunningStatsNorm(nn.Module):
+    r"""What the per-channel layers with running estimates share (``BatchNorm``, ``InstanceNorm``,
+    ``EstimatedBatchNorm``), as torch's ``_NormBase`` does for its layers: the arguments, $\gamma$
+    (``weight``) and $\beta$ (``bias``) per channel, and the estimates $\mathrm{E}[x]$
+    (``running_mean``), $\mathrm{Var}[x]$ (``running_var``) with their count of training
+    mini-batches (``num_batches_tracked``).
+    """
 
+    def __init__(self, channels: int, eps: float, momentum: float | None, affine: bool, track_running_stats: bool,
+                 reference: bool):
+        super().__init__()
+        where = type(self).__name__
+        self.channels = check_count(channels, "channels", where)
+        self.eps = check_eps(eps, where)
+        self.momentum = None if momentum is None else check_momentum(momentum, where)
+        self.affine = bool(affine)
+        self.track_running_stats = bool(track_running_stats)
+        self.reference = bool(reference)
+        register_affine(self, (channels,), self.affine)
+        if self.track_running_stats:
+            self.register_buffer("running_mean", torch.zeros(channels))
+            self.register_buffer("running_var", torch.ones(channels))
+            self.register_buffer("num_batches_tracked", torch.tensor(0, dtype=torch.long))
+        else:
+            self.register_buffer("running_mean", None)
+            self.register_buffer("running_var", None)
+            self.register_buffer("num_batches_tracked", None)
 
-def reset_estimates(module: nn.Module) -> None:
-    r"""Start ``module``'s running estimates afresh, if it keeps them: $\mathrm{E}[x] = 0$, $\mathrm{Var}[x] = 1$."""
-    if module.running_mean is not None:
-        module.running_mean.zero_()
-        module.running_var.fill_(1)
-        module.num_batches_tracked.zero_()
+    def reset_running_stats(self) -> None:
+        r"""Start the running estimates afresh: $\mathrm{E}[x] = 0$, $\mathrm{Var}[x] = 1$, no batches."""
+        if self.track_running_stats:
+            self.running_mean.zero_()
+            self.running_var.fill_(1)
+            self.num_batches_tracked.zero_()
+
+    def reset_parameters(self) -> None:
+        r"""Reset the running estimates and set $\gamma = 1$, $\beta = 0$ (the identity on $\hat{x}$)."""
+        self.reset_running_stats()
+        reset_affine(self)
+
+    def count_batch(self) -> float:
+        r"""Count a training mini-batch and return its weight $\rho$ in the estimates.
+
+        $\rho$ is ``momentum``, or with ``momentum=None`` the cumulative average's $1 / n$ at
+        the $n$-th mini-batch (as in PyTorch).
+        """
+        self.num_batches_tracked.add_(1)
+        return 1.0 / float(self.num_batches_tracked) if self.momentum is None else self.momentum
+
+    def extra_repr(self) -> str:
+        """The constructor's arguments, for ``repr``."""
+        return (f"{self.channels}, eps={self.eps}, momentum={self.momentum}, affine={self.affine}, "
+                f"track_running_stats={self.track_running_stats}, reference={self.reference}")
 
 
 def upcast(x: torch.Tensor) -> torch.Tensor:

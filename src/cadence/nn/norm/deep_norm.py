@@ -40,7 +40,7 @@ from cadence.nn.norm.layer_norm import LayerNorm
 
 
 def deep_norm_constants(layers: int) -> tuple[float, float]:
-    r"""$(\alpha, \beta) = \big((2N)^{1/4}, (8N)^{-1/4}\big)$ of an ``layers``-layer encoder-only or decoder-only model."""
+    r"""$(\alpha, \beta) = \big((2N)^{1/4}, (8N)^{-1/4}\big)$ of an encoder- or decoder-only model of $N$ ``layers``."""
     N = check_count(layers, "layers", "deep_norm_constants")
     return (2 * N) ** 0.25, (8 * N) ** -0.25
 

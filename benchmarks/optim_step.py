@@ -10,7 +10,10 @@ is printed apart). Ratios are to ``torch.optim.Adam(fused=True)`` measured in th
 
 The first tables set cadence's Adam beside each of torch's Adam implementations; the last
 one times every optimizer of the family on the GPT-like model, fused and per-parameter,
-each beside its own measurement of torch's fused Adam.
+each beside its own measurement of torch's fused Adam and, where torch implements the same
+update (AdamW, Adam with ``amsgrad=True``, RAdam), beside that too: AMSGrad reads and writes
+one more state tensor than Adam (36 bytes a parameter instead of 28), so at the memory
+bandwidth limit it cannot come within 1.2x of Adam's step, only of torch's own AMSGrad.
 """
 
 from __future__ import annotations
@@ -53,24 +56,27 @@ OPTIMIZERS = {
 }
 PEER = "torch Adam fused=True"
 
-#: Every optimizer of the family, made with ``fused=False`` or ``fused=True``.
+#: Every optimizer of the family, made with ``fused=False`` or ``fused=True``, and torch's own
+#: implementation of the same update where it has one (its fastest: fused, else foreach).
 FAMILY = {
-    "Adam": lambda p, fused: Adam(p, fused=fused),
-    "Adam, decoupled decay": lambda p, fused: Adam(p, weight_decay=WeightDecay(0.01), fused=fused),
-    "AMSGrad": lambda p, fused: AMSGrad(p, fused=fused),
-    "AdamWarmup": lambda p, fused: AdamWarmup(p, warmup=100, fused=fused),
-    "AdamWarmupCosineDecay": lambda p, fused: AdamWarmupCosineDecay(p, warmup=10, total_steps=1000, fused=fused),
-    "Noam": lambda p, fused: Noam(p, warmup=100, fused=fused),
-    "RAdam": lambda p, fused: RAdam(p, fused=fused),
-    "AdaBelief": lambda p, fused: AdaBelief(p, fused=fused),
-    "Lion": lambda p, fused: Lion(p, weight_decay=WeightDecay(0.1), fused=fused),
-    "Sophia": lambda p, fused: Sophia(p, fused=fused),
+    "Adam": (lambda p, fused: Adam(p, fused=fused), lambda p: torch.optim.Adam(p, fused=True)),
+    "Adam, decoupled decay": (lambda p, fused: Adam(p, weight_decay=WeightDecay(0.01), fused=fused),
+                              lambda p: torch.optim.AdamW(p, weight_decay=0.01, fused=True)),
+    "AMSGrad": (lambda p, fused: AMSGrad(p, fused=fused), lambda p: torch.optim.Adam(p, amsgrad=True, fused=True)),
+    "AdamWarmup": (lambda p, fused: AdamWarmup(p, warmup=100, fused=fused), None),
+    "AdamWarmupCosineDecay": (lambda p, fused: AdamWarmupCosineDecay(p, warmup=10, total_steps=1000, fused=fused),
+                              None),
+    "Noam": (lambda p, fused: Noam(p, warmup=100, fused=fused), None),
+    "RAdam": (lambda p, fused: RAdam(p, fused=fused), lambda p: torch.optim.RAdam(p, foreach=True)),
+    "AdaBelief": (lambda p, fused: AdaBelief(p, fused=fused), None),
+    "Lion": (lambda p, fused: Lion(p, weight_decay=WeightDecay(0.1), fused=fused), None),
+    "Sophia": (lambda p, fused: Sophia(p, fused=fused), None),
 }
 
 #: Optimizers whose update needs whole tensors (norms, matrix products): no fused path; timed beside.
 WHOLE_TENSOR = {
     "LAMB": lambda p: LAMB(p, weight_decay=0.01),
-    "Muon (bf16 Newton-Schulz)": lambda p: Muon(p),
+    "Muon (float32 Newton-Schulz on CPU)": lambda p: Muon(p),
 }
 
 
@@ -86,22 +92,27 @@ def with_grads(make_model) -> list[torch.Tensor]:
 def family_table(repeats: int) -> Table:
     """Each optimizer of the family on the GPT-like model: reference, fused, and torch's fused Adam."""
     table = Table("optimizer", "reference ms", "fused ms", f"fused x {PEER}", "fused speed-up over reference",
-                  "compile s", title=f"the family on the GPT-like model (150 tensors, 21.4M parameters), median of {repeats}")
-    for name, make in FAMILY.items():
+                  "torch's same update ms", "fused x torch's same update", "compile s",
+                  title=f"the family on the GPT-like model (150 tensors, 21.4M parameters), median of {repeats}")
+    for name, (make, make_torch) in FAMILY.items():
         reference, fused = make(with_grads(gpt_like), False), make(with_grads(gpt_like), True)
         peer = torch.optim.Adam(with_grads(gpt_like), fused=True)
+        cases = {"reference": reference.step, "fused": fused.step, PEER: peer.step}
+        if make_torch is not None:
+            cases["torch"] = make_torch(with_grads(gpt_like)).step
         fused.step()  # compiles (or loads the compiled kernel from Inductor's cache)
-        medians = interleaved_medians({"reference": reference.step, "fused": fused.step, PEER: peer.step},
-                                      repeats=repeats, warmup=2)
+        medians = interleaved_medians(cases, repeats=repeats, warmup=2)
+        same = (f"{medians['torch'] * 1e3:.1f}", f"{medians['fused'] / medians['torch']:.2f}") if "torch" in medians \
+            else ("-", "-")
         table.add_row(name, f"{medians['reference'] * 1e3:.1f}", f"{medians['fused'] * 1e3:.1f}",
                       f"{medians['fused'] / medians[PEER]:.2f}", f"{medians['reference'] / medians['fused']:.1f}",
-                      f"{fused.fused_step.compile_seconds:.1f}")
-        del reference, fused, peer
+                      *same, f"{fused.fused_step.compile_seconds:.1f}")
+        del reference, fused, peer, cases
     for name, make in WHOLE_TENSOR.items():
         optimizer, peer = make(with_grads(gpt_like)), torch.optim.Adam(with_grads(gpt_like), fused=True)
         medians = interleaved_medians({"reference": optimizer.step, PEER: peer.step}, repeats=repeats, warmup=2)
         table.add_row(name, f"{medians['reference'] * 1e3:.1f}", "-", f"({medians['reference'] / medians[PEER]:.2f})",
-                      "-", "-")
+                      "-", "-", "-", "-")
         del optimizer, peer
     return table
 

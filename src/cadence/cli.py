@@ -53,7 +53,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     stray = [a for a in args.overrides if a.startswith("-") or args.command not in ("config", "train")]
     if stray:
         parser.error(f"unrecognized arguments: {' '.join(stray)}")
-    out, err = Console(), Console(stderr=True)
+    out, err = Console(), Console(stderr=True, soft_wrap=True)
+    if not out.is_terminal:  # a file or a pipe: no reason to fold tables at 80 columns
+        out = Console(width=200)
     trainer = None
     try:
         if args.command == "list":

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import functools
 import http.server
 import socket
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from pathlib import Path
 
 import pytest
 
@@ -37,3 +39,17 @@ def refused_base() -> str:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
     return f"http://127.0.0.1:{port}"
+
+
+@pytest.fixture
+def mirror(tmp_path) -> Iterator[tuple[str, Path]]:
+    """A local HTTP server over a folder: yields ``(base URL ending in /, folder)``; files put there are served."""
+    folder = tmp_path / "mirror"
+    folder.mkdir()
+
+    class Quiet(http.server.SimpleHTTPRequestHandler):
+        def log_message(self, format: str, *args: object) -> None:
+            """Quiet: the tests assert on what the client saw."""
+
+    with serving(functools.partial(Quiet, directory=str(folder))) as httpd:
+        yield f"{base_url(httpd)}/", folder

@@ -1,12 +1,21 @@
-"""download: real HTTP against a local server: success, fall-through, checksum mismatch, cut and refused transfers."""
+"""download: real HTTP against a local server: success, fall-through, checksum mismatch, cut, stalled, killed and
+refused transfers, and the progress bar on a real pseudo-terminal."""
 
 from __future__ import annotations
 
 import hashlib
 import http.server
+import os
+import pty
+import re
+import signal
+import subprocess
 import sys
+import threading
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import pytest
 
@@ -21,11 +30,15 @@ SHA = hashlib.sha256(BODY).hexdigest()
 
 @dataclass
 class Route:
-    """What the server answers for a path: a status, a body, and optionally a larger Content-Length."""
+    """What the server answers for a path: a status, a body, optionally a larger Content-Length, and optionally
+    a pause after the first ``stall_after`` bytes until ``resume`` is set (at most ``stall_seconds``)."""
 
     status: int = 200
     body: bytes = b""
     content_length: int | None = None
+    stall_after: int | None = None
+    resume: threading.Event = field(default_factory=threading.Event)
+    stall_seconds: float = 10.0
 
 
 @dataclass
@@ -46,7 +59,16 @@ class Handler(http.server.BaseHTTPRequestHandler):
         length = len(route.body) if route.content_length is None else route.content_length
         self.send_header("Content-Length", str(length))
         self.end_headers()
-        self.wfile.write(route.body)
+        if route.stall_after is None:
+            self.wfile.write(route.body)
+            return
+        self.wfile.write(route.body[: route.stall_after])
+        self.wfile.flush()
+        route.resume.wait(route.stall_seconds)
+        try:
+            self.wfile.write(route.body[route.stall_after :])
+        except OSError:
+            pass  # the client gave up or was killed while the server waited
 
     def log_message(self, format: str, *args: object) -> None:
         """Quiet: the tests assert on what the client saw."""
@@ -126,6 +148,73 @@ def test_interrupt_leaves_nothing(server, tmp_path, monkeypatch):
     with pytest.raises(KeyboardInterrupt):
         download([server.url("file.bin")], tmp_path / "file.bin", SHA)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_stalled_transfer_times_out_and_leaves_nothing(server, tmp_path):
+    route = server.routes["file.bin"] = Route(body=BODY, stall_after=1000)
+    with pytest.raises(DownloadError, match=f"{server.url('file.bin')}: TimeoutError: timed out"):
+        download([server.url("file.bin")], tmp_path / "file.bin", SHA, timeout=0.2)
+    route.resume.set()
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_stalled_mirror_falls_through_to_next(server, tmp_path):
+    route = server.routes["slow/file.bin"] = Route(body=BODY, stall_after=1000)
+    server.routes["fast/file.bin"] = Route(body=BODY)
+    download([server.url("slow/file.bin"), server.url("fast/file.bin")], tmp_path / "file.bin", SHA, timeout=0.2)
+    route.resume.set()
+    assert (tmp_path / "file.bin").read_bytes() == BODY
+
+
+def run_download(url: str, dest: Path, **popen) -> subprocess.Popen:
+    """A separate Python process that downloads ``url`` to ``dest`` with cadence's sources."""
+    code = "import sys; from cadence.data.download import download; download([sys.argv[1]], sys.argv[2], sys.argv[3])"
+    env = os.environ | {"PYTHONPATH": os.pathsep.join(sys.path)}
+    return subprocess.Popen([sys.executable, "-c", code, url, str(dest), SHA], env=env, **popen)
+
+
+def test_killed_download_leaves_no_file_under_the_final_name(server, tmp_path):
+    route = server.routes["file.bin"] = Route(body=BODY, stall_after=len(BODY) // 2)
+    dest = tmp_path / "file.bin"
+    process = run_download(server.url("file.bin"), dest)
+    deadline = time.monotonic() + 60
+    while not any(p.name.endswith(".part") and p.stat().st_size > 0 for p in tmp_path.iterdir()):
+        assert process.poll() is None and time.monotonic() < deadline, "the download never started"
+        time.sleep(0.02)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    route.resume.set()
+    assert not dest.exists()
+    [partial] = tmp_path.iterdir()  # a killed process cannot clean up; the partial file never looks complete
+    assert partial.name.startswith(".file.bin.") and partial.stat().st_size < len(BODY)
+    server.routes["file.bin"] = Route(body=BODY)
+    download([server.url("file.bin")], dest, SHA)
+    assert dest.read_bytes() == BODY
+
+
+def test_progress_bar_shows_on_a_real_terminal(server, tmp_path):
+    server.routes["data.bin"] = Route(body=BODY, stall_after=len(BODY) // 2, stall_seconds=0.5)
+    controller, terminal = pty.openpty()
+    process = run_download(server.url("data.bin"), tmp_path / "data.bin", stdin=subprocess.DEVNULL,
+                           stdout=subprocess.DEVNULL, stderr=terminal)
+    os.close(terminal)
+    screen = b""
+    while True:
+        try:
+            chunk = os.read(controller, 4096)
+        except OSError:  # the terminal closed: the process exited
+            break
+        if not chunk:
+            break
+        screen += chunk
+    os.close(controller)
+    assert process.wait(timeout=60) == 0
+    text = screen.decode("utf-8", "replace")
+    assert "data.bin" in text and "━" in text
+    shown = {float(amount) for amount in re.findall(r"([\d.]+)/256\.0 kB", text)}
+    assert 0.0 in shown and 256.0 in shown
+    assert any(0 < amount < 256 for amount in shown), f"no frame mid-transfer, only {shown}"
+    assert (tmp_path / "data.bin").read_bytes() == BODY
 
 
 def test_failed_download_keeps_existing_file(server, tmp_path):

@@ -1,11 +1,15 @@
-"""InMemoryLoader: coverage per epoch, seeded order, drop_last, transforms on real digits, resume, bad arguments."""
+"""InMemoryLoader: coverage per epoch, seeded order, drop_last, transforms on real digits, resume, sharding
+(against torch's DistributedSampler), seeded augmentation, bad arguments."""
 
 from __future__ import annotations
 
+import itertools
+
 import pytest
 import torch
+from torch.utils.data import DistributedSampler
 
-from cadence.data import MNIST, InMemoryLoader
+from cadence.data import MNIST, Compose, InMemoryLoader, RandomCrop, RandomHorizontalFlip
 
 
 def make(n: int = 50, batch_size: int = 7, **kwargs) -> InMemoryLoader:
@@ -107,7 +111,7 @@ def test_restored_mid_epoch_yields_exactly_the_remaining_batches():
     for _ in range(3):
         next(stream)
     state = original.state_dict()
-    assert state == {"epoch": 1, "position": 3}
+    assert state == {"epoch": 1, "position": 3, "seed": 9}
     remaining = list(stream)
 
     restored = make(shuffle=True, seed=9)
@@ -116,7 +120,7 @@ def test_restored_mid_epoch_yields_exactly_the_remaining_batches():
     assert len(resumed) == len(remaining) == 5
     for (xa, ya), (xb, yb) in zip(remaining, resumed):
         assert torch.equal(xa, xb) and torch.equal(ya, yb)
-    assert original.state_dict() == restored.state_dict() == {"epoch": 2, "position": 0}
+    assert original.state_dict() == restored.state_dict() == {"epoch": 2, "position": 0, "seed": 9}
 
 
 def test_stopped_pass_is_continued_and_set_epoch_restarts():
@@ -133,7 +137,7 @@ def test_stopped_pass_is_continued_and_set_epoch_restarts():
 def test_pass_stopped_after_its_last_batch_moves_to_next_epoch():
     loader = make(shuffle=True)
     consumed = [y for _, (_, y) in zip(range(len(loader)), loader)]
-    assert len(consumed) == 8 and loader.state_dict() == {"epoch": 0, "position": 8}
+    assert len(consumed) == 8 and loader.state_dict() == {"epoch": 0, "position": 8, "seed": 0}
     reference = make(shuffle=True)
     reference.set_epoch(1)
     assert epoch_indices(loader) == epoch_indices(reference)
@@ -153,6 +157,7 @@ def test_pass_stopped_after_its_last_batch_moves_to_next_epoch():
         ({"inputs": [1, 2, 3]}, TypeError, "inputs must be a tensor .* got list"),
         ({"targets": torch.tensor(3)}, TypeError, "targets must be a tensor .* got a 0-d tensor"),
         ({"transform": "normalize"}, TypeError, "transform must be callable or None, got str"),
+        ({"augment": 3}, TypeError, "augment must be callable or None, got int"),
         ({"batch_size": 51, "drop_last": True}, ValueError, "drop_last=True with 50 examples and batch_size 51"),
     ],
 )
@@ -164,9 +169,176 @@ def test_bad_arguments(kwargs, error, match):
 
 def test_bad_states_and_epochs():
     loader = make()
-    with pytest.raises(KeyError, match="lacks \\['position'\\]"):
+    with pytest.raises(KeyError, match="lacks \\['position', 'seed'\\]"):
         loader.load_state_dict({"epoch": 1})
     with pytest.raises(ValueError, match="position 9 is past the end of an epoch of 8 batches"):
-        loader.load_state_dict({"epoch": 1, "position": 9})
+        loader.load_state_dict({"epoch": 1, "position": 9, "seed": 0})
+    with pytest.raises(ValueError, match="loader state seed must be an integer >= 0, got -3"):
+        loader.load_state_dict({"epoch": 1, "position": 2, "seed": -3})
+    with pytest.raises(ValueError, match="loader state epoch must be an integer >= 0, got 1.5"):
+        loader.load_state_dict({"epoch": 1.5, "position": 2, "seed": 0})
+    assert loader.state_dict() == {"epoch": 0, "position": 0, "seed": 0}
     with pytest.raises(ValueError, match="epoch must be an integer >= 0, got -2"):
         loader.set_epoch(-2)
+
+
+def test_loaded_seed_replaces_the_constructed_one():
+    saved = make(shuffle=True, seed=4)
+    restored = make(shuffle=True, seed=0)
+    restored.load_state_dict(saved.state_dict())
+    assert restored.seed == 4 and epoch_indices(restored) == epoch_indices(saved)
+
+
+# Sharding: world_size ranks split each epoch as torch.utils.data.DistributedSampler does.
+
+SHARDINGS = [(n, world_size, drop_last)
+             for n in (50, 49, 10, 7, 2) for world_size in (2, 3) for drop_last in (False, True)
+             if not (drop_last and n < world_size)]  # that leaves no example per rank: see test_bad_sharding
+
+
+@pytest.mark.parametrize("shuffle", [False, True], ids=["ordered", "shuffled"])
+@pytest.mark.parametrize(("n", "world_size", "drop_last"), SHARDINGS,
+                         ids=[f"n{n}-ws{w}{'-drop_last' if d else ''}" for n, w, d in SHARDINGS])
+def test_shards_are_those_of_distributed_sampler(n, world_size, drop_last, shuffle):
+    loaders = [make(n, 1, shuffle=shuffle, seed=7, drop_last=drop_last, world_size=world_size, rank=r)
+               for r in range(world_size)]
+    for epoch in range(2):
+        order = loaders[0].order(epoch)
+        for rank, loader in enumerate(loaders):
+            sampler = DistributedSampler(range(n), world_size, rank, shuffle=False, drop_last=drop_last)
+            assert loader.shard(epoch).tolist() == order[list(sampler)].tolist()
+            assert torch.equal(loader.order(epoch), order)  # every rank shuffles alike
+
+
+@pytest.mark.parametrize("drop_last", [False, True], ids=["pad", "drop_last"])
+@pytest.mark.parametrize(("n", "world_size", "batch_size"), [(50, 2, 7), (50, 3, 7), (49, 3, 5), (10, 3, 2), (4, 3, 1)])
+def test_ranks_get_equal_batches_disjoint_shards_covering_the_epoch(n, world_size, batch_size, drop_last):
+    loaders = [make(n, batch_size, shuffle=True, seed=3, drop_last=drop_last, world_size=world_size, rank=r)
+               for r in range(world_size)]
+    lengths = {len(loader) for loader in loaders}
+    assert len(lengths) == 1
+    per_rank = [[y for _, y in loader] for loader in loaders]
+    assert all(len(batches) == len(loaders[0]) for batches in per_rank)
+    for batches in zip(*per_rank):  # batch b has one size on every rank, so a collective step never waits
+        assert len({len(y) for y in batches}) == 1
+    seen = [torch.cat(batches).tolist() for batches in per_rank]
+    everything = list(itertools.chain(*seen))
+    shard_size = (n // world_size) if drop_last else -(-n // world_size)
+    if drop_last:
+        assert all(len(s) == shard_size - shard_size % batch_size for s in seen)
+        assert len(set(everything)) == len(everything)  # disjoint: nothing repeated
+    else:
+        assert all(len(s) == shard_size for s in seen)
+        assert set(everything) == set(range(n))  # the union covers the epoch
+        assert len(everything) - len(set(everything)) == world_size * shard_size - n  # only the padding repeats
+
+
+def test_sharded_real_digits_cover_the_split_once(data_dir):
+    mnist = MNIST(data_dir, train=False, download=False)
+    loaders = [InMemoryLoader(mnist.images, torch.arange(len(mnist)), 128, shuffle=True, world_size=3, rank=r)
+               for r in range(3)]
+    assert [len(loader) for loader in loaders] == [6, 6, 6]  # ceil(2000 / 3) = 667 = 5 * 128 + 27
+    indices = torch.cat([idx for loader in loaders for _, idx in loader])
+    assert len(indices) == 2001 and set(indices.tolist()) == set(range(2000))
+
+
+@pytest.mark.parametrize("world_size", [2, 3])
+def test_sharded_loader_restored_mid_epoch(world_size):
+    for rank in range(world_size):
+        kwargs = {"shuffle": True, "seed": 11, "world_size": world_size, "rank": rank, "augment": Compose(noise)}
+        uninterrupted = make(49, 4, **kwargs)
+        expected = [list(uninterrupted) for _ in range(3)]
+        original = make(49, 4, **kwargs)
+        list(original)
+        stream = iter(original)
+        head = [next(stream) for _ in range(2)]
+        state = original.state_dict()
+        restored = make(49, 4, **(kwargs | {"seed": 0}))
+        restored.load_state_dict(state)
+        resumed = [head + list(restored), list(restored)]
+        for got_epochs, want_epochs in zip(resumed, expected[1:]):
+            assert len(got_epochs) == len(want_epochs) == len(original)
+            for (xa, ya), (xb, yb) in zip(got_epochs, want_epochs):
+                assert torch.equal(xa, xb) and torch.equal(ya, yb)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        ({"world_size": 0}, "world_size must be an integer >= 1, got 0"),
+        ({"world_size": 2.0}, "world_size must be an integer >= 1, got 2.0"),
+        ({"world_size": 3, "rank": 3}, r"rank must be an integer in 0 \.\. 2 \(world_size 3\), got 3"),
+        ({"world_size": 3, "rank": -1}, r"rank must be an integer in 0 \.\. 2 \(world_size 3\), got -1"),
+        ({"rank": 1}, r"rank must be an integer in 0 \.\. 0 \(world_size 1\), got 1"),
+        ({"world_size": 51, "drop_last": True}, "50 examples and world_size 51 leaves no example per rank: "
+                                                "expected world_size <= 50"),
+        ({"world_size": 3, "drop_last": True, "batch_size": 17},
+         r"50 examples split across world_size 3 \(16 each\) and batch_size 17 leaves no batch: "
+         "expected batch_size <= 16"),
+    ],
+)
+def test_bad_sharding(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        InMemoryLoader(torch.zeros(50, 3), torch.arange(50), **({"batch_size": 7} | kwargs))
+
+
+# Augmentation: applied to the gathered batch before the transform, seeded per (seed, epoch, rank, batch).
+
+
+def noise(x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    """A test augmentation whose output shows every draw: x + uniform noise."""
+    return x + torch.rand(x.shape, generator=generator)
+
+
+def test_augment_runs_on_the_gathered_batch_before_transform():
+    calls = []
+
+    def augment(x, generator):
+        calls.append(("augment", x.dtype, generator))
+        return x.flip(-1)
+
+    def transform(x):
+        calls.append(("transform", x.dtype, None))
+        return x.float()
+
+    loader = InMemoryLoader(torch.arange(60, dtype=torch.uint8).reshape(20, 3), torch.arange(20), 8,
+                            augment=augment, transform=transform)
+    batches = list(loader)
+    assert [c[:2] for c in calls] == [("augment", torch.uint8), ("transform", torch.uint8)] * 3
+    for (x, y), (_, _, generator) in zip(batches, calls[::2]):
+        assert torch.equal(x, loader.inputs[y].flip(-1).float())
+        assert isinstance(generator, torch.Generator)
+
+
+def test_augmented_batch_is_a_function_of_seed_epoch_rank_and_batch():
+    loader = make(shuffle=True, seed=5, augment=noise)
+    list(loader)
+    second = list(loader)  # epoch 1
+    for b, (x, y) in enumerate(second):
+        generator = make(seed=5).generator(1, b)
+        torch.testing.assert_close(x, loader.inputs[y] + torch.rand(loader.inputs[y].shape, generator=generator))
+    draws = {key: torch.rand(4, generator=make(seed=key[0], world_size=2, rank=key[2]).generator(key[1], key[3]))
+             for key in [(5, 1, 0, 0), (6, 1, 0, 0), (5, 2, 0, 0), (5, 1, 1, 0), (5, 1, 0, 1)]}
+    assert len({tuple(d.tolist()) for d in draws.values()}) == 5
+
+
+def test_augment_ignores_global_random_state():
+    torch.manual_seed(1)
+    a = list(make(shuffle=True, augment=noise))
+    torch.manual_seed(2)
+    b = list(make(shuffle=True, augment=noise))
+    assert all(torch.equal(xa, xb) for (xa, _), (xb, _) in zip(a, b))
+
+
+def test_cifar_augmentation_on_real_digits_keeps_labels_and_changes_pixels(data_dir):
+    mnist = MNIST(data_dir, train=False, download=False)
+    augment = Compose(RandomCrop(4), RandomHorizontalFlip())
+    plain = InMemoryLoader(mnist.images, mnist.labels, 250, shuffle=True, seed=1, transform=MNIST.normalize)
+    augmented = InMemoryLoader(mnist.images, mnist.labels, 250, shuffle=True, seed=1, transform=MNIST.normalize,
+                               augment=augment)
+    for (xa, ya), (xb, yb) in zip(plain, augmented):
+        assert torch.equal(ya, yb) and xb.shape == xa.shape == (250, 1, 28, 28)
+        changed = (xa != xb).flatten(1).any(1).float().mean().item()
+        assert changed > 0.9  # about 1 - 1/81 * 1/2 of the digits move or flip
+        # Padding is black before normalization: the minimum of each batch is the normalized 0.
+        assert xb.min().item() == pytest.approx(-MNIST.MEAN / MNIST.STD)

@@ -1,24 +1,20 @@
-"""MNIST: the real digits, gzip and raw files, corrupt data sets, and downloads from a local mirror."""
+"""The MNIST family: the real digits, gzip and raw files, corrupt data sets, downloads from a local mirror,
+and Fashion-MNIST and KMNIST through the same code path."""
 
 from __future__ import annotations
 
-import functools
 import gzip
 import hashlib
-import http.server
 import re
 import shutil
 import struct
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import torch
 
-from cadence.data import DataFormatError, MNIST, MNISTNotFoundError
+from cadence.data import KMNIST, MNIST, DataFormatError, DataNotFoundError, FashionMNIST, MNISTNotFoundError
 from cadence.data.dirs import ENV_VAR
-
-from .conftest import base_url, serving
 
 SPLITS = {True: "train", False: "t10k"}
 FILES = ("t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz")
@@ -124,20 +120,6 @@ def test_missing_without_download_says_what_to_place_where(tmp_path):
 
 
 @pytest.fixture
-def mirror(tmp_path) -> Iterator[tuple[str, Path]]:
-    """A local HTTP server over a folder: yields ``(base URL ending in /, folder)``."""
-    folder = tmp_path / "mirror"
-    folder.mkdir()
-
-    class Quiet(http.server.SimpleHTTPRequestHandler):
-        def log_message(self, format: str, *args: object) -> None:
-            """Quiet: the tests assert on what the client saw."""
-
-    with serving(functools.partial(Quiet, directory=str(folder))) as httpd:
-        yield f"{base_url(httpd)}/", folder
-
-
-@pytest.fixture
 def local_mirrors(monkeypatch, mirror, refused_base, data_dir) -> Path:
     """Point MNIST at a dead mirror, then the local one; checksums are those of the shared test files."""
     monkeypatch.setattr(MNIST, "MIRRORS", (f"{refused_base}/mnist/", mirror[0]))
@@ -187,3 +169,79 @@ def test_official_checksums_are_sha256_of_each_file():
     split_files = {f"{split}-{kind}-ubyte.gz" for split in SPLITS.values() for kind in ("images-idx3", "labels-idx1")}
     assert set(MNIST.SHA256) == split_files
     assert all(re.fullmatch("[0-9a-f]{64}", sha) for sha in MNIST.SHA256.values())
+
+
+FAMILY = [MNIST, FashionMNIST, KMNIST]
+
+
+def write_split(folder: Path, split: str, images: torch.Tensor, labels: torch.Tensor) -> list[Path]:
+    """The IDX files of one split, gzip-compressed, in ``folder``."""
+    return [
+        write_idx(folder / f"{split}-images-idx3-ubyte.gz", 2051, tuple(images.shape), images.numpy().tobytes()),
+        write_idx(folder / f"{split}-labels-idx1-ubyte.gz", 2049, (len(labels),), labels.byte().numpy().tobytes()),
+    ]
+
+
+def random_split(n: int = 5, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    generator = torch.Generator().manual_seed(seed)
+    images = torch.randint(0, 256, (n, 28, 28), dtype=torch.uint8, generator=generator)
+    return images, torch.randint(0, 10, (n,), generator=generator)
+
+
+@pytest.mark.parametrize("dataset", FAMILY, ids=lambda d: d.__name__)
+def test_family_reads_its_own_folder(tmp_path, dataset):
+    images, labels = random_split()
+    write_split(tmp_path / dataset.FOLDER, "train", images, labels)
+    loaded = dataset(tmp_path, train=True, download=False)
+    assert loaded.root == tmp_path / dataset.FOLDER
+    assert torch.equal(loaded.images, images) and torch.equal(loaded.labels, labels)
+    assert loaded.classes == dataset.CLASSES
+    assert repr(loaded) == f"{dataset.__name__}(root={str(tmp_path / dataset.FOLDER)!r}, train=True, size=5)"
+    for other in FAMILY:
+        if other is not dataset:
+            with pytest.raises(MNISTNotFoundError, match=f"{other.NAME} files missing from {tmp_path / other.FOLDER}"):
+                other(tmp_path, train=True, download=False)
+
+
+@pytest.mark.parametrize("dataset", FAMILY, ids=lambda d: d.__name__)
+def test_family_downloads_from_its_mirrors(monkeypatch, mirror, refused_base, tmp_path, dataset):
+    images, labels = random_split(seed=1)
+    served = write_split(mirror[1], "t10k", images, labels)
+    monkeypatch.setattr(dataset, "MIRRORS", (f"{refused_base}/", mirror[0]))
+    monkeypatch.setattr(dataset, "SHA256", {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in served})
+    loaded = dataset(tmp_path / "data", train=False)
+    assert torch.equal(loaded.images, images) and torch.equal(loaded.labels, labels)
+    assert sorted(p.name for p in (tmp_path / "data" / dataset.FOLDER).iterdir()) == sorted(p.name for p in served)
+
+
+@pytest.mark.parametrize("dataset", [FashionMNIST, KMNIST], ids=lambda d: d.__name__)
+def test_family_missing_names_data_set_folder_and_files(tmp_path, dataset):
+    with pytest.raises(MNISTNotFoundError) as info:
+        dataset(tmp_path, train=False, download=False)
+    assert isinstance(info.value, DataNotFoundError) and isinstance(info.value, FileNotFoundError)
+    message = str(info.value)
+    assert message.startswith(f"{dataset.NAME} files missing from {tmp_path / dataset.FOLDER}: ")
+    assert "place t10k-images-idx3-ubyte.gz, t10k-labels-idx1-ubyte.gz there (or uncompressed, without .gz)" in message
+    assert f"a folder whose {dataset.FOLDER}/ holds them; download=False" in message
+
+
+@pytest.mark.parametrize("dataset", FAMILY, ids=lambda d: d.__name__)
+def test_family_normalize_uses_its_own_statistics(dataset):
+    images, _ = random_split(n=4)
+    expected = ((images.double() / 255 - dataset.MEAN) / dataset.STD).float().unsqueeze(1)
+    torch.testing.assert_close(dataset.normalize(images), expected)
+    with pytest.raises(TypeError, match=f"{dataset.__name__}.normalize expects uint8 images"):
+        dataset.normalize(images.float())
+
+
+def test_family_constants():
+    official = {f"{split}-{kind}-ubyte.gz" for split in SPLITS.values() for kind in ("images-idx3", "labels-idx1")}
+    checksums = [sha for dataset in FAMILY for sha in dataset.SHA256.values()]
+    assert len(set(checksums)) == 12
+    assert {dataset.FOLDER for dataset in FAMILY} == {"mnist", "fashion_mnist", "kmnist"}
+    for dataset in FAMILY:
+        assert set(dataset.SHA256) == official and all(re.fullmatch("[0-9a-f]{64}", s) for s in dataset.SHA256.values())
+        assert dataset.MIRRORS
+        assert all(m.startswith(("http://", "https://")) and m.endswith("/") for m in dataset.MIRRORS)
+        assert len(dataset.CLASSES) == dataset.NUM_CLASSES == 10
+        assert 0 < dataset.MEAN < 0.5 and 0.2 < dataset.STD < 0.5

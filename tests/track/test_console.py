@@ -59,3 +59,14 @@ def test_runs_table_lists_ids_status_duration_and_validation_metrics_first():
     text = out.getvalue()
     assert "20261124-101010-abcd" in text and "0:01:15" in text and "running" in text
     assert text.index("valid.accuracy=0.985") < text.index("train.loss=0.1")
+
+
+def test_runs_table_stays_readable_on_a_narrow_console():
+    runs = [RunSummary("20261124-101010-abcd", "mnist", "finished", {}, 1000.0, 1075.0, None,
+                       {"train.loss": 0.1, "valid.accuracy": 0.985, "valid.loss": 0.05})]
+    out = io.StringIO()
+    Console(file=out, width=80).print(format_runs(runs))
+    text = out.getvalue()
+    assert all(len(line) <= 80 for line in text.splitlines())
+    for value in ("20261124-101010-abcd", "valid.accuracy=0.985", "valid.loss=0.05", "train.loss=0.1"):
+        assert value in text

@@ -1,7 +1,9 @@
 """Verified downloads: try each mirror in turn, stream into a temporary file, check SHA-256, rename.
 
 A file appears under its final name only once its checksum is right, so a failed, interrupted
-or corrupt transfer never leaves a file that looks valid.
+or corrupt transfer never leaves a file that looks valid. :func:`fetch_missing` is the data
+sets' front end: it downloads the files missing from a data set's folder, or fails with a
+:class:`DataNotFoundError` that says which files to put where.
 """
 
 from __future__ import annotations
@@ -15,14 +17,14 @@ import re
 import secrets
 import sys
 import urllib.request
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import BinaryIO
 
 from rich.console import Console
 from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn, TransferSpeedColumn
 
-__all__ = ["DEFAULT_TIMEOUT", "DownloadError", "download"]
+__all__ = ["DEFAULT_TIMEOUT", "DataNotFoundError", "DownloadError", "download", "fetch_missing"]
 
 logger = logging.getLogger(__name__)
 
@@ -45,6 +47,25 @@ class DownloadError(OSError):
         self.failures = list(failures)
         tried = "".join(f"\n  {url}: {reason}" for url, reason in self.failures)
         super().__init__(f"could not download {dest.name} into {dest.parent}; tried:{tried}")
+
+
+class DataNotFoundError(FileNotFoundError):
+    """A data set's files are missing from its folder and could not be downloaded.
+
+    The message names the folder, the files to place there (``also`` adds the forms that
+    serve as well, e.g. uncompressed or extracted) and why nothing was downloaded: either
+    ``download=False`` or each mirror with its error. ``root`` is the folder and ``names`` the
+    files still missing.
+    """
+
+    def __init__(self, dataset: str, root: Path, names: Sequence[str], *, also: str = "", reason: str) -> None:
+        self.root = root
+        self.names = list(names)
+        super().__init__(
+            f"{dataset} files missing from {root}: place {', '.join(names)} there{also}, "
+            f"or point the data directory (--data-dir or $CADENCE_DATA) at a folder whose {root.name}/ holds them; "
+            f"{reason}"
+        )
 
 
 class _AttemptFailed(Exception):
@@ -143,3 +164,42 @@ def _progress(name: str, total: int | None) -> Iterator[Callable[[int], None]]:
     with Progress(*columns, TimeRemainingColumn(), console=Console(stderr=True), transient=True) as progress:
         task = progress.add_task(name, total=total)
         yield lambda nbytes: progress.advance(task, nbytes)
+
+
+def fetch_missing(
+    dataset: str,
+    root: Path,
+    names: Sequence[str],
+    mirrors: Sequence[str],
+    sha256: Mapping[str, str],
+    *,
+    allowed: bool,
+    also: str = "",
+    error: type[DataNotFoundError] = DataNotFoundError,
+) -> None:
+    """Download each of ``names`` (files missing from a data set's folder ``root``) from ``mirrors``.
+
+    File ``name`` comes from ``mirror + name`` for each mirror in turn and must have SHA-256
+    ``sha256[name]``. The first file that no mirror delivers stops the downloads.
+
+    Args:
+        dataset: the data set's name for messages (``"MNIST"``).
+        root: the data set's folder; the files go there.
+        names: the missing files' names.
+        mirrors: base URLs ending in ``/``.
+        sha256: the expected SHA-256 of each file, by name.
+        allowed: the data set's ``download`` flag; if false, any missing file is an error.
+        also: appended to the list of files in the message, e.g. ``" (or uncompressed)"``.
+        error: the :class:`DataNotFoundError` subclass to raise.
+
+    Raises:
+        DataNotFoundError: (``error``) a file is still missing; the message names the folder,
+            the files still missing, and each mirror tried with its error.
+    """
+    if not allowed:
+        raise error(dataset, root, names, also=also, reason="download=False, so no download was tried")
+    for i, name in enumerate(names):
+        try:
+            download([mirror + name for mirror in mirrors], root / name, sha256[name])
+        except DownloadError as failure:
+            raise error(dataset, root, names[i:], also=also, reason=str(failure)) from failure

@@ -1,11 +1,15 @@
-"""MNIST handwritten digits (LeCun, Cortes and Burges), read from the standard IDX files into memory.
+"""The MNIST family: MNIST, Fashion-MNIST and Kuzushiji-MNIST, read from their standard IDX files into memory.
 
-The files live in ``<data dir>/mnist/`` under their official names, gzip-compressed
+The three share one format (28x28 uint8 images and labels 0 .. 9 in IDX files named
+``{train,t10k}-{images-idx3,labels-idx1}-ubyte``) and so one code path,
+:class:`IDXImageDataset`; each subclass holds only its constants: folder, mirrors,
+checksums, normalization statistics and class names.
+
+The files live in ``<data dir>/<FOLDER>/`` under their official names, gzip-compressed
 (``train-images-idx3-ubyte.gz``) or raw (``train-images-idx3-ubyte``). Missing files are
-downloaded from the mirrors in :attr:`MNIST.MIRRORS` and checked against the official
-SHA-256 in :attr:`MNIST.SHA256`. Files already on disk are validated by structure only
-(magic number, dims, data length, matching counts, label range), so a subset of MNIST kept
-in the same format reads just as well.
+downloaded from the data set's ``MIRRORS`` and checked against the official SHA-256 in
+``SHA256``. Files already on disk are validated by structure only (magic number, dims, data
+length, matching counts, label range), so a subset kept in the same format reads just as well.
 """
 
 from __future__ import annotations
@@ -16,78 +20,68 @@ from typing import ClassVar
 
 import torch
 
-from cadence.data.dirs import resolve_data_dir
-from cadence.data.download import DownloadError
-from cadence.data.download import download as download_file
+from cadence.data.download import DataNotFoundError, fetch_missing
 from cadence.data.idx import DataFormatError, read_idx
+from cadence.data.images import ImageDataset
 
-__all__ = ["MNIST", "MNISTNotFoundError"]
+__all__ = ["FashionMNIST", "IDXImageDataset", "KMNIST", "MNIST", "MNISTNotFoundError"]
 
 
-class MNISTNotFoundError(FileNotFoundError):
-    """MNIST files are missing from the data directory and could not be downloaded.
+class MNISTNotFoundError(DataNotFoundError):
+    """Files of MNIST, or of its family (Fashion-MNIST, KMNIST), are missing and could not be downloaded.
 
     The message names the directory, the file names to place there and, when downloads were
     tried, each mirror with its error.
     """
 
 
-class MNIST:
-    """One split of MNIST held in memory: ``images`` (uint8, ``[N, 28, 28]``) and ``labels`` (int64, ``[N]``).
+class IDXImageDataset(ImageDataset):
+    """One split of an MNIST-format data set held in memory: ``images`` (uint8, ``[N, 28, 28]``) and ``labels``.
+
+    Subclasses set the class constants (:attr:`NAME`, :attr:`FOLDER`, :attr:`MIRRORS`,
+    :attr:`SHA256`, :attr:`MEAN`, :attr:`STD`, :attr:`CLASSES`).
 
     Args:
         data_dir: the data directory (``--data-dir``); ``None`` means ``$CADENCE_DATA``, else
             the user cache folder (see :func:`~cadence.data.dirs.resolve_data_dir`). Files are
-            read from ``<data_dir>/mnist/``.
+            read from ``<data_dir>/<FOLDER>/``.
         train: the training split (``train-*`` files) if true, else the test split (``t10k-*``).
         download: download missing files from :attr:`MIRRORS`; if false, a missing file is an error.
 
     Attributes:
-        root: the folder read, ``<data_dir>/mnist``.
+        root: the folder read, ``<data_dir>/<FOLDER>``.
         images: uint8 ``[N, 28, 28]``, contiguous, in memory.
-        labels: int64 ``[N]``, the digits 0 .. 9.
+        labels: int64 ``[N]``, the classes ``0 .. NUM_CLASSES - 1``.
+        classes: :attr:`CLASSES`, the name of each label.
         image_path, label_path: the files read (``.gz`` preferred when both forms exist).
 
     Raises:
         MNISTNotFoundError: a file is missing and could not be downloaded.
-        DataFormatError: a file is not a valid MNIST IDX file, or images and labels disagree.
+        DataFormatError: a file is not a valid IDX file of the data set, or images and labels disagree.
     """
 
-    MEAN: ClassVar[float] = 0.1307
-    """Mean pixel value of the MNIST training images, scaled to [0, 1]."""
-    STD: ClassVar[float] = 0.3081
-    """Standard deviation of the MNIST training pixels, scaled to [0, 1]."""
+    MEAN: ClassVar[float]
+    STD: ClassVar[float]
+    MIRRORS: ClassVar[tuple[str, ...]]
+    """Base URLs tried in turn for a missing file."""
+    SHA256: ClassVar[dict[str, str]]
+    """SHA-256 of each official gzip file, checked on download only."""
+    CLASSES: ClassVar[tuple[str, ...]]
+    """The name of each label."""
 
     IMAGE_SIZE: ClassVar[int] = 28
     """Images are ``IMAGE_SIZE x IMAGE_SIZE`` pixels."""
     NUM_CLASSES: ClassVar[int] = 10
-    """Labels are the digits ``0 .. NUM_CLASSES - 1``."""
+    """Labels are ``0 .. NUM_CLASSES - 1``."""
     IMAGES_MAGIC: ClassVar[int] = 2051
     """IDX magic number of the image files: uint8, 3 dims."""
     LABELS_MAGIC: ClassVar[int] = 2049
     """IDX magic number of the label files: uint8, 1 dim."""
 
-    MIRRORS: ClassVar[tuple[str, ...]] = (
-        "https://ossci-datasets.s3.amazonaws.com/mnist/",
-        "https://storage.googleapis.com/cvdf-datasets/mnist/",
-        "http://yann.lecun.com/exdb/mnist/",
-    )
-    """Base URLs tried in turn for a missing file: torchvision's two mirrors and TensorFlow's."""
-
-    SHA256: ClassVar[dict[str, str]] = {
-        "train-images-idx3-ubyte.gz": "440fcabf73cc546fa21475e81ea370265605f56be210a4024d2ca8f203523609",
-        "train-labels-idx1-ubyte.gz": "3552534a0a558bbed6aed32b30c495cca23d567ec52cac8be1a0730e8010255c",
-        "t10k-images-idx3-ubyte.gz": "8d422c7b0a1c1c79245a5bcf07fe86e33eeafee792b84584aec276f5a2dbc4e6",
-        "t10k-labels-idx1-ubyte.gz": "f7ae60f92e00ec6debd23a6088c31dbd2371eca3ffa0defaefb259924204aec6",
-    }
-    """SHA-256 of the official gzip files (as in TensorFlow Datasets' ``url_checksums/mnist.txt``),
-    checked on download only."""
-
     def __init__(
         self, data_dir: str | os.PathLike[str] | None = None, train: bool = True, download: bool = True
     ) -> None:
-        self.train = train
-        self.root: Path = resolve_data_dir(data_dir) / "mnist"
+        super().__init__(data_dir, train)
         split = "train" if train else "t10k"
         stems = (f"{split}-images-idx3-ubyte", f"{split}-labels-idx1-ubyte")
         image_path, label_path = self._find_or_download(stems, download)
@@ -106,57 +100,21 @@ class MNIST:
                 label_path, f"label {int(labels[index])} at index {index}, expected 0 .. {self.NUM_CLASSES - 1}"
             )
         self.labels: torch.Tensor = labels.long()
+        self.classes = self.CLASSES
         self.image_path = image_path
         self.label_path = label_path
 
-    def __len__(self) -> int:
-        """The number of digits."""
-        return len(self.labels)
-
-    def __repr__(self) -> str:
-        return f"{type(self).__name__}(root={str(self.root)!r}, train={self.train}, size={len(self)})"
-
-    @classmethod
-    def normalize(cls, images: torch.Tensor) -> torch.Tensor:
-        r"""Map a uint8 batch ``[B, 28, 28]`` to float32 ``[B, 1, 28, 28]``: $\hat x = (x / 255 - \mu) / \sigma$.
-
-        $\mu$ = :attr:`MEAN` and $\sigma$ = :attr:`STD`, the statistics of the training pixels,
-        so normalized training images have mean about 0 and standard deviation about 1.
-
-        Raises:
-            TypeError: ``images`` is not uint8.
-            ValueError: ``images`` is not 3-D.
-        """
-        if images.dtype != torch.uint8:
-            raise TypeError(f"MNIST.normalize expects uint8 images (pixels 0 .. 255), got dtype {images.dtype}")
-        if images.ndim != 3:
-            raise ValueError(f"MNIST.normalize expects a batch [B, H, W], got shape {list(images.shape)}")
-        x = images.unsqueeze(1).to(torch.float32)
-        return (x / 255 - cls.MEAN) / cls.STD
-
-    def _find_or_download(self, stems: tuple[str, ...], download: bool) -> list[Path]:
-        """The path of each file ``<stem>.gz`` or ``<stem>`` in :attr:`root`, downloading missing ones."""
-        found = {stem: self._find(stem) for stem in stems}
-        missing = [stem for stem, path in found.items() if path is None]
-        how = "download=False, so no download was tried"
-        if missing and download:
-            for stem in missing:
-                name = f"{stem}.gz"
-                urls = [mirror + name for mirror in self.MIRRORS]
-                try:
-                    found[stem] = download_file(urls, self.root / name, self.SHA256[name])
-                except DownloadError as error:
-                    how = str(error)
-                    break
-        still_missing = [stem for stem in stems if found[stem] is None]
-        if still_missing:
-            names = ", ".join(f"{stem}.gz" for stem in still_missing)
-            raw = ", ".join(still_missing)
-            raise MNISTNotFoundError(
-                f"MNIST files missing from {self.root}: place {names} there (or the uncompressed {raw}), "
-                f"or point the data directory (--data-dir or $CADENCE_DATA) at a folder whose mnist/ holds them; {how}"
+    def _find_or_download(self, stems: tuple[str, str], download: bool) -> tuple[Path, Path]:
+        """The path of each file ``<stem>.gz`` or ``<stem>`` in :attr:`root`, downloading missing ones as ``.gz``."""
+        found = [self._find(stem) for stem in stems]
+        missing = [f"{stem}.gz" for stem, path in zip(stems, found) if path is None]
+        if missing:
+            fetch_missing(
+                self.NAME, self.root, missing, self.MIRRORS, self.SHA256,
+                allowed=download, also=" (or uncompressed, without .gz)", error=MNISTNotFoundError,
             )
-        return [path for path in found.values() if path is not None]
+        images, labels = (path or self.root / f"{stem}.gz" for stem, path in zip(stems, found))
+        return images, labels
 
     def _find(self, stem: str) -> Path | None:
         """``<root>/<stem>.gz`` if it exists, else ``<root>/<stem>`` if it exists, else ``None``."""
@@ -164,3 +122,85 @@ class MNIST:
             if path.is_file():
                 return path
         return None
+
+
+class MNIST(IDXImageDataset):
+    """MNIST handwritten digits (LeCun, Cortes and Burges, 1998): 60,000 training and 10,000 test images.
+
+    Read from ``<data_dir>/mnist/``; see :class:`IDXImageDataset` for the arguments and attributes.
+    """
+
+    NAME = "MNIST"
+    FOLDER = "mnist"
+    MEAN = 0.1307
+    """Mean pixel value of the MNIST training images, scaled to [0, 1]."""
+    STD = 0.3081
+    """Standard deviation of the MNIST training pixels, scaled to [0, 1]."""
+    MIRRORS = (
+        "https://ossci-datasets.s3.amazonaws.com/mnist/",
+        "https://storage.googleapis.com/cvdf-datasets/mnist/",
+        "http://yann.lecun.com/exdb/mnist/",
+    )
+    """Base URLs tried in turn for a missing file: torchvision's two mirrors and TensorFlow's."""
+    SHA256 = {
+        "train-images-idx3-ubyte.gz": "440fcabf73cc546fa21475e81ea370265605f56be210a4024d2ca8f203523609",
+        "train-labels-idx1-ubyte.gz": "3552534a0a558bbed6aed32b30c495cca23d567ec52cac8be1a0730e8010255c",
+        "t10k-images-idx3-ubyte.gz": "8d422c7b0a1c1c79245a5bcf07fe86e33eeafee792b84584aec276f5a2dbc4e6",
+        "t10k-labels-idx1-ubyte.gz": "f7ae60f92e00ec6debd23a6088c31dbd2371eca3ffa0defaefb259924204aec6",
+    }
+    """SHA-256 of the official gzip files (as in TensorFlow Datasets' ``url_checksums/mnist.txt``),
+    checked on download only."""
+    CLASSES = tuple(str(digit) for digit in range(10))
+
+
+class FashionMNIST(IDXImageDataset):
+    """Fashion-MNIST (Xiao, Rasul and Vollgraf, 2017): Zalando's article images in MNIST's format and sizes.
+
+    Read from ``<data_dir>/fashion_mnist/``; see :class:`IDXImageDataset` for the arguments and attributes.
+    """
+
+    NAME = "Fashion-MNIST"
+    FOLDER = "fashion_mnist"
+    MEAN = 0.2860
+    """Mean pixel value of the Fashion-MNIST training images, scaled to [0, 1]."""
+    STD = 0.3530
+    """Standard deviation of the Fashion-MNIST training pixels, scaled to [0, 1]."""
+    MIRRORS = (
+        "http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/",
+        "https://storage.googleapis.com/tensorflow/tf-keras-datasets/",
+    )
+    """Base URLs tried in turn: the authors' bucket (used by torchvision and TensorFlow Datasets), then Keras's copy."""
+    SHA256 = {
+        "train-images-idx3-ubyte.gz": "3aede38d61863908ad78613f6a32ed271626dd12800ba2636569512369268a84",
+        "train-labels-idx1-ubyte.gz": "a04f17134ac03560a47e3764e11b92fc97de4d1bfaf8ba1a3aa29af54cc90845",
+        "t10k-images-idx3-ubyte.gz": "346e55b948d973a97e58d2351dde16a484bd415d4595297633bb08f03db6a073",
+        "t10k-labels-idx1-ubyte.gz": "67da17c76eaffca5446c3361aaab5c3cd6d1c2608764d35dfb1850b086bf8dd5",
+    }
+    """SHA-256 of the official gzip files (TensorFlow Datasets' ``url_checksums/fashion_mnist.txt``;
+    Keras's ``fashion_mnist.py`` lists the same), checked on download only."""
+    CLASSES = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot")
+
+
+class KMNIST(IDXImageDataset):
+    """Kuzushiji-MNIST (Clanuwat et al., 2018): ten cursive Japanese (Hiragana) characters in MNIST's format.
+
+    Read from ``<data_dir>/kmnist/``; see :class:`IDXImageDataset` for the arguments and attributes.
+    """
+
+    NAME = "KMNIST"
+    FOLDER = "kmnist"
+    MEAN = 0.1918
+    """Mean pixel value of the KMNIST training images, scaled to [0, 1]."""
+    STD = 0.3483
+    """Standard deviation of the KMNIST training pixels, scaled to [0, 1]."""
+    MIRRORS = ("http://codh.rois.ac.jp/kmnist/dataset/kmnist/",)
+    """The authors' (ROIS-DS CODH) server, the one mirror torchvision and TensorFlow Datasets use."""
+    SHA256 = {
+        "train-images-idx3-ubyte.gz": "51467d22d8cc72929e2a028a0428f2086b092bb31cfb79c69cc0a90ce135fde4",
+        "train-labels-idx1-ubyte.gz": "e38f9ebcd0f3ebcdec7fc8eabdcdaef93bb0df8ea12bee65224341c8183d8e17",
+        "t10k-images-idx3-ubyte.gz": "edd7a857845ad6bb1d0ba43fe7e794d164fe2dce499a1694695a792adfac43c5",
+        "t10k-labels-idx1-ubyte.gz": "20bb9a0ef54c7db3efc55a92eef5582c109615df22683c380526788f98e42a1c",
+    }
+    """SHA-256 of the official gzip files (TensorFlow Datasets' ``url_checksums/kmnist.txt``), checked on
+    download only."""
+    CLASSES = ("o", "ki", "su", "tsu", "na", "ha", "ma", "ya", "re", "wo")

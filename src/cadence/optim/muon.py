@@ -17,7 +17,9 @@ $$
 where $\mathrm{NS}_5$ normalises $X_0 = M / (\lVert M \rVert_F + 10^{-7})$ and iterates the quintic
 $X \leftarrow a X + (b A + c A^2) X$, $A = X X^\top$, with $(a, b, c) = (3.4445, -4.7750, 2.0315)$,
 chosen to drive every singular value into roughly $[0.7, 1.2]$ fast rather than exactly to 1.
-The reference runs it in bfloat16 (``ns_dtype``).
+The reference runs it in bfloat16 on GPUs (``ns_dtype``); on a CPU without bfloat16 matrix
+units that is about 8x slower than float32 (measured here: 0.81 s against 0.10 s for one
+$1536 \times 384$ iteration set), so by default CPU parameters iterate in float32.
 
 Muon is for hidden weight matrices; embeddings, the output head, biases and gains train with
 AdamW (the ``use_muon`` flag of a group; by default parameters with ``ndim >= 2`` use Muon).
@@ -36,6 +38,11 @@ from cadence.optim.weight_decay import WeightDecay
 
 #: The quintic's coefficients $(a, b, c)$.
 NS_COEFFICIENTS = (3.4445, -4.7750, 2.0315)
+
+
+def default_ns_dtype(device: torch.device) -> torch.dtype:
+    """The Newton-Schulz dtype when none is given: bfloat16 on accelerators (the reference's), float32 on CPUs."""
+    return torch.float32 if device.type == "cpu" else torch.bfloat16
 
 
 def newton_schulz(M: torch.Tensor, steps: int = 5, dtype: torch.dtype = torch.bfloat16) -> torch.Tensor:
@@ -57,7 +64,8 @@ def newton_schulz(M: torch.Tensor, steps: int = 5, dtype: torch.dtype = torch.bf
 class Muon(GenericAdaptiveOptimizer):
     """Muon for the groups with ``use_muon`` (default: tensors with ``ndim >= 2``), AdamW for the others.
 
-    * ``lr`` $\\eta$, ``momentum`` $\\mu$, ``nesterov``, ``ns_steps``, ``ns_dtype``: Muon's,
+    * ``lr`` $\\eta$, ``momentum`` $\\mu$, ``nesterov``, ``ns_steps``: Muon's,
+    * ``ns_dtype``: the dtype of the Newton-Schulz iteration (``None``: :func:`default_ns_dtype`),
     * ``weight_decay`` $\\lambda$: decoupled, for both kinds,
     * ``adamw_lr``, ``adamw_betas``, ``adamw_eps``: the AdamW groups'.
     """
@@ -66,7 +74,7 @@ class Muon(GenericAdaptiveOptimizer):
 
     def __init__(self, params: Params, lr: float = 0.02, momentum: float = 0.95, nesterov: bool = True,
                  ns_steps: int = 5, adamw_lr: float = 3e-4, adamw_betas: tuple[float, float] = (0.9, 0.95),
-                 adamw_eps: float = 1e-8, weight_decay: float = 0.0, ns_dtype: torch.dtype = torch.bfloat16):
+                 adamw_eps: float = 1e-8, weight_decay: float = 0.0, ns_dtype: torch.dtype | None = None):
         self.nesterov = bool(nesterov)
         self.ns_dtype = ns_dtype
         defaults = {"momentum": momentum, "ns_steps": ns_steps, "adamw_lr": adamw_lr, "use_muon": None}
@@ -108,7 +116,8 @@ class Muon(GenericAdaptiveOptimizer):
         B.lerp_(grad, 1 - mu)
         # Nesterov: $(1 - \mu) G_t + \mu B_t$
         M = grad.lerp(B, mu) if self.nesterov else B
-        O = newton_schulz(M.reshape(M.size(0), -1), group["ns_steps"], self.ns_dtype).view_as(param)
+        O = newton_schulz(M.reshape(M.size(0), -1), group["ns_steps"],
+                          self.ns_dtype or default_ns_dtype(param.device)).view_as(param)
         # $W_t \leftarrow W_{t-1}(1 - \eta \lambda) - \eta \sqrt{\max(1, \text{rows}/\text{cols})} O_t$
         rows, cols = param.size(0), param[0].numel()
         if group["weight_decay"]:

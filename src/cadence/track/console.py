@@ -111,16 +111,21 @@ def _format(metrics: Mapping[str, float]) -> str:
 
 def format_runs(runs: list[RunSummary], max_metrics: int = 4) -> Table:
     """A table of runs for ``cadence runs``: id, name, status, start, duration and last metrics
-    (validation metrics first, at most ``max_metrics``)."""
-    table = Table(title=f"{len(runs)} runs")
-    for column in ("id", "name", "status", "start", "duration"):
-        table.add_column(column, no_wrap=True)
-    table.add_column("last metrics", overflow="fold")
+    (validation metrics first, at most ``max_metrics``, one a line so that the column stays readable
+    on a narrow console)."""
+    table = Table(title=f"{len(runs)} runs", box=None, padding=(0, 1), pad_edge=False, collapse_padding=True,
+                  header_style="bold underline")
+    table.add_column("id", no_wrap=True)
+    table.add_column("name", overflow="fold")
+    table.add_column("status", no_wrap=True)
+    table.add_column("start", no_wrap=True)
+    table.add_column("duration", no_wrap=True)
+    table.add_column("last metrics", min_width=22, overflow="fold")
     for run in runs:
         keys = sorted(run.last_metrics, key=lambda k: (not k.startswith("valid."), k))[:max_metrics]
         duration = "running" if run.duration is None else _clock(run.duration)
-        table.add_row(run.id, run.name, run.status, time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(run.start_time)),
-                      duration, " ".join(f"{k}={run.last_metrics[k]:.4g}" for k in keys))
+        table.add_row(run.id, run.name, run.status, time.strftime("%Y-%m-%d\n%H:%M:%S", time.localtime(run.start_time)),
+                      duration, "\n".join(f"{k}={run.last_metrics[k]:.4g}" for k in keys))
     return table
 
 

@@ -113,6 +113,7 @@ class EstimatedBatchNorm(RunningStatsNorm):
             x_hat = channel_view(self.weight, x.dim()) * x_hat + channel_view(self.bias, x.dim())
         return x_hat.to(x.dtype)
 
+
 class ChannelNorm(nn.Module):
     r"""Group normalization of inputs ``[B, C, *]`` with a scale $\gamma_g$ and shift $\beta_g$ per group.
 

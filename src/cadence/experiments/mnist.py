@@ -58,11 +58,11 @@ class BatchNormCNN(nn.Module):
         make = NORMS[check_norm(norm)]
         norm1, norm2, norm3 = make(20, (20, 24, 24)), make(50, (50, 8, 8)), make(500, (500,))
         self.conv1 = nn.Conv2d(1, 20, 5, bias=norm1 is None)
-        self.bn1 = norm1 or nn.Identity()
+        self.bn1 = nn.Identity() if norm1 is None else norm1
         self.conv2 = nn.Conv2d(20, 50, 5, bias=norm2 is None)
-        self.bn2 = norm2 or nn.Identity()
+        self.bn2 = nn.Identity() if norm2 is None else norm2
         self.fc1 = nn.Linear(4 * 4 * 50, 500, bias=norm3 is None)
-        self.bn3 = norm3 or nn.Identity()
+        self.bn3 = nn.Identity() if norm3 is None else norm3
         self.fc2 = nn.Linear(500, 10)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

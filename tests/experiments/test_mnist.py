@@ -7,7 +7,8 @@ import torch
 
 from cadence.config import apply_overrides
 from cadence.experiments import run_experiment
-from cadence.experiments.mnist import BatchNormCNN, MNISTConfig
+from cadence.experiments.mnist import NORMS, BatchNormCNN, MNISTConfig
+from cadence.nn import norm as norms
 from cadence.track import RunStore
 
 
@@ -16,6 +17,34 @@ def test_the_cnn_has_the_labml_layers_and_shapes():
     assert model(torch.zeros(3, 1, 28, 28)).shape == (3, 10)
     assert sum(p.numel() for p in model.parameters()) == 20 * 25 + 20 * 2 + 50 * 20 * 25 + 50 * 2 + 800 * 500 + 500 * 2 + 5010
     assert model.conv1.bias is None and model.conv2.bias is None and model.fc1.bias is None
+
+
+@pytest.mark.parametrize("name, layers", [
+    ("batch", (norms.BatchNorm, norms.BatchNorm, norms.BatchNorm)),
+    ("layer", (norms.LayerNorm, norms.LayerNorm, norms.LayerNorm)),
+    ("group", (norms.GroupNorm, norms.GroupNorm, norms.GroupNorm)),
+    ("instance", (norms.InstanceNorm, norms.InstanceNorm, torch.nn.Identity)),
+    ("batch_channel", (norms.BatchChannelNorm, norms.BatchChannelNorm, norms.BatchChannelNorm)),
+    ("none", (torch.nn.Identity, torch.nn.Identity, torch.nn.Identity)),
+])
+def test_model_norm_swaps_the_normalizations(name, layers):
+    model = apply_overrides(MNISTConfig(), [f"model.norm={name}"]).model
+    cnn = BatchNormCNN(model.norm)
+    assert tuple(type(m) for m in (cnn.bn1, cnn.bn2, cnn.bn3)) == layers
+    # A layer followed by no normalization has its own bias.
+    assert [m.bias is not None for m in (cnn.conv1, cnn.conv2, cnn.fc1)] == [t is torch.nn.Identity for t in layers]
+    loss = cnn(torch.randn(4, 1, 28, 28)).logsumexp(-1).mean()
+    loss.backward()
+    assert all(p.grad is not None for p in cnn.parameters())
+
+
+def test_an_unknown_norm_is_refused_with_the_choices():
+    with pytest.raises(ValueError, match=r"model.norm='batchnorm' is not a known normalization; expected one of: "
+                                         r"batch, layer, group, instance, batch_channel, none"):
+        apply_overrides(MNISTConfig(), ["model.norm=batchnorm"])
+    with pytest.raises(ValueError, match="model.norm='rms'"):
+        BatchNormCNN("rms")
+    assert list(NORMS) == ["batch", "layer", "group", "instance", "batch_channel", "none"]
 
 
 @pytest.mark.slow

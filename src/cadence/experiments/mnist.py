@@ -2,11 +2,13 @@
 
 Two conv–BatchNorm–ReLU–max-pool blocks, a linear–BatchNorm–ReLU layer and a linear
 classifier (no biases before the normalizations, whose shift makes them redundant),
-trained with cadence's Adam on the in-memory MNIST loader.
+trained with cadence's Adam on the in-memory MNIST loader. ``model.norm`` swaps the
+batch normalizations for another of :mod:`cadence.nn.norm`, or for none.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -15,22 +17,52 @@ from torch import nn
 
 from cadence.data import MNIST, InMemoryLoader
 from cadence.metrics import Accuracy
-from cadence.nn.norm import BatchNorm
+from cadence.nn.norm import BatchChannelNorm, BatchNorm, GroupNorm, InstanceNorm, LayerNorm
 from cadence.optim import OptimizerConfig, build_optimizer, build_schedules, param_groups
 from cadence.train import Trainer
 
 
-class BatchNormCNN(nn.Module):
-    """conv 1→20 k5, BN, ReLU, pool 2; conv 20→50 k5, BN, ReLU, pool 2; linear 800→500, BN, ReLU; linear 500→10."""
+#: Channel groups of the group and batch-channel normalizations (it divides 20, 50 and 500).
+GROUPS = 5
 
-    def __init__(self) -> None:
+#: The normalizations ``model.norm`` names: each makes the layer for ``C`` channels of a sample of ``shape``
+#: (``[C, H, W]`` after a convolution, ``[C]`` after the linear layer), or None where it does not apply.
+NORMS: dict[str, Callable[[int, tuple[int, ...]], nn.Module | None]] = {
+    "batch": lambda C, shape: BatchNorm(C),
+    # Over all the units of a layer, as the paper defines it: [C, H, W] for a feature map.
+    "layer": lambda C, shape: LayerNorm(shape),
+    "group": lambda C, shape: GroupNorm(GROUPS, C),
+    # Each channel of each sample over its positions: the linear layer's features have none.
+    "instance": lambda C, shape: InstanceNorm(C) if len(shape) > 1 else None,
+    "batch_channel": lambda C, shape: BatchChannelNorm(C, GROUPS),
+    "none": lambda C, shape: None,
+}
+
+
+def check_norm(norm: str) -> str:
+    """``norm`` if :data:`NORMS` has it, else a ``ValueError`` listing the names."""
+    if norm not in NORMS:
+        raise ValueError(f"model.norm={norm!r} is not a known normalization; expected one of: {', '.join(NORMS)}")
+    return norm
+
+
+class BatchNormCNN(nn.Module):
+    """conv 1→20 k5, BN, ReLU, pool 2; conv 20→50 k5, BN, ReLU, pool 2; linear 800→500, BN, ReLU; linear 500→10.
+
+    ``norm`` names the normalization in place of BN (see :data:`NORMS`); where there is none,
+    the layer before it has a bias.
+    """
+
+    def __init__(self, norm: str = "batch") -> None:
         super().__init__()
-        self.conv1 = nn.Conv2d(1, 20, 5, bias=False)
-        self.bn1 = BatchNorm(20)
-        self.conv2 = nn.Conv2d(20, 50, 5, bias=False)
-        self.bn2 = BatchNorm(50)
-        self.fc1 = nn.Linear(4 * 4 * 50, 500, bias=False)
-        self.bn3 = BatchNorm(500)
+        make = NORMS[check_norm(norm)]
+        norm1, norm2, norm3 = make(20, (20, 24, 24)), make(50, (50, 8, 8)), make(500, (500,))
+        self.conv1 = nn.Conv2d(1, 20, 5, bias=norm1 is None)
+        self.bn1 = nn.Identity() if norm1 is None else norm1
+        self.conv2 = nn.Conv2d(20, 50, 5, bias=norm2 is None)
+        self.bn2 = nn.Identity() if norm2 is None else norm2
+        self.fc1 = nn.Linear(4 * 4 * 50, 500, bias=norm3 is None)
+        self.bn3 = nn.Identity() if norm3 is None else norm3
         self.fc2 = nn.Linear(500, 10)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -39,6 +71,17 @@ class BatchNormCNN(nn.Module):
         x = nn.functional.max_pool2d(torch.relu(self.bn2(self.conv2(x))), 2)
         x = torch.relu(self.bn3(self.fc1(x.flatten(1))))
         return self.fc2(x)
+
+
+@dataclass
+class ModelConfig:
+    """The CNN of ``cadence train mnist``."""
+
+    #: The normalization after each hidden layer: batch, layer, group, instance, batch_channel or none.
+    norm: str = "batch"
+
+    def __post_init__(self) -> None:
+        check_norm(self.norm)
 
 
 @dataclass
@@ -62,6 +105,7 @@ class MNISTConfig:
     grad_clip_norm: float = 0.0
     #: Give biases, normalization weights and embeddings no weight decay (nanoGPT's and timm's rule).
     no_decay_on_norms_and_biases: bool = True
+    model: ModelConfig = field(default_factory=ModelConfig)
     optimizer: OptimizerConfig = field(default_factory=lambda: OptimizerConfig(name="adam", lr=1e-3))
 
 
@@ -78,7 +122,7 @@ def build(config: MNISTConfig, data_dir: str | Path | None = None) -> Trainer:
     valid_set = MNIST(data_dir, train=False)
     torch.manual_seed(config.seed)
     device = torch.device(config.device)
-    model = BatchNormCNN().to(device)
+    model = BatchNormCNN(config.model.norm).to(device)
     return Trainer(
         model,
         build_optimizer(config.optimizer, param_groups(model, config.optimizer.weight_decay)

@@ -24,11 +24,13 @@ def test_fused_matches_the_reference_path_over_200_real_gradients(replay, optimi
     assert relative_difference(reference, fused) < 1e-6
 
 
-def test_fused_matches_torch_fused_adam_in_training(train):
-    """Closed loop too: 200 steps of training stay within 1e-5 of torch's fused Adam."""
-    ours = train(lambda p: Adam(p, lr=1e-3, optimized_update=False, fused=True))
-    torchs = train(lambda p: torch.optim.Adam(p, lr=1e-3, fused=True))
-    assert relative_difference(ours, torchs) < 1e-5
+def test_fused_matches_torch_fused_adam_over_200_real_gradients(replay):
+    """Against torch's own fused kernel, open loop: the two kernels round differently, and in closed-loop
+    training the model amplifies that into differences of order 1e-3 within 200 steps (the closed-loop
+    comparison with torch is the reference path's, in test_adam.py, whose operations are torch's, in order)."""
+    ours = replay(lambda p: Adam(p, lr=1e-3, optimized_update=False, fused=True))
+    torchs = replay(lambda p: torch.optim.Adam(p, lr=1e-3, fused=True))
+    assert relative_difference(ours, torchs) < 1e-6
 
 
 def test_parameters_and_gradients_live_in_the_flat_buffers(mnist_batches):

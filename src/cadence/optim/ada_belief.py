@@ -48,16 +48,21 @@ class AdaBelief(RAdam):
                          fused=fused)
 
     def scalars(self, group: dict[str, Any], step: int) -> dict[str, Any]:
-        """RAdam's scalars; without ``rectify``, every step is an adapted step with $r_t = 1$."""
+        r"""RAdam's scalars (without ``rectify``, every step is an adapted step with $r_t = 1$), with the
+        scalar factors of the step folded into one step size each: $\alpha r_t / (1 - \beta_1^t)$ for an
+        adapted step, $\alpha / (1 - \beta_1^t)$ for an un-adapted one. (Per element, a division by a
+        scalar costs as much as the whole memory traffic of the update; folded, the update divides
+        once per element less.)"""
         scalars = super().scalars(group, step)
         if not self.rectify:
             scalars.update(r=1.0, rectified=True)
-        return scalars
+        lr, r, bias_correction1 = scalars.pop("lr"), scalars.pop("r"), scalars.pop("bias_correction1")
+        return {**scalars, "step_size": lr * r / bias_correction1, "sgd_step_size": lr / bias_correction1}
 
     @staticmethod
     def update(param: torch.Tensor, grad: torch.Tensor, m: torch.Tensor, s: torch.Tensor,
-               s_max: torch.Tensor | None = None, *, beta1: Scalar, beta2: Scalar, eps: Scalar, lr: Scalar,
-               bias_correction1: Scalar, sqrt_bias_correction2: Scalar, r: Scalar, rectified: bool, sgd: bool,
+               s_max: torch.Tensor | None = None, *, beta1: Scalar, beta2: Scalar, eps: Scalar, step_size: Scalar,
+               sgd_step_size: Scalar, sqrt_bias_correction2: Scalar, rectified: bool, sgd: bool,
                decay: Scalar, l2: Scalar) -> None:
         """One AdaBelief step, in place."""
         g = WeightDecay.apply(param, grad, decay, l2)
@@ -70,8 +75,9 @@ class AdaBelief(RAdam):
             torch.maximum(s_max, s, out=s_max)
             s = s_max
         if rectified:
-            # $\theta_t \leftarrow \theta_{t-1} - \alpha r_t \hat{m}_t / (\sqrt{\hat{s}_t} + \epsilon)$
-            param.add_(m / bias_correction1 * lr * r / (s.sqrt() / sqrt_bias_correction2).add_(eps), alpha=-1.0)
+            # $\theta_t \leftarrow \theta_{t-1} - \alpha r_t \hat{m}_t / (\sqrt{\hat{s}_t} + \epsilon)$, with
+            # $\hat{m}_t = m_t / (1 - \beta_1^t)$ in the step size and $\sqrt{\hat{s}_t} = \sqrt{s_t} / \sqrt{1 - \beta_2^t}$
+            param.addcdiv_(m, (s.sqrt() / sqrt_bias_correction2).add_(eps), value=-step_size)
         elif sgd:
             # $\theta_t \leftarrow \theta_{t-1} - \alpha \hat{m}_t$
-            param.add_(m / bias_correction1 * lr, alpha=-1.0)
+            param.sub_(m * sgd_step_size)

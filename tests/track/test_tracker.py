@@ -82,3 +82,17 @@ def test_phases_show_their_own_namespace():
     assert lines and all(line.startswith("epoch 3 train") for line in lines)
     assert lines[-1].startswith("epoch 3 train 10/10 loss=1 ") and "it/s" in lines[-1]
     assert "accuracy" not in out.getvalue()
+
+
+def test_aggregates_show_their_latest_value_and_per_step_values_their_moving_average():
+    """An epoch's running accuracy averaged with earlier epochs' would misreport the epoch."""
+    out = io.StringIO()
+    tracker = Tracker(console=ConsoleSink(Console(file=out, width=200), live=False, interval=1e9), smoothing=20)
+    for epoch, (loss, accuracy) in enumerate([(2.0, 0.90), (1.0, 0.99)]):
+        tracker.start_phase("valid", total=1, epoch=epoch + 1)
+        tracker.add(epoch, {"valid.loss": loss})
+        tracker.add(epoch, {"valid.accuracy": accuracy}, smooth=False)
+        tracker.advance()
+        tracker.end_phase()
+    assert out.getvalue().splitlines()[-1].startswith("epoch 2 valid 1/1 loss=1.5 accuracy=0.99 ")
+    assert tracker.smoothed("valid.accuracy") == pytest.approx(0.945) and tracker.latest("valid.accuracy") == 0.99

@@ -47,14 +47,20 @@ class Tracker:
         self.smoothing = smoothing
         self.flush_every = flush_every
         self._history: dict[str, deque[list[Any]]] = {}
+        self._latest_only: set[str] = set()
         self._pending: list[list[Any]] = []
         self._phase: str | None = None
         self._completed = 0
 
     # -- values ----------------------------------------------------------------------------
 
-    def add(self, step: int, values: Mapping[str, Value]) -> None:
-        """Record ``values`` (``"phase.name"`` to a number or a one-element tensor) at ``step``."""
+    def add(self, step: int, values: Mapping[str, Value], smooth: bool = True) -> None:
+        """Record ``values`` (``"phase.name"`` to a number or a one-element tensor) at ``step``.
+
+        The console shows a key's moving average over its last ``smoothing`` values; with
+        ``smooth=False`` it shows the latest value instead, for values that are already aggregates
+        (an epoch's running accuracy: averaging it with earlier epochs' would misreport it).
+        """
         for key, value in values.items():
             if not isinstance(key, str) or not _KEY.match(key):
                 raise ValueError(f"tracker key {key!r} is not of the form 'phase.name' (letters, digits, _ and -, "
@@ -69,6 +75,10 @@ class Tracker:
             row = [int(step), key, value]
             self._pending.append(row)
             self._history.setdefault(key, deque(maxlen=self.smoothing)).append(row)
+            if smooth:
+                self._latest_only.discard(key)
+            else:
+                self._latest_only.add(key)
         if len(self._pending) >= self.flush_every:
             self.flush()
 
@@ -149,7 +159,8 @@ class Tracker:
     def _phase_metrics(self) -> dict[str, float]:
         self._resolve()
         prefix = f"{self._phase}."
-        return {key[len(prefix):]: self.smoothed(key) for key in self._history if key.startswith(prefix)}
+        return {key[len(prefix):]: self.latest(key) if key in self._latest_only else self.smoothed(key)
+                for key in self._history if key.startswith(prefix)}
 
     def _resolve(self) -> None:
         """Turn every tensor value still held into a float: one transfer per device."""

@@ -262,7 +262,7 @@ class Trainer:
         # Training loss is tracked every optimizer step; the other metrics (and the
         # validation loss) as their running value over the epoch so far.
         self.tracker.add(self.global_step, {f"{phase}.{name}": metric.compute() for name, metric in self.metrics.items()
-                                            if not (phase == TRAIN and name == "loss")})
+                                            if not (phase == TRAIN and name == "loss")}, smooth=False)
 
     # -- checkpoints ---------------------------------------------------------------------
 

@@ -55,7 +55,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error(f"unrecognized arguments: {' '.join(stray)}")
     out, err = Console(), Console(stderr=True, soft_wrap=True)
     if not out.is_terminal:  # a file or a pipe: no reason to fold tables at 80 columns
-        out = Console(width=200)
+        out.width = 200
     trainer = None
     try:
         if args.command == "list":

@@ -201,6 +201,7 @@ class CIFARDataset(ImageDataset):
             raise DataFormatError(path, f"lacks the keys {', '.join(missing)}; it has {', '.join(map(str, content))}")
         return content
 
+
 class CIFAR10(CIFARDataset):
     """CIFAR-10: 50,000 training and 10,000 test images of 10 classes (airplane .. truck).
 

@@ -21,7 +21,7 @@ from collections.abc import Mapping
 import numpy as np
 import torch
 
-__all__ = ["ResumableEpochs", "check_count", "check_shard", "check_state", "epoch_generator", "shard"]
+__all__ = ["ResumableEpochs", "check_count", "check_shard", "check_state", "chunks", "epoch_generator", "shard"]
 
 
 def check_count(name: str, value: object, minimum: int) -> int:
@@ -29,6 +29,12 @@ def check_count(name: str, value: object, minimum: int) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
         raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
     return value
+
+
+def chunks(n: int, size: int, drop_last: bool) -> int:
+    r"""How many pieces of ``size`` items ``n`` items make: $\lceil n / size \rceil$, the short last one
+    included, or $\lfloor n / size \rfloor$ with ``drop_last`` (batches of an epoch, a rank's share of it)."""
+    return n // size if drop_last else -(-n // size)
 
 
 def check_shard(world_size: int, rank: int) -> tuple[int, int]:

@@ -19,7 +19,7 @@ from collections.abc import Callable, Iterator, Mapping
 
 import torch
 
-from cadence.data.epochs import ResumableEpochs, check_count, check_shard, check_state, epoch_generator, shard
+from cadence.data.epochs import ResumableEpochs, check_count, check_shard, check_state, chunks, epoch_generator, shard
 
 __all__ = ["InMemoryLoader"]
 
@@ -113,13 +113,11 @@ class InMemoryLoader(ResumableEpochs):
     @property
     def shard_size(self) -> int:
         """Examples per rank and epoch: ``ceil(N / world_size)``, or ``floor`` with ``drop_last``."""
-        n = len(self.inputs)
-        return n // self.world_size if self.drop_last else -(-n // self.world_size)
+        return chunks(len(self.inputs), self.world_size, self.drop_last)
 
     def __len__(self) -> int:
         """Batches per epoch (on this rank), the short last one included unless ``drop_last``."""
-        n = self.shard_size
-        return n // self.batch_size if self.drop_last else -(-n // self.batch_size)
+        return chunks(self.shard_size, self.batch_size, self.drop_last)
 
     def order(self, epoch: int) -> torch.Tensor:
         """The index order of ``epoch`` over all ranks: ``arange(N)``, or when shuffling a permutation that depends

@@ -22,7 +22,7 @@ from typing import Any
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
-from cadence.data.epochs import ResumableEpochs, check_count, check_shard, check_state, epoch_generator, shard
+from cadence.data.epochs import ResumableEpochs, check_count, check_shard, check_state, chunks, epoch_generator, shard
 
 __all__ = ["ResumableDataLoader", "ResumableSampler"]
 
@@ -62,7 +62,7 @@ class ResumableSampler(Sampler[int]):
         self.seed = check_count("seed", seed, 0)
         self.drop_last = drop_last
         self.world_size, self.rank = check_shard(world_size, rank)
-        self.num_samples = self.size // world_size if drop_last else -(-self.size // world_size)
+        self.num_samples = chunks(self.size, world_size, drop_last)
         """Indices of one rank per epoch."""
         if self.num_samples == 0:
             raise ValueError(
@@ -154,8 +154,7 @@ class ResumableDataLoader(ResumableEpochs, DataLoader):
 
     def __len__(self) -> int:
         """Batches per epoch of this rank, the short last one included unless ``drop_last``."""
-        n = self.sampler.num_samples
-        return n // self.batch_size if self.drop_last else -(-n // self.batch_size)
+        return chunks(self.sampler.num_samples, self.batch_size, self.drop_last)
 
     def __iter__(self) -> Iterator[Any]:
         """Yield the remaining batches of the current epoch, then advance :attr:`epoch` by one."""

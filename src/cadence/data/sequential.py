@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING
 import torch
 from torch.utils.data import Dataset
 
-from cadence.data.epochs import ResumableEpochs, check_count, check_shard, check_state, epoch_generator
+from cadence.data.epochs import ResumableEpochs, check_count, check_shard, check_state, chunks, epoch_generator
 from cadence.data.token_cache import release_pages
 
 if TYPE_CHECKING:
@@ -113,8 +113,7 @@ class SequentialDataLoader(ResumableEpochs):
 
     def __len__(self) -> int:
         r"""Batches per epoch: $\lceil (L - 1) / T \rceil$, or $\lfloor (L - 1) / T \rfloor$ with ``drop_last``."""
-        pairs = self.length - 1
-        return pairs // self.seq_len if self.drop_last else -(-pairs // self.seq_len)
+        return chunks(self.length - 1, self.seq_len, self.drop_last)
 
     def batch(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
         """Batch ``index`` of an epoch: the input and the target, int64 ``[T, batch_size]`` (shorter last)."""

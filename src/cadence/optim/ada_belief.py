@@ -49,21 +49,26 @@ class AdaBelief(RAdam):
 
     def scalars(self, group: dict[str, Any], step: int) -> dict[str, Any]:
         r"""RAdam's scalars (without ``rectify``, every step is an adapted step with $r_t = 1$), with the
-        scalar factors of the step folded into one step size each: $\alpha r_t / (1 - \beta_1^t)$ for an
-        adapted step, $\alpha / (1 - \beta_1^t)$ for an un-adapted one. (Per element, a division by a
-        scalar costs as much as the whole memory traffic of the update; folded, the update divides
-        once per element less.)"""
+        scalar factors of the step folded into one step size each, as the end of Section 2 of the Adam
+        paper does: since
+        $\hat{m}_t / (\sqrt{\hat{s}_t} + \epsilon) = \frac{\sqrt{1 - \beta_2^t}}{1 - \beta_1^t} \cdot m_t / (\sqrt{s_t} + \epsilon\sqrt{1 - \beta_2^t})$,
+        an adapted step takes $\alpha r_t \sqrt{1 - \beta_2^t} / (1 - \beta_1^t)$ and
+        $\hat{\epsilon}_t = \epsilon \sqrt{1 - \beta_2^t}$, an un-adapted one $\alpha / (1 - \beta_1^t)$.
+        (Per element, a division costs as much as the whole memory traffic of the update; folded,
+        the update divides once per element.)"""
         scalars = super().scalars(group, step)
         if not self.rectify:
             scalars.update(r=1.0, rectified=True)
         lr, r, bias_correction1 = scalars.pop("lr"), scalars.pop("r"), scalars.pop("bias_correction1")
-        return {**scalars, "step_size": lr * r / bias_correction1, "sgd_step_size": lr / bias_correction1}
+        sqrt_bias_correction2 = scalars.pop("sqrt_bias_correction2")
+        return {**scalars, "step_size": lr * r * sqrt_bias_correction2 / bias_correction1,
+                "eps_hat": scalars["eps"] * sqrt_bias_correction2, "sgd_step_size": lr / bias_correction1}
 
     @staticmethod
     def update(param: torch.Tensor, grad: torch.Tensor, m: torch.Tensor, s: torch.Tensor,
-               s_max: torch.Tensor | None = None, *, beta1: Scalar, beta2: Scalar, eps: Scalar, step_size: Scalar,
-               sgd_step_size: Scalar, sqrt_bias_correction2: Scalar, rectified: bool, sgd: bool,
-               decay: Scalar, l2: Scalar) -> None:
+               s_max: torch.Tensor | None = None, *, beta1: Scalar, beta2: Scalar, eps: Scalar, eps_hat: Scalar,
+               step_size: Scalar, sgd_step_size: Scalar, rectified: bool, sgd: bool, decay: Scalar | None,
+               l2: Scalar | None) -> None:
         """One AdaBelief step, in place."""
         g = WeightDecay.apply(param, grad, decay, l2)
         # $m_t \leftarrow \beta_1 m_{t-1} + (1 - \beta_1) g_t$
@@ -75,9 +80,9 @@ class AdaBelief(RAdam):
             torch.maximum(s_max, s, out=s_max)
             s = s_max
         if rectified:
-            # $\theta_t \leftarrow \theta_{t-1} - \alpha r_t \hat{m}_t / (\sqrt{\hat{s}_t} + \epsilon)$, with
-            # $\hat{m}_t = m_t / (1 - \beta_1^t)$ in the step size and $\sqrt{\hat{s}_t} = \sqrt{s_t} / \sqrt{1 - \beta_2^t}$
-            param.addcdiv_(m, (s.sqrt() / sqrt_bias_correction2).add_(eps), value=-step_size)
+            # $\theta_t \leftarrow \theta_{t-1} - \alpha r_t \hat{m}_t / (\sqrt{\hat{s}_t} + \epsilon)$, with the bias
+            # corrections in the step size and $\hat{\epsilon}_t$
+            param.addcdiv_(m, s.sqrt().add_(eps_hat), value=-step_size)
         elif sgd:
             # $\theta_t \leftarrow \theta_{t-1} - \alpha \hat{m}_t$
             param.sub_(m * sgd_step_size)

@@ -36,7 +36,7 @@ $$
 $$
 
 with $(\text{step\_size}, c_t) = \left(\frac{\alpha}{1 - \beta_1^t}, \sqrt{1 - \beta_2^t}\right)$
-for the textbook update and $(\alpha_t, 1)$ for the folded one. The operations are the ones
+for the textbook update and $(\alpha_t, 1)$ for the folded one (whose division by 1 is skipped). The operations are the ones
 ``torch.optim.Adam`` performs, in its order, so that the textbook update rounds as torch's
 does: a long run then stays within float32 noise of torch's instead of drifting apart.
 
@@ -87,7 +87,7 @@ class Adam(GenericAdaptiveOptimizer):
         bias_correction2 = 1 - beta2 ** step
         if self.optimized_update:
             # $\alpha_t = \alpha \sqrt{1 - \beta_2^t} / (1 - \beta_1^t)$, and $\hat{\epsilon}$ beside $\sqrt{v_t}$
-            step_size, c = alpha * math.sqrt(bias_correction2) / bias_correction1, 1.0
+            step_size, c = alpha * math.sqrt(bias_correction2) / bias_correction1, None
         else:
             # $\hat{m}_t / (\sqrt{\hat{v}_t} + \epsilon)$ with $\hat{m}_t = m_t / (1 - \beta_1^t)$, $\hat{v}_t = v_t / (1 - \beta_2^t)$
             step_size, c = alpha / bias_correction1, math.sqrt(bias_correction2)
@@ -96,8 +96,8 @@ class Adam(GenericAdaptiveOptimizer):
 
     @staticmethod
     def update(param: torch.Tensor, grad: torch.Tensor, m: torch.Tensor, v: torch.Tensor, *,
-               beta1: Scalar, beta2: Scalar, eps: Scalar, step_size: Scalar, c: Scalar,
-               decay: Scalar, l2: Scalar) -> None:
+               beta1: Scalar, beta2: Scalar, eps: Scalar, step_size: Scalar, c: Scalar | None,
+               decay: Scalar | None, l2: Scalar | None) -> None:
         """One Adam step on ``param`` with first moment ``m`` and second moment ``v``, in place."""
         g = WeightDecay.apply(param, grad, decay, l2)
         # $m_t \leftarrow \beta_1 m_{t-1} + (1 - \beta_1) g_t$
@@ -105,4 +105,5 @@ class Adam(GenericAdaptiveOptimizer):
         # $v_t \leftarrow \beta_2 v_{t-1} + (1 - \beta_2) g_t^2$
         v.mul_(beta2).addcmul_(g, g, value=1 - beta2)
         # $\theta_t \leftarrow \theta_{t-1} - \text{step\_size} \cdot m_t / (\sqrt{v_t} / c_t + \epsilon)$
-        param.addcdiv_(m, (v.sqrt() / c).add_(eps), value=-step_size)
+        denominator = v.sqrt() if c is None else v.sqrt() / c  # $c_t = 1$ is ``None``: no division
+        param.addcdiv_(m, denominator.add_(eps), value=-step_size)

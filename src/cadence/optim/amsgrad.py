@@ -47,7 +47,8 @@ class AMSGrad(Adam):
     @staticmethod
     def update(param: torch.Tensor, grad: torch.Tensor, m: torch.Tensor, v: torch.Tensor,
                v_max: torch.Tensor | None = None, *, beta1: Scalar, beta2: Scalar, eps: Scalar,
-               step_size: Scalar, c: Scalar, decay: Scalar, l2: Scalar) -> None:
+               step_size: Scalar, c: Scalar | None, decay: Scalar | None,
+               l2: Scalar | None) -> None:
         """One AMSGrad step (an Adam step when ``v_max`` is ``None``), in place."""
         g = WeightDecay.apply(param, grad, decay, l2)
         # $m_t \leftarrow \beta_1 m_{t-1} + (1 - \beta_1) g_t$
@@ -59,4 +60,5 @@ class AMSGrad(Adam):
             torch.maximum(v_max, v, out=v_max)
             v = v_max
         # $\theta_t \leftarrow \theta_{t-1} - \text{step\_size} \cdot m_t / (\sqrt{\hat{v}^{\max}_t} / c_t + \epsilon)$
-        param.addcdiv_(m, (v.sqrt() / c).add_(eps), value=-step_size)
+        denominator = v.sqrt() if c is None else v.sqrt() / c  # $c_t = 1$ is ``None``: no division
+        param.addcdiv_(m, denominator.add_(eps), value=-step_size)

@@ -10,8 +10,8 @@ tensor; this module calls it once per *group*, on flat buffers:
 * the update is compiled once with ``torch.compile`` (dynamic shapes, so one compilation
   serves every group size) into a single loop over the buffer, and the step's float scalars
   are passed as 0-d tensors, so a changing learning rate or bias correction never
-  recompiles. Boolean and integer scalars stay Python values: they select a branch of the
-  update (RAdam's rectified or not), each branch compiled once.
+  recompiles. Boolean, integer and ``None`` scalars stay Python values: they select a branch
+  of the update (RAdam's rectified or not, no weight decay), each branch compiled once.
 
 Compilation takes seconds the first time and is cached on disk by PyTorch's Inductor
 (``TORCHINDUCTOR_CACHE_DIR``, by default ``/tmp/torchinductor_<user>``) across runs; the

@@ -108,7 +108,7 @@ class Muon(GenericAdaptiveOptimizer):
             bias_correction1, bias_correction2 = 1 - beta1 ** state["step"], 1 - beta2 ** state["step"]
             Adam.update(param, grad, state["exp_avg"], state["exp_avg_sq"], beta1=beta1, beta2=beta2,
                         eps=group["eps"], step_size=adamw["lr"] / bias_correction1, c=bias_correction2 ** 0.5,
-                        decay=adamw["lr"] * group["weight_decay"], l2=0.0)
+                        **self.weight_decay.scalars(adamw))
             return
         mu, eta = group["momentum"], group["lr"]
         B = state["momentum_buffer"]

@@ -53,33 +53,35 @@ class WeightDecay:
         """The hyper-parameters this strategy adds to every parameter group."""
         return {"weight_decay": self.weight_decay}
 
-    def scalars(self, group: dict[str, Any]) -> dict[str, float]:
+    def scalars(self, group: dict[str, Any]) -> dict[str, float | None]:
         r"""The step's two scalars for ``group``: ``decay`` (the shrink) and ``l2`` (the gradient term).
 
-        Decoupled: $\text{decay} = \alpha\lambda$ (or $\lambda$ when absolute), $\text{l2} = 0$.
-        Coupled: $\text{decay} = 0$, $\text{l2} = \lambda$.
+        Decoupled: $\text{decay} = \alpha\lambda$ (or $\lambda$ when absolute). Coupled:
+        $\text{l2} = \lambda$. A term that does not apply is ``None``, not 0, so that the update
+        skips it: the fused path then compiles a loop without it instead of multiplying every
+        element by 1 and adding 0 (about 8% of an Adam step).
         """
         lam = group["weight_decay"]
+        if lam == 0:
+            return {"decay": None, "l2": None}
         if not self.weight_decouple:
-            return {"decay": 0.0, "l2": lam}
-        return {"decay": lam if self.absolute else group["lr"] * lam, "l2": 0.0}
+            return {"decay": None, "l2": lam}
+        return {"decay": lam if self.absolute else group["lr"] * lam, "l2": None}
 
     @staticmethod
-    def apply(param: torch.Tensor, grad: torch.Tensor, decay: Scalar, l2: Scalar) -> torch.Tensor:
+    def apply(param: torch.Tensor, grad: torch.Tensor, decay: Scalar | None, l2: Scalar | None) -> torch.Tensor:
         r"""Shrink ``param`` in place, $\theta \leftarrow \theta(1 - \text{decay})$, and return
-        $g + \text{l2}\cdot\theta$ (a new tensor; ``param.grad`` is never modified).
+        $g + \text{l2}\cdot\theta$ (a new tensor; ``param.grad`` is never modified). ``None`` skips a term.
 
-        Plain-number scalars (the per-parameter path) that are zero are skipped, and the
-        gradient term is computed as ``torch.optim.Adam`` computes it. Tensor scalars (the
-        fused path) always apply, in plain arithmetic: ``torch.compile`` (2.13) bakes a
-        float64 tensor passed as ``alpha=`` into its cached kernel as a constant.
+        Plain-number ``l2`` (the per-parameter path) is added as ``torch.optim.Adam`` adds it; a
+        tensor one (the fused path) in plain arithmetic: ``torch.compile`` (2.13) bakes a float64
+        tensor passed as ``alpha=`` into its cached kernel as a constant.
         """
-        if isinstance(l2, torch.Tensor):
+        if decay is not None:
             param.mul_(1 - decay)
-            return grad + l2 * param
-        if decay != 0:
-            param.mul_(1 - decay)
-        return grad.add(param, alpha=l2) if l2 != 0 else grad
+        if l2 is None:
+            return grad
+        return grad + l2 * param if isinstance(l2, torch.Tensor) else grad.add(param, alpha=l2)
 
     def validate(self, where: str, group: dict[str, Any]) -> None:
         """Check the group's ``weight_decay`` (``where`` names the optimizer in the message)."""

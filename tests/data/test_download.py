@@ -21,6 +21,7 @@ import pytest
 
 import cadence.data.download as download_module
 from cadence.data.download import DownloadError, download
+from cadence.data.partial import STALE_SECONDS
 
 from .conftest import base_url, serving
 
@@ -190,6 +191,13 @@ def test_killed_download_leaves_no_file_under_the_final_name(server, tmp_path):
     server.routes["file.bin"] = Route(body=BODY)
     download([server.url("file.bin")], dest, SHA)
     assert dest.read_bytes() == BODY
+    assert partial.exists()  # it might still be another process's transfer
+    # An hour later nothing can still be writing it: the next download of the file removes it.
+    stale = time.time() - STALE_SECONDS - 1
+    os.utime(partial, (stale, stale))
+    dest.unlink()
+    download([server.url("file.bin")], dest, SHA)
+    assert list(tmp_path.iterdir()) == [dest]
 
 
 def test_progress_bar_shows_on_a_real_terminal(server, tmp_path):

@@ -26,7 +26,6 @@ and checked against its SHA-256. Pickles are untrusted input: they are read with
 from __future__ import annotations
 
 import os
-import secrets
 import shutil
 from collections.abc import Sequence
 from pathlib import Path
@@ -40,6 +39,7 @@ from cadence.data.download import fetch_missing
 from cadence.data.idx import DataFormatError
 from cadence.data.images import ImageDataset
 from cadence.data.unpickle import load_pickle
+from cadence.data.partial import partial_path
 
 __all__ = ["CIFAR10", "CIFAR100", "CIFARDataset"]
 
@@ -127,7 +127,7 @@ class CIFARDataset(ImageDataset):
         # Extract beside the final folder and rename it into place: a folder under the final
         # name is always complete, whatever interrupts the extraction. When several processes
         # (ranks) extract at once, the first rename wins and the others find the folder there.
-        temp = self.root / f".{self.EXTRACTED}.{secrets.token_hex(4)}.part"
+        temp = partial_path(folder)
         try:
             safe_extract(archive, temp)
             if not (temp / self.EXTRACTED).is_dir():

@@ -14,7 +14,6 @@ import http.client
 import logging
 import os
 import re
-import secrets
 import sys
 import urllib.request
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -23,6 +22,8 @@ from typing import BinaryIO
 
 from rich.console import Console
 from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn, TransferSpeedColumn
+
+from cadence.data.partial import partial_path
 
 __all__ = ["DEFAULT_TIMEOUT", "DataNotFoundError", "DownloadError", "download", "fetch_missing"]
 
@@ -119,7 +120,7 @@ def download(urls: Sequence[str], dest: str | Path, sha256: str, *, timeout: flo
 def _fetch(url: str, dest: Path, expected: str, timeout: float) -> None:
     """Stream ``url`` into a temporary file next to ``dest``, verify it, and rename it to ``dest``."""
     # Not tempfile.mkstemp: its 0600 mode would stick to the final file; "xb" honours the umask.
-    temp = dest.parent / f".{dest.name}.{secrets.token_hex(4)}.part"
+    temp = partial_path(dest)
     out = temp.open("xb")
     try:
         with out:

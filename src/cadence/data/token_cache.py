@@ -30,13 +30,14 @@ import json
 import logging
 import mmap
 import os
-import secrets
 import weakref
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+
+from cadence.data.partial import partial_path
 
 __all__ = ["MAGIC", "TokenCache", "release_pages", "token_dtype"]
 
@@ -138,7 +139,7 @@ class TokenCache:
         counts = [0, 0]
         digest = hashlib.sha256()
         path.parent.mkdir(parents=True, exist_ok=True)
-        temp = path.parent / f".{path.name}.{secrets.token_hex(4)}.part"
+        temp = partial_path(path)
         try:
             with temp.open("xb") as file:
                 file.write(MAGIC)

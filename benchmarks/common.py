@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import ctypes
 import statistics
 import time
 from collections.abc import Callable
@@ -30,14 +31,45 @@ def interleaved_medians(cases: dict[str, Callable[[], None]], repeats: int, warm
     return {name: statistics.median(t) for name, t in times.items()}
 
 
-def parse_args(doc: str, repeats: int, add_arguments: Callable[[argparse.ArgumentParser], None] | None = None
-               ) -> argparse.Namespace:
-    """The benchmarks' common options (``--repeats``, ``--threads``, 1 by default), applied to torch."""
+def keep_freed_memory() -> bool:
+    """Make glibc's malloc keep freed memory in the process; ``False`` where there is no glibc.
+
+    By default glibc returns the free top of its heap to the system once it exceeds a trim
+    threshold (and serves large blocks with fresh ``mmap``), so a step that allocates large
+    temporaries page-faults them back on the next call, or not, depending on what the
+    previous calls freed: measured here, one and the same layer or optimizer step swings
+    between 0.7x and 2x its peer. With the thresholds raised, repeats time the code, not
+    the allocator's heuristics.
+    """
+    try:
+        mallopt = ctypes.CDLL(None).mallopt
+    except (OSError, AttributeError):
+        return False
+    mallopt.argtypes = (ctypes.c_int, ctypes.c_int)
+    M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3
+    # Values are C ints; 32 MiB is the largest mmap threshold glibc accepts on 64-bit systems.
+    return bool(mallopt(M_TRIM_THRESHOLD, 1 << 30)) and bool(mallopt(M_MMAP_THRESHOLD, 32 << 20))
+
+
+def parse_args(doc: str, repeats: int, add_arguments: Callable[[argparse.ArgumentParser], None] | None = None,
+               allocator: str = "steady") -> argparse.Namespace:
+    """The benchmarks' common options, applied: ``--repeats``, ``--threads`` (1 by default) and
+    ``--allocator`` (``steady``: :func:`keep_freed_memory`; ``default``: glibc's own thresholds)."""
     parser = argparse.ArgumentParser(description=doc.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=repeats, help="timed rounds; the median is reported")
     parser.add_argument("--threads", type=int, default=1, help="torch intra-op threads")
+    parser.add_argument("--allocator", choices=("steady", "default"), default=allocator,
+                        help="steady: glibc's malloc keeps freed memory, so timings do not include the page faults "
+                             "of its trimming heuristics; default: glibc's own behaviour")
     if add_arguments is not None:
         add_arguments(parser)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
+    if args.allocator == "steady" and not keep_freed_memory():
+        args.allocator = "default (no glibc)"
     return args
+
+
+def setting(args: argparse.Namespace) -> str:
+    """How the timings were taken, for a table's title."""
+    return f"{args.threads} thread(s), median of {args.repeats}, {args.allocator} allocator"

@@ -183,7 +183,8 @@ def main() -> None:
         parser.add_argument("--memory-child", help=argparse.SUPPRESS)
         parser.add_argument("--mmap-threshold", help=argparse.SUPPRESS)
 
-    args = parse_args(__doc__, repeats=5, add_arguments=add_arguments)
+    # glibc's own allocator: the memory table measures what a user's process keeps resident.
+    args = parse_args(__doc__, repeats=5, add_arguments=add_arguments, allocator="default")
     if args.memory_child:
         memory_child(args.memory_child, None if args.mmap_threshold == "None" else int(args.mmap_threshold))
         return

@@ -1,6 +1,6 @@
 """Time of one ``optimizer.step()``: cadence's optimizers against ``torch.optim.Adam``, in one process.
 
-    python benchmarks/optim_step.py [--repeats 20] [--threads 1] [--only adam|family]
+    python benchmarks/optim_step.py [--repeats 20] [--threads 1] [--allocator steady|default] [--only adam|family]
 
 Two models: the MNIST batch-norm CNN (11 tensors, 0.43M parameters) and a GPT-like stack of
 150 tensors and 21M parameters. Gradients are fixed random tensors, so only the step is
@@ -21,7 +21,8 @@ the system, so on Linux these steps can spend half their time page-faulting it b
 shows as system time). On the machine of the README's figures torch's for-loop Adam took
 129 ms a step with the default allocator and 65 ms with
 ``MALLOC_TRIM_THRESHOLD_=1000000000 MALLOC_MMAP_THRESHOLD_=1000000000``; the fused steps
-allocate nothing and do not move. The tables use the default allocator.
+allocate nothing and do not move. The benchmarks therefore raise glibc's thresholds
+(``--allocator steady``, the default; ``--allocator default`` measures with glibc's own).
 """
 
 from __future__ import annotations
@@ -35,7 +36,7 @@ from rich.table import Table
 from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import interleaved_medians, parse_args  # noqa: E402
+from common import interleaved_medians, parse_args, setting  # noqa: E402
 
 from cadence.experiments.mnist import BatchNormCNN  # noqa: E402
 from cadence.optim import (LAMB, AdaBelief, Adam, AdamWarmup, AdamWarmupCosineDecay, AMSGrad,  # noqa: E402
@@ -97,11 +98,11 @@ def with_grads(make_model) -> list[torch.Tensor]:
     return params
 
 
-def family_table(repeats: int) -> Table:
+def family_table(repeats: int, timing: str) -> Table:
     """Each optimizer of the family on the GPT-like model: reference, fused, and torch's fused Adam."""
     table = Table("optimizer", "reference ms", "fused ms", f"fused x {PEER}", "fused speed-up over reference",
                   "torch's same update ms", "fused x torch's same update", "compile s",
-                  title=f"the family on the GPT-like model (150 tensors, 21.4M parameters), median of {repeats}")
+                  title=f"the family on the GPT-like model (150 tensors, 21.4M parameters), {timing}")
     for name, (make, make_torch) in FAMILY.items():
         reference, fused = make(with_grads(gpt_like), False), make(with_grads(gpt_like), True)
         peer = torch.optim.Adam(with_grads(gpt_like), fused=True)
@@ -144,15 +145,14 @@ def main() -> None:
         tensors, numel = len(list(model.parameters())), sum(p.numel() for p in model.parameters())
         medians, compile_seconds = measure(make_model, args.repeats)
         table = Table("optimizer", "ms / step", f"x {PEER}",
-                      title=f"{label}: {tensors} tensors, {numel / 1e6:.2f}M parameters, {args.threads} thread(s), "
-                            f"median of {args.repeats}")
+                      title=f"{label}: {tensors} tensors, {numel / 1e6:.2f}M parameters, {setting(args)}")
         for name, seconds in medians.items():
             table.add_row(name, f"{seconds * 1e3:.2f}", f"{seconds / medians[PEER]:.2f}")
         console.print(table)
         console.print(f"torch.compile of the fused rows (first calls, Inductor's disk cache warm or cold): "
                       f"{compile_seconds:.1f} s\n")
     if args.only != "adam":
-        console.print(family_table(args.repeats))
+        console.print(family_table(args.repeats, setting(args)))
 
 
 if __name__ == "__main__":

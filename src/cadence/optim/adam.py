@@ -36,9 +36,10 @@ $$
 $$
 
 with $(\text{step\_size}, c_t) = \left(\frac{\alpha}{1 - \beta_1^t}, \sqrt{1 - \beta_2^t}\right)$
-for the textbook update and $(\alpha_t, 1)$ for the folded one (whose division by 1 is skipped). The operations are the ones
-``torch.optim.Adam`` performs, in its order, so that the textbook update rounds as torch's
-does: a long run then stays within float32 noise of torch's instead of drifting apart.
+for the textbook update and $(\alpha_t, 1)$ for the folded one (whose division by 1 is
+skipped). The operations are the ones ``torch.optim.Adam`` performs, in its order, so that
+the textbook update rounds as torch's does: a long run then stays within float32 noise of
+torch's instead of drifting apart.
 
 Weight decay is the pluggable :class:`~cadence.optim.weight_decay.WeightDecay`: coupled
 (``torch.optim.Adam(weight_decay=λ)``) or decoupled (``torch.optim.AdamW``).

@@ -47,8 +47,7 @@ class AMSGrad(Adam):
     @staticmethod
     def update(param: torch.Tensor, grad: torch.Tensor, m: torch.Tensor, v: torch.Tensor,
                v_max: torch.Tensor | None = None, *, beta1: Scalar, beta2: Scalar, eps: Scalar,
-               step_size: Scalar, c: Scalar | None, decay: Scalar | None,
-               l2: Scalar | None) -> None:
+               step_size: Scalar, c: Scalar | None, decay: Scalar | None, l2: Scalar | None) -> None:
         """One AMSGrad step (an Adam step when ``v_max`` is ``None``), in place."""
         g = WeightDecay.apply(param, grad, decay, l2)
         # $m_t \leftarrow \beta_1 m_{t-1} + (1 - \beta_1) g_t$

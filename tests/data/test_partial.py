@@ -38,3 +38,19 @@ def test_stale_partial_files_and_folders_are_removed_and_live_ones_kept(tmp_path
 
     assert not stale_file.exists() and not stale_folder.exists()
     assert live.exists() and other.exists()
+
+
+def test_a_stale_partial_that_cannot_be_removed_is_left_with_a_warning(tmp_path, monkeypatch, caplog):
+    dest = tmp_path / "train.bin"
+    stale = tmp_path / ".train.bin.0badf00d.part"
+    stale.write_bytes(b"another user's")
+    age(stale, STALE_SECONDS + 60)
+
+    def refuse(self, missing_ok=False):
+        raise PermissionError(13, "Permission denied", str(self))
+
+    monkeypatch.setattr(type(stale), "unlink", refuse)
+    fresh = partial_path(dest)
+
+    assert stale.exists() and fresh != stale
+    assert "could not remove" in caplog.text and "Permission denied" in caplog.text

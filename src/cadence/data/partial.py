@@ -40,7 +40,8 @@ def partial_path(dest: Path) -> Path:
         except FileNotFoundError:  # another process removed it first
             continue
         except OSError as error:  # not ours to remove (another user's, a read-only folder): leave it
-            logger.warning("could not remove %s, left by a process killed while writing %s: %s", stale, dest.name, error)
+            logger.warning("could not remove %s, left by a process killed while writing %s: %s",
+                           stale, dest.name, error)
             continue
         logger.info("removed %s, left by a process killed while writing %s", stale, dest.name)
     return dest.parent / f".{dest.name}.{secrets.token_hex(4)}.part"

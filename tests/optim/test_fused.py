@@ -157,6 +157,25 @@ def test_state_dict_moves_between_paths(mnist_batches):
     assert relative_difference(a, b) < 1e-6 and relative_difference(a, c) < 1e-6
 
 
+def test_more_variants_than_torch_compile_compiles_warn_once(monkeypatch):
+    """Past torch.compile's recompile limit the fused update silently runs eagerly; cadence says so, once."""
+    monkeypatch.setattr(torch._dynamo.config, "recompile_limit", 1)
+    monkeypatch.setattr(fused_module, "_variants", {})
+    torch.manual_seed(0)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        for weight_decay in (WeightDecay(0.0), WeightDecay(0.1), WeightDecay(0.1, weight_decouple=False)):
+            model = nn.Linear(5, 3)
+            optimizer = Adam(model.parameters(), lr=0.1, weight_decay=weight_decay, fused=True)
+            for _ in range(2):
+                optimizer.zero_grad()
+                model(torch.ones(2, 5)).pow(2).sum().backward()
+                optimizer.step()
+    messages = [str(w.message) for w in caught if issubclass(w.category, RuntimeWarning)]
+    assert len(messages) == 1
+    assert "2 variants of Adam.update" in messages[0] and "recompile_limit = 1" in messages[0]
+
+
 def test_without_compilation_the_update_runs_eagerly_after_one_warning(monkeypatch):
     def broken(*args, **kwargs):
         raise RuntimeError("no C compiler found")

@@ -16,7 +16,10 @@ tensor; this module calls it once per *group*, on flat buffers:
 Compilation takes seconds the first time and is cached on disk by PyTorch's Inductor
 (``TORCHINDUCTOR_CACHE_DIR``, by default ``/tmp/torchinductor_<user>``) across runs; the
 time spent is kept in :attr:`FusedStep.compile_seconds`. Where compilation is unavailable
-the same function runs eagerly on the flat buffers, after a one-time warning.
+the same function runs eagerly on the flat buffers, after a one-time warning. So do the
+variants of an update beyond the number ``torch.compile`` compiles per function
+(``torch._dynamo.config.recompile_limit``, 8 by default; a sweep of many configurations in
+one process can get there): a one-time warning says so.
 
 What can break the views is detected before each step: a ``.grad`` that is not the view
 (``zero_grad(set_to_none=True)`` followed by a backward pass, a hook, DDP) is copied into
@@ -40,6 +43,14 @@ logger = logging.getLogger(__name__)
 
 _compiled: dict[Callable, Callable] = {}
 _compile_failed: set[Callable] = set()
+#: The variants (device, dtype, static scalars, state tensors) of each update compiled in this process.
+_variants: dict[Callable, set[tuple[Any, ...]]] = {}
+
+
+def recompile_limit() -> int:
+    """How many variants of one function ``torch.compile`` compiles before it runs the rest eagerly."""
+    config = torch._dynamo.config
+    return getattr(config, "recompile_limit", getattr(config, "cache_size_limit", 8))
 
 
 def compiled(update: Callable) -> Callable:
@@ -197,8 +208,8 @@ class FusedStep:
         if not self.compile or self.update in _compile_failed:
             self.update(*args, **scalars)
             return
-        # One compilation per device, dtype and value of the static (non-tensor) scalars.
-        kind = (flat.param.device, flat.param.dtype,
+        # One compilation per device, dtype, number of state tensors and value of the static (non-tensor) scalars.
+        kind = (flat.param.device, flat.param.dtype, len(args),
                 *sorted((k, v) for k, v in scalars.items() if not isinstance(v, torch.Tensor)))
         start = time.perf_counter()
         try:
@@ -211,7 +222,21 @@ class FusedStep:
             self.update(*args, **scalars)
             return
         if kind not in self._warm:
-            self._warm.add(kind)
             seconds = time.perf_counter() - start
             self.compile_seconds += seconds
             logger.info("compiled %s for %s in %.1f s", self.update.__qualname__, kind, seconds)
+            self._warm.add(kind)
+            self._count_variant(kind)
+
+    def _count_variant(self, kind: tuple[Any, ...]) -> None:
+        """Warn once when this process needs more variants of the update than ``torch.compile`` compiles."""
+        variants = _variants.setdefault(self.update, set())
+        if kind in variants:
+            return
+        variants.add(kind)
+        if len(variants) == recompile_limit() + 1:
+            warnings.warn(f"cadence: this process steps {len(variants)} variants of {self.update.__qualname__} (devices, "
+                          f"dtypes, branches such as weight decay on or off), more than torch.compile compiles "
+                          f"(torch._dynamo.config.recompile_limit = {recompile_limit()}); the further ones run "
+                          f"eagerly, about 2-3x slower. Raise the limit to compile them too.", RuntimeWarning,
+                          stacklevel=5)

@@ -159,10 +159,10 @@ def test_state_dict_moves_between_paths(mnist_batches):
 
 def test_more_variants_than_torch_compile_compiles_warn_once(monkeypatch):
     """Past torch.compile's recompile limit the fused update silently runs eagerly; cadence says so, once."""
-    monkeypatch.setattr(torch._dynamo.config, "recompile_limit", 1)
     monkeypatch.setattr(fused_module, "_variants", {})
     torch.manual_seed(0)
-    with warnings.catch_warnings(record=True) as caught:
+    # torch's config modules are patched through their own context manager (monkeypatch's undo breaks them).
+    with torch._dynamo.config.patch(recompile_limit=1), warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         for weight_decay in (WeightDecay(0.0), WeightDecay(0.1), WeightDecay(0.1, weight_decouple=False)):
             model = nn.Linear(5, 3)

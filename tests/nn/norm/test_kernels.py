@@ -108,6 +108,16 @@ def test_autograd_and_unsupported_inputs_take_torchs_kernels(calls):
     assert calls == {"deep_norm": 1, "batch_channel_norm": 1}
 
 
+def test_models_compiled_whole_trace_torchs_kernels(calls):
+    deep, bcn = randomize_affine(DeepNorm(2.0, 16)), randomize_affine(BatchChannelNorm(8, 2)).eval()
+    x, gx, images = torch.randn(4, 16), torch.randn(4, 16), torch.randn(2, 8, 3, 3)
+    with torch.no_grad():
+        compiled = torch.compile(lambda x, gx, images: (deep(x, gx), bcn(images)), fullgraph=True)
+        for ours, eager in zip(compiled(x, gx, images), (deep(x, gx), bcn(images))):
+            torch.testing.assert_close(ours, eager, **TOL)
+    assert calls == {"deep_norm": 1, "batch_channel_norm": 1}  # the eager calls only
+
+
 def test_with_more_threads_large_inputs_take_torchs_parallel_kernels(calls, monkeypatch):
     deep = DeepNorm(2.0, 64)
     small, large = torch.randn(4, 64), torch.randn(64, 64)

@@ -120,6 +120,8 @@ def applicable(x: torch.Tensor, *others: torch.Tensor | None) -> bool:
     """Whether the kernels can compute a layer of input ``x`` and the ``others`` (its parameters and buffers):
     float32, contiguous, on the CPU, no autograd graph needed, not being traced by ``torch.compile``, an input
     too small for torch's kernels to gain from more threads, and the kernels built."""
+    if torch.compiler.is_compiling():  # torch.compile traces torch's kernels (and cannot trace a C call)
+        return False
     grad = torch.is_grad_enabled()
     for t in (x, *others):
         if (t is None or t.dtype is not torch.float32 or not t.is_cpu or not t.is_contiguous()
@@ -127,7 +129,7 @@ def applicable(x: torch.Tensor, *others: torch.Tensor | None) -> bool:
             return False
     if x.numel() * (torch.get_num_threads() - 1) >= PARALLEL_NUMEL:
         return False
-    return not torch.compiler.is_compiling() and library() is not None
+    return library() is not None
 
 
 def deep_norm(x: torch.Tensor, gx: torch.Tensor, alpha: float, gamma: torch.Tensor, beta: torch.Tensor,

@@ -12,8 +12,8 @@ import torch
 
 from cadence.nn.norm import BatchChannelNorm, DeepNorm, kernels
 
-from .conftest import TOL, far_from_zero, randomize_affine, standardized64
-from .test_batch_channel_norm import PaperBatchChannelNorm, pair
+from .conftest import TOL, far_from_zero, pair, randomize_affine, standardized64
+from .test_batch_channel_norm import PaperBatchChannelNorm
 from .test_deep_norm import paper_deep_norm
 
 

@@ -11,6 +11,17 @@
 #include <stdint.h>
 #include <stdlib.h>
 
+/* sigma2 = mean((v - mu)^2) of n values: the variance after subtracting the mean */
+static inline float variance(const float *v, int64_t n, float mu) {
+    float squares = 0.f;
+#pragma omp simd reduction(+ : squares)
+    for (int64_t i = 0; i < n; i++) {
+        float d = v[i] - mu;
+        squares += d * d;
+    }
+    return squares / (float)n;
+}
+
 /* DeepNorm (Wang et al., arXiv:2203.00555) of `rows` rows of `n` values:
  *
  *   s = alpha x_l + G(x_l)
@@ -28,13 +39,8 @@ void deep_norm(const float *x, const float *gx, float alpha, const float *gamma,
             s[i] = alpha * x_r[i] + gx_r[i];
             sum += s[i];
         }
-        float mu = sum / (float)n, squares = 0.f;
-#pragma omp simd reduction(+ : squares)
-        for (int64_t i = 0; i < n; i++) {
-            float d = s[i] - mu;
-            squares += d * d;
-        }
-        float rstd = 1.f / sqrtf(squares / (float)n + eps);
+        float mu = sum / (float)n;
+        float rstd = 1.f / sqrtf(variance(s, n, mu) + eps);
 #pragma omp simd
         for (int64_t i = 0; i < n; i++) s[i] = gamma[i] * ((s[i] - mu) * rstd) + beta[i];
     }
@@ -89,17 +95,8 @@ int batch_channel_norm(const float *x, const float *mu_hat, const float *sigma2_
             }
             mu[g] = sum / (float)size;
         }
-        for (int64_t g = 0; g < groups; g++) {
-            const float *x_dot_g = x_dot + g * size;
-            float squares = 0.f;
-#pragma omp simd reduction(+ : squares)
-            for (int64_t i = 0; i < size; i++) {
-                float d = x_dot_g[i] - mu[g];
-                squares += d * d;
-            }
-            scale[g] = squares;
-        }
-        for (int64_t g = 0; g < groups; g++) scale[g] = gamma_g[g] / sqrtf(scale[g] / (float)size + eps_cn);
+        for (int64_t g = 0; g < groups; g++)
+            scale[g] = gamma_g[g] / sqrtf(variance(x_dot + g * size, size, mu[g]) + eps_cn);
         for (int64_t g = 0; g < groups; g++) {
             float *x_dot_g = x_dot + g * size;
             const float mu_g = mu[g], scale_g = scale[g], beta = beta_g[g];

@@ -37,10 +37,7 @@ $y = \gamma_g \hat{x} + \beta_g$, rather than per channel.
 
 Every layer has a reference path (these equations in autograd) and a fast path built on
 PyTorch's native kernels (``batch_norm_update_stats``, ``batch_norm`` with the
-estimates, ``group_norm``); the two agree. In evaluation without autograd,
-:class:`BatchChannelNorm`'s fast path is one pass over memory instead of two: a C kernel
-(:mod:`cadence.nn.norm.kernels`) applies the batch normalization's affine map and
-normalizes each group while it is in the cache. The estimates' names follow PyTorch's
+estimates, ``group_norm``); the two agree. The estimates' names follow PyTorch's
 (``running_mean``, ``running_var``), as do the scales' and shifts' (``weight``, ``bias``).
 """
 
@@ -50,7 +47,6 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from cadence.nn.norm import kernels
 from cadence.nn.norm.batch_norm import BatchNorm
 from cadence.nn.norm.common import (RunningStatsNorm, channel_view, check_channels, check_count, check_eps,
                                     register_affine, reset_affine, upcast)
@@ -192,11 +188,4 @@ class BatchChannelNorm(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         r"""$\mathrm{CN}(\mathrm{BN}(x))$ of ``x`` ``[B, C, *]``; a float16 or bfloat16 ``x`` in float32 throughout."""
-        bn, cn = self.batch_norm, self.channel_norm
-        if (not self.training and not bn.reference and bn.track_running_stats
-                and kernels.applicable(x, bn.running_mean, bn.running_var, bn.weight, bn.bias, cn.weight, cn.bias)):
-            check_channels(x, bn.channels, f"BatchChannelNorm({bn.channels}, {cn.groups})")
-            # Without autograd, both normalizations in one pass over memory (kernels.c)
-            return kernels.batch_channel_norm(x, bn.running_mean, bn.running_var, bn.weight, bn.bias, bn.eps,
-                                              cn.weight, cn.bias, cn.eps)
-        return cn(bn(upcast(x))).to(x.dtype)
+        return self.channel_norm(self.batch_norm(upcast(x))).to(x.dtype)

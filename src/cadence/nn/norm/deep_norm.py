@@ -25,9 +25,7 @@ $$
 :class:`DeepNorm` is the normalization (``forward(x, gx)`` with $gx = G_l(x_l)$, as in
 labml_nn); :class:`DeepNormBlock` wraps a sub-layer with it and applies the
 $\beta$-scaled initialisation. labml_nn computes $\mathrm{LN}(x + \alpha\, gx)$; this
-follows the paper's $\alpha\, x + gx$. Without autograd (evaluation, inference), the sum
-and its normalization take one pass over memory in a C kernel
-(:mod:`cadence.nn.norm.kernels`) instead of two of torch's kernels.
+follows the paper's $\alpha\, x + gx$.
 """
 
 from __future__ import annotations
@@ -37,8 +35,7 @@ from collections.abc import Iterable, Sequence
 import torch
 from torch import nn
 
-from cadence.nn.norm import kernels
-from cadence.nn.norm.common import check_count, check_positive, check_trailing, upcast
+from cadence.nn.norm.common import check_count, check_positive, upcast
 from cadence.nn.norm.layer_norm import LayerNorm
 
 
@@ -69,14 +66,9 @@ class DeepNorm(nn.Module):
         if x.shape != gx.shape:
             raise ValueError(f"DeepNorm: residual x of shape {list(x.shape)} and sub-layer output gx of shape "
                              f"{list(gx.shape)}; expected equal shapes")
-        ln = self.layer_norm
-        if not ln.reference and kernels.applicable(x, gx, ln.weight, ln.bias):
-            check_trailing(x, ln.normalized_shape, f"LayerNorm({list(ln.normalized_shape)})")  # as the layer norm would
-            # Without autograd: the sum and its normalization in one pass over memory (kernels.c)
-            return kernels.deep_norm(x, gx, self.alpha, ln.weight, ln.bias, ln.eps)
         # $x_{l+1} = \mathrm{LN}(\alpha x_l + G_l(x_l, \theta_l))$, the sum in one kernel (in float32 for
         # float16 and bfloat16, rounded once at the end)
-        return ln(torch.add(upcast(gx), upcast(x), alpha=self.alpha)).to(x.dtype)
+        return self.layer_norm(torch.add(upcast(gx), upcast(x), alpha=self.alpha)).to(x.dtype)
 
     def extra_repr(self) -> str:
         """The constructor's $\\alpha$, for ``repr``."""

@@ -4,9 +4,9 @@ Every constructor and config boundary checks its numbers with :func:`check_numbe
 value fails where it enters, with one kind of message naming the owner, the argument, the
 value and what was expected::
 
-    Adam: lr=-0.001 is out of range; expected a finite number >= 0
-    GroupNorm: groups=0 is out of range; expected an integer >= 1
-    InMemoryLoader: batch_size='64' is a str; expected an integer
+    Adam: lr=-0.001 is out of range; expected lr >= 0
+    Adam: betas[0]=1.5 is out of range; expected betas[0] in [0, 1)
+    GroupNorm: groups=2.0 is a float; expected an integer
 
 Checks run at construction and at config boundaries, never per batch: the hot paths of the
 library trust what was checked when it was built. This module is plain Python (no torch),
@@ -35,17 +35,18 @@ def check_number(where: str, name: str, value: Any, *, low: float = -math.inf, h
     number (a string, a bool, a float where an integer is expected) and ``ValueError`` for a
     number outside the interval, NaN or infinite.
     """
-    noun = "an integer" if integer else "a finite number"
     if hasattr(value, "numel") and not isinstance(value, (Real, bool)) and value.numel() == 1:
         value = value.item()
     if isinstance(value, bool) or not isinstance(value, Integral if integer else Real):
-        raise TypeError(f"{where}: {name}={value!r} is a {type(value).__name__}; expected {noun}")
+        raise TypeError(f"{where}: {name}={value!r} is a {type(value).__name__}; "
+                        f"expected {'an integer' if integer else 'a real number'}")
     number = int(value) if integer else float(value)
-    below = number <= low if low_open else number < low
-    above = number >= high if high_open else number > high
-    if not math.isfinite(number) or below or above:
-        bounds = _interval(low, high, low_open, high_open)
-        raise ValueError(f"{where}: {name}={value!r} is out of range; expected {noun}{' ' + bounds if bounds else ''}")
+    bounds = _interval(low, high, low_open, high_open)
+    expected = f"expected {name} {bounds}" if bounds else "expected a finite number"
+    if not math.isfinite(number):
+        raise ValueError(f"{where}: {name}={value!r} is not a finite number; {expected}")
+    if (number <= low if low_open else number < low) or (number >= high if high_open else number > high):
+        raise ValueError(f"{where}: {name}={value!r} is out of range; {expected}")
     return number
 
 

@@ -105,10 +105,10 @@ def test_compose_applies_in_order_from_one_generator():
 @pytest.mark.parametrize(
     ("build", "error", "match"),
     [
-        (lambda: RandomCrop(-1), ValueError, "RandomCrop padding must be an integer >= 0, got -1"),
-        (lambda: RandomCrop(2.5), ValueError, "RandomCrop padding must be an integer >= 0, got 2.5"),
-        (lambda: RandomCrop(True), ValueError, "RandomCrop padding must be an integer >= 0, got True"),
-        (lambda: RandomHorizontalFlip(1.5), ValueError, r"p must be a probability in \[0, 1\], got 1.5"),
+        (lambda: RandomCrop(-1), ValueError, "padding=-1 is out of range; expected padding >= 0"),
+        (lambda: RandomCrop(2.5), TypeError, "padding=2.5 is a float; expected an integer"),
+        (lambda: RandomCrop(True), TypeError, "padding=True is a bool; expected an integer"),
+        (lambda: RandomHorizontalFlip(1.5), ValueError, r"p=1.5 is out of range; expected p in \[0, 1\]"),
         (lambda: Compose(RandomCrop(), "flip"), TypeError, "Compose takes augmentations .* got str"),
         (lambda: RandomCrop()(torch.zeros(28, 28)), ValueError, r"RandomCrop expects a batch .* got \[28, 28\]"),
         (lambda: RandomHorizontalFlip()(torch.zeros(3)), ValueError, r"RandomHorizontalFlip expects .* got \[3\]"),

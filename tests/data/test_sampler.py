@@ -155,11 +155,11 @@ def test_set_epoch_of_the_dataset_is_called_before_each_pass():
 @pytest.mark.parametrize(
     ("kwargs", "error", "match"),
     [
-        ({"world_size": 0}, ValueError, "world_size must be an integer >= 1, got 0"),
-        ({"world_size": 2, "rank": 2}, ValueError, r"rank must be an integer in 0 .. 1 \(world_size 2\), got 2"),
-        ({"rank": -1}, ValueError, r"rank must be an integer in 0 .. 0 \(world_size 1\), got -1"),
-        ({"seed": -3}, ValueError, "seed must be an integer >= 0, got -3"),
-        ({"batch_size": 0}, ValueError, "batch_size must be an integer >= 1, got 0"),
+        ({"world_size": 0}, ValueError, "world_size=0 is out of range; expected world_size >= 1"),
+        ({"world_size": 2, "rank": 2}, ValueError, r"rank=2 is out of range; expected rank in \[0, 2\)"),
+        ({"rank": -1}, ValueError, r"rank=-1 is out of range; expected rank in \[0, 1\)"),
+        ({"seed": -3}, ValueError, "seed=-3 is out of range; expected seed >= 0"),
+        ({"batch_size": 0}, ValueError, "batch_size=0 is out of range; expected batch_size >= 1"),
         ({"batch_size": 26, "drop_last": True, "world_size": 2, "rank": 1}, ValueError,
          "drop_last=True with 25 examples per rank and batch_size 26 leaves no batch"),
         ({"world_size": 60, "rank": 0, "drop_last": True}, ValueError,
@@ -174,12 +174,12 @@ def test_bad_arguments(kwargs, error, match):
 
 def test_bad_states():
     loader = ResumableDataLoader(dataset(), 8)
-    with pytest.raises(KeyError, match=r"loader state \{'epoch': 1, 'position': 0\} lacks \['seed'\]"):
+    with pytest.raises(KeyError, match=r"ResumableDataLoader state \{'epoch': 1, 'position': 0\} lacks \['seed'\]"):
         loader.load_state_dict({"epoch": 1, "position": 0})
     with pytest.raises(ValueError, match="loader state position 8 is past the end of an epoch of 7 batches"):
         loader.load_state_dict({"epoch": 1, "position": 8, "seed": 0})
-    with pytest.raises(ValueError, match="loader state 'epoch' must be an integer >= 0, got -1"):
+    with pytest.raises(ValueError, match="state: epoch=-1 is out of range; expected epoch >= 0"):
         loader.load_state_dict({"epoch": -1, "position": 0, "seed": 0})
-    with pytest.raises(ValueError, match="loader state 'seed' must be an integer >= 0, got 1.5"):
+    with pytest.raises(TypeError, match="state: seed=1.5 is a float; expected an integer"):
         loader.load_state_dict({"epoch": 0, "position": 0, "seed": 1.5})
     assert loader.state_dict() == {"epoch": 0, "position": 0, "seed": 0}

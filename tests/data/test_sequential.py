@@ -139,9 +139,9 @@ mapped_release = sequential_module.release_pages
 @pytest.mark.parametrize(
     ("kwargs", "error", "match"),
     [
-        ({"batch_size": 0}, ValueError, "batch_size must be an integer >= 1, got 0"),
-        ({"seq_len": 0}, ValueError, "seq_len must be an integer >= 1, got 0"),
-        ({"world_size": 2, "rank": 5}, ValueError, r"rank must be an integer in 0 .. 1 \(world_size 2\), got 5"),
+        ({"batch_size": 0}, ValueError, "batch_size=0 is out of range; expected batch_size >= 1"),
+        ({"seq_len": 0}, ValueError, "seq_len=0 is out of range; expected seq_len >= 1"),
+        ({"world_size": 2, "rank": 5}, ValueError, r"rank=5 is out of range; expected rank in \[0, 2\)"),
         ({"batch_size": 600}, ValueError, r"1000 tokens in 600 columns \(batch_size 600 x world_size 1\) give 1 tokens "
          "per column: expected at least 2"),
         ({"batch_size": 100, "world_size": 2, "seq_len": 5, "drop_last": True}, ValueError, "give 5 tokens per column: "
@@ -232,12 +232,12 @@ def test_unbatched_workers_see_the_epoch():
 def test_unbatched_bad_arguments_and_states():
     with pytest.raises(ValueError, match="10 tokens hold no window of seq_len 10 plus a target token"):
         SequentialUnBatchedDataset(text=torch.arange(10), seq_len=10)
-    with pytest.raises(ValueError, match="seed must be an integer >= 0, got -1"):
+    with pytest.raises(ValueError, match="seed=-1 is out of range; expected seed >= 0"):
         SequentialUnBatchedDataset(text=torch.arange(10), seq_len=2, seed=-1)
     data = SequentialUnBatchedDataset(text=torch.arange(100), seq_len=10)
     with pytest.raises(IndexError, match="window 9 is out of range for 9 windows"):
         data[9]
-    with pytest.raises(KeyError, match=r"dataset state \{'epoch': 2\} lacks \['seed'\]"):
+    with pytest.raises(KeyError, match=r"SequentialUnBatchedDataset state \{'epoch': 2\} lacks \['seed'\]"):
         data.load_state_dict({"epoch": 2})
     data.load_state_dict({"epoch": 2, "seed": 5})
     assert data.state_dict() == {"epoch": 2, "seed": 5}

@@ -225,13 +225,13 @@ def test_bad_files(tmp_path, mmap_threshold):
 @pytest.mark.parametrize(
     ("kwargs", "match"),
     [
-        ({"filter_subset": 0}, "filter_subset must be an integer >= 1 or None, got 0"),
-        ({"mmap_threshold": -1}, "mmap_threshold must be an integer >= 0 or None, got -1"),
-        ({"mmap_threshold": 1.5}, "mmap_threshold must be an integer >= 0 or None, got 1.5"),
+        ({"filter_subset": 0}, "filter_subset=0 is out of range; expected filter_subset >= 1"),
+        ({"mmap_threshold": -1}, "mmap_threshold=-1 is out of range; expected mmap_threshold >= 0"),
+        ({"mmap_threshold": 1.5}, "mmap_threshold=1.5 is a float; expected an integer"),
     ],
 )
 def test_bad_arguments(corpus, kwargs, match):
-    with pytest.raises(ValueError, match=match):
+    with pytest.raises((ValueError, TypeError), match=f"TextFileDataset: {match}"):
         TextFileDataset(corpus, "character", **kwargs)
 
 

@@ -50,17 +50,17 @@ def test_product():
 
 
 @pytest.mark.parametrize("make, error, message", [
-    (lambda: Cosine(1.0, 0), ValueError, r"Cosine: total_steps=0.0 is out of range; expected total_steps > 0"),
+    (lambda: Cosine(1.0, 0), ValueError, r"Cosine: total_steps=0 is out of range; expected total_steps > 0"),
     (lambda: Exponential(1.0, -0.5), ValueError, r"Exponential: gamma=-0.5 is out of range; expected gamma > 0"),
-    (lambda: Step(1.0, 0, 0.1), ValueError, r"Step: step_size=0.0 is out of range"),
+    (lambda: Step(1.0, 0, 0.1), ValueError, r"Step: step_size=0 is out of range; expected step_size > 0"),
     (lambda: OneCycle(1.0, 100, pct_start=1.2), ValueError, r"OneCycle: pct_start=1.2 is out of range"),
     (lambda: OneCycle(1.0, 100, anneal="cosine"), ValueError, r"anneal='cosine'; expected 'cos' or 'linear'"),
-    (lambda: CosineWarmRestarts(1.0, 0), ValueError, r"t_0=0.0 is out of range; expected t_0 >= 1"),
+    (lambda: CosineWarmRestarts(1.0, 0), ValueError, r"t_0=0 is out of range; expected t_0 >= 1"),
     (lambda: Sequential([Flat(1.0), Flat(2.0)], []), ValueError, r"2 schedules need 1 boundaries, got boundaries=\[\]"),
     (lambda: Sequential([Flat(1.0), Flat(2.0), Flat(3.0)], [5, 5]), ValueError, r"boundaries=\[5, 5\]; expected strictly"),
     (lambda: Sequential([1.0], []), TypeError, r"expected a non-empty list of schedules"),
     (lambda: Linear("1", 0.0, 10), TypeError, r"Linear: start='1' is a str; expected a real number"),
-    (lambda: LinearWarmup(1.0, -1), ValueError, r"LinearWarmup: warmup=-1.0 is out of range; expected warmup >= 0"),
+    (lambda: LinearWarmup(1.0, -1), ValueError, r"LinearWarmup: warmup=-1 is out of range; expected warmup >= 0"),
 ])
 def test_bad_arguments_are_named(make, error, message):
     with pytest.raises(error, match=message):

@@ -21,6 +21,8 @@ from collections.abc import Callable
 import torch
 import torch.nn.functional as F
 
+from cadence.checks import check_number
+
 __all__ = ["Augment", "Compose", "RandomCrop", "RandomHorizontalFlip"]
 
 Augment = Callable[[torch.Tensor, torch.Generator | None], torch.Tensor]
@@ -51,9 +53,7 @@ class RandomCrop:
     """
 
     def __init__(self, padding: int = 4, fill: float = 0) -> None:
-        if isinstance(padding, bool) or not isinstance(padding, int) or padding < 0:
-            raise ValueError(f"RandomCrop padding must be an integer >= 0, got {padding!r}")
-        self.padding = padding
+        self.padding = check_number("RandomCrop", "padding", padding, low=0, integer=True)
         self.fill = fill
 
     def __repr__(self) -> str:
@@ -93,9 +93,7 @@ class RandomHorizontalFlip:
     """
 
     def __init__(self, p: float = 0.5) -> None:
-        if isinstance(p, bool) or not isinstance(p, (int, float)) or not 0 <= p <= 1:
-            raise ValueError(f"RandomHorizontalFlip p must be a probability in [0, 1], got {p!r}")
-        self.p = p
+        self.p = check_number("RandomHorizontalFlip", "p", p, low=0, high=1)
 
     def __repr__(self) -> str:
         return f"RandomHorizontalFlip(p={self.p})"

@@ -21,14 +21,9 @@ from collections.abc import Mapping
 import numpy as np
 import torch
 
-__all__ = ["ResumableEpochs", "check_count", "check_shard", "check_state", "chunks", "epoch_generator", "shard"]
+from cadence.checks import check_number
 
-
-def check_count(name: str, value: object, minimum: int) -> int:
-    """``value`` if it is an int (not a bool) of at least ``minimum``, else a ``ValueError`` naming it."""
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
-    return value
+__all__ = ["ResumableEpochs", "check_shard", "check_state", "chunks", "epoch_generator", "shard"]
 
 
 def chunks(n: int, size: int, drop_last: bool) -> int:
@@ -37,21 +32,19 @@ def chunks(n: int, size: int, drop_last: bool) -> int:
     return n // size if drop_last else -(-n // size)
 
 
-def check_shard(world_size: int, rank: int) -> tuple[int, int]:
-    """``(world_size, rank)`` if ``world_size >= 1`` and ``0 <= rank < world_size``, else a ``ValueError`` naming them."""
-    check_count("world_size", world_size, 1)
-    if isinstance(rank, bool) or not isinstance(rank, int) or not 0 <= rank < world_size:
-        raise ValueError(f"rank must be an integer in 0 .. {world_size - 1} (world_size {world_size}), got {rank!r}")
-    return world_size, rank
+def check_shard(where: str, world_size: int, rank: int) -> tuple[int, int]:
+    """``(world_size, rank)`` if ``world_size >= 1`` and ``0 <= rank < world_size``, else an error naming them."""
+    world_size = check_number(where, "world_size", world_size, low=1, integer=True)
+    return world_size, check_number(where, "rank", rank, low=0, high=world_size, high_open=True, integer=True)
 
 
-def check_state(state: Mapping[str, int], keys: tuple[str, ...], owner: str) -> list[int]:
+def check_state(owner: str, state: Mapping[str, int], keys: tuple[str, ...]) -> list[int]:
     """The values of ``keys`` in ``state``, each an integer >= 0, or an error naming the key and the value."""
     missing = [key for key in keys if key not in state]
     if missing:
         expected = ", ".join(repr(key) for key in keys)
         raise KeyError(f"{owner} state {dict(state)!r} lacks {missing}: expected keys {expected}")
-    return [check_count(f"{owner} state {key!r}", state[key], 0) for key in keys]
+    return [check_number(f"{owner} state", key, state[key], low=0, integer=True) for key in keys]
 
 
 def epoch_generator(seed: int, epoch: int, *stream: int) -> torch.Generator:
@@ -107,7 +100,7 @@ class ResumableEpochs:
 
     def set_epoch(self, epoch: int) -> None:
         """Start epoch ``epoch`` (an integer >= 0) from its first batch on the next pass."""
-        self.epoch, self.position = check_count("epoch", epoch, 0), 0
+        self.epoch, self.position = check_number(type(self).__name__, "epoch", epoch, low=0, integer=True), 0
 
     def state_dict(self) -> dict[str, int]:
         """``{"epoch", "position"}``: where the next batch comes from."""
@@ -120,7 +113,7 @@ class ResumableEpochs:
             KeyError: ``state`` lacks a key.
             ValueError: a value is out of range for this loader (``position`` above ``len(self)``).
         """
-        epoch, position = check_state(state, ("epoch", "position"), "loader")
+        epoch, position = check_state(type(self).__name__, state, ("epoch", "position"))
         if position > len(self):
             raise ValueError(f"loader state position {position} is past the end of an epoch of {len(self)} batches")
         self.epoch, self.position = epoch, position

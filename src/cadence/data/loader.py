@@ -19,7 +19,8 @@ from collections.abc import Callable, Iterator, Mapping
 
 import torch
 
-from cadence.data.epochs import ResumableEpochs, check_count, check_shard, check_state, chunks, epoch_generator, shard
+from cadence.checks import check_number
+from cadence.data.epochs import ResumableEpochs, check_shard, check_state, chunks, epoch_generator, shard
 
 __all__ = ["InMemoryLoader"]
 
@@ -90,9 +91,9 @@ class InMemoryLoader(ResumableEpochs):
                 raise TypeError(f"{name} must be callable or None, got {type(function).__name__}")
         self.inputs = inputs
         self.targets = targets
-        self.batch_size = check_count("batch_size", batch_size, 1)
-        self.seed = check_count("seed", seed, 0)
-        self.world_size, self.rank = check_shard(world_size, rank)
+        self.batch_size = check_number("InMemoryLoader", "batch_size", batch_size, low=1, integer=True)
+        self.seed = check_number("InMemoryLoader", "seed", seed, low=0, integer=True)
+        self.world_size, self.rank = check_shard("InMemoryLoader", world_size, rank)
         self.shuffle = shuffle
         self.drop_last = drop_last
         self.transform = transform
@@ -125,7 +126,7 @@ class InMemoryLoader(ResumableEpochs):
         n = len(self.inputs)
         if not self.shuffle:
             return torch.arange(n)
-        return torch.randperm(n, generator=epoch_generator(self.seed, check_count("epoch", epoch, 0)))
+        return torch.randperm(n, generator=epoch_generator(self.seed, epoch))
 
     def shard(self, epoch: int) -> torch.Tensor:
         """This rank's indices of ``epoch`` in order: :meth:`order` split by :func:`~cadence.data.epochs.shard`."""
@@ -134,7 +135,7 @@ class InMemoryLoader(ResumableEpochs):
     def generator(self, epoch: int, batch: int) -> torch.Generator:
         """The generator that augments batch ``batch`` of ``epoch`` on this rank: seeded from ``(seed, epoch, rank,
         batch)`` only."""
-        return epoch_generator(self.seed, check_count("epoch", epoch, 0), self.rank, check_count("batch", batch, 0))
+        return epoch_generator(self.seed, epoch, self.rank, batch)
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         """Yield the remaining batches of the current epoch, then advance :attr:`epoch` by one."""
@@ -163,6 +164,6 @@ class InMemoryLoader(ResumableEpochs):
             KeyError: ``state`` lacks ``"epoch"``, ``"position"`` or ``"seed"``.
             ValueError: a value is out of range for this loader (``position`` above ``len(self)``).
         """
-        *_, seed = check_state(state, ("epoch", "position", "seed"), "loader")
+        *_, seed = check_state("InMemoryLoader", state, ("epoch", "position", "seed"))
         super().load_state_dict(state)
         self.seed = seed

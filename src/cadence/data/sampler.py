@@ -22,7 +22,8 @@ from typing import Any
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
-from cadence.data.epochs import ResumableEpochs, check_count, check_shard, check_state, chunks, epoch_generator, shard
+from cadence.checks import check_number
+from cadence.data.epochs import ResumableEpochs, check_shard, check_state, chunks, epoch_generator, shard
 
 __all__ = ["ResumableDataLoader", "ResumableSampler"]
 
@@ -59,9 +60,9 @@ class ResumableSampler(Sampler[int]):
     ) -> None:
         self.size = len(data_source)
         self.shuffle = shuffle
-        self.seed = check_count("seed", seed, 0)
+        self.seed = check_number("ResumableSampler", "seed", seed, low=0, integer=True)
         self.drop_last = drop_last
-        self.world_size, self.rank = check_shard(world_size, rank)
+        self.world_size, self.rank = check_shard("ResumableSampler", world_size, rank)
         self.num_samples = chunks(self.size, world_size, drop_last)
         """Indices of one rank per epoch."""
         if self.num_samples == 0:
@@ -76,7 +77,6 @@ class ResumableSampler(Sampler[int]):
 
     def order(self, epoch: int) -> torch.Tensor:
         """This rank's indices of ``epoch``: the epoch's order (a function of ``(seed, epoch)`` only), sharded."""
-        check_count("epoch", epoch, 0)
         if self.shuffle:
             full = torch.randperm(self.size, generator=epoch_generator(self.seed, epoch))
         else:
@@ -85,8 +85,8 @@ class ResumableSampler(Sampler[int]):
 
     def set_epoch(self, epoch: int, start: int = 0) -> None:
         """Make the next pass yield the indices of ``epoch`` from its ``start``-th on."""
-        self.epoch = check_count("epoch", epoch, 0)
-        start = check_count("start", start, 0)
+        self.epoch = check_number("ResumableSampler", "epoch", epoch, low=0, integer=True)
+        start = check_number("ResumableSampler", "start", start, low=0, integer=True)
         if start > self.num_samples:
             raise ValueError(f"start {start} is past the end of an epoch of {self.num_samples} indices")
         self.start = start
@@ -141,7 +141,7 @@ class ResumableDataLoader(ResumableEpochs, DataLoader):
                 f"persistent_workers=True with {type(dataset).__name__}, which has set_epoch: the workers' copies "
                 "would keep the first epoch's randomness; use persistent_workers=False"
             )
-        check_count("batch_size", batch_size, 1)
+        check_number("ResumableDataLoader", "batch_size", batch_size, low=1, integer=True)
         sampler = ResumableSampler(
             dataset, shuffle=shuffle, seed=seed, drop_last=drop_last, world_size=world_size, rank=rank
         )
@@ -179,6 +179,6 @@ class ResumableDataLoader(ResumableEpochs, DataLoader):
             KeyError: ``state`` lacks a key.
             ValueError: a value is out of range for this loader.
         """
-        *_, seed = check_state(state, ("epoch", "position", "seed"), "loader")
+        *_, seed = check_state("ResumableDataLoader", state, ("epoch", "position", "seed"))
         super().load_state_dict(state)
         self.sampler.seed = seed

@@ -28,7 +28,8 @@ from typing import TYPE_CHECKING
 import torch
 from torch.utils.data import Dataset
 
-from cadence.data.epochs import ResumableEpochs, check_count, check_shard, check_state, chunks, epoch_generator
+from cadence.checks import check_number
+from cadence.data.epochs import ResumableEpochs, check_shard, check_state, chunks, epoch_generator
 from cadence.data.token_cache import release_pages
 
 if TYPE_CHECKING:
@@ -94,9 +95,9 @@ class SequentialDataLoader(ResumableEpochs):
         world_size: int = 1,
         rank: int = 0,
     ) -> None:
-        self.batch_size = check_count("batch_size", batch_size, 1)
-        self.seq_len = check_count("seq_len", seq_len, 1)
-        self.world_size, self.rank = check_shard(world_size, rank)
+        self.batch_size = check_number("SequentialDataLoader", "batch_size", batch_size, low=1, integer=True)
+        self.seq_len = check_number("SequentialDataLoader", "seq_len", seq_len, low=1, integer=True)
+        self.world_size, self.rank = check_shard("SequentialDataLoader", world_size, rank)
         self.drop_last = drop_last
         self.tokens = _token_stream(text, dataset, type(self).__name__)
         columns = batch_size * world_size
@@ -169,8 +170,8 @@ class SequentialUnBatchedDataset(Dataset):
         is_random_offset: bool = True,
         seed: int = 0,
     ) -> None:
-        self.seq_len = check_count("seq_len", seq_len, 1)
-        self.seed = check_count("seed", seed, 0)
+        self.seq_len = check_number("SequentialUnBatchedDataset", "seq_len", seq_len, low=1, integer=True)
+        self.seed = check_number("SequentialUnBatchedDataset", "seed", seed, low=0, integer=True)
         self.is_random_offset = is_random_offset
         self.data = _token_stream(text, dataset, type(self).__name__)
         if len(self) == 0:
@@ -190,7 +191,7 @@ class SequentialUnBatchedDataset(Dataset):
             return torch.zeros(n, dtype=torch.int64)
         starts = torch.arange(n) * self.seq_len
         high = (len(self.data) - starts - self.seq_len - 1).clamp(max=self.seq_len - 1)
-        generator = epoch_generator(self.seed, check_count("epoch", epoch, 0), _OFFSETS)
+        generator = epoch_generator(self.seed, epoch, _OFFSETS)
         uniform = torch.rand(n, generator=generator, dtype=torch.float64)
         return (uniform * (high + 1)).long()
 
@@ -206,7 +207,7 @@ class SequentialUnBatchedDataset(Dataset):
 
     def set_epoch(self, epoch: int) -> None:
         """Use the offsets of ``epoch`` (an integer >= 0) from now on."""
-        self.epoch = check_count("epoch", epoch, 0)
+        self.epoch = check_number("SequentialUnBatchedDataset", "epoch", epoch, low=0, integer=True)
 
     def state_dict(self) -> dict[str, int]:
         """``{"epoch", "seed"}``: what the offsets are drawn from."""
@@ -219,4 +220,4 @@ class SequentialUnBatchedDataset(Dataset):
             KeyError: ``state`` lacks ``"epoch"`` or ``"seed"``.
             ValueError: a value is not an integer >= 0.
         """
-        self.epoch, self.seed = check_state(state, ("epoch", "seed"), "dataset")
+        self.epoch, self.seed = check_state("SequentialUnBatchedDataset", state, ("epoch", "seed"))

@@ -24,6 +24,7 @@ from urllib.parse import urlsplit
 import numpy as np
 import torch
 
+from cadence.checks import check_number
 from cadence.data.dirs import resolve_data_dir
 from cadence.data.download import DownloadError
 from cadence.data.download import download as download_file
@@ -253,8 +254,8 @@ class TextFileDataset(TextDataset):
         cache_dir: str | os.PathLike[str] | None = None,
     ) -> None:
         for name, value, minimum in (("filter_subset", filter_subset, 1), ("mmap_threshold", mmap_threshold, 0)):
-            if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < minimum):
-                raise ValueError(f"{name} must be an integer >= {minimum} or None, got {value!r}")
+            if value is not None:
+                check_number("TextFileDataset", name, value, low=minimum, integer=True)
         path = _locate(path_or_url, sha256, data_dir)
         self.cache: TokenCache | None = None
         if mmap_threshold is None or path.stat().st_size < mmap_threshold:

@@ -15,6 +15,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from cadence.checks import check_number
 from cadence.data import MNIST, InMemoryLoader
 from cadence.metrics import Accuracy
 from cadence.nn.norm import BatchChannelNorm, BatchNorm, GroupNorm, InstanceNorm, LayerNorm
@@ -108,15 +109,18 @@ class MNISTConfig:
     model: ModelConfig = field(default_factory=ModelConfig)
     optimizer: OptimizerConfig = field(default_factory=lambda: OptimizerConfig(name="adam", lr=1e-3))
 
+    def __post_init__(self) -> None:
+        for name in ("epochs", "batch_size", "valid_batch_size", "inner_iterations", "update_batches"):
+            check_number("mnist config", name, getattr(self, name), low=1, integer=True)
+        for name in ("seed", "num_threads"):
+            check_number("mnist config", name, getattr(self, name), low=0, integer=True)
+        check_number("mnist config", "grad_clip_norm", self.grad_clip_norm, low=0)
+
 
 def build(config: MNISTConfig, data_dir: str | Path | None = None) -> Trainer:
     """Load the data, build the model and optimizer, and return the trainer (not yet run)."""
-    if config.num_threads < 0:
-        raise ValueError(f"num_threads={config.num_threads}; expected 0 (torch's default) or a positive count")
     if config.num_threads:
         torch.set_num_threads(config.num_threads)
-    if config.grad_clip_norm < 0:
-        raise ValueError(f"grad_clip_norm={config.grad_clip_norm}; expected 0 (no clipping) or a positive norm")
     schedules = build_schedules(config.optimizer)
     train_set = MNIST(data_dir, train=True)
     valid_set = MNIST(data_dir, train=False)

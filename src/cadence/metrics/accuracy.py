@@ -17,6 +17,7 @@ from dataclasses import dataclass
 
 import torch
 
+from cadence.checks import check_number
 from cadence.metrics.state import Metric
 
 
@@ -38,10 +39,9 @@ class Accuracy(Metric[AccuracyState]):
     """
 
     def __init__(self, ignore_index: int | None = None):
-        if ignore_index is not None and (isinstance(ignore_index, bool) or not isinstance(ignore_index, int)):
-            raise TypeError(f"Accuracy: ignore_index={ignore_index!r}; expected an int or None")
         #: Target value of the samples left out.
-        self.ignore_index = ignore_index
+        self.ignore_index = None if ignore_index is None else check_number("Accuracy", "ignore_index", ignore_index,
+                                                                            integer=True)
         super().__init__()
 
     def create_state(self) -> AccuracyState:

@@ -38,28 +38,13 @@ class MeanLoss(Metric[MeanLossState]):
         return MeanLossState(weighted_sum=torch.zeros(()), count=torch.zeros((), dtype=torch.long))
 
     def update(self, loss: torch.Tensor, count: int | torch.Tensor = 1) -> None:
-        """Add a batch whose mean loss is ``loss`` (a 0-d tensor) over ``count`` samples.
-
-        An ``int`` count must be at least 1; a tensor count (0-d, integer) is taken as
-        it is, since checking it would read it from the device.
-        """
-        if not isinstance(loss, torch.Tensor) or loss.dim() != 0 or not loss.dtype.is_floating_point:
-            shape = list(loss.shape) if isinstance(loss, torch.Tensor) else type(loss).__name__
-            raise ValueError(f"MeanLoss.update: loss is {shape}; expected a 0-d floating-point tensor "
-                             f"(the batch's mean loss)")
-        if isinstance(count, torch.Tensor):
-            if count.dim() != 0 or count.dtype.is_floating_point or count.dtype.is_complex:
-                raise ValueError(f"MeanLoss.update: count has shape {list(count.shape)} and dtype {count.dtype}; "
-                                 f"expected a 0-d integer tensor or an int")
-        elif isinstance(count, bool) or not isinstance(count, int) or count < 1:
-            raise ValueError(f"MeanLoss.update: count={count!r}; expected the batch's sample count, an int >= 1")
-        else:
-            count = torch.full((), count, dtype=torch.long, device=loss.device)
+        """Add a batch whose mean loss is ``loss`` (a 0-d floating-point tensor) over ``count`` samples
+        (an int, or a 0-d integer tensor on the loss's device)."""
         # Half-precision losses are summed in float32.
         dtype = torch.promote_types(loss.dtype, torch.float32)
         # $\sum_b n_b \ell_b$ and $\sum_b n_b$
-        self.state.weighted_sum = self.state.weighted_sum.to(dtype) + loss.detach().to(dtype) * count
-        self.state.count = self.state.count + count
+        self.state.weighted_sum = self.state.weighted_sum.to(loss.device, dtype) + loss.detach().to(dtype) * count
+        self.state.count = self.state.count.to(loss.device) + count
 
     def compute(self) -> torch.Tensor:
         r"""$\bar{\ell}$, a 0-d tensor (NaN when nothing was counted)."""

@@ -13,11 +13,12 @@ are of the same class with equal arguments.
 
 from __future__ import annotations
 
-import math
 import os
 from abc import ABC, abstractmethod
 from pathlib import Path
 from typing import Any
+
+from cadence.checks import check_number
 
 
 class Schedule(ABC):
@@ -47,7 +48,7 @@ class Schedule(ABC):
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
 
-        steps = int(at_least(steps, 1, "steps", f"{type(self).__name__}.plot"))
+        steps = int(check_number(f"{type(self).__name__}.plot", "steps", steps, low=1))
         xs = list(range(steps + 1))
         figure, axes = plt.subplots(figsize=(6, 3.5))
         axes.plot(xs, [self(x) for x in xs])
@@ -66,20 +67,3 @@ class Schedule(ABC):
             return NotImplemented
         return type(self) is type(other) and self.arguments() == other.arguments()
 
-
-def as_finite_float(value: Any, name: str, where: str) -> float:
-    """``value`` as a finite ``float``, else a ``TypeError``/``ValueError`` naming ``name`` and ``where``."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise TypeError(f"{where}: {name}={value!r} is a {type(value).__name__}; expected a real number")
-    value = float(value)
-    if not math.isfinite(value):
-        raise ValueError(f"{where}: {name}={value!r}; expected a finite number")
-    return value
-
-
-def at_least(value: Any, low: float, name: str, where: str, *, strict: bool = False) -> float:
-    """``value`` as a finite float that is ``>= low`` (``> low`` if ``strict``), else an error naming it."""
-    value = as_finite_float(value, name, where)
-    if value < low or (strict and value == low):
-        raise ValueError(f"{where}: {name}={value!r} is out of range; expected {name} {'>' if strict else '>='} {low}")
-    return value

@@ -15,7 +15,8 @@ import math
 from collections.abc import Sequence
 from typing import Any
 
-from cadence.schedule.base import Schedule, as_finite_float
+from cadence.checks import check_number
+from cadence.schedule.base import Schedule
 
 
 def _schedules(schedules: Any, where: str) -> list[Schedule]:
@@ -29,7 +30,7 @@ class Sequential(Schedule):
 
     def __init__(self, schedules: Sequence[Schedule], boundaries: Sequence[float]):
         self.schedules = _schedules(schedules, "Sequential")
-        self.boundaries = [as_finite_float(b, f"boundaries[{i}]", "Sequential") for i, b in enumerate(boundaries)]
+        self.boundaries = [check_number("Sequential", f"boundaries[{i}]", b) for i, b in enumerate(boundaries)]
         if len(self.boundaries) != len(self.schedules) - 1:
             raise ValueError(f"Sequential: {len(self.schedules)} schedules need {len(self.schedules) - 1} boundaries, "
                              f"got boundaries={list(boundaries)!r}")

@@ -18,16 +18,17 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from cadence.schedule.base import Schedule, as_finite_float, at_least
+from cadence.checks import check_number
+from cadence.schedule.base import Schedule
 
 
 class Cosine(Schedule):
     """Half a cosine from ``value`` at step 0 to ``floor`` at ``total_steps``."""
 
     def __init__(self, value: float, total_steps: float, floor: float = 0.0):
-        self.value = as_finite_float(value, "value", "Cosine")
-        self.total_steps = at_least(total_steps, 0, "total_steps", "Cosine", strict=True)
-        self.floor = as_finite_float(floor, "floor", "Cosine")
+        self.value = check_number("Cosine", "value", value)
+        self.total_steps = check_number("Cosine", "total_steps", total_steps, low=0, low_open=True)
+        self.floor = check_number("Cosine", "floor", floor)
 
     def __call__(self, x: float) -> float:
         r"""$v_{\min} + (v - v_{\min}) \frac12 (1 + \cos(\pi \min(x, T) / T))$."""
@@ -43,9 +44,9 @@ class Linear(Schedule):
     """Linear from ``start`` at step 0 to ``end`` at ``total_steps``, then ``end``."""
 
     def __init__(self, start: float, end: float, total_steps: float):
-        self.start = as_finite_float(start, "start", "Linear")
-        self.end = as_finite_float(end, "end", "Linear")
-        self.total_steps = at_least(total_steps, 0, "total_steps", "Linear", strict=True)
+        self.start = check_number("Linear", "start", start)
+        self.end = check_number("Linear", "end", end)
+        self.total_steps = check_number("Linear", "total_steps", total_steps, low=0, low_open=True)
 
     def __call__(self, x: float) -> float:
         """$s_0 + (s_1 - s_0) \\min(x, T) / T$."""
@@ -60,10 +61,10 @@ class Polynomial(Schedule):
     """``floor + (value - floor) * (1 - min(x, T) / T) ** power``."""
 
     def __init__(self, value: float, total_steps: float, power: float = 1.0, floor: float = 0.0):
-        self.value = as_finite_float(value, "value", "Polynomial")
-        self.total_steps = at_least(total_steps, 0, "total_steps", "Polynomial", strict=True)
-        self.power = at_least(power, 0, "power", "Polynomial", strict=True)
-        self.floor = as_finite_float(floor, "floor", "Polynomial")
+        self.value = check_number("Polynomial", "value", value)
+        self.total_steps = check_number("Polynomial", "total_steps", total_steps, low=0, low_open=True)
+        self.power = check_number("Polynomial", "power", power, low=0, low_open=True)
+        self.floor = check_number("Polynomial", "floor", floor)
 
     def __call__(self, x: float) -> float:
         """$v_{\\min} + (v - v_{\\min})(1 - \\min(x, T)/T)^p$."""
@@ -79,8 +80,8 @@ class Exponential(Schedule):
     """``value * gamma ** x``."""
 
     def __init__(self, value: float, gamma: float):
-        self.value = as_finite_float(value, "value", "Exponential")
-        self.gamma = at_least(gamma, 0, "gamma", "Exponential", strict=True)
+        self.value = check_number("Exponential", "value", value)
+        self.gamma = check_number("Exponential", "gamma", gamma, low=0, low_open=True)
 
     def __call__(self, x: float) -> float:
         r"""$v \gamma^x$."""
@@ -95,9 +96,9 @@ class Step(Schedule):
     """``value * gamma ** floor(x / step_size)``."""
 
     def __init__(self, value: float, step_size: float, gamma: float = 0.1):
-        self.value = as_finite_float(value, "value", "Step")
-        self.step_size = at_least(step_size, 0, "step_size", "Step", strict=True)
-        self.gamma = at_least(gamma, 0, "gamma", "Step", strict=True)
+        self.value = check_number("Step", "value", value)
+        self.step_size = check_number("Step", "step_size", step_size, low=0, low_open=True)
+        self.gamma = check_number("Step", "gamma", gamma, low=0, low_open=True)
 
     def __call__(self, x: float) -> float:
         r"""$v \gamma^{\lfloor x / k \rfloor}$."""

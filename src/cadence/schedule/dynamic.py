@@ -9,7 +9,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from cadence.schedule.base import Schedule, as_finite_float
+from cadence.checks import check_number
+from cadence.schedule.base import Schedule
 
 
 class Dynamic(Schedule):
@@ -24,8 +25,8 @@ class Dynamic(Schedule):
         else:
             if not isinstance(range_, (tuple, list)) or len(range_) != 2:
                 raise ValueError(f"Dynamic: range_={range_!r}; expected a pair (min, max)")
-            low = as_finite_float(range_[0], "range_[0]", "Dynamic")
-            high = as_finite_float(range_[1], "range_[1]", "Dynamic")
+            low = check_number("Dynamic", "range_[0]", range_[0])
+            high = check_number("Dynamic", "range_[1]", range_[1])
             if low > high:
                 raise ValueError(f"Dynamic: range_={range_!r} has min > max; expected min <= max")
             #: $(c_{\min}, c_{\max})$, or ``None`` for no bounds
@@ -33,7 +34,7 @@ class Dynamic(Schedule):
         self.value = self._checked(value, "Dynamic")
 
     def _checked(self, value: Any, where: str) -> float:
-        value = as_finite_float(value, "value", where)
+        value = check_number(where, "value", value)
         if self.range_ is not None and not self.range_[0] <= value <= self.range_[1]:
             raise ValueError(f"{where}: value={value!r} is outside range_={self.range_!r}; "
                              f"expected {self.range_[0]!r} <= value <= {self.range_[1]!r}")

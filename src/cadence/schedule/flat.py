@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from cadence.schedule.base import Schedule, as_finite_float
+from cadence.checks import check_number
+from cadence.schedule.base import Schedule
 
 
 class Flat(Schedule):
@@ -12,7 +13,7 @@ class Flat(Schedule):
 
     def __init__(self, value: float):
         #: $c$
-        self.value = as_finite_float(value, "value", "Flat")
+        self.value = check_number("Flat", "value", value)
 
     def __call__(self, x: float) -> float:
         """$c$, whatever the step."""

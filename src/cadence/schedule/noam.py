@@ -15,16 +15,17 @@ from __future__ import annotations
 
 from typing import Any
 
-from cadence.schedule.base import Schedule, as_finite_float, at_least
+from cadence.checks import check_number
+from cadence.schedule.base import Schedule
 
 
 class Noam(Schedule):
     """``value * d_model ** -0.5 * min(x ** -0.5, x * warmup ** -1.5)``."""
 
     def __init__(self, value: float, d_model: float, warmup: float):
-        self.value = as_finite_float(value, "value", "Noam")
-        self.d_model = at_least(d_model, 0, "d_model", "Noam", strict=True)
-        self.warmup = at_least(warmup, 0, "warmup", "Noam", strict=True)
+        self.value = check_number("Noam", "value", value)
+        self.d_model = check_number("Noam", "d_model", d_model, low=0, low_open=True)
+        self.warmup = check_number("Noam", "warmup", warmup, low=0, low_open=True)
 
     def __call__(self, x: float) -> float:
         r"""$v \, d_{\text{model}}^{-0.5} \min(x^{-0.5}, x w^{-1.5})$, and 0 at $x \le 0$."""

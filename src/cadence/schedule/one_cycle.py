@@ -20,7 +20,8 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from cadence.schedule.base import Schedule, as_finite_float, at_least
+from cadence.checks import check_number
+from cadence.schedule.base import Schedule
 
 
 class OneCycle(Schedule):
@@ -29,16 +30,14 @@ class OneCycle(Schedule):
     def __init__(self, max_value: float, total_steps: int, pct_start: float = 0.3, anneal: str = "cos",
                  div_factor: float = 25.0, final_div_factor: float = 1e4, three_phase: bool = False):
         where = "OneCycle"
-        self.max_value = as_finite_float(max_value, "max_value", where)
-        self.total_steps = int(at_least(total_steps, 1, "total_steps", where))
-        self.pct_start = as_finite_float(pct_start, "pct_start", where)
-        if not 0 < self.pct_start < 1:
-            raise ValueError(f"{where}: pct_start={pct_start!r} is out of range; expected 0 < pct_start < 1")
+        self.max_value = check_number(where, "max_value", max_value)
+        self.total_steps = int(check_number(where, "total_steps", total_steps, low=1))
+        self.pct_start = check_number(where, "pct_start", pct_start, low=0, high=1, low_open=True, high_open=True)
         if anneal not in ("cos", "linear"):
             raise ValueError(f"{where}: anneal={anneal!r}; expected 'cos' or 'linear'")
         self.anneal = anneal
-        self.div_factor = at_least(div_factor, 0, "div_factor", where, strict=True)
-        self.final_div_factor = at_least(final_div_factor, 0, "final_div_factor", where, strict=True)
+        self.div_factor = check_number(where, "div_factor", div_factor, low=0, low_open=True)
+        self.final_div_factor = check_number(where, "final_div_factor", final_div_factor, low=0, low_open=True)
         self.three_phase = bool(three_phase)
         v0 = self.max_value / self.div_factor
         v_min = v0 / self.final_div_factor

@@ -24,7 +24,8 @@ import math
 from collections.abc import Sequence
 from typing import Any
 
-from cadence.schedule.base import Schedule, as_finite_float
+from cadence.checks import check_number
+from cadence.schedule.base import Schedule
 
 
 def _pairs(endpoints: Any, name: str, where: str) -> tuple[tuple[float, float], ...]:
@@ -38,8 +39,8 @@ def _pairs(endpoints: Any, name: str, where: str) -> tuple[tuple[float, float], 
     for i, pair in enumerate(endpoints):
         if not isinstance(pair, Sequence) or isinstance(pair, str) or len(pair) != 2:
             raise ValueError(f"{where}: {name}[{i}]={pair!r} in {name}={endpoints!r}; expected an (x, y) pair")
-        pairs.append((as_finite_float(pair[0], f"{name}[{i}][0]", where),
-                      as_finite_float(pair[1], f"{name}[{i}][1]", where)))
+        pairs.append((check_number(where, f"{name}[{i}][0]", pair[0]),
+                      check_number(where, f"{name}[{i}][1]", pair[1])))
     for i in range(1, len(pairs)):
         if not pairs[i - 1][0] < pairs[i][0]:
             raise ValueError(f"{where}: {name}={list(pairs)!r} have x[{i - 1}]={pairs[i - 1][0]!r} >= "
@@ -59,7 +60,7 @@ class Piecewise(Schedule):
         self.endpoints = _pairs(endpoints, "endpoints", type(self).__name__)
         #: $y_{\text{out}}$, or ``None`` to hold $y_0$ and $y_n$
         self.outside_value = (None if outside_value is None
-                              else as_finite_float(outside_value, "outside_value", type(self).__name__))
+                              else check_number(type(self).__name__, "outside_value", outside_value))
         self._x = [x for x, _ in self.endpoints]
 
     def __call__(self, x: float) -> float:
@@ -101,12 +102,10 @@ class RelativePiecewise(Piecewise):
             if not 0.0 <= r <= 1.0:
                 raise ValueError(f"{where}: relative_endpoints[{i}] has x={r!r} in relative_endpoints="
                                  f"{list(pairs)!r}; expected a fraction of total_steps in [0, 1]")
-        if isinstance(total_steps, bool) or not isinstance(total_steps, int) or total_steps < 1:
-            raise ValueError(f"{where}: total_steps={total_steps!r}; expected an integer >= 1")
         #: $((r_0, y_0), \dots, (r_n, y_n))$
         self.relative_endpoints = pairs
         #: $T$
-        self.total_steps = total_steps
+        self.total_steps = check_number(where, "total_steps", total_steps, low=1, integer=True)
         # $x_i = r_i T$
         super().__init__([(r * total_steps, y) for r, y in pairs])
 

@@ -16,17 +16,18 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from cadence.schedule.base import Schedule, as_finite_float, at_least
+from cadence.checks import check_number
+from cadence.schedule.base import Schedule
 
 
 class CosineWarmRestarts(Schedule):
     """Cosine cycles of ``t_0``, ``t_0 * t_mult``, ... steps from ``value`` down to ``floor``."""
 
     def __init__(self, value: float, t_0: int, t_mult: int = 1, floor: float = 0.0):
-        self.value = as_finite_float(value, "value", "CosineWarmRestarts")
-        self.t_0 = int(at_least(t_0, 1, "t_0", "CosineWarmRestarts"))
-        self.t_mult = int(at_least(t_mult, 1, "t_mult", "CosineWarmRestarts"))
-        self.floor = as_finite_float(floor, "floor", "CosineWarmRestarts")
+        self.value = check_number("CosineWarmRestarts", "value", value)
+        self.t_0 = int(check_number("CosineWarmRestarts", "t_0", t_0, low=1))
+        self.t_mult = int(check_number("CosineWarmRestarts", "t_mult", t_mult, low=1))
+        self.floor = check_number("CosineWarmRestarts", "floor", floor)
 
     def __call__(self, x: float) -> float:
         r"""The cosine of the current cycle at $T_{\text{cur}} / T_i$."""

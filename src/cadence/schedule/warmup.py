@@ -14,16 +14,17 @@ from __future__ import annotations
 
 from typing import Any
 
-from cadence.schedule.base import Schedule, as_finite_float, at_least
+from cadence.checks import check_number
+from cadence.schedule.base import Schedule
 
 
 class LinearWarmup(Schedule):
     """Linear from ``start`` at step 0 to ``value`` at step ``warmup``, then constant."""
 
     def __init__(self, value: float, warmup: float, start: float = 0.0):
-        self.value = as_finite_float(value, "value", "LinearWarmup")
-        self.warmup = at_least(warmup, 0, "warmup", "LinearWarmup")
-        self.start = as_finite_float(start, "start", "LinearWarmup")
+        self.value = check_number("LinearWarmup", "value", value)
+        self.warmup = check_number("LinearWarmup", "warmup", warmup, low=0)
+        self.start = check_number("LinearWarmup", "start", start)
 
     def __call__(self, x: float) -> float:
         """$s_0 + (v - s_0) x / w$ during the warm-up, then $v$."""

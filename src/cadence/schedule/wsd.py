@@ -19,18 +19,19 @@ from __future__ import annotations
 
 from typing import Any
 
-from cadence.schedule.base import Schedule, as_finite_float, at_least
+from cadence.checks import check_number
+from cadence.schedule.base import Schedule
 
 
 class WarmupStableDecay(Schedule):
     """``warmup`` steps up to ``value``, ``stable`` steps at it, ``decay`` steps down to ``floor``."""
 
     def __init__(self, value: float, warmup: float, stable: float, decay: float, floor: float = 0.0):
-        self.value = as_finite_float(value, "value", "WarmupStableDecay")
-        self.warmup = at_least(warmup, 0, "warmup", "WarmupStableDecay")
-        self.stable = at_least(stable, 0, "stable", "WarmupStableDecay")
-        self.decay = at_least(decay, 0, "decay", "WarmupStableDecay", strict=True)
-        self.floor = as_finite_float(floor, "floor", "WarmupStableDecay")
+        self.value = check_number("WarmupStableDecay", "value", value)
+        self.warmup = check_number("WarmupStableDecay", "warmup", warmup, low=0)
+        self.stable = check_number("WarmupStableDecay", "stable", stable, low=0)
+        self.decay = check_number("WarmupStableDecay", "decay", decay, low=0, low_open=True)
+        self.floor = check_number("WarmupStableDecay", "floor", floor)
 
     def __call__(self, x: float) -> float:
         """The warm-up, the plateau, then the linear decay; ``floor`` after."""

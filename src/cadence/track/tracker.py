@@ -16,6 +16,7 @@ from typing import Any
 
 import torch
 
+from cadence.checks import check_number
 from cadence.track.console import ConsoleSink
 from cadence.track.store import RunStore
 
@@ -39,8 +40,8 @@ class Tracker:
                  console: ConsoleSink | bool | None = None, smoothing: int = 20, flush_every: int = 1000):
         if (store is None) != (run_id is None):
             raise ValueError("Tracker: store and run_id go together; give both or neither")
-        if smoothing < 1 or flush_every < 1:
-            raise ValueError(f"Tracker: smoothing={smoothing}, flush_every={flush_every}; expected both >= 1")
+        check_number("Tracker", "smoothing", smoothing, low=1, integer=True)
+        check_number("Tracker", "flush_every", flush_every, low=1, integer=True)
         self.store = store
         self.run_id = run_id
         self.console = ConsoleSink() if console is None or console is True else (console or None)

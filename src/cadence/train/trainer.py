@@ -29,6 +29,7 @@ from typing import Any, Callable
 import torch
 from torch import nn
 
+from cadence.checks import check_number
 from cadence.metrics import MeanLoss, Metric
 from cadence.optim.clip import clip_grad_norm, clip_grad_value
 from cadence.optim.sophia import gnb_loss
@@ -73,8 +74,7 @@ class Trainer:
                  config: Mapping[str, Any] | None = None, device: str | torch.device = "cpu"):
         for name, value in (("epochs", epochs), ("inner_iterations", inner_iterations),
                             ("update_batches", update_batches), ("hessian_interval", hessian_interval)):
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"Trainer: {name}={value!r}; expected an integer >= 1")
+            check_number("Trainer", name, value, low=1, integer=True)
         for name, loader in (("train_loader", train_loader), ("valid_loader", valid_loader)):
             if loader is not None and not isinstance(loader, Sized):
                 raise TypeError(f"Trainer: {name} of type {type(loader).__name__} has no len(); the trainer "

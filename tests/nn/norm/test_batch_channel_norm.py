@@ -140,10 +140,10 @@ def test_reference_and_native_paths_agree():
 @pytest.mark.parametrize("make, match", [
     (lambda: ChannelNorm(6, 4), r"ChannelNorm: groups=4 does not divide channels=6; expected a divisor of 6"),
     (lambda: BatchChannelNorm(6, 5), r"ChannelNorm: groups=5 does not divide channels=6"),
-    (lambda: BatchChannelNorm(6, 0), r"ChannelNorm: groups=0; expected an integer >= 1"),
-    (lambda: EstimatedBatchNorm(6, momentum=2), r"EstimatedBatchNorm: momentum=2; expected a number in \[0, 1\]"),
-    (lambda: EstimatedBatchNorm(0), r"EstimatedBatchNorm: channels=0; expected an integer >= 1"),
-    (lambda: ChannelNorm(6, 2, eps=-1.0), r"ChannelNorm: eps=-1.0; expected a finite number > 0"),
+    (lambda: BatchChannelNorm(6, 0), r"ChannelNorm: groups=0 is out of range; expected groups >= 1"),
+    (lambda: EstimatedBatchNorm(6, momentum=2), r"EstimatedBatchNorm: momentum=2 is out of range; expected momentum in \[0, 1\]"),
+    (lambda: EstimatedBatchNorm(0), r"EstimatedBatchNorm: channels=0 is out of range; expected channels >= 1"),
+    (lambda: ChannelNorm(6, 2, eps=-1.0), r"ChannelNorm: eps=-1.0 is out of range; expected eps > 0"),
 ])
 def test_bad_arguments(make, match):
     with pytest.raises(ValueError, match=match):

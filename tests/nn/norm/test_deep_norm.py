@@ -26,7 +26,7 @@ def test_constants_of_an_n_layer_model():
     assert deep_norm_constants(1) == pytest.approx((2 ** 0.25, 8 ** -0.25))
     alpha, beta = deep_norm_constants(18)
     assert alpha == pytest.approx(36 ** 0.25) and beta == pytest.approx(144 ** -0.25)
-    with pytest.raises(ValueError, match=r"deep_norm_constants: layers=0; expected an integer >= 1"):
+    with pytest.raises(ValueError, match=r"deep_norm_constants: layers=0 is out of range; expected layers >= 1"):
         deep_norm_constants(0)
 
 
@@ -88,9 +88,9 @@ def test_block_passes_further_arguments_to_the_sublayer():
 
 
 @pytest.mark.parametrize("make, match", [
-    (lambda: DeepNorm(0.0, 8), r"DeepNorm: alpha=0.0; expected a finite number > 0"),
+    (lambda: DeepNorm(0.0, 8), r"DeepNorm: alpha=0.0 is out of range; expected alpha > 0"),
     (lambda: DeepNorm(2.0, 8, eps=0), r"LayerNorm: eps=0"),
-    (lambda: DeepNormBlock(nn.Linear(8, 8), 2.0, -1, 8), r"DeepNormBlock: beta=-1; expected a finite number > 0"),
+    (lambda: DeepNormBlock(nn.Linear(8, 8), 2.0, -1, 8), r"DeepNormBlock: beta=-1 is out of range; expected beta > 0"),
     (lambda: DeepNormBlock(nn.Linear(8, 8), 2.0, 0.5, 8, scaled=["bias"]),
      r"DeepNormBlock: scaled weight 'bias' is not a weight matrix of the sub-layer Linear; expected one of: weight"),
     (lambda: DeepNormBlock(FeedForward(8, 16), 2.0, 0.5, 8, scaled=["layer3.weight"]),

@@ -85,9 +85,9 @@ def test_bad_inputs(shape, match):
 
 
 @pytest.mark.parametrize("kwargs, match", [
-    ({"channels": -2}, r"channels=-2; expected an integer >= 1"),
-    ({"channels": 2, "eps": 0}, r"eps=0; expected a finite number > 0"),
-    ({"channels": 2, "momentum": 1.5}, r"momentum=1.5; expected a number in \[0, 1\]"),
+    ({"channels": -2}, r"channels=-2 is out of range; expected channels >= 1"),
+    ({"channels": 2, "eps": 0}, r"eps=0 is out of range; expected eps > 0"),
+    ({"channels": 2, "momentum": 1.5}, r"momentum=1.5 is out of range; expected momentum in \[0, 1\]"),
 ])
 def test_bad_arguments(kwargs, match):
     with pytest.raises(ValueError, match=r"InstanceNorm: " + match):

@@ -62,7 +62,7 @@ def test_parametrization_and_conv2d_agree_and_state_dicts_load():
 
 
 def test_bad_eps():
-    with pytest.raises(ValueError, match=r"Conv2d: eps=0; expected a finite number > 0"):
+    with pytest.raises(ValueError, match=r"Conv2d: eps=0 is out of range; expected eps > 0"):
         Conv2d(3, 8, 3, eps=0)
     with pytest.raises(ValueError, match=r"WeightStandardization: eps=nan"):
         WeightStandardization(float("nan"))

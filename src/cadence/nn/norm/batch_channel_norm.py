@@ -47,8 +47,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from cadence.checks import check_number
 from cadence.nn.norm.batch_norm import BatchNorm
-from cadence.nn.norm.common import (RunningStatsNorm, channel_view, check_channels, check_count, check_eps,
+from cadence.nn.norm.common import (RunningStatsNorm, channel_view, check_channels,
                                     register_affine, reset_affine, upcast)
 from cadence.nn.norm.group_norm import check_groups, group_normalized, grouped
 
@@ -128,10 +129,10 @@ class ChannelNorm(nn.Module):
     def __init__(self, channels: int, groups: int, *, eps: float = 1e-5, affine: bool = True,
                  reference: bool = False):
         super().__init__()
-        self.channels = check_count(channels, "channels", "ChannelNorm")
-        self.groups = check_count(groups, "groups", "ChannelNorm")
+        self.channels = check_number("ChannelNorm", "channels", channels, low=1, integer=True)
+        self.groups = check_number("ChannelNorm", "groups", groups, low=1, integer=True)
         check_groups(groups, channels, "ChannelNorm")
-        self.eps = check_eps(eps, "ChannelNorm")
+        self.eps = check_number("ChannelNorm", "eps", eps, low=0, low_open=True)
         self.affine = bool(affine)
         self.reference = bool(reference)
         # $\gamma_g$ and $\beta_g$

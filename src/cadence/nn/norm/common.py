@@ -8,40 +8,15 @@ the same.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 
 import torch
 from torch import nn
 
+from cadence.checks import check_number
+
 #: Input dtypes whose statistics are accumulated in float32 (the output keeps the input's dtype).
 LOW_PRECISION = (torch.float16, torch.bfloat16)
-
-
-def check_count(value: object, name: str, where: str) -> int:
-    """``value`` as a count >= 1 (channels, groups, layers), else a ``ValueError`` naming it and ``where``."""
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"{where}: {name}={value!r}; expected an integer >= 1")
-    return value
-
-
-def check_positive(value: object, name: str, where: str) -> float:
-    """``value`` as a finite float > 0, else a ``ValueError`` naming it and ``where``."""
-    if isinstance(value, bool) or not (isinstance(value, (int, float)) and math.isfinite(value) and value > 0):
-        raise ValueError(f"{where}: {name}={value!r}; expected a finite number > 0")
-    return float(value)
-
-
-def check_eps(eps: object, where: str) -> float:
-    r"""``eps`` ($\epsilon$ under the square root) as a finite float > 0."""
-    return check_positive(eps, "eps", where)
-
-
-def check_momentum(momentum: object, where: str) -> float:
-    r"""``momentum`` ($\rho$ of the running estimates) as a float in $[0, 1]$."""
-    if isinstance(momentum, bool) or not (isinstance(momentum, (int, float)) and 0 <= momentum <= 1):
-        raise ValueError(f"{where}: momentum={momentum!r}; expected a number in [0, 1]")
-    return float(momentum)
 
 
 def check_channels(x: torch.Tensor, channels: int, where: str, min_rank: int = 2) -> None:
@@ -56,13 +31,15 @@ def check_channels(x: torch.Tensor, channels: int, where: str, min_rank: int = 2
 
 
 def check_normalized_shape(normalized_shape: object, where: str) -> tuple[int, ...]:
-    """A layer's trailing ``normalized_shape`` (an int or a sequence of ints >= 1) as a tuple."""
-    shape = (normalized_shape,) if isinstance(normalized_shape, int) else normalized_shape
-    if (not isinstance(shape, Sequence) or not shape
-            or any(isinstance(n, bool) or not isinstance(n, int) or n < 1 for n in shape)):
-        raise ValueError(f"{where}: normalized_shape={normalized_shape!r}; expected an integer >= 1 or a non-empty "
-                         f"sequence of them")
-    return tuple(shape)
+    """A layer's trailing ``normalized_shape`` (an int or a non-empty sequence of ints >= 1) as a tuple."""
+    if isinstance(normalized_shape, int):
+        return (check_number(where, "normalized_shape", normalized_shape, low=1, integer=True),)
+    if not isinstance(normalized_shape, Sequence) or isinstance(normalized_shape, str) or not normalized_shape:
+        error = ValueError if isinstance(normalized_shape, Sequence) else TypeError
+        raise error(f"{where}: normalized_shape={normalized_shape!r}; expected an integer >= 1 or a non-empty "
+                    f"sequence of them")
+    return tuple(check_number(where, f"normalized_shape[{i}]", n, low=1, integer=True)
+                 for i, n in enumerate(normalized_shape))
 
 
 def check_trailing(x: torch.Tensor, normalized_shape: tuple[int, ...], where: str) -> None:
@@ -105,9 +82,9 @@ class RunningStatsNorm(nn.Module):
                  reference: bool):
         super().__init__()
         where = type(self).__name__
-        self.channels = check_count(channels, "channels", where)
-        self.eps = check_eps(eps, where)
-        self.momentum = None if momentum is None else check_momentum(momentum, where)
+        self.channels = check_number(where, "channels", channels, low=1, integer=True)
+        self.eps = check_number(where, "eps", eps, low=0, low_open=True)
+        self.momentum = None if momentum is None else check_number(where, "momentum", momentum, low=0, high=1)
         self.affine = bool(affine)
         self.track_running_stats = bool(track_running_stats)
         self.reference = bool(reference)

@@ -35,13 +35,14 @@ from collections.abc import Iterable, Sequence
 import torch
 from torch import nn
 
-from cadence.nn.norm.common import check_count, check_positive, upcast
+from cadence.checks import check_number
+from cadence.nn.norm.common import upcast
 from cadence.nn.norm.layer_norm import LayerNorm
 
 
 def deep_norm_constants(layers: int) -> tuple[float, float]:
     r"""$(\alpha, \beta) = \big((2N)^{1/4}, (8N)^{-1/4}\big)$ of an encoder- or decoder-only model of $N$ ``layers``."""
-    N = check_count(layers, "layers", "deep_norm_constants")
+    N = check_number("deep_norm_constants", "layers", layers, low=1, integer=True)
     return (2 * N) ** 0.25, (8 * N) ** -0.25
 
 
@@ -57,7 +58,7 @@ class DeepNorm(nn.Module):
     def __init__(self, alpha: float, normalized_shape: int | Sequence[int], *, eps: float = 1e-5,
                  elementwise_affine: bool = True, reference: bool = False):
         super().__init__()
-        self.alpha = check_positive(alpha, "alpha", "DeepNorm")
+        self.alpha = check_number("DeepNorm", "alpha", alpha, low=0, low_open=True)
         self.layer_norm = LayerNorm(normalized_shape, eps=eps, elementwise_affine=elementwise_affine,
                                     reference=reference)
 
@@ -91,7 +92,7 @@ class DeepNormBlock(nn.Module):
                  scaled: Iterable[str] | None = None, eps: float = 1e-5, elementwise_affine: bool = True,
                  reference: bool = False):
         super().__init__()
-        self.beta = check_positive(beta, "beta", "DeepNormBlock")
+        self.beta = check_number("DeepNormBlock", "beta", beta, low=0, low_open=True)
         self.sublayer = sublayer
         self.deep_norm = DeepNorm(alpha, normalized_shape, eps=eps, elementwise_affine=elementwise_affine,
                                   reference=reference)

@@ -39,7 +39,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from cadence.nn.norm.common import (channel_view, check_channels, check_count, check_eps, upcast,
+from cadence.checks import check_number
+from cadence.nn.norm.common import (channel_view, check_channels, upcast,
                                     register_affine, reset_affine)
 
 
@@ -86,10 +87,10 @@ class GroupNorm(nn.Module):
     def __init__(self, groups: int, channels: int, *, eps: float = 1e-5, affine: bool = True,
                  reference: bool = False):
         super().__init__()
-        self.groups = check_count(groups, "groups", "GroupNorm")
-        self.channels = check_count(channels, "channels", "GroupNorm")
+        self.groups = check_number("GroupNorm", "groups", groups, low=1, integer=True)
+        self.channels = check_number("GroupNorm", "channels", channels, low=1, integer=True)
         check_groups(groups, channels, "GroupNorm")
-        self.eps = check_eps(eps, "GroupNorm")
+        self.eps = check_number("GroupNorm", "eps", eps, low=0, low_open=True)
         self.affine = bool(affine)
         self.reference = bool(reference)
         # $\gamma$ and $\beta$

@@ -35,7 +35,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from cadence.nn.norm.common import (check_eps, check_normalized_shape, check_trailing, upcast,
+from cadence.checks import check_number
+from cadence.nn.norm.common import (check_normalized_shape, check_trailing, upcast,
                                     register_affine, reset_affine)
 
 
@@ -54,7 +55,7 @@ class LayerNorm(nn.Module):
                  bias: bool = True, reference: bool = False):
         super().__init__()
         self.normalized_shape = check_normalized_shape(normalized_shape, "LayerNorm")
-        self.eps = check_eps(eps, "LayerNorm")
+        self.eps = check_number("LayerNorm", "eps", eps, low=0, low_open=True)
         self.elementwise_affine = bool(elementwise_affine)
         self.reference = bool(reference)
         # $\gamma$ and $\beta$

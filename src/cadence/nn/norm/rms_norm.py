@@ -32,7 +32,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from cadence.nn.norm.common import check_eps, check_normalized_shape, check_trailing, upcast, reset_affine
+from cadence.checks import check_number
+from cadence.nn.norm.common import check_normalized_shape, check_trailing, upcast, reset_affine
 
 
 class RMSNorm(nn.Module):
@@ -49,7 +50,7 @@ class RMSNorm(nn.Module):
                  elementwise_affine: bool = True, reference: bool = False):
         super().__init__()
         self.normalized_shape = check_normalized_shape(normalized_shape, "RMSNorm")
-        self.eps = None if eps is None else check_eps(eps, "RMSNorm")
+        self.eps = None if eps is None else check_number("RMSNorm", "eps", eps, low=0, low_open=True)
         self.elementwise_affine = bool(elementwise_affine)
         self.reference = bool(reference)
         # $g$

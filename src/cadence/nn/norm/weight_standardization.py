@@ -35,7 +35,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from cadence.nn.norm.common import check_eps, upcast
+from cadence.checks import check_number
+from cadence.nn.norm.common import upcast
 
 
 def weight_standardization(weight: torch.Tensor, eps: float = 1e-5) -> torch.Tensor:
@@ -60,7 +61,7 @@ class WeightStandardization(nn.Module):
 
     def __init__(self, eps: float = 1e-5):
         super().__init__()
-        self.eps = check_eps(eps, "WeightStandardization")
+        self.eps = check_number("WeightStandardization", "eps", eps, low=0, low_open=True)
 
     def forward(self, weight: torch.Tensor) -> torch.Tensor:
         r"""$\hat{W}$ of ``weight`` ``[O, *]``."""
@@ -81,7 +82,7 @@ class Conv2d(nn.Conv2d):
     def __init__(self, in_channels: int, out_channels: int, kernel_size: int | tuple[int, int], *args,
                  eps: float = 1e-5, **kwargs):
         super().__init__(in_channels, out_channels, kernel_size, *args, **kwargs)
-        self.eps = check_eps(eps, "Conv2d")
+        self.eps = check_number("Conv2d", "eps", eps, low=0, low_open=True)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         r"""$\hat{W} * x$ (plus the bias) of ``x`` ``[B, C_{in}, H, W]``."""

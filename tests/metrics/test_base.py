@@ -11,7 +11,7 @@ import torch
 import torchmetrics
 from torch import nn
 
-from cadence.metrics import Accuracy, Mean, MeanLoss, Metric, sync_metric
+from cadence.metrics import Accuracy, Mean, MeanLoss, Metric, Perplexity, sync_metric
 from cadence.metrics import base
 
 from .conftest import classifier_batches
@@ -247,10 +247,10 @@ def per_phase_values(metric, data) -> list[float]:
     return values
 
 
-def phase_data(seed: int, seq: int | None = None):
-    """Two epochs of batches for a train and a valid phase, of uneven sizes."""
-    return {phase: [classifier_batches([13, 16, 7, 16, 16, 4][: 6 - p], seq=seq) for _ in range(2)]
-            for p, phase in enumerate(("train", "valid"))}
+def phase_data(seq: int | None = None):
+    """Two epochs of batches for a train and a valid phase, all different, of uneven sizes."""
+    return {phase: [classifier_batches([13, 16, 7, 16, 16, 4][: 6 - p], seq=seq, seed=10 * p + epoch)
+                    for epoch in range(2)] for p, phase in enumerate(("train", "valid"))}
 
 
 @pytest.mark.parametrize("ours, theirs", [
@@ -260,8 +260,17 @@ def phase_data(seed: int, seq: int | None = None):
                                                                              ignore_index=2)),
 ])
 def test_a_torchmetrics_metric_goes_through_the_same_protocol(ours, theirs):
-    data = phase_data(0)
+    data = phase_data()
     assert per_phase_values(ours, data) == pytest.approx(per_phase_values(theirs, data), abs=1e-6)
+
+
+@pytest.mark.parametrize("ours, theirs", [
+    (Perplexity(), torchmetrics.text.Perplexity()),
+    (Perplexity(ignore_index=3), torchmetrics.text.Perplexity(ignore_index=3)),
+])
+def test_a_torchmetrics_text_metric_goes_through_the_same_protocol(ours, theirs):
+    data = phase_data(seq=5)
+    assert per_phase_values(ours, data) == pytest.approx(per_phase_values(theirs, data), rel=1e-5)
 
 
 def test_a_torchmetrics_mean_goes_through_the_same_protocol():

@@ -9,5 +9,7 @@ syncs either kind).
 from cadence.metrics.accuracy import Accuracy, AccuracyDirect, BinaryAccuracy
 from cadence.metrics.base import Metric, sync_metric
 from cadence.metrics.mean import Mean, MeanLoss
+from cadence.metrics.perplexity import BitsPerCharacter, Perplexity
 
-__all__ = ["Accuracy", "AccuracyDirect", "BinaryAccuracy", "Mean", "MeanLoss", "Metric", "sync_metric"]
+__all__ = ["Accuracy", "AccuracyDirect", "BinaryAccuracy", "BitsPerCharacter", "Mean", "MeanLoss", "Metric", "Perplexity",
+           "sync_metric"]

@@ -8,8 +8,9 @@ syncs either kind).
 
 from cadence.metrics.accuracy import Accuracy, AccuracyDirect, BinaryAccuracy
 from cadence.metrics.base import Metric, sync_metric
+from cadence.metrics.confusion import F1, ConfusionMatrix, Precision, Recall
 from cadence.metrics.mean import Mean, MeanLoss
 from cadence.metrics.perplexity import BitsPerCharacter, Perplexity
 
-__all__ = ["Accuracy", "AccuracyDirect", "BinaryAccuracy", "BitsPerCharacter", "Mean", "MeanLoss", "Metric", "Perplexity",
-           "sync_metric"]
+__all__ = ["Accuracy", "AccuracyDirect", "BinaryAccuracy", "BitsPerCharacter", "ConfusionMatrix", "F1", "Mean",
+           "MeanLoss", "Metric", "Perplexity", "Precision", "Recall", "sync_metric"]

@@ -11,7 +11,7 @@ from cadence.metrics import Accuracy
 from cadence.optim import Adam
 from cadence.schedule import Piecewise
 from cadence.track import RunStore, Tracker
-from cadence.train import Trainer, load_checkpoint
+from cadence.train import Trainer, list_checkpoints, load_checkpoint
 
 
 def batches(n: int, size: int, seed: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
@@ -136,16 +136,17 @@ def test_metrics_keep_one_state_per_phase_equal_to_direct_computation():
     assert train_acc != valid_acc
 
 
-def test_checkpoint_holds_model_optimizer_and_config(tmp_path):
+def test_checkpoints_at_epoch_ends_hold_model_optimizer_and_config(tmp_path):
     model = mlp()
     optimizer = Adam(model.parameters())
     trainer = Trainer(model, optimizer, batches(4, 8, 0), loss_fn=nn.functional.cross_entropy, epochs=2,
-                      checkpoint_path=tmp_path / "checkpoint.pt", config={"seed": 0})
+                      run_dir=tmp_path, config={"seed": 0}, experiment="unit", console=False)
     trainer.run()
-    state = load_checkpoint(tmp_path / "checkpoint.pt")
-    assert state["epoch"] == 2 and state["global_step"] == 8 and state["config"] == {"seed": 0}
+    assert [p.name for p in list_checkpoints(tmp_path / "checkpoints")] == ["step-4", "step-8"]
     restored = mlp()
-    restored.load_state_dict(state["model"])
+    state, meta = load_checkpoint(tmp_path / "checkpoints" / "step-8", restored, experiment="unit")
+    assert meta["epoch"] == 2 and meta["step"] == 8 and state["config"] == {"seed": 0}
+    assert state["loop"]["global_step"] == 8 and state["loop"]["epoch"] == 2
     for p, q in zip(model.parameters(), restored.parameters()):
         assert torch.equal(p, q)
     fresh = Adam(restored.parameters())
@@ -174,15 +175,16 @@ def test_a_failing_step_marks_the_run_and_reraises(tmp_path, error, status):
         trainer = Exploding(model, torch.optim.SGD(model.parameters(), lr=0.1), batches(4, 8, 0),
                             loss_fn=nn.functional.cross_entropy, epochs=3, error=error, at=6,
                             tracker=Tracker(store=store, run_id=run_id, console=False),
-                            checkpoint_path=store.run_dir(run_id) / "checkpoint.pt")
+                            run_dir=store.run_dir(run_id))
         with pytest.raises(type(error)):
             trainer.run()
         run = store.get_run(run_id)
     assert run.status == status
     if status == "failed":
         assert "ValueError: loss went NaN at batch 3" in run.error
-    # The checkpoint of the completed first epoch is intact.
-    assert load_checkpoint(trainer.checkpoint_path)["epoch"] == 1
+    # The checkpoint of the completed first epoch is intact, and the only one.
+    assert [p.name for p in list_checkpoints(trainer.run_dir / "checkpoints")] == ["step-4"]
+    assert load_checkpoint(trainer.run_dir / "checkpoints" / "step-4", mlp())[1]["epoch"] == 1
 
 
 def test_a_finished_run_is_recorded_with_its_metrics(tmp_path):
@@ -249,24 +251,3 @@ def test_an_unknown_scheduled_hyper_parameter_fails_at_construction():
     model = mlp()
     with pytest.raises(ValueError, match="cannot schedule 'momentum'"):
         Trainer(model, Adam(model.parameters()), batches(2, 4, 0), schedules={"momentum": Piecewise([(0, 1.0)])})
-
-
-def test_sophia_gets_its_hessian_refreshed_every_k_optimizer_steps():
-    from cadence.optim import Sophia
-
-    model = mlp()
-    optimizer = Sophia(model.parameters(), lr=1e-3)
-    calls = []
-    original = optimizer.update_hessian
-
-    def spy(batch_size):
-        calls.append((trainer.global_step, batch_size, all(p.grad is not None for p in model.parameters())))
-        original(batch_size)
-
-    optimizer.update_hessian = spy
-    trainer = Trainer(model, optimizer, batches(12, 8, 0), loss_fn=nn.functional.cross_entropy, update_batches=2,
-                      hessian_interval=2)
-    trainer.run()
-    assert calls == [(2, 8, True), (4, 8, True), (6, 8, True)]
-    assert all(optimizer.state[p]["hessian"].abs().sum() > 0 for p in model.parameters())
-    assert all(p.grad is None or not p.grad.any() for p in model.parameters())

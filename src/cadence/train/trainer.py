@@ -43,7 +43,6 @@ from __future__ import annotations
 
 import contextlib
 import copy
-import math
 import signal
 import traceback
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence, Sized
@@ -196,6 +195,8 @@ class Trainer:
         self.skipped_steps = 0
         #: How the last :meth:`run` ended: ``"finished"``, ``"interrupted"``, or ``None`` before one.
         self.status: str | None = None
+        #: The signal that interrupted the last :meth:`run` (``signal.SIGINT``, ``signal.SIGTERM``), or ``None``.
+        self.stopped_by: int | None = None
         #: The batch in progress, on :attr:`device` once :meth:`step` moved it (for callbacks).
         self.batch: Any = None
         self._templates = dict(metrics or {})
@@ -323,7 +324,7 @@ class Trainer:
                 raise
             finally:
                 self._interrupts = None
-        signum = interrupts.signal
+        self.stopped_by = signum = interrupts.signal
         self.tracker.finish(self.status, None if signum is None else f"{signal.Signals(signum).name}: stopped at "
                                                                     f"step {self.global_step}")
         return self.status
@@ -376,11 +377,11 @@ class Trainer:
         with torch.set_grad_enabled(is_train), self.mode.update(is_train=is_train, is_optimize=False):
             for idx in range(start, stop):
                 batch = self._next(batches, phase, idx, total)
+                self._done[phase] = idx + 1  # taken from the loader, as the loader's own position counts it
                 if is_train:
                     self._train_batch(batch, BatchIndex(idx, total))
                 else:
                     self._valid_batch(batch, BatchIndex(idx, total))
-                self._done[phase] = idx + 1
                 self.tracker.advance()
                 # Safe points: after a validation batch, after an optimizer step (not within a window).
                 if (not is_train or self.mode.is_optimize) and self._should_stop():
@@ -431,8 +432,8 @@ class Trainer:
         with self._autocast():
             loss, count = self._loss(self.step(batch, batch_index), batch)
         if not loss.requires_grad:
-            raise TypeError(f"Trainer.step returned a loss that does not require grad in a training phase; "
-                            f"expected the loss of the batch, computed with autograd")
+            raise TypeError("Trainer.step returned a loss that does not require grad in a training phase; "
+                            "expected the loss of the batch, computed with autograd")
         scaled = loss / window if window > 1 else loss
         (self.scaler.scale(scaled) if self.scaler is not None else scaled).backward()
         detached = loss.detach()
@@ -521,9 +522,9 @@ class Trainer:
         else:
             loss, count = result, self.batch_size(batch)
         if not isinstance(loss, torch.Tensor) or loss.dim() != 0:
-            raise TypeError(f"Trainer.step returned {type(loss).__name__ if not isinstance(loss, torch.Tensor) else
-                            f'a tensor of shape {list(loss.shape)}'}; expected the batch's mean loss as a 0-d "
-                            f"tensor, or (loss, count)")
+            got = f"a tensor of shape {list(loss.shape)}" if isinstance(loss, torch.Tensor) else type(loss).__name__
+            raise TypeError(f"Trainer.step returned {got}; expected the batch's mean loss as a 0-d tensor, or "
+                            f"(loss, count)")
         return loss, count
 
     @staticmethod

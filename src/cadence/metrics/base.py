@@ -186,7 +186,13 @@ def _updating(update: Callable[..., None]) -> Callable[..., None]:
 
 def sync_metric(metric: Any, timeout: float | datetime.timedelta = DEFAULT_TIMEOUT) -> None:
     """Sync ``metric`` before its value is read: a cadence :class:`Metric` by :meth:`Metric.sync`
-    (bounded by ``timeout``); a torchmetrics metric syncs itself inside its ``compute`` (without a
-    timeout), so it is left to that."""
+    (bounded by ``timeout``); a torchmetrics metric syncs itself inside its ``compute``, so it is
+    left to that.
+
+    torchmetrics' sync has no timeout of its own (only the process group's), and its ``compute``
+    returns a cached value without joining the other processes when the metric has not been
+    updated since its last ``compute``: a process without batches between two reports then
+    leaves the others waiting in their gather.
+    """
     if isinstance(metric, Metric):
         metric.sync(timeout)

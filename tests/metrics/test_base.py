@@ -110,7 +110,7 @@ def test_state_dict_holds_copies():
 
 
 def test_load_state_dict_that_does_not_fit():
-    with pytest.raises(KeyError, match=r"Mean.load_state_dict: got states \['count'\]; expected \['count', "
+    with pytest.raises(ValueError, match=r"Mean.load_state_dict: got states \['count'\]; expected \['count', "
                                        r"'weighted_sum'\]"):
         Mean().load_state_dict({"count": torch.tensor(1)})
     with pytest.raises(ValueError, match=r"Accuracy.load_state_dict: state 'total' has shape \[2\]; expected a "

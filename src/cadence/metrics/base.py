@@ -61,8 +61,8 @@ class Metric(ABC):
     and implements :meth:`update` and :meth:`compute`. Its :meth:`update` runs without
     autograd, with the states first moved to the device of its first tensor argument, so
     the states live where the updates do (created on the CPU, or placed by :meth:`to`).
-    A state is replaced by a new tensor on each update (``self.total = self.total + n``),
-    so a value computed earlier never changes under its holder.
+    Write each update of a state as a new tensor (``self.total = self.total + n``), not in
+    place, so that a value computed earlier never changes under its holder.
     """
 
     def __init__(self) -> None:
@@ -72,6 +72,7 @@ class Metric(ABC):
         self._local: dict[str, torch.Tensor] | None = None
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
+        """Run a subclass's own ``update`` through :func:`_updating`."""
         super().__init_subclass__(**kwargs)
         if "update" in vars(cls):
             cls.update = _updating(vars(cls)["update"])
@@ -133,7 +134,7 @@ class Metric(ABC):
         """Restore the states of a :meth:`state_dict`, onto the device the states are on."""
         where = f"{type(self).__name__}.load_state_dict"
         if set(state_dict) != set(self._defaults):
-            raise KeyError(f"{where}: got states {sorted(state_dict)}; expected {sorted(self._defaults)}")
+            raise ValueError(f"{where}: got states {sorted(state_dict)}; expected {sorted(self._defaults)}")
         for name, default in self._defaults.items():
             value = state_dict[name]
             if not isinstance(value, torch.Tensor) or value.shape != default.shape:
@@ -186,7 +187,13 @@ def _updating(update: Callable[..., None]) -> Callable[..., None]:
 
 def sync_metric(metric: Any, timeout: float | datetime.timedelta = DEFAULT_TIMEOUT) -> None:
     """Sync ``metric`` before its value is read: a cadence :class:`Metric` by :meth:`Metric.sync`
-    (bounded by ``timeout``); a torchmetrics metric syncs itself inside its ``compute`` (without a
-    timeout), so it is left to that."""
+    (bounded by ``timeout``); a torchmetrics metric syncs itself inside its ``compute``, so it is
+    left to that.
+
+    torchmetrics' sync has no timeout of its own (only the process group's), and its ``compute``
+    returns a cached value without joining the other processes when the metric has not been
+    updated since its last ``compute``: a process without batches between two reports then
+    leaves the others waiting in their gather.
+    """
     if isinstance(metric, Metric):
         metric.sync(timeout)

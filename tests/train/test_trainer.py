@@ -7,7 +7,7 @@ import pytest
 import torch
 from torch import nn
 
-from cadence.metrics import Accuracy
+from cadence.metrics import Accuracy, ConfusionMatrix, Recall
 from cadence.optim import Adam
 from cadence.schedule import Piecewise
 from cadence.track import RunStore, Tracker
@@ -447,3 +447,15 @@ def test_checkpoints_every_n_steps_keep_the_last_and_the_best(tmp_path):
     for step in sorted({best, 10, 12}):
         _, meta = load_checkpoint(tmp_path / "checkpoints" / f"step-{step}", mlp())
         assert meta["metrics"]["valid.loss"] == losses[step]
+
+
+def test_a_metric_of_several_values_is_tracked_per_element():
+    model = mlp()
+    tracker = Tracker(console=False)
+    Trainer(model, torch.optim.SGD(model.parameters(), lr=0.1), batches(4, 8, 0), batches(2, 8, 1),
+            loss_fn=nn.functional.cross_entropy, tracker=tracker,
+            metrics={"recall": Recall(3, average=None), "confusion": ConfusionMatrix(3)}).run()
+    keys = set(tracker.keys())
+    assert {"valid.recall[0]", "valid.recall[1]", "valid.recall[2]"} <= keys
+    assert {f"valid.confusion[{i}][{j}]" for i in range(3) for j in range(3)} <= keys
+    assert sum(tracker.latest(f"valid.confusion[{i}][{j}]") for i in range(3) for j in range(3)) == 16

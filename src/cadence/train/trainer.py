@@ -43,6 +43,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import itertools
 import signal
 import traceback
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence, Sized
@@ -201,9 +202,9 @@ class Trainer:
         self.batch: Any = None
         self._templates = dict(metrics or {})
         #: One copy of every metric per phase, and each phase's mean loss.
-        self.phase_metrics = {phase: {name: copy.deepcopy(m) for name, m in self._templates.items()}
+        self.phase_metrics = {phase: {name: _on(copy.deepcopy(m), self.device) for name, m in self._templates.items()}
                               for phase in (TRAIN, VALID)}
-        self.phase_loss = {phase: Mean() for phase in (TRAIN, VALID)}
+        self.phase_loss = {phase: Mean().to(self.device) for phase in (TRAIN, VALID)}
         self._pending_loss: dict[str, list[tuple[torch.Tensor, int | torch.Tensor]]] = {TRAIN: [], VALID: []}
         self._window: list[torch.Tensor] = []
         #: Batches of each phase done in this epoch, the slice in progress, whether a validation pass is.
@@ -552,7 +553,7 @@ class Trainer:
         values = {}
         for name, metric in metrics.items():
             sync_metric(metric)
-            values[f"{phase}.{name}"] = metric.compute()
+            values.update(_scalars(f"{phase}.{name}", metric.compute()))
         if values:
             self.tracker.add(self.global_step, values, kind="epoch")
             self._latest.update({key: float(value) for key, value in values.items()})
@@ -708,3 +709,17 @@ class Trainer:
     def _hook(self, name: str) -> None:
         for call in self._hooks[name]:
             call()
+
+
+def _on(metric: Any, device: torch.device) -> Any:
+    """``metric`` with its states on ``device`` (cadence's and torchmetrics' metrics have ``to``), so that every
+    process's states are where a sync sums them, even one that never updates them."""
+    return metric.to(device) if callable(getattr(metric, "to", None)) else metric
+
+
+def _scalars(key: str, value: Any) -> dict[str, Any]:
+    """A computed value as tracked scalars: itself, or one per element of a tensor (``valid.f1[3]``, a confusion
+    matrix's ``valid.confusion[2][5]``)."""
+    if not isinstance(value, torch.Tensor) or value.dim() == 0:
+        return {key: value}
+    return {key + "".join(f"[{i}]" for i in index): value[index] for index in itertools.product(*map(range, value.shape))}

@@ -63,19 +63,23 @@ class Tracker:
         (an epoch's running accuracy: averaging it with earlier epochs' would misreport it).
         """
         for key, value in values.items():
-            if not isinstance(key, str) or not _KEY.match(key):
-                raise ValueError(f"tracker key {key!r} is not of the form 'phase.name' (letters, digits, _ and -, "
-                                 f"parts joined by dots, no spaces)")
+            history = self._history.get(key)
+            if history is None:
+                if not isinstance(key, str) or not _KEY.match(key):
+                    raise ValueError(f"tracker key {key!r} is not of the form 'phase.name' (letters, digits, _ and -, "
+                                     f"parts joined by dots, no spaces)")
+                history = self._history[key] = deque(maxlen=self.smoothing)
             if isinstance(value, torch.Tensor):
                 if value.numel() != 1:
                     raise ValueError(f"tracker value of {key!r} has shape {list(value.shape)}; expected a scalar "
                                      f"(a number or a one-element tensor)")
-                value = value.detach().reshape(())
+                if value.dim() or value.requires_grad:
+                    value = value.detach().reshape(())
             elif not isinstance(value, (int, float)) or isinstance(value, bool):
                 raise TypeError(f"tracker value of {key!r} is a {type(value).__name__}; expected a number or a tensor")
             row = [int(step), key, value]
             self._pending.append(row)
-            self._history.setdefault(key, deque(maxlen=self.smoothing)).append(row)
+            history.append(row)
             if smooth:
                 self._latest_only.discard(key)
             else:

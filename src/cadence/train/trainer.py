@@ -214,6 +214,8 @@ class Trainer:
         self._phase = TRAIN
         self._latest: dict[str, float] = {}
         self._stop_reason: str | None = None
+        self._found: torch.Tensor | None = None
+        self._one: torch.Tensor | None = None
         self._interrupts: Interrupts | None = None
         self._names = {id(p): name for name, p in self.module.named_parameters()}
         self._hooks = self._bind_hooks()
@@ -450,25 +452,19 @@ class Trainer:
         self._pending_loss[VALID].append((loss.detach(), count))
 
     def _optimizer_step(self) -> None:
-        values = {f"{TRAIN}.{key}": value for key, value in self.schedules.step(self.global_step).items()}
+        values = {f"{TRAIN}.{key}": value for key, value in self.schedules.step(self.global_step).items()} \
+            if self.schedules.schedules else {}
         window_loss = self._window[0] if len(self._window) == 1 else torch.stack(self._window).mean()
         self._window = []
         if self.scaler is not None:
             self.scaler.unscale_(self.optimizer)
         params = [p for group in self.optimizer.param_groups for p in group["params"] if p.grad is not None]
-        norm = None
         if self.grad_clip_value is not None:
-            norm = clip_grad_value(params, self.grad_clip_value)
+            values[f"{TRAIN}.grad_norm"] = clip_grad_value(params, self.grad_clip_value)
         if self.grad_clip_norm is not None:
-            norm = clip_grad_norm(params, self.grad_clip_norm)
-        if norm is not None:
-            values[f"{TRAIN}.grad_norm"] = norm
-        if self._finite(window_loss, params, norm):
-            stepped = self._step_optimizer()
-        else:
-            stepped = False
-            if self.scaler is not None:
-                self.scaler.update()
+            values[f"{TRAIN}.grad_norm"] = clip_grad_norm(params, self.grad_clip_norm)
+        # With a scaler, its own check of the unscaled gradients skips the step of a float16 overflow.
+        stepped = self._step_optimizer() if self.scaler is not None or self._finite(window_loss, params) else False
         self.optimizer.zero_grad()
         if not stepped:
             self.skipped_steps += 1
@@ -493,18 +489,18 @@ class Trainer:
         self.scaler.update()
         return self.scaler.get_scale() >= scale  # a skipped step halves the scale
 
-    def _finite(self, loss: torch.Tensor, params: list[torch.Tensor], norm: torch.Tensor | None) -> bool:
+    def _finite(self, loss: torch.Tensor, params: list[torch.Tensor]) -> bool:
         """Whether the window's loss and gradients are finite; under ``"raise"``, fail naming what is not.
 
-        One read of one number: the loss plus the gradients' norm (the clipping's, else the sum of
-        every gradient's norm) is finite exactly when all of them are.
+        One fused pass over every gradient and one read of one flag: the check gradient scalers
+        make (``_amp_foreach_non_finite_check_and_unscale_``, scaling by 1 here, which changes nothing).
         """
-        if norm is None or self.grad_clip_value is not None:
-            norm = torch.stack(torch._foreach_norm([p.grad for p in params])).sum() if params else 0.0
-        if bool(torch.isfinite(loss + norm)):
+        if self._found is None or self._found.device != loss.device:
+            self._found, self._one = torch.zeros(1, device=loss.device), torch.ones(1, device=loss.device)
+        torch._amp_foreach_non_finite_check_and_unscale_([*(p.grad for p in params), loss], self._found, self._one)
+        if not self._found.item():
             return True
-        if self.scaler is not None:  # an overflow the scaler handles by skipping the step and lowering its scale
-            return True
+        self._found.zero_()
         if self.nonfinite == "skip":
             self.log(f"step {self.global_step + 1}: non-finite loss or gradient; the update is skipped")
             return False

@@ -1,11 +1,16 @@
-"""Metrics: values computed over the batches of an epoch, with a separate state per phase.
+"""Metrics: values accumulated over the batches of a phase, from declared, summable states.
 
-:class:`StateModule` is the per-phase state protocol and :class:`Metric` the base of
-metrics; :class:`Accuracy` and :class:`MeanLoss` are the metrics.
+:class:`Metric` is the base (``update`` / ``compute`` / ``reset``, states declared with
+``add_state``, ``sync`` across processes, ``state_dict``); the trainer keeps one copy of each
+metric per phase, and treats a ``torchmetrics.Metric`` the same way (:func:`sync_metric`
+syncs either kind).
 """
 
-from cadence.metrics.accuracy import Accuracy, AccuracyState
-from cadence.metrics.loss import MeanLoss, MeanLossState
-from cadence.metrics.state import Metric, StateModule
+from cadence.metrics.accuracy import Accuracy, AccuracyDirect, BinaryAccuracy
+from cadence.metrics.base import Metric, sync_metric
+from cadence.metrics.confusion import F1, ConfusionMatrix, Precision, Recall
+from cadence.metrics.mean import Mean, MeanLoss
+from cadence.metrics.perplexity import BitsPerCharacter, Perplexity
 
-__all__ = ["Accuracy", "AccuracyState", "MeanLoss", "MeanLossState", "Metric", "StateModule"]
+__all__ = ["Accuracy", "AccuracyDirect", "BinaryAccuracy", "BitsPerCharacter", "ConfusionMatrix", "F1", "Mean",
+           "MeanLoss", "Metric", "Perplexity", "Precision", "Recall", "sync_metric"]

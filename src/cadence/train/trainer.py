@@ -21,6 +21,7 @@ and an optimizer.
 
 from __future__ import annotations
 
+import copy
 import traceback
 from collections.abc import Iterable, Iterator, Mapping, Sized
 from pathlib import Path
@@ -47,8 +48,9 @@ class Trainer:
     """Trains ``model`` with ``optimizer`` on ``train_loader``, validating on ``valid_loader``.
 
     * ``loss_fn(output, target)``: the loss of the default :meth:`step` (batches ``(x, y)``),
-    * ``metrics``: metrics updated by the default step as ``metric(output, target)``; each
-      keeps one state per phase, reported as ``train.<name>`` and ``valid.<name>``,
+    * ``metrics``: metrics updated by the default step as ``metric(output, target)`` (cadence or
+      torchmetrics ones); the trainer keeps a copy of each per phase, reported as ``train.<name>``
+      and ``valid.<name>``,
     * ``epochs``, ``inner_iterations`` (train/validation alternations per epoch),
       ``update_batches`` (batches accumulated per optimizer step),
     * ``schedules``: group hyper-parameter (``"lr"``, ``"weight_decay"``, ``"betas[0]"``,
@@ -100,8 +102,9 @@ class Trainer:
         self.epoch = 0
         #: Optimizer steps taken so far: the clock of tracking and schedules.
         self.global_step = 0
-        self._states = {phase: {name: m.create_state() for name, m in self.metrics.items()}
-                        for phase in (TRAIN, VALID)}
+        #: One copy of every metric per phase; :attr:`metrics` is the current phase's.
+        self._phase_metrics = {phase: {name: copy.deepcopy(m) for name, m in self.metrics.items()}
+                               for phase in (TRAIN, VALID)}
         self._window_loss: torch.Tensor | None = None
 
     # -- the part a user overrides -------------------------------------------------------
@@ -177,22 +180,17 @@ class Trainer:
         iterators = {phase: iter(loader) for phase, loader in phases}
         totals = {phase: len(loader) for phase, loader in phases}
         for phase, _ in phases:
-            self._use_states(phase)
-            for metric in self.metrics.values():
-                metric.on_epoch_start()
+            for metric in self._phase_metrics[phase].values():
+                metric.reset()
         k = self.inner_iterations
         for i in range(k):
             for phase, _ in phases:
                 n = totals[phase]
                 self._run_slice(phase, iterators[phase], i * n // k, (i + 1) * n // k, n)
-        for phase, _ in phases:
-            self._use_states(phase)
-            for metric in self.metrics.values():
-                metric.on_epoch_end()
 
     def _run_slice(self, phase: str, batches: Iterator, start: int, stop: int, total: int) -> None:
         is_train = phase == TRAIN
-        self._use_states(phase)
+        self._use_metrics(phase)
         self.model.train(is_train)
         self.tracker.start_phase(phase, total=stop - start, epoch=self.epoch + 1)
         with torch.set_grad_enabled(is_train), self.mode.update(is_train=is_train, is_optimize=False):
@@ -254,9 +252,8 @@ class Trainer:
     def _count_loss(self, loss: torch.Tensor, batch: Any) -> None:
         self.metrics["loss"](loss.detach(), self.batch_size(batch))
 
-    def _use_states(self, phase: str) -> None:
-        for name, metric in self.metrics.items():
-            metric.set_state(self._states[phase][name])
+    def _use_metrics(self, phase: str) -> None:
+        self.metrics = self._phase_metrics[phase]
 
     def _report(self, phase: str) -> None:
         # Training loss is tracked every optimizer step; the other metrics (and the

@@ -14,6 +14,8 @@ from pathlib import Path
 
 import pytest
 import torch
+from hypothesis import settings
+from hypothesis.configuration import set_hypothesis_home_dir
 
 from cadence.data import resolve_data_dir
 from tests.real_data import RealDataMissing, fetch_real_data
@@ -23,6 +25,13 @@ REPO = Path(__file__).resolve().parents[1]
 # The suite's tensors are small: one intra-op thread is faster for them and immune to the
 # other core being busy (OpenMP threads spin-waiting on a shared core cost 100x on tiny ops).
 torch.set_num_threads(1)
+
+# Hypothesis keeps its example database and caches in the repository's ignored .hypothesis/, wherever
+# pytest runs from, and sets no deadline per example: a wall-clock limit fails at random on a loaded machine.
+set_hypothesis_home_dir(REPO / ".hypothesis")
+settings.register_profile("cadence", deadline=None)
+settings.load_profile("cadence")
+
 
 def pytest_collection_finish(session: pytest.Session) -> None:
     """Before the first test runs: fetch the real data if a collected test needs it, or stop the session."""

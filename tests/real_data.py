@@ -6,7 +6,7 @@ from pathlib import Path
 
 from cadence.data import ENV_VAR, MNIST, TINY_SHAKESPEARE_URL, DataFormatError, text_file_path
 
-#: The files the data tests read, relative to the data directory (MNIST's may also be uncompressed).
+#: The files the data tests read, relative to the data directory (MNIST's gzip files, as downloaded).
 REAL_DATA = (
     "mnist/train-images-idx3-ubyte.gz",
     "mnist/train-labels-idx1-ubyte.gz",
@@ -41,12 +41,15 @@ def fetch_real_data(root: Path) -> None:
         text_file_path(TINY_SHAKESPEARE_URL, data_dir=root)
     except OSError as error:
         errors.append(str(error))
+    absent = [name for name in REAL_DATA if not (root / name).is_file()]
+    if absent and not errors:  # MNIST read its uncompressed files: the tests open the gzip ones
+        errors.append(f"not there: {', '.join(absent)} (MNIST's uncompressed files do not serve the tests)")
     if errors:
         files = "".join(f"\n  {name}" for name in REAL_DATA)
         reasons = "".join(f"\n- {error}" for error in errors)
         raise RealDataMissing(
             f"the tests need real data in the data directory {root} (${ENV_VAR}, else the user cache folder):"
-            f"{files}\n(MNIST's files may also be uncompressed, without .gz). Fetching or reading it failed:{reasons}"
+            f"{files}\nFetching or reading it failed:{reasons}"
             f"\nSet {ENV_VAR} to a folder holding these files, or run once with network access so that they are "
             f"downloaded."
         )

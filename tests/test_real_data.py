@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import gzip
 import hashlib
 import http.server
 import os
@@ -76,6 +77,18 @@ def test_a_corrupt_local_file_is_named(data_dir, tmp_path, monkeypatch):
     message = str(info.value)
     assert f"the tests need real data in the data directory {tmp_path}" in message
     assert f"{broken}: corrupt gzip stream" in message and ENV_VAR in message
+
+
+def test_uncompressed_mnist_files_are_not_enough(data_dir, tmp_path, monkeypatch):
+    for name in REAL_DATA:
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        if name.endswith(".gz"):
+            (tmp_path / name.removesuffix(".gz")).write_bytes(gzip.decompress((data_dir / name).read_bytes()))
+        else:
+            shutil.copy(data_dir / name, tmp_path / name)
+    refuse_downloads(monkeypatch)
+    with pytest.raises(RealDataMissing, match=r"not there: mnist/train-images-idx3-ubyte.gz, .*uncompressed files"):
+        fetch_real_data(tmp_path)
 
 
 @pytest.fixture

@@ -191,6 +191,8 @@ class Trainer:
                 metric.on_epoch_end()
 
     def _run_slice(self, phase: str, batches: Iterator, start: int, stop: int, total: int) -> None:
+        if start == stop:  # more inner iterations than batches: nothing to run, nothing to show
+            return
         is_train = phase == TRAIN
         self._use_states(phase)
         self.model.train(is_train)
@@ -207,8 +209,7 @@ class Trainer:
                 else:
                     self._count_loss(self.step(batch, batch_index), batch)
                 self.tracker.advance()
-        if stop > start:
-            self._report(phase)
+        self._report(phase)
         self.tracker.end_phase()
 
     def _train_batch(self, batch: Any, batch_index: BatchIndex) -> None:

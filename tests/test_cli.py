@@ -56,6 +56,7 @@ def test_runs_on_an_empty_directory(tmp_path, capsys):
     assert main(["runs", "--runs-dir", str(tmp_path / "runs")]) == 0
 
 
+@pytest.mark.slow
 def test_train_records_a_run_listed_by_cadence_runs(tmp_path, capsys, data_dir):
     runs = tmp_path / "runs"
     assert main(["train", "mnist", "epochs=1", "batch_size=256", "--data-dir", str(data_dir),

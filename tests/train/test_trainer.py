@@ -428,3 +428,13 @@ def test_a_loader_shorter_than_its_len_fails_the_run_with_both_counts(tmp_path, 
             trainer.run()
         run = store.get_run(run_id)
     assert run.status == "failed" and message in run.error
+
+
+def test_with_both_clippings_the_tracked_norm_is_the_one_before_any_clipping():
+    data = [(x * 100, y) for x, y in batches(2, 8, 0)]
+    model = mlp()
+    tracker = Tracker(console=False)
+    Trainer(model, torch.optim.SGD(model.parameters(), lr=0.1), data, loss_fn=nn.functional.cross_entropy,
+            update_batches=2, grad_clip_value=0.01, grad_clip_norm=0.001, tracker=tracker).run()
+    norms = sgd_by_hand(mlp(), [data], lr=0.1)
+    assert tracker.latest("train.grad_norm") == pytest.approx(norms[0], rel=1e-5)

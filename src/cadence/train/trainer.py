@@ -3,7 +3,8 @@
 An epoch alternates ``inner_iterations`` times between a slice of the training batches and
 a slice of the validation batches, as labml does, so that validation figures arrive several
 times an epoch. Slice ``i`` of ``n`` batches covers ``[i·n // k, (i+1)·n // k)``: the slices
-partition the loader and the last one ends exactly at its end.
+partition the loader and the last one ends exactly at its end (with more alternations than
+batches, some slices are empty and skipped).
 
 Gradients accumulate over ``update_batches`` training batches before each optimizer step.
 Each batch's loss is divided by the number of batches in its accumulation window, so the
@@ -233,10 +234,13 @@ class Trainer:
     def _optimizer_step(self) -> None:
         values = {f"{TRAIN}.{key}": value for key, value in self.schedules.step(self.global_step).items()}
         params = [p for group in self.optimizer.param_groups for p in group["params"]]
+        norms = []
         if self.grad_clip_value is not None:
-            values[f"{TRAIN}.grad_norm"] = clip_grad_value(params, self.grad_clip_value)
+            norms.append(clip_grad_value(params, self.grad_clip_value))
         if self.grad_clip_norm is not None:
-            values[f"{TRAIN}.grad_norm"] = clip_grad_norm(params, self.grad_clip_norm)
+            norms.append(clip_grad_norm(params, self.grad_clip_norm))
+        if norms:  # the norm before any clipping: with both, not the one left by clipping by value
+            values[f"{TRAIN}.grad_norm"] = norms[0]
         self.optimizer.step()
         self.optimizer.zero_grad()
         self.global_step += 1

@@ -3,7 +3,8 @@
 An epoch alternates ``inner_iterations`` times between a slice of the training batches and
 a slice of the validation batches, as labml does, so that validation figures arrive several
 times an epoch. Slice ``i`` of ``n`` batches covers ``[i·n // k, (i+1)·n // k)``: the slices
-partition the loader and the last one ends exactly at its end.
+partition the loader and the last one ends exactly at its end (with more alternations than
+batches, some slices are empty and skipped).
 
 Gradients accumulate over ``update_batches`` training batches before each optimizer step.
 Each batch's loss is divided by the number of batches in its accumulation window, so the
@@ -189,6 +190,8 @@ class Trainer:
                 self._run_slice(phase, iterators[phase], i * n // k, (i + 1) * n // k, n)
 
     def _run_slice(self, phase: str, batches: Iterator, start: int, stop: int, total: int) -> None:
+        if start == stop:  # more inner iterations than batches: nothing to run, nothing to show
+            return
         is_train = phase == TRAIN
         self._use_metrics(phase)
         self.model.train(is_train)
@@ -205,8 +208,7 @@ class Trainer:
                 else:
                     self._count_loss(self.step(batch, batch_index), batch)
                 self.tracker.advance()
-        if stop > start:
-            self._report(phase)
+        self._report(phase)
         self.tracker.end_phase()
 
     def _train_batch(self, batch: Any, batch_index: BatchIndex) -> None:
@@ -230,10 +232,13 @@ class Trainer:
     def _optimizer_step(self) -> None:
         values = {f"{TRAIN}.{key}": value for key, value in self.schedules.step(self.global_step).items()}
         params = [p for group in self.optimizer.param_groups for p in group["params"]]
+        norms = []
         if self.grad_clip_value is not None:
-            values[f"{TRAIN}.grad_norm"] = clip_grad_value(params, self.grad_clip_value)
+            norms.append(clip_grad_value(params, self.grad_clip_value))
         if self.grad_clip_norm is not None:
-            values[f"{TRAIN}.grad_norm"] = clip_grad_norm(params, self.grad_clip_norm)
+            norms.append(clip_grad_norm(params, self.grad_clip_norm))
+        if norms:  # the norm before any clipping: with both, not the one left by clipping by value
+            values[f"{TRAIN}.grad_norm"] = norms[0]
         self.optimizer.step()
         self.optimizer.zero_grad()
         self.global_step += 1

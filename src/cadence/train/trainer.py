@@ -30,9 +30,9 @@ import torch
 from torch import nn
 
 from cadence.metrics import MeanLoss, Metric
-from cadence.optim.clip import clip_grad_norm, clip_grad_value
+from cadence.optim.helpers.clip import clip_grad_norm, clip_grad_value
 from cadence.optim.sophia import gnb_loss
-from cadence.optim.hyperparams_schedule import HyperParameterScheduler
+from cadence.optim.helpers.hyperparams_schedule import HyperParameterScheduler
 from cadence.schedule import Schedule
 from cadence.track import Tracker
 from cadence.train.batch_index import BatchIndex

@@ -7,7 +7,7 @@ import torch
 from torch import nn
 
 from cadence.optim import Adam
-from cadence.optim.hyperparams_schedule import HyperParameterScheduler
+from cadence.optim.helpers.hyperparams_schedule import HyperParameterScheduler
 from cadence.schedule import Piecewise
 
 

@@ -6,7 +6,7 @@ import pytest
 import torch
 from torch import nn
 
-from cadence.optim.clip import clip_grad_norm, clip_grad_value
+from cadence.optim.helpers.clip import clip_grad_norm, clip_grad_value
 
 
 def model_with_grads(seed: int = 0) -> nn.Module:

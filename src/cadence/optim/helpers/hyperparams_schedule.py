@@ -4,7 +4,7 @@ Any group hyper-parameter can follow a schedule of the optimizer step: ``lr``,
 ``weight_decay``, ``momentum``, or one element of a tuple such as ``betas[0]``. Before each
 optimizer step the trainer calls :meth:`HyperParameterScheduler.step` with the step, which
 writes ``schedule(step)`` into every selected group (for ``lr``, times the group's
-``lr_multiplier``, see :func:`cadence.optim.param_groups.param_groups`) and returns the values
+``lr_multiplier``, see :func:`cadence.optim.helpers.param_groups.param_groups`) and returns the values
 applied, for the tracker.
 """
 

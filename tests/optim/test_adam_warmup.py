@@ -65,10 +65,10 @@ def test_update_is_adam_with_the_scheduled_rate(real_gradients, make):
 
 
 @pytest.mark.parametrize("make, message", [
-    (lambda p: AdamWarmup(p, warmup=-1), r"AdamWarmup: warmup=-1.0 is out of range; expected warmup in \[0.0, inf\)"),
-    (lambda p: Noam(p, warmup=0), r"Noam: warmup=0.0 is out of range; expected warmup in \[1.0, inf\)"),
-    (lambda p: AdamWarmupCosineDecay(p, lr=0.1, min_lr=0.2), r"min_lr=0.2 is out of range; expected min_lr in \[0.0, 0.1\]"),
-    (lambda p: AdamWarmupCosineDecay(p, total_steps=0), r"total_steps=0.0 is out of range"),
+    (lambda p: AdamWarmup(p, warmup=-1), r"AdamWarmup: warmup=-1 is out of range; expected an integer >= 0"),
+    (lambda p: Noam(p, warmup=0), r"Noam: warmup=0 is out of range; expected an integer >= 1"),
+    (lambda p: AdamWarmupCosineDecay(p, lr=0.1, min_lr=0.2), r"AdamWarmupCosineDecay: min_lr=0.2 is out of range; expected a finite number in \[0, 0.1\]"),
+    (lambda p: AdamWarmupCosineDecay(p, total_steps=0), r"AdamWarmupCosineDecay: total_steps=0 is out of range; expected an integer >= 1"),
 ])
 def test_bad_schedules_fail_naming_the_parameter(make, message):
     with pytest.raises(ValueError, match=message):

@@ -125,11 +125,16 @@ def test_cpu_parameters_iterate_in_float32_unless_told(real_gradients):
 
 
 @pytest.mark.parametrize("kwargs, message", [
-    ({"momentum": 1.0}, r"Muon: momentum=1.0 is out of range; expected momentum in \[0.0, 1.0\)"),
-    ({"ns_steps": 0}, r"Muon: ns_steps=0.0 is out of range"),
+    ({"momentum": 1.0}, r"Muon: momentum=1.0 is out of range; expected a finite number in \[0, 1\)"),
+    ({"ns_steps": 0}, r"Muon: ns_steps=0 is out of range; expected an integer >= 1"),
     ({"lr": -0.1}, r"Muon: lr=-0.1 is out of range"),
     ({"adamw_betas": (0.9, 1.2)}, r"Muon: betas\[1\]=1.2 is out of range"),
 ])
 def test_bad_hyper_parameters(kwargs, message):
     with pytest.raises(ValueError, match=message):
         Muon([nn.Parameter(torch.ones(2, 2))], **kwargs)
+
+
+def test_a_fractional_step_count_is_refused():
+    with pytest.raises(TypeError, match=r"Muon: ns_steps=2.5 is a float; expected an integer"):
+        Muon([nn.Parameter(torch.ones(2, 2))], ns_steps=2.5)

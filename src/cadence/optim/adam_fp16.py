@@ -27,9 +27,9 @@ from typing import Any
 
 import torch
 
+from cadence.checks import check_number
 from cadence.optim.adam import Adam
 from cadence.optim.generic import Params
-from cadence.optim.hyperparams import check_number
 from cadence.optim.weight_decay import WeightDecay
 
 
@@ -86,7 +86,7 @@ class GradScalerFP16:
         self.growth_factor = check_number("GradScalerFP16", "growth_factor", growth_factor, low=1.0, low_open=True)
         self.backoff_factor = check_number("GradScalerFP16", "backoff_factor", backoff_factor, low=0.0, high=1.0,
                                            low_open=True, high_open=True)
-        self.growth_interval = int(check_number("GradScalerFP16", "growth_interval", growth_interval, low=1.0))
+        self.growth_interval = check_number("GradScalerFP16", "growth_interval", growth_interval, low=1, integer=True)
         self._growth_tracker = 0
         self._found_inf: bool | None = None
 

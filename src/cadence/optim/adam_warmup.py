@@ -17,9 +17,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from cadence.checks import check_number
 from cadence.optim.amsgrad import AMSGrad
 from cadence.optim.generic import Params
-from cadence.optim.hyperparams import check_number
 from cadence.optim.weight_decay import WeightDecay
 
 
@@ -36,7 +36,7 @@ class AdamWarmup(AMSGrad):
     def validate_group(self, group: dict[str, Any]) -> None:
         """Adam's checks, and ``warmup >= 0``."""
         super().validate_group(group)
-        group["warmup"] = check_number(type(self).__name__, "warmup", group["warmup"], low=0.0)
+        group["warmup"] = check_number(type(self).__name__, "warmup", group["warmup"], low=0, integer=True)
 
     def get_lr(self, group: dict[str, Any], step: int) -> float:
         r"""$\alpha_t = 10^{-8} + t \alpha / w$ during the warm-up, then $\alpha$."""

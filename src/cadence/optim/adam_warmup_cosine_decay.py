@@ -21,9 +21,9 @@ from __future__ import annotations
 import math
 from typing import Any
 
+from cadence.checks import check_number
 from cadence.optim.adam_warmup import AdamWarmup
 from cadence.optim.generic import Params
-from cadence.optim.hyperparams import check_number
 from cadence.optim.weight_decay import WeightDecay
 
 
@@ -42,7 +42,7 @@ class AdamWarmupCosineDecay(AdamWarmup):
         """The warm-up's checks, ``total_steps >= 1`` and ``0 <= min_lr <= lr``."""
         super().validate_group(group)
         where = type(self).__name__
-        group["total_steps"] = check_number(where, "total_steps", group["total_steps"], low=1.0)
+        group["total_steps"] = check_number(where, "total_steps", group["total_steps"], low=1, integer=True)
         group["min_lr"] = check_number(where, "min_lr", group["min_lr"], low=0.0, high=group["lr"])
 
     def get_lr(self, group: dict[str, Any], step: int) -> float:

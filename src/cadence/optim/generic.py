@@ -28,11 +28,20 @@ from typing import Any
 import torch
 from torch.optim import Optimizer
 
+from cadence.checks import check_number
 from cadence.optim.fused import FusedStep
-from cadence.optim.hyperparams import check_betas, check_number
 from cadence.optim.weight_decay import WeightDecay
 
 Params = Iterable[torch.Tensor] | Iterable[dict[str, Any]]
+
+
+def check_betas(where: str, betas: Any) -> tuple[float, float]:
+    """``betas`` as a pair ``(beta1, beta2)`` of floats, each in $[0, 1)$, else an error naming ``where``."""
+    if not isinstance(betas, (tuple, list)) or len(betas) != 2:
+        raise TypeError(f"{where}: betas={betas!r} is not a pair; expected (beta1, beta2), each in [0, 1)")
+    beta1, beta2 = (check_number(where, f"betas[{i}]", beta, low=0.0, high=1.0, high_open=True)
+                    for i, beta in enumerate(betas))
+    return beta1, beta2
 
 
 class GenericAdaptiveOptimizer(Optimizer):

@@ -31,9 +31,9 @@ from typing import Any
 
 import torch
 
+from cadence.checks import check_number
 from cadence.optim.adam import Adam
 from cadence.optim.generic import GenericAdaptiveOptimizer, Params
-from cadence.optim.hyperparams import check_betas, check_number
 from cadence.optim.weight_decay import WeightDecay
 
 #: The quintic's coefficients $(a, b, c)$.
@@ -81,12 +81,11 @@ class Muon(GenericAdaptiveOptimizer):
         super().__init__(params, defaults, lr, adamw_betas, adamw_eps, WeightDecay(weight_decay))
 
     def validate_group(self, group: dict[str, Any]) -> None:
-        """Adam's checks, ``momentum`` in [0, 1), ``ns_steps >= 1``, ``adamw_lr >= 0``."""
+        """The template's checks (``betas`` are the AdamW groups'), ``momentum`` in [0, 1), ``ns_steps >= 1``, ``adamw_lr >= 0``."""
         super().validate_group(group)
         group["momentum"] = check_number("Muon", "momentum", group["momentum"], low=0.0, high=1.0, high_open=True)
-        group["ns_steps"] = int(check_number("Muon", "ns_steps", group["ns_steps"], low=1.0))
+        group["ns_steps"] = check_number("Muon", "ns_steps", group["ns_steps"], low=1, integer=True)
         group["adamw_lr"] = check_number("Muon", "adamw_lr", group["adamw_lr"], low=0.0)
-        group["betas"] = check_betas("Muon", group["betas"])
 
     def _uses_muon(self, group: dict[str, Any], param: torch.Tensor) -> bool:
         return param.ndim >= 2 if group["use_muon"] is None else bool(group["use_muon"])

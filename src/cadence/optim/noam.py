@@ -16,9 +16,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from cadence.checks import check_number
 from cadence.optim.amsgrad import AMSGrad
 from cadence.optim.generic import Params
-from cadence.optim.hyperparams import check_number
 from cadence.optim.weight_decay import WeightDecay
 
 
@@ -35,8 +35,8 @@ class Noam(AMSGrad):
     def validate_group(self, group: dict[str, Any]) -> None:
         """Adam's checks, ``warmup >= 1`` and ``d_model >= 1``."""
         super().validate_group(group)
-        group["warmup"] = check_number(type(self).__name__, "warmup", group["warmup"], low=1.0)
-        group["d_model"] = check_number(type(self).__name__, "d_model", group["d_model"], low=1.0)
+        group["warmup"] = check_number(type(self).__name__, "warmup", group["warmup"], low=1, integer=True)
+        group["d_model"] = check_number(type(self).__name__, "d_model", group["d_model"], low=1, integer=True)
 
     def get_lr(self, group: dict[str, Any], step: int) -> float:
         r"""$\alpha \cdot d_{\text{model}}^{-0.5} \cdot \min(t^{-0.5}, t \cdot w^{-1.5})$."""

@@ -41,9 +41,9 @@ from typing import Any
 
 import torch
 
+from cadence.checks import check_number
 from cadence.optim.amsgrad import AMSGrad
 from cadence.optim.generic import Params
-from cadence.optim.hyperparams import check_number
 from cadence.optim.weight_decay import Scalar, WeightDecay
 
 

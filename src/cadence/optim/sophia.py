@@ -34,8 +34,8 @@ from typing import Any
 
 import torch
 
+from cadence.checks import check_number
 from cadence.optim.generic import GenericAdaptiveOptimizer, Params
-from cadence.optim.hyperparams import check_number
 from cadence.optim.weight_decay import Scalar, WeightDecay
 
 
@@ -85,7 +85,7 @@ class Sophia(GenericAdaptiveOptimizer):
     def update_hessian(self, batch_size: int) -> None:
         r"""$h \leftarrow \beta_2 h + (1 - \beta_2) B \hat{g} \odot \hat{g}$ from each parameter's ``.grad``
         (the gradient of :func:`gnb_loss`), with $B$ = ``batch_size``."""
-        batch_size = check_number("Sophia.update_hessian", "batch_size", batch_size, low=1.0)
+        batch_size = check_number("Sophia.update_hessian", "batch_size", batch_size, low=1, integer=True)
         for group in self.param_groups:
             beta2 = group["betas"][1]
             for p in group["params"]:

@@ -25,7 +25,7 @@ from typing import Any
 
 import torch
 
-from cadence.optim.hyperparams import check_number
+from cadence.checks import check_number
 
 Scalar = float | torch.Tensor
 

@@ -23,7 +23,7 @@ from typing import Any
 
 from torch import nn
 
-from cadence.optim.hyperparams import check_number
+from cadence.checks import check_number
 
 _NORM_TYPES = (nn.modules.batchnorm._NormBase, nn.LayerNorm, nn.GroupNorm, nn.LocalResponseNorm,
                *((nn.RMSNorm,) if hasattr(nn, "RMSNorm") else ()))

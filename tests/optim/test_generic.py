@@ -11,7 +11,7 @@ from torch import nn
 from cadence.optim import (AdaBelief, Adam, AdamWarmup, AdamWarmupCosineDecay, AMSGrad, Lion, Noam, RAdam,
                            WeightDecay)
 
-from .conftest import relative_difference, small_cnn
+from .conftest import assert_compiled, relative_difference, small_cnn
 
 FAMILY = {
     "adam": lambda p, **kw: Adam(p, lr=1e-3, **kw),
@@ -32,6 +32,7 @@ FAMILY = {
 def test_fused_equals_the_reference_path(replay, name):
     reference = replay(lambda p: FAMILY[name](p))
     fused = replay(lambda p: FAMILY[name](p, fused=True))
+    assert_compiled(replay.optimizer)
     assert relative_difference(reference, fused) < 1e-6
 
 
@@ -64,6 +65,8 @@ def test_a_state_dict_saved_mid_run_continues_bit_identically(real_gradients, na
     fresh = FAMILY[name](resumed.parameters(), fused=fused)
     fresh.load_state_dict(saved_optimizer)
     steps(resumed, fresh, real_gradients[20:40])
+    if fused:
+        assert_compiled(fresh)
     for p, q in zip(uninterrupted.parameters(), resumed.parameters()):
         assert torch.equal(p, q)
 

@@ -8,7 +8,7 @@ from torch import nn
 
 from cadence.optim import Sophia, WeightDecay, gnb_loss
 
-from .conftest import small_cnn
+from .conftest import assert_compiled, small_cnn
 
 
 def paper_sophia(params, grads, hessian_grads, lr, beta1, beta2, eps, rho, wd, k, batch):
@@ -48,6 +48,8 @@ def test_matches_its_equations_in_float64_over_real_gradients(real_gradients, fu
             for p, g in zip(model.parameters(), hessian_grads[t]):
                 p.grad.copy_(g)
             opt.update_hessian(batch)
+    if fused:
+        assert_compiled(opt)
     diff = max((p.detach().double() - e).abs().max().item() for p, e in zip(model.parameters(), expected))
     assert diff / max(e.abs().max().item() for e in expected) < 1e-5
 

@@ -71,16 +71,33 @@ def test_a_state_dict_saved_mid_run_continues_bit_identically(real_gradients, na
         assert torch.equal(p, q)
 
 
-@pytest.mark.parametrize("cls", [Adam, AMSGrad, AdamWarmup, AdamWarmupCosineDecay, Noam, RAdam, AdaBelief])
+@pytest.mark.parametrize("make, where", [
+    (Adam, "Adam"), (AMSGrad, "AMSGrad"), (RAdam, "RAdam"), (AdaBelief, "AdaBelief"), (Lion, "Lion"),
+    # the presets are Adam (or AMSGrad) with a schedule: the checks of what they pass on name that optimizer
+    (AdamWarmup, "Adam"), (AdamWarmupCosineDecay, "Adam"), (lambda params, **kw: Noam(params, amsgrad=True, **kw), "AMSGrad"),
+])
 @pytest.mark.parametrize("kwargs, message", [
-    ({"lr": -1e-3}, r"lr=-0.001 is out of range; expected a finite number >= 0"),
     ({"betas": (0.9, 1.0)}, r"betas\[1\]=1.0 is out of range; expected a finite number in \[0, 1\)"),
     ({"betas": (-0.1, 0.9)}, r"betas\[0\]=-0.1 is out of range"),
-    ({"eps": -1.0}, r"eps=-1.0 is out of range; expected a finite number >= 0"),
+    ({"weight_decay": WeightDecay(0.1), "params": [{"params": [nn.Parameter(torch.ones(1))], "weight_decay": -1}]},
+     r"weight_decay=-1 is out of range; expected a finite number >= 0"),
 ])
-def test_bad_hyper_parameters_fail_naming_optimizer_parameter_and_range(cls, kwargs, message):
-    with pytest.raises(ValueError, match=rf"{cls.__name__}: {message}"):
-        cls([nn.Parameter(torch.ones(1))], **kwargs)
+def test_bad_hyper_parameters_fail_naming_optimizer_parameter_and_range(make, where, kwargs, message):
+    kwargs = {"params": [nn.Parameter(torch.ones(1))], **kwargs}
+    with pytest.raises(ValueError, match=rf"^{where}: {message}"):
+        make(**kwargs)
+
+
+@pytest.mark.parametrize("make", [Adam, AMSGrad, RAdam, AdaBelief, Lion, AdamWarmup, AdamWarmupCosineDecay, Noam])
+def test_a_bad_learning_rate_fails_naming_what_was_called(make):
+    with pytest.raises(ValueError, match=rf"^{make.__name__}: lr=-0.001 is out of range; expected a finite number >= 0"):
+        make([nn.Parameter(torch.ones(1))], lr=-1e-3)
+
+
+@pytest.mark.parametrize("make", [Adam, AMSGrad, RAdam, AdaBelief, AdamWarmup, AdamWarmupCosineDecay])
+def test_a_bad_epsilon_fails(make):
+    with pytest.raises(ValueError, match=r"eps=-1.0 is out of range; expected a finite number >= 0"):
+        make([nn.Parameter(torch.ones(1))], eps=-1.0)
 
 
 def test_rho_threshold_must_be_positive():

@@ -48,6 +48,7 @@ Weight decay is the pluggable :class:`~cadence.optim.weight_decay.WeightDecay`: 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import torch
@@ -65,6 +66,7 @@ class Adam(GenericAdaptiveOptimizer):
     * ``optimized_update``: fold the bias corrections into the step size (see the module
       docstring for how this moves $\\epsilon$); ``False`` gives torch's textbook update,
     * ``defaults``: extra default hyper-parameters, for subclasses,
+    * ``schedules``: hyper-parameter schedules the optimizer applies itself (see the template),
     * ``fused``: one compiled update per group on flat buffers instead of one per parameter.
     """
 
@@ -72,18 +74,15 @@ class Adam(GenericAdaptiveOptimizer):
 
     def __init__(self, params: Params, lr: float = 1e-3, betas: tuple[float, float] = (0.9, 0.999),
                  eps: float = 1e-8, weight_decay: WeightDecay | None = None, optimized_update: bool = True,
-                 defaults: dict[str, Any] | None = None, *, fused: bool = False):
+                 defaults: dict[str, Any] | None = None, *,
+                 schedules: Mapping[str, Callable[[float], float]] | None = None, fused: bool = False):
         self.optimized_update = bool(optimized_update)
-        super().__init__(params, defaults or {}, lr, betas, eps, weight_decay, fused)
-
-    def get_lr(self, group: dict[str, Any], step: int) -> float:
-        r"""The learning rate $\alpha$ at step $t$: the group's ``lr``; the warm-up variants override this."""
-        return group["lr"]
+        super().__init__(params, defaults or {}, lr, betas, eps, weight_decay, schedules=schedules, fused=fused)
 
     def scalars(self, group: dict[str, Any], step: int) -> dict[str, Any]:
         r"""$\beta_1, \beta_2, \epsilon$, the step size and $c_t$ at step $t$."""
         beta1, beta2 = group["betas"]
-        alpha = self.get_lr(group, step)
+        alpha = group["lr"]
         bias_correction1 = 1 - beta1 ** step
         bias_correction2 = 1 - beta2 ** step
         if self.optimized_update:

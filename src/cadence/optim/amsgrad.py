@@ -21,6 +21,7 @@ as ``torch.optim.Adam(amsgrad=True)`` computes it. ``amsgrad=False`` falls back 
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import torch
@@ -39,10 +40,12 @@ class AMSGrad(Adam):
 
     def __init__(self, params: Params, lr: float = 1e-3, betas: tuple[float, float] = (0.9, 0.999),
                  eps: float = 1e-8, weight_decay: WeightDecay | None = None, optimized_update: bool = True,
-                 amsgrad: bool = True, defaults: dict[str, Any] | None = None, *, fused: bool = False):
+                 amsgrad: bool = True, defaults: dict[str, Any] | None = None, *,
+                 schedules: Mapping[str, Callable[[float], float]] | None = None, fused: bool = False):
         self.amsgrad = bool(amsgrad)
         self.state_names = self.state_names_amsgrad if amsgrad else self.state_names_adam
-        super().__init__(params, lr, betas, eps, weight_decay, optimized_update, defaults, fused=fused)
+        super().__init__(params, lr, betas, eps, weight_decay, optimized_update, defaults, schedules=schedules,
+                         fused=fused)
 
     @staticmethod
     def update(param: torch.Tensor, grad: torch.Tensor, m: torch.Tensor, v: torch.Tensor,

@@ -18,11 +18,17 @@ and applies the update, either once per parameter (the readable reference path,
 
 Parameter groups work as in every ``torch.optim.Optimizer``: each group may override any
 hyper-parameter, and every group's hyper-parameters are validated when it is added.
+
+An optimizer may schedule hyper-parameters itself (``schedules``, what the presets
+``AdamWarmup``, ``AdamWarmupCosineDecay`` and ``Noam`` pass): the one mechanism that binds
+schedules to group keys, :class:`~cadence.optim.helpers.hyperparams_schedule.HyperParameterScheduler`,
+applied at the start of every step at the step's number $t$ (counted from 1, as the
+papers' $\alpha_t$).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 import torch
@@ -30,6 +36,7 @@ from torch.optim import Optimizer
 
 from cadence.checks import check_number
 from cadence.optim.fused import FusedStep
+from cadence.optim.helpers.hyperparams_schedule import HyperParameterScheduler
 from cadence.optim.weight_decay import WeightDecay
 
 Params = Iterable[torch.Tensor] | Iterable[dict[str, Any]]
@@ -53,6 +60,9 @@ class GenericAdaptiveOptimizer(Optimizer):
     * ``betas``: $(\\beta_1, \\beta_2)$, each in $[0, 1)$,
     * ``eps``: $\\epsilon \\ge 0$,
     * ``weight_decay``: the :class:`~cadence.optim.weight_decay.WeightDecay` strategy,
+    * ``schedules``: group keys (``"lr"``, ``"betas[0]"``) to schedules of the step that the
+      optimizer applies itself before each step, at $t$ (the presets' mechanism; a trainer's
+      ``schedules`` apply from outside, and may not schedule the same key),
     * ``fused``: apply the update once per group on flat buffers (see :mod:`cadence.optim.fused`);
       parameters then live in those buffers, and :meth:`zero_grad` zeroes gradients in place.
     """
@@ -64,7 +74,8 @@ class GenericAdaptiveOptimizer(Optimizer):
     elementwise: bool = True
 
     def __init__(self, params: Params, defaults: dict[str, Any], lr: float, betas: tuple[float, float],
-                 eps: float, weight_decay: WeightDecay | None = None, fused: bool = False):
+                 eps: float, weight_decay: WeightDecay | None = None, *,
+                 schedules: Mapping[str, Callable[[float], float]] | None = None, fused: bool = False):
         if weight_decay is None:
             weight_decay = WeightDecay()
         if not isinstance(weight_decay, WeightDecay):
@@ -79,6 +90,8 @@ class GenericAdaptiveOptimizer(Optimizer):
         defaults = {**defaults, "lr": lr, "betas": betas, "eps": eps, **weight_decay.defaults()}
         self.validate_group(defaults)
         super().__init__(params, defaults)
+        #: The optimizer's own schedules (``schedules``), applied at the start of every step.
+        self.scheduler = HyperParameterScheduler(self, schedules or {})
 
     def validate_group(self, group: dict[str, Any]) -> None:
         """Check every hyper-parameter of ``group`` in place; subclasses extend this."""
@@ -122,6 +135,8 @@ class GenericAdaptiveOptimizer(Optimizer):
         if closure is not None:
             with torch.enable_grad():
                 loss = closure()
+        if self.scheduler.schedules:
+            self.scheduler.step(1 + max((state["step"] for state in self.state.values()), default=0))
         for g, group in enumerate(self.param_groups):
             with_grad = []
             for i, param in enumerate(group["params"]):

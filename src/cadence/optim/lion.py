@@ -40,7 +40,7 @@ class Lion(GenericAdaptiveOptimizer):
     def __init__(self, params: Params, lr: float = 1e-4, betas: tuple[float, float] = (0.9, 0.99),
                  weight_decay: WeightDecay | None = None, defaults: dict[str, Any] | None = None, *,
                  fused: bool = False):
-        super().__init__(params, defaults or {}, lr, betas, 0.0, weight_decay, fused)
+        super().__init__(params, defaults or {}, lr, betas, 0.0, weight_decay, fused=fused)
 
     def scalars(self, group: dict[str, Any], step: int) -> dict[str, Any]:
         r"""$\eta$, $\beta_1$, $\beta_2$ and the weight-decay terms (Lion has no bias correction)."""

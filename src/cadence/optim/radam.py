@@ -75,7 +75,7 @@ class RAdam(AMSGrad):
         rectified = rho_t > group["rho_threshold"]
         # $r_t$
         r = (((rho_t - 4) * (rho_t - 2) * rho_inf) / ((rho_inf - 4) * (rho_inf - 2) * rho_t)) ** 0.5 if rectified else 0.0
-        return {"beta1": beta1, "beta2": beta2, "eps": group["eps"], "lr": self.get_lr(group, step),
+        return {"beta1": beta1, "beta2": beta2, "eps": group["eps"], "lr": group["lr"],
                 "bias_correction1": bias_correction1, "sqrt_bias_correction2": math.sqrt(bias_correction2),
                 "r": r, "rectified": rectified, "sgd": self.degenerate_to_sgd, **self.weight_decay.scalars(group)}
 

@@ -57,7 +57,7 @@ class Sophia(GenericAdaptiveOptimizer):
                  eps: float = 1e-16, rho: float = 0.04, weight_decay: WeightDecay | None = None,
                  defaults: dict[str, Any] | None = None, *, fused: bool = False):
         defaults = {**(defaults or {}), "rho": rho}
-        super().__init__(params, defaults, lr, betas, eps, weight_decay, fused)
+        super().__init__(params, defaults, lr, betas, eps, weight_decay, fused=fused)
 
     def validate_group(self, group: dict[str, Any]) -> None:
         """Adam's checks and ``rho > 0``."""

@@ -8,8 +8,8 @@ import pytest
 import torch
 from torch import nn
 
-from cadence.optim import (AdaBelief, Adam, AdamWarmup, AdamWarmupCosineDecay, AMSGrad, Lion, Noam, RAdam,
-                           WeightDecay)
+from cadence.optim import (LAMB, AdaBelief, Adam, AdamFP16, AdamWarmup, AdamWarmupCosineDecay, AMSGrad,
+                           GenericAdaptiveOptimizer, Lion, Muon, Noam, RAdam, Sophia, WeightDecay)
 
 from .conftest import assert_compiled, relative_difference, small_cnn
 
@@ -108,10 +108,14 @@ def test_rho_threshold_must_be_positive():
 
 
 def test_an_optimizer_whose_update_is_not_elementwise_refuses_the_fused_path():
-    from cadence.optim import GenericAdaptiveOptimizer
-
     class WholeTensor(GenericAdaptiveOptimizer):
         elementwise = False
 
     with pytest.raises(ValueError, match="WholeTensor: fused=True needs an elementwise update"):
         WholeTensor([nn.Parameter(torch.ones(1))], {}, 1e-3, (0.9, 0.99), 1e-8, fused=True)
+
+
+@pytest.mark.parametrize("cls", [Adam, AMSGrad, RAdam, AdaBelief, Lion, Sophia, LAMB, Muon, AdamFP16])
+def test_every_optimizer_is_a_direct_child_of_the_template(cls):
+    """No paper inherits another paper's update: each writes its own from the template's shared pieces."""
+    assert cls.__bases__ == (GenericAdaptiveOptimizer,)

@@ -1,4 +1,4 @@
-r"""The generic adaptive optimizer: one template for Adam and its family.
+r"""The generic adaptive optimizer: one template for Adam and its family, and the pieces they share.
 
 An optimizer of the family is three things (see DESIGN.md, "The optimizer family in one
 shape"):
@@ -14,7 +14,15 @@ shape"):
 The template loops over parameter groups and parameters, initialises state on first use,
 and applies the update, either once per parameter (the readable reference path,
 ``fused=False``) or once per group on flat buffers compiled into a single loop
-(``fused=True``, :mod:`cadence.optim.fused`). Subclasses write only their paper's equations.
+(``fused=True``, :mod:`cadence.optim.fused`). Every optimizer is a direct child of the
+template and writes only its paper's equations, from the small pieces here that several
+papers share (as optax writes its transforms from ``update_moment`` and ``bias_correction``):
+
+* the moment updates :func:`update_moment` and :func:`update_squared_moment`;
+* AMSGrad's running maximum :func:`running_max`;
+* Adam's bias-corrected step size :func:`adam_scalars` and its denominator :func:`adam_denominator`;
+* RAdam's rectification term :func:`rectification`;
+* the check of ``betas``, :func:`check_betas`.
 
 Parameter groups work as in every ``torch.optim.Optimizer``: each group may override any
 hyper-parameter, and every group's hyper-parameters are validated when it is added.
@@ -28,6 +36,7 @@ papers' $\alpha_t$).
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
@@ -37,9 +46,67 @@ from torch.optim import Optimizer
 from cadence.checks import check_number
 from cadence.optim.fused import FusedStep
 from cadence.optim.helpers.hyperparams_schedule import HyperParameterScheduler
-from cadence.optim.weight_decay import WeightDecay
+from cadence.optim.weight_decay import Scalar, WeightDecay
 
 Params = Iterable[torch.Tensor] | Iterable[dict[str, Any]]
+
+
+def update_moment(m: torch.Tensor, g: torch.Tensor, beta: Scalar) -> torch.Tensor:
+    r"""$m \leftarrow \beta m + (1 - \beta) g$ in place (an exponential moving average); returns $m$."""
+    return m.lerp_(g, 1 - beta)
+
+
+def update_squared_moment(v: torch.Tensor, g: torch.Tensor, beta: Scalar) -> torch.Tensor:
+    r"""$v \leftarrow \beta v + (1 - \beta) g^2$ in place; returns $v$."""
+    return v.mul_(beta).addcmul_(g, g, value=1 - beta)
+
+
+def running_max(v_max: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+    r"""AMSGrad's $\hat{v}^{\max}_t \leftarrow \max(\hat{v}^{\max}_{t-1}, v_t)$ in place; returns $\hat{v}^{\max}_t$."""
+    return torch.maximum(v_max, v, out=v_max)
+
+
+def adam_scalars(group: dict[str, Any], t: int, folded: bool) -> dict[str, Any]:
+    r"""$\beta_1, \beta_2, \epsilon$, and Adam's step size and $c_t$ at step $t$ for the update
+    $\theta_t \leftarrow \theta_{t-1} - \text{step\_size} \cdot m_t / (\sqrt{v_t} / c_t + \epsilon)$
+    (see :mod:`cadence.optim.adam`): folded (the end of Section 2 of the paper)
+    $\left(\alpha \sqrt{1 - \beta_2^t} / (1 - \beta_1^t), 1\right)$, with $c_t = 1$ as ``None``;
+    textbook $\left(\alpha / (1 - \beta_1^t), \sqrt{1 - \beta_2^t}\right)$."""
+    beta1, beta2 = group["betas"]
+    alpha = group["lr"]
+    bias_correction1 = 1 - beta1 ** t
+    bias_correction2 = 1 - beta2 ** t
+    if folded:
+        # $\alpha_t = \alpha \sqrt{1 - \beta_2^t} / (1 - \beta_1^t)$, and $\hat{\epsilon}$ beside $\sqrt{v_t}$
+        step_size, c = alpha * math.sqrt(bias_correction2) / bias_correction1, None
+    else:
+        # $\hat{m}_t / (\sqrt{\hat{v}_t} + \epsilon)$ with $\hat{m}_t = m_t / (1 - \beta_1^t)$, $\hat{v}_t = v_t / (1 - \beta_2^t)$
+        step_size, c = alpha / bias_correction1, math.sqrt(bias_correction2)
+    return {"beta1": beta1, "beta2": beta2, "eps": group["eps"], "step_size": step_size, "c": c}
+
+
+def adam_denominator(v: torch.Tensor, c: Scalar | None, eps: Scalar) -> torch.Tensor:
+    r"""$\sqrt{v_t} / c_t + \epsilon$, a new tensor ($c_t = 1$ is ``None``: no division)."""
+    return (v.sqrt() if c is None else v.sqrt() / c).add_(eps)
+
+
+def rectification(beta2: float, t: int, rho_threshold: float) -> float | None:
+    r"""RAdam's rectification term $r_t$ at step $t$, or ``None`` while $\rho_t \le \rho_{\text{threshold}}$
+    (the variance of the adaptive rate is not yet tractable; see :mod:`cadence.optim.radam`):
+
+    $$
+    \rho_\infty = \frac{2}{1 - \beta_2} - 1, \qquad
+    \rho_t = \rho_\infty - \frac{2 t \beta_2^t}{1 - \beta_2^t}, \qquad
+    r_t = \sqrt{\frac{(\rho_t - 4)(\rho_t - 2)\rho_\infty}{(\rho_\infty - 4)(\rho_\infty - 2)\rho_t}}
+    $$
+    """
+    # $\rho_\infty = 2 / (1 - \beta_2) - 1$, $\rho_t = \rho_\infty - 2 t \beta_2^t / (1 - \beta_2^t)$
+    rho_inf = 2 / (1 - beta2) - 1
+    rho_t = rho_inf - 2 * t * beta2 ** t / (1 - beta2 ** t)
+    if rho_t <= rho_threshold:
+        return None
+    # $r_t$
+    return (((rho_t - 4) * (rho_t - 2) * rho_inf) / ((rho_inf - 4) * (rho_inf - 2) * rho_t)) ** 0.5
 
 
 def check_betas(where: str, betas: Any) -> tuple[float, float]:
@@ -55,7 +122,7 @@ class GenericAdaptiveOptimizer(Optimizer):
     """Base class of the adaptive optimizers (labml_nn's name and hooks).
 
     * ``params``: parameters, or parameter groups (dicts with ``params`` and overrides),
-    * ``defaults``: the subclass's own default hyper-parameters,
+    * ``defaults``: the optimizer's own hyper-parameters (those in :attr:`ranges`) and their defaults,
     * ``lr``: the learning rate $\\alpha \\ge 0$,
     * ``betas``: $(\\beta_1, \\beta_2)$, each in $[0, 1)$,
     * ``eps``: $\\epsilon \\ge 0$,
@@ -72,6 +139,10 @@ class GenericAdaptiveOptimizer(Optimizer):
     #: Whether :meth:`update` is elementwise (then it can run fused on flat buffers). An
     #: optimizer whose update needs a whole tensor (a norm, a matrix product) sets ``False``.
     elementwise: bool = True
+    #: The ranges of the optimizer's own hyper-parameters (keywords of
+    #: :func:`cadence.checks.check_number`), checked in every group besides ``lr``, ``betas``,
+    #: ``eps`` and ``weight_decay``.
+    ranges: dict[str, dict[str, Any]] = {}
 
     def __init__(self, params: Params, defaults: dict[str, Any], lr: float, betas: tuple[float, float],
                  eps: float, weight_decay: WeightDecay | None = None, *,
@@ -94,12 +165,14 @@ class GenericAdaptiveOptimizer(Optimizer):
         self.scheduler = HyperParameterScheduler(self, schedules or {})
 
     def validate_group(self, group: dict[str, Any]) -> None:
-        """Check every hyper-parameter of ``group`` in place; subclasses extend this."""
+        """Check every hyper-parameter of ``group`` in place."""
         where = type(self).__name__
         group["lr"] = check_number(where, "lr", group["lr"], low=0.0)
         group["betas"] = check_betas(where, group["betas"])
         group["eps"] = check_number(where, "eps", group["eps"], low=0.0)
         self.weight_decay.validate(where, group)
+        for name, bounds in self.ranges.items():
+            group[name] = check_number(where, name, group[name], **bounds)
 
     def add_param_group(self, param_group: dict[str, Any]) -> None:
         """Add a group (see ``torch.optim.Optimizer``), validating its hyper-parameters."""

@@ -23,11 +23,12 @@ The norms make the update per tensor, not elementwise: LAMB has no fused path.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import torch
 
-from cadence.optim.generic import GenericAdaptiveOptimizer, Params
+from cadence.optim.generic import GenericAdaptiveOptimizer, Params, update_moment, update_squared_moment
 from cadence.optim.weight_decay import WeightDecay
 
 
@@ -38,8 +39,9 @@ class LAMB(GenericAdaptiveOptimizer):
     elementwise = False
 
     def __init__(self, params: Params, lr: float = 1e-3, betas: tuple[float, float] = (0.9, 0.999),
-                 eps: float = 1e-6, weight_decay: float = 0.0, defaults: dict[str, Any] | None = None):
-        super().__init__(params, defaults or {}, lr, betas, eps, WeightDecay(weight_decay))
+                 eps: float = 1e-6, weight_decay: float = 0.0, *,
+                 schedules: Mapping[str, Callable[[float], float]] | None = None):
+        super().__init__(params, {}, lr, betas, eps, WeightDecay(weight_decay), schedules=schedules)
 
     def scalars(self, group: dict[str, Any], step: int) -> dict[str, Any]:
         r"""$\eta, \beta_1, \beta_2, \epsilon, \lambda$ and the bias corrections at step $t$."""
@@ -52,9 +54,10 @@ class LAMB(GenericAdaptiveOptimizer):
                beta1: float, beta2: float, eps: float, lam: float, bias_correction1: float,
                bias_correction2: float) -> None:
         """One LAMB step on one tensor, in place."""
-        # $m_t$, $v_t$
-        m.lerp_(grad, 1 - beta1)
-        v.mul_(beta2).addcmul_(grad, grad, value=1 - beta2)
+        # $m_t \leftarrow \beta_1 m_{t-1} + (1 - \beta_1) g_t$
+        update_moment(m, grad, beta1)
+        # $v_t \leftarrow \beta_2 v_{t-1} + (1 - \beta_2) g_t^2$
+        update_squared_moment(v, grad, beta2)
         # $r_t = \hat{m}_t / (\sqrt{\hat{v}_t} + \epsilon) + \lambda \theta_{t-1}$
         r = (m / bias_correction1) / ((v / bias_correction2).sqrt_().add_(eps))
         if lam != 0:

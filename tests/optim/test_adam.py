@@ -23,6 +23,14 @@ def test_textbook_update_matches_torch_adam(train, weight_decay):
     assert relative_difference(ours, torchs) < 1e-5
 
 
+def test_a_float_weight_decay_is_torchs_and_drops_in_for_torch_adam(train):
+    """Adam(params, lr, weight_decay=0.1) reads the float as torch.optim.Adam does: coupled L2."""
+    ours = train(lambda p: Adam(p, 1e-3, weight_decay=0.1, optimized_update=False))
+    assert not train.optimizer.weight_decay.weight_decouple
+    torchs = train(lambda p: torch.optim.Adam(p, 1e-3, weight_decay=0.1))
+    assert relative_difference(ours, torchs) < 1e-6
+
+
 def test_decoupled_decay_matches_torch_adamw(train):
     ours = train(lambda p: Adam(p, lr=1e-3, weight_decay=WeightDecay(0.1, weight_decouple=True),
                                 optimized_update=False))
@@ -191,8 +199,10 @@ def test_bad_types_and_group_overrides_fail_clearly():
         Adam([p], betas=(0.9, 0.99, 0.999))
     with pytest.raises(ValueError, match=r"WeightDecay: weight_decay=-0.01 is out of range"):
         WeightDecay(-0.01)
-    with pytest.raises(TypeError, match=r"expected a WeightDecay"):
-        Adam([p], weight_decay=0.01)
+    with pytest.raises(TypeError, match=r"Adam: weight_decay='0.01' is a str; expected a finite number"):
+        Adam([p], weight_decay="0.01")
+    with pytest.raises(ValueError, match=r"Adam: weight_decay=-0.1 is out of range; expected a finite number >= 0"):
+        Adam([p], weight_decay=-0.1)
     with pytest.raises(ValueError, match=r"Adam: weight_decay=-1.0 is out of range"):
         Adam([{"params": [p], "weight_decay": -1.0}])
     with pytest.raises(ValueError, match=r"absolute=True needs weight_decouple=True"):

@@ -119,3 +119,23 @@ def test_an_optimizer_whose_update_is_not_elementwise_refuses_the_fused_path():
 def test_every_optimizer_is_a_direct_child_of_the_template(cls):
     """No paper inherits another paper's update: each writes its own from the template's shared pieces."""
     assert cls.__bases__ == (GenericAdaptiveOptimizer,)
+
+
+@pytest.mark.parametrize("make, decoupled", [(Adam, False), (AMSGrad, False), (RAdam, False), (AdaBelief, False),
+                                             (AdamFP16, False), (Lion, True), (Sophia, True), (LAMB, True),
+                                             (Muon, True)])
+def test_a_float_weight_decay_is_torchs_coupled_l2_or_the_papers_decoupled_decay(make, decoupled):
+    """Coupled L2 for the Adam family, as torch.optim.Adam(weight_decay=...) reads it; decoupled where
+    the optimizer's paper decouples it. A float steps exactly as the WeightDecay it stands for."""
+    def run(weight_decay: float | WeightDecay) -> torch.Tensor:
+        torch.manual_seed(0)
+        param = nn.Parameter(torch.randn(4, 3))
+        optimizer = make([param], weight_decay=weight_decay)
+        for step in range(8):
+            param.grad = torch.randn(4, 3)
+            optimizer.step()
+        return param.detach()
+
+    assert make([nn.Parameter(torch.ones(2, 2))], weight_decay=0.1).weight_decay.weight_decouple is decoupled
+    assert torch.equal(run(0.1), run(WeightDecay(0.1, weight_decouple=decoupled)))
+    assert not torch.equal(run(0.1), run(WeightDecay(0.1, weight_decouple=not decoupled)))

@@ -22,6 +22,12 @@ def test_matches_torch_radam_in_training(train, weight_decay, decoupled):
     assert relative_difference(ours, torchs) < 1e-5
 
 
+def test_a_float_weight_decay_matches_torch_radams(train):
+    ours = train(lambda p: RAdam(p, lr=1e-3, weight_decay=1e-2))
+    torchs = train(lambda p: torch.optim.RAdam(p, lr=1e-3, weight_decay=1e-2))
+    assert relative_difference(ours, torchs) < 1e-5
+
+
 def rho(t: int, beta2: float) -> float:
     rho_inf = 2 / (1 - beta2) - 1
     return rho_inf - 2 * t * beta2 ** t / (1 - beta2 ** t)

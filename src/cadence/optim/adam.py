@@ -42,7 +42,8 @@ the textbook update rounds as torch's does: a long run then stays within float32
 torch's instead of drifting apart.
 
 Weight decay is the pluggable :class:`~cadence.optim.weight_decay.WeightDecay`: coupled
-(``torch.optim.Adam(weight_decay=λ)``) or decoupled (``torch.optim.AdamW``).
+(a float, as ``torch.optim.Adam(weight_decay=λ)`` reads it) or decoupled
+(``WeightDecay(λ)``, ``torch.optim.AdamW``).
 """
 
 from __future__ import annotations
@@ -62,7 +63,8 @@ class Adam(GenericAdaptiveOptimizer):
 
     * ``lr``: $\\alpha$; ``betas``: $(\\beta_1, \\beta_2)$; ``eps``: $\\epsilon$ (default ``1e-8``,
       torch's; labml_nn used ``1e-16``),
-    * ``weight_decay``: a :class:`WeightDecay` (default: none),
+    * ``weight_decay``: a float $\\lambda$ is torch's coupled L2, as in ``torch.optim.Adam(weight_decay=λ)``;
+      ``WeightDecay(λ)`` is decoupled (``torch.optim.AdamW``), ``absolute=True`` without the rate,
     * ``optimized_update``: fold the bias corrections into the step size (see the module
       docstring for how this moves $\\epsilon$); ``False`` gives torch's textbook update,
     * ``schedules``: hyper-parameter schedules the optimizer applies itself (see the template),
@@ -72,7 +74,7 @@ class Adam(GenericAdaptiveOptimizer):
     state_names = ("exp_avg", "exp_avg_sq")
 
     def __init__(self, params: Params, lr: float = 1e-3, betas: tuple[float, float] = (0.9, 0.999),
-                 eps: float = 1e-8, weight_decay: WeightDecay | None = None, optimized_update: bool = True, *,
+                 eps: float = 1e-8, weight_decay: float | WeightDecay = 0.0, optimized_update: bool = True, *,
                  schedules: Mapping[str, Callable[[float], float]] | None = None, fused: bool = False):
         self.optimized_update = bool(optimized_update)
         super().__init__(params, {}, lr, betas, eps, weight_decay, schedules=schedules, fused=fused)

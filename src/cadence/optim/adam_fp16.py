@@ -43,7 +43,7 @@ class AdamFP16(GenericAdaptiveOptimizer):
     update = staticmethod(Adam.update)
 
     def __init__(self, params: Params, lr: float = 1e-3, betas: tuple[float, float] = (0.9, 0.999),
-                 eps: float = 1e-8, weight_decay: WeightDecay | None = None, optimized_update: bool = True, *,
+                 eps: float = 1e-8, weight_decay: float | WeightDecay = 0.0, optimized_update: bool = True, *,
                  schedules: Mapping[str, Callable[[float], float]] | None = None):
         self.optimized_update = bool(optimized_update)
         #: FP32 gradients left by :meth:`GradScalerFP16.unscale_`, used (once) instead of ``param.grad``.

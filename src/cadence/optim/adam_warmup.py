@@ -28,7 +28,7 @@ from cadence.schedule import LinearWarmup
 
 
 def AdamWarmup(params: Params, lr: float = 1e-3, betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8,
-               weight_decay: WeightDecay | None = None, optimized_update: bool = True, amsgrad: bool = False,
+               weight_decay: float | WeightDecay = 0.0, optimized_update: bool = True, amsgrad: bool = False,
                warmup: int = 0, *, fused: bool = False) -> Adam | AMSGrad:
     """Adam (AMSGrad with ``amsgrad``) whose learning rate rises linearly to ``lr`` over ``warmup`` steps.
 

@@ -30,7 +30,7 @@ from cadence.schedule import Cosine, LinearWarmup, Schedule, Sequential
 
 
 def AdamWarmupCosineDecay(params: Params, lr: float = 1e-3, betas: tuple[float, float] = (0.9, 0.999),
-                          eps: float = 1e-8, weight_decay: WeightDecay | None = None, optimized_update: bool = True,
+                          eps: float = 1e-8, weight_decay: float | WeightDecay = 0.0, optimized_update: bool = True,
                           amsgrad: bool = False, warmup: int = 0, total_steps: int = int(1e10), min_lr: float = 0.0,
                           *, fused: bool = False) -> Adam | AMSGrad:
     """Adam (AMSGrad with ``amsgrad``) with ``warmup`` steps of linear warm-up, then cosine decay to

@@ -36,7 +36,7 @@ class AMSGrad(GenericAdaptiveOptimizer):
     """AMSGrad, with labml_nn's arguments (:class:`~cadence.optim.adam.Adam`'s, and ``amsgrad``)."""
 
     def __init__(self, params: Params, lr: float = 1e-3, betas: tuple[float, float] = (0.9, 0.999),
-                 eps: float = 1e-8, weight_decay: WeightDecay | None = None, optimized_update: bool = True,
+                 eps: float = 1e-8, weight_decay: float | WeightDecay = 0.0, optimized_update: bool = True,
                  amsgrad: bool = True, *, schedules: Mapping[str, Callable[[float], float]] | None = None,
                  fused: bool = False):
         self.optimized_update = bool(optimized_update)

@@ -126,7 +126,8 @@ class GenericAdaptiveOptimizer(Optimizer):
     * ``lr``: the learning rate $\\alpha \\ge 0$,
     * ``betas``: $(\\beta_1, \\beta_2)$, each in $[0, 1)$,
     * ``eps``: $\\epsilon \\ge 0$,
-    * ``weight_decay``: the :class:`~cadence.optim.weight_decay.WeightDecay` strategy,
+    * ``weight_decay``: a :class:`~cadence.optim.weight_decay.WeightDecay`, or a float $\\lambda$ read
+      as :attr:`decoupled_weight_decay` says,
     * ``schedules``: group keys (``"lr"``, ``"betas[0]"``) to schedules of the step that the
       optimizer applies itself before each step, at $t$ (the presets' mechanism; a trainer's
       ``schedules`` apply from outside, and may not schedule the same key),
@@ -143,15 +144,18 @@ class GenericAdaptiveOptimizer(Optimizer):
     #: :func:`cadence.checks.check_number`), checked in every group besides ``lr``, ``betas``,
     #: ``eps`` and ``weight_decay``.
     ranges: dict[str, dict[str, Any]] = {}
+    #: What a float ``weight_decay`` means: torch's coupled L2 (``False``, as in
+    #: ``torch.optim.Adam(weight_decay=...)``), or the decoupled shrink (``True``, for the
+    #: optimizers whose papers decouple it). A :class:`WeightDecay` says it explicitly.
+    decoupled_weight_decay: bool = False
 
     def __init__(self, params: Params, defaults: dict[str, Any], lr: float, betas: tuple[float, float],
-                 eps: float, weight_decay: WeightDecay | None = None, *,
+                 eps: float, weight_decay: float | WeightDecay = 0.0, *,
                  schedules: Mapping[str, Callable[[float], float]] | None = None, fused: bool = False):
-        if weight_decay is None:
-            weight_decay = WeightDecay()
         if not isinstance(weight_decay, WeightDecay):
-            raise TypeError(f"{type(self).__name__}: weight_decay={weight_decay!r}; expected a WeightDecay, "
-                            f"e.g. WeightDecay({weight_decay!r}, weight_decouple=True) for AdamW-style decay")
+            weight_decay = WeightDecay(check_number(type(self).__name__, "weight_decay", weight_decay, low=0.0),
+                                       weight_decouple=self.decoupled_weight_decay)
+        #: The weight-decay strategy.
         self.weight_decay = weight_decay
         if fused and not self.elementwise:
             raise ValueError(f"{type(self).__name__}: fused=True needs an elementwise update, and this optimizer's "

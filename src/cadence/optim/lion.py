@@ -34,12 +34,14 @@ from cadence.optim.weight_decay import Scalar, WeightDecay
 
 
 class Lion(GenericAdaptiveOptimizer):
-    """Lion: ``lr`` $\\eta$, ``betas`` $(\\beta_1, \\beta_2)$, ``weight_decay`` (decoupled by default)."""
+    """Lion: ``lr`` $\\eta$, ``betas`` $(\\beta_1, \\beta_2)$, ``weight_decay`` (a float is decoupled, as in the paper)."""
+
+    decoupled_weight_decay = True
 
     state_names = ("exp_avg",)
 
     def __init__(self, params: Params, lr: float = 1e-4, betas: tuple[float, float] = (0.9, 0.99),
-                 weight_decay: WeightDecay | None = None, *,
+                 weight_decay: float | WeightDecay = 0.0, *,
                  schedules: Mapping[str, Callable[[float], float]] | None = None, fused: bool = False):
         super().__init__(params, {}, lr, betas, 0.0, weight_decay, schedules=schedules, fused=fused)
 

@@ -66,22 +66,24 @@ class Muon(GenericAdaptiveOptimizer):
 
     * ``lr`` $\\eta$, ``momentum`` $\\mu$, ``nesterov``, ``ns_steps``: Muon's,
     * ``ns_dtype``: the dtype of the Newton-Schulz iteration (``None``: :func:`default_ns_dtype`),
-    * ``weight_decay`` $\\lambda$: decoupled, for both kinds,
+    * ``weight_decay`` $\\lambda$, for both kinds: a float is decoupled (as in the reference and
+      ``torch.optim.Muon``); a :class:`~cadence.optim.weight_decay.WeightDecay` picks the strategy,
     * ``adamw_lr``, ``adamw_betas``, ``adamw_eps``: the AdamW groups'.
     """
 
     elementwise = False
+    decoupled_weight_decay = True
     ranges = {"momentum": {"low": 0.0, "high": 1.0, "high_open": True}, "ns_steps": {"low": 1, "integer": True},
               "adamw_lr": {"low": 0.0}}
 
     def __init__(self, params: Params, lr: float = 0.02, momentum: float = 0.95, nesterov: bool = True,
                  ns_steps: int = 5, adamw_lr: float = 3e-4, adamw_betas: tuple[float, float] = (0.9, 0.95),
-                 adamw_eps: float = 1e-8, weight_decay: float = 0.0, ns_dtype: torch.dtype | None = None, *,
+                 adamw_eps: float = 1e-8, weight_decay: float | WeightDecay = 0.0, ns_dtype: torch.dtype | None = None, *,
                  schedules: Mapping[str, Callable[[float], float]] | None = None):
         self.nesterov = bool(nesterov)
         self.ns_dtype = ns_dtype
         defaults = {"momentum": momentum, "ns_steps": ns_steps, "adamw_lr": adamw_lr, "use_muon": None}
-        super().__init__(params, defaults, lr, adamw_betas, adamw_eps, WeightDecay(weight_decay), schedules=schedules)
+        super().__init__(params, defaults, lr, adamw_betas, adamw_eps, weight_decay, schedules=schedules)
 
     def _uses_muon(self, group: dict[str, Any], param: torch.Tensor) -> bool:
         return param.ndim >= 2 if group["use_muon"] is None else bool(group["use_muon"])
@@ -104,15 +106,15 @@ class Muon(GenericAdaptiveOptimizer):
                         **adam_scalars(adamw, state["step"], folded=False), **self.weight_decay.scalars(adamw))
             return
         mu, eta = group["momentum"], group["lr"]
+        # $W_{t-1} (1 - \eta \lambda)$, the decoupled decay (or, coupled, $G_t + \lambda W_{t-1}$)
+        G = WeightDecay.apply(param, grad, **self.weight_decay.scalars(group))
         B = state["momentum_buffer"]
         # $B_t \leftarrow \mu B_{t-1} + (1 - \mu) G_t$
-        update_moment(B, grad, mu)
+        update_moment(B, G, mu)
         # Nesterov: $(1 - \mu) G_t + \mu B_t$
-        M = grad.lerp(B, mu) if self.nesterov else B
+        M = G.lerp(B, mu) if self.nesterov else B
         O = newton_schulz(M.reshape(M.size(0), -1), group["ns_steps"],
                           self.ns_dtype or default_ns_dtype(param.device)).view_as(param)
         # $W_t \leftarrow W_{t-1}(1 - \eta \lambda) - \eta \sqrt{\max(1, \text{rows}/\text{cols})} O_t$
         rows, cols = param.size(0), param[0].numel()
-        if group["weight_decay"]:
-            param.mul_(1 - eta * group["weight_decay"])
         param.add_(O, alpha=-eta * max(1.0, rows / cols) ** 0.5)

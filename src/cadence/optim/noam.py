@@ -26,7 +26,7 @@ from cadence.optim.weight_decay import WeightDecay
 
 
 def Noam(params: Params, lr: float = 1.0, betas: tuple[float, float] = (0.9, 0.98), eps: float = 1e-9,
-         weight_decay: WeightDecay | None = None, optimized_update: bool = True, amsgrad: bool = False,
+         weight_decay: float | WeightDecay = 0.0, optimized_update: bool = True, amsgrad: bool = False,
          warmup: int = 4000, d_model: int = 512, *, fused: bool = False) -> Adam | AMSGrad:
     """Adam (AMSGrad with ``amsgrad``) with the Noam rate; ``warmup`` $w \\ge 1$, ``d_model`` $\\ge 1$.
 

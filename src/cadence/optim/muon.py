@@ -78,8 +78,8 @@ class Muon(GenericAdaptiveOptimizer):
 
     def __init__(self, params: Params, lr: float = 0.02, momentum: float = 0.95, nesterov: bool = True,
                  ns_steps: int = 5, adamw_lr: float = 3e-4, adamw_betas: tuple[float, float] = (0.9, 0.95),
-                 adamw_eps: float = 1e-8, weight_decay: float | WeightDecay = 0.0, ns_dtype: torch.dtype | None = None, *,
-                 schedules: Mapping[str, Callable[[float], float]] | None = None):
+                 adamw_eps: float = 1e-8, weight_decay: float | WeightDecay = 0.0,
+                 ns_dtype: torch.dtype | None = None, *, schedules: Mapping[str, Callable[[float], float]] | None = None):
         self.nesterov = bool(nesterov)
         self.ns_dtype = ns_dtype
         defaults = {"momentum": momentum, "ns_steps": ns_steps, "adamw_lr": adamw_lr, "use_muon": None}

@@ -1,7 +1,10 @@
 """Build any optimizer by name from one typed config.
 
 ``OptimizerConfig`` holds every hyper-parameter of every optimizer; ``name`` picks the
-optimizer and the fields it does not use are ignored. From the command line::
+optimizer. ``lr`` and ``weight_decay`` every optimizer takes; every other field left at its
+default (``None`` for most) leaves the optimizer its own default, and a field set to anything
+else is passed, by keyword, to an optimizer that must take it: one that does not is an
+error, not silently ignored. From the command line::
 
     cadence train mnist optimizer.name=radam optimizer.lr=3e-3 optimizer.weight_decay=0.01
     cadence train mnist optimizer.schedule="Sequential([LinearWarmup(3e-3, 100), Cosine(3e-3, 500)], [100])"
@@ -14,8 +17,11 @@ schedules to other group hyper-parameters (``optimizer.schedules.weight_decay=..
 
 from __future__ import annotations
 
+import dataclasses
+import inspect
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 from torch import nn
@@ -39,79 +45,66 @@ from cadence.schedule import Schedule, parse_schedule
 class OptimizerConfig:
     """Every hyper-parameter of the optimizers :func:`build_optimizer` knows.
 
-    ``weight_decay`` is the coefficient and ``weight_decouple`` / ``absolute`` its strategy
-    (see :class:`~cadence.optim.weight_decay.WeightDecay`); for ``sgd`` it is torch's L2.
-    ``fused`` picks the fused fast path of the adaptive family.
+    A field at its default here (``None``, or the default every optimizer that takes it has)
+    leaves the chosen optimizer its own default; any other value is passed to it, so
+    ``momentum=0`` means no momentum. ``weight_decay`` is a float read as the optimizer
+    reads one (torch's coupled L2 for the Adam family and ``sgd``, decoupled for ``lion``,
+    ``sophia``, ``lamb`` and ``muon``); ``weight_decouple`` / ``absolute`` make it the
+    :class:`~cadence.optim.weight_decay.WeightDecay` strategy they say instead.
     """
 
     name: str = "adam"
     lr: float = 1e-3
-    betas: tuple[float, float] = (0.9, 0.999)
-    eps: float = 1e-8
+    betas: tuple[float, float] | None = None
+    eps: float | None = None
     weight_decay: float = 0.0
-    weight_decouple: bool = True
-    absolute: bool = False
-    #: Adam and its warm-up variants: fold the bias corrections into the step size.
+    weight_decouple: bool | None = None
+    absolute: bool | None = None
+    #: Adam, AMSGrad and the warm-up variants: fold the bias corrections into the step size.
     optimized_update: bool = True
-    #: AMSGrad, the warm-up variants, RAdam, AdaBelief: divide by the running maximum.
-    amsgrad: bool = False
+    #: The warm-up variants, RAdam, AdaBelief: divide by the running maximum (AMSGrad's always does).
+    amsgrad: bool | None = None
     #: Warm-up steps (AdamWarmup, AdamWarmupCosineDecay, Noam).
-    warmup: int = 0
+    warmup: int | None = None
     #: AdamWarmupCosineDecay: the step the cosine reaches ``min_lr``.
-    total_steps: int = 10_000
-    min_lr: float = 0.0
+    total_steps: int | None = None
+    min_lr: float | None = None
     #: Noam: the model width.
-    d_model: int = 512
+    d_model: int | None = None
     #: Sophia: the scale rho of the curvature in its clipped step.
-    rho: float = 0.04
+    rho: float | None = None
     #: RAdam and AdaBelief.
-    rho_threshold: float = 5.0
+    rho_threshold: float | None = None
     degenerate_to_sgd: bool = True
     rectify: bool = True
-    #: SGD and Muon (Muon: 0 means its default 0.95).
-    momentum: float = 0.0
-    nesterov: bool = False
+    #: SGD and Muon.
+    momentum: float | None = None
+    nesterov: bool | None = None
     #: Muon: the rate of the parameters it leaves to AdamW (embeddings, head, biases, gains).
-    adamw_lr: float = 3e-4
-    fused: bool = False
+    adamw_lr: float | None = None
+    #: The fused fast path of the elementwise family (and torch's fused SGD).
+    fused: bool | None = None
     #: The learning rate as a schedule of the optimizer step (its repr); empty: constant ``lr``.
     schedule: str = ""
     #: Schedules of other group hyper-parameters, by name: ``weight_decay``, ``momentum``, ``beta1`` and
     #: ``beta2`` (for ``betas[0]`` and ``betas[1]``, which a dotted override cannot spell).
     schedules: dict[str, str] = field(default_factory=dict)
 
-    def weight_decay_strategy(self) -> WeightDecay:
-        """The :class:`WeightDecay` these fields describe."""
-        return WeightDecay(self.weight_decay, self.weight_decouple, self.absolute)
 
-
-Builder = Callable[[Iterable, OptimizerConfig], torch.optim.Optimizer]
-
-#: Optimizer names and how each is built from the config.
-OPTIMIZERS: dict[str, Builder] = {
-    "adam": lambda p, c: Adam(p, c.lr, tuple(c.betas), c.eps, c.weight_decay_strategy(), c.optimized_update,
-                              fused=c.fused),
-    "amsgrad": lambda p, c: AMSGrad(p, c.lr, tuple(c.betas), c.eps, c.weight_decay_strategy(), c.optimized_update,
-                                    True, fused=c.fused),
-    "adam_warmup": lambda p, c: AdamWarmup(p, c.lr, tuple(c.betas), c.eps, c.weight_decay_strategy(),
-                                           c.optimized_update, c.amsgrad, c.warmup, fused=c.fused),
-    "adam_warmup_cosine_decay": lambda p, c: AdamWarmupCosineDecay(
-        p, c.lr, tuple(c.betas), c.eps, c.weight_decay_strategy(), c.optimized_update, c.amsgrad, c.warmup,
-        c.total_steps, c.min_lr, fused=c.fused),
-    "muon": lambda p, c: Muon(p, c.lr, c.momentum or 0.95, c.nesterov, adamw_lr=c.adamw_lr,
-                              adamw_betas=tuple(c.betas), adamw_eps=c.eps, weight_decay=c.weight_decay),
-    "noam": lambda p, c: Noam(p, c.lr, tuple(c.betas), c.eps, c.weight_decay_strategy(), c.optimized_update,
-                              c.amsgrad, c.warmup, c.d_model, fused=c.fused),
-    "radam": lambda p, c: RAdam(p, c.lr, tuple(c.betas), c.eps, c.weight_decay_strategy(), c.amsgrad,
-                                c.degenerate_to_sgd, c.rho_threshold, fused=c.fused),
-    "ada_belief": lambda p, c: AdaBelief(p, c.lr, tuple(c.betas), c.eps, c.weight_decay_strategy(), c.amsgrad,
-                                         c.degenerate_to_sgd, c.rectify, c.rho_threshold, fused=c.fused),
-    "lamb": lambda p, c: LAMB(p, c.lr, tuple(c.betas), c.eps, c.weight_decay),
-    "lion": lambda p, c: Lion(p, c.lr, tuple(c.betas), c.weight_decay_strategy(), fused=c.fused),
-    "sophia": lambda p, c: Sophia(p, c.lr, tuple(c.betas), c.eps, c.rho, c.weight_decay_strategy(), fused=c.fused),
-    "sgd": lambda p, c: torch.optim.SGD(p, lr=c.lr, momentum=c.momentum, weight_decay=c.weight_decay,
-                                        nesterov=c.nesterov),
+#: Optimizer names and their constructors, called with the config's fields by keyword.
+OPTIMIZERS: dict[str, Callable[..., torch.optim.Optimizer]] = {
+    "adam": Adam, "amsgrad": AMSGrad, "adam_warmup": AdamWarmup, "adam_warmup_cosine_decay": AdamWarmupCosineDecay,
+    "noam": Noam, "radam": RAdam, "ada_belief": AdaBelief, "lion": Lion, "sophia": Sophia, "lamb": LAMB,
+    "muon": Muon, "sgd": torch.optim.SGD,
 }
+#: Fields that a constructor takes under another name: Muon's betas and eps are its AdamW groups'.
+_RENAMED = {"muon": {"betas": "adamw_betas", "eps": "adamw_eps"}}
+#: Fields that make ``weight_decay`` a WeightDecay; only cadence's optimizers take one.
+_STRATEGY = ("weight_decouple", "absolute")
+#: Fields that are not arguments of the constructor.
+_NOT_ARGUMENTS = ("name", "schedule", "schedules")
+#: Fields every optimizer takes, passed whatever their value.
+_ALWAYS = ("lr", "weight_decay")
 
 
 def build_optimizer(config: OptimizerConfig, model_or_params: nn.Module | Iterable) -> torch.optim.Optimizer:
@@ -120,7 +113,30 @@ def build_optimizer(config: OptimizerConfig, model_or_params: nn.Module | Iterab
         raise ValueError(f"optimizer.name={config.name!r} is not a known optimizer; expected one of: "
                          f"{', '.join(sorted(OPTIMIZERS))}")
     params = model_or_params.parameters() if isinstance(model_or_params, nn.Module) else model_or_params
-    return OPTIMIZERS[config.name](params, config)
+    return OPTIMIZERS[config.name](params, **_arguments(config))
+
+
+def _arguments(config: OptimizerConfig) -> dict[str, Any]:
+    """The keyword arguments of ``config.name``'s constructor; a field it does not take is an error."""
+    parameters = inspect.signature(OPTIMIZERS[config.name]).parameters
+    renamed = _RENAMED.get(config.name, {})
+    # cadence's constructors take ``weight_decay: float | WeightDecay``; torch's a float only
+    takes_strategy = "WeightDecay" in str(parameters["weight_decay"].annotation)
+    usable = [f.name for f in dataclasses.fields(config) if f.name not in _NOT_ARGUMENTS
+              and (renamed.get(f.name, f.name) in parameters or (f.name in _STRATEGY and takes_strategy))]
+    given = {f.name: getattr(config, f.name) for f in dataclasses.fields(config)
+             if f.name not in _NOT_ARGUMENTS and (f.name in _ALWAYS or getattr(config, f.name) != f.default)}
+    unused = [name for name in given if name not in usable]
+    if unused:
+        options = " and ".join(f"optimizer.{name}" for name in unused)
+        raise ValueError(f"{options} {'is' if len(unused) == 1 else 'are'} not used by {config.name}; it takes: "
+                         f"{', '.join(usable)}")
+    strategy = {name: given.pop(name) for name in _STRATEGY if name in given}
+    if strategy:
+        given["weight_decay"] = WeightDecay(given["weight_decay"], **strategy)
+    if "betas" in given:
+        given["betas"] = tuple(given["betas"])
+    return {renamed.get(name, name): value for name, value in given.items()}
 
 
 _ALIASES = {"beta1": "betas[0]", "beta2": "betas[1]"}

@@ -7,6 +7,7 @@ import copy
 import pytest
 import torch
 from torch import nn
+from torch._inductor.utils import run_and_get_code
 
 from cadence.optim import (LAMB, AdaBelief, Adam, AdamFP16, AdamWarmup, AdamWarmupCosineDecay, AMSGrad,
                            GenericAdaptiveOptimizer, Lion, Muon, Noam, RAdam, Sophia, WeightDecay)
@@ -28,6 +29,7 @@ FAMILY = {
 }
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", FAMILY)
 def test_fused_equals_the_reference_path(replay, name):
     reference = replay(lambda p: FAMILY[name](p))
@@ -36,7 +38,7 @@ def test_fused_equals_the_reference_path(replay, name):
     assert relative_difference(reference, fused) < 1e-6
 
 
-@pytest.mark.parametrize("fused", [False, True], ids=["reference", "fused"])
+@pytest.mark.parametrize("fused", [False, pytest.param(True, marks=pytest.mark.slow)], ids=["reference", "fused"])
 @pytest.mark.parametrize("name", FAMILY)
 def test_a_state_dict_saved_mid_run_continues_bit_identically(real_gradients, name, fused):
     def steps(model, optimizer, grads):
@@ -69,6 +71,25 @@ def test_a_state_dict_saved_mid_run_continues_bit_identically(real_gradients, na
         assert_compiled(fresh)
     for p, q in zip(uninterrupted.parameters(), resumed.parameters()):
         assert torch.equal(p, q)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", FAMILY)
+def test_each_fused_update_compiles_to_one_loop(name):
+    """A group's whole update is one compiled kernel, one pass over its flat buffers, in every branch
+    (RAdam's and AdaBelief's rectified or not: 8 steps cross rho_t's threshold). Counted in Inductor's C++
+    for the CPU; a second kernel would mean a second pass over memory."""
+    torch.manual_seed(0)
+    params = [nn.Parameter(torch.randn(37, 11)), nn.Parameter(torch.randn(5))]
+    optimizer = FAMILY[name](params, fused=True)
+    kernels = []
+    for _ in range(8):
+        for p in params:
+            p.grad = torch.randn_like(p)
+        _, code = run_and_get_code(optimizer.step)
+        kernels += [c.count('extern "C"') for c in code]
+    assert_compiled(optimizer)
+    assert kernels and all(n == 1 for n in kernels), kernels
 
 
 @pytest.mark.parametrize("make, where", [

@@ -101,7 +101,8 @@ def test_every_optimizer_builds_from_the_config_and_steps(name):
     assert not torch.equal(before, model.weight)
 
 
-@pytest.mark.parametrize("name", ["adam", "amsgrad", "radam", "ada_belief", "lion", "sophia", "noam"])
+@pytest.mark.parametrize("name", ["adam", *(pytest.param(name, marks=pytest.mark.slow)
+                                     for name in ("amsgrad", "radam", "ada_belief", "lion", "sophia", "noam"))])
 def test_a_fused_optimizer_from_the_config_steps_compiled(name):
     def run(fused: bool) -> nn.Module:
         torch.manual_seed(0)

@@ -122,7 +122,7 @@ class GenericAdaptiveOptimizer(Optimizer):
     """Base class of the adaptive optimizers (labml_nn's name and hooks).
 
     * ``params``: parameters, or parameter groups (dicts with ``params`` and overrides),
-    * ``defaults``: the optimizer's own hyper-parameters (those in :attr:`ranges`) and their defaults,
+    * ``defaults``: the optimizer's own hyper-parameters and their defaults (:attr:`ranges` checks them),
     * ``lr``: the learning rate $\\alpha \\ge 0$,
     * ``betas``: $(\\beta_1, \\beta_2)$, each in $[0, 1)$,
     * ``eps``: $\\epsilon \\ge 0$,
@@ -213,6 +213,7 @@ class GenericAdaptiveOptimizer(Optimizer):
             with torch.enable_grad():
                 loss = closure()
         if self.scheduler.schedules:
+            # the optimizer's own schedules, at $t$: the number of the step being taken (its state counts the taken ones)
             self.scheduler.step(1 + max((state["step"] for state in self.state.values()), default=0))
         for g, group in enumerate(self.param_groups):
             with_grad = []

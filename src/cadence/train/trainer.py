@@ -33,9 +33,9 @@ from torch import nn
 
 from cadence.checks import check_number
 from cadence.metrics import MeanLoss, Metric
-from cadence.optim.clip import clip_grad_norm, clip_grad_value
+from cadence.optim.helpers.clip import clip_grad_norm, clip_grad_value
 from cadence.optim.sophia import gnb_loss
-from cadence.optim.hyperparams_schedule import HyperParameterScheduler
+from cadence.optim.helpers.hyperparams_schedule import HyperParameterScheduler
 from cadence.schedule import Schedule
 from cadence.track import Tracker
 from cadence.train.batch_index import BatchIndex

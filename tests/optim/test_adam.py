@@ -177,12 +177,12 @@ def test_sparse_gradient_fails_clearly():
 
 
 @pytest.mark.parametrize("kwargs, message", [
-    ({"lr": -0.1}, r"Adam: lr=-0.1 is out of range; expected a finite number >= 0"),
-    ({"betas": (1.0, 0.999)}, r"Adam: betas\[0\]=1.0 is out of range; expected a finite number in \[0, 1\)"),
+    ({"lr": -0.1}, r"Adam: lr=-0.1 is out of range; expected lr >= 0"),
+    ({"betas": (1.0, 0.999)}, r"Adam: betas\[0\]=1.0 is out of range; expected betas\[0\] in \[0, 1\)"),
     ({"betas": (0.9, -0.1)}, r"betas\[1\]=-0.1 is out of range"),
-    ({"eps": -1e-8}, r"Adam: eps=-1e-08 is out of range; expected a finite number >= 0"),
-    ({"lr": float("nan")}, r"lr=nan is out of range"),
-    ({"lr": float("inf")}, r"Adam: lr=inf is out of range; expected a finite number >= 0"),
+    ({"eps": -1e-8}, r"Adam: eps=-1e-08 is out of range; expected eps >= 0"),
+    ({"lr": float("nan")}, r"lr=nan is not a finite number; expected lr >= 0"),
+    ({"lr": float("inf")}, r"Adam: lr=inf is not a finite number; expected lr >= 0"),
 ])
 def test_bad_hyper_parameters_name_the_parameter_and_range(kwargs, message):
     with pytest.raises(ValueError, match=message):
@@ -191,7 +191,7 @@ def test_bad_hyper_parameters_name_the_parameter_and_range(kwargs, message):
 
 def test_bad_types_and_group_overrides_fail_clearly():
     p = nn.Parameter(torch.ones(2))
-    with pytest.raises(TypeError, match=r"Adam: lr='3e-4x' is a str; expected a finite number"):
+    with pytest.raises(TypeError, match=r"Adam: lr='3e-4x' is a str; expected a real number"):
         Adam([p], lr="3e-4x")
     with pytest.raises(TypeError, match=r"Adam: betas=0.9 is not a pair; expected \(beta1, beta2\), each in \[0, 1\)"):
         Adam([p], betas=0.9)
@@ -199,9 +199,9 @@ def test_bad_types_and_group_overrides_fail_clearly():
         Adam([p], betas=(0.9, 0.99, 0.999))
     with pytest.raises(ValueError, match=r"WeightDecay: weight_decay=-0.01 is out of range"):
         WeightDecay(-0.01)
-    with pytest.raises(TypeError, match=r"Adam: weight_decay='0.01' is a str; expected a finite number"):
+    with pytest.raises(TypeError, match=r"Adam: weight_decay='0.01' is a str; expected a real number"):
         Adam([p], weight_decay="0.01")
-    with pytest.raises(ValueError, match=r"Adam: weight_decay=-0.1 is out of range; expected a finite number >= 0"):
+    with pytest.raises(ValueError, match=r"Adam: weight_decay=-0.1 is out of range; expected weight_decay >= 0"):
         Adam([p], weight_decay=-0.1)
     with pytest.raises(ValueError, match=r"Adam: weight_decay=-1.0 is out of range"):
         Adam([{"params": [p], "weight_decay": -1.0}])

@@ -132,7 +132,7 @@ def test_state_dict_keeps_fp32_state_and_resumes_bit_identically(mnist_batches):
 @pytest.mark.parametrize("kwargs, message", [
     ({"init_scale": 0.0}, r"GradScalerFP16: init_scale=0.0 is out of range"),
     ({"backoff_factor": 1.0}, r"GradScalerFP16: backoff_factor=1.0 is out of range"),
-    ({"growth_interval": 0}, r"GradScalerFP16: growth_interval=0 is out of range; expected an integer >= 1"),
+    ({"growth_interval": 0}, r"GradScalerFP16: growth_interval=0 is out of range; expected growth_interval >= 1"),
 ])
 def test_bad_scaler_arguments(kwargs, message):
     with pytest.raises(ValueError, match=message):

@@ -80,12 +80,12 @@ def test_update_is_adam_with_the_scheduled_rate(real_gradients, make):
 
 
 @pytest.mark.parametrize("make, message", [
-    (lambda p: AdamWarmup(p, warmup=-1), r"AdamWarmup: warmup=-1 is out of range; expected an integer >= 0"),
-    (lambda p: AdamWarmup(p, lr=-0.1), r"AdamWarmup: lr=-0.1 is out of range; expected a finite number >= 0"),
-    (lambda p: Noam(p, d_model=0), r"Noam: d_model=0 is out of range; expected an integer >= 1"),
-    (lambda p: Noam(p, warmup=0), r"Noam: warmup=0 is out of range; expected an integer >= 1"),
-    (lambda p: AdamWarmupCosineDecay(p, lr=0.1, min_lr=0.2), r"AdamWarmupCosineDecay: min_lr=0.2 is out of range; expected a finite number in \[0, 0.1\]"),
-    (lambda p: AdamWarmupCosineDecay(p, total_steps=0), r"AdamWarmupCosineDecay: total_steps=0 is out of range; expected an integer >= 1"),
+    (lambda p: AdamWarmup(p, warmup=-1), r"AdamWarmup: warmup=-1 is out of range; expected warmup >= 0"),
+    (lambda p: AdamWarmup(p, lr=-0.1), r"AdamWarmup: lr=-0.1 is out of range; expected lr >= 0"),
+    (lambda p: Noam(p, d_model=0), r"Noam: d_model=0 is out of range; expected d_model >= 1"),
+    (lambda p: Noam(p, warmup=0), r"Noam: warmup=0 is out of range; expected warmup >= 1"),
+    (lambda p: AdamWarmupCosineDecay(p, lr=0.1, min_lr=0.2), r"AdamWarmupCosineDecay: min_lr=0.2 is out of range; expected min_lr in \[0, 0.1\]"),
+    (lambda p: AdamWarmupCosineDecay(p, total_steps=0), r"AdamWarmupCosineDecay: total_steps=0 is out of range; expected total_steps >= 1"),
 ])
 def test_bad_schedules_fail_naming_the_parameter(make, message):
     with pytest.raises(ValueError, match=message):

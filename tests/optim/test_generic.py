@@ -99,10 +99,10 @@ def test_each_fused_update_compiles_to_one_loop(name):
     (lambda params, **kw: Noam(params, amsgrad=True, **kw), "AMSGrad"),
 ])
 @pytest.mark.parametrize("kwargs, message", [
-    ({"betas": (0.9, 1.0)}, r"betas\[1\]=1.0 is out of range; expected a finite number in \[0, 1\)"),
+    ({"betas": (0.9, 1.0)}, r"betas\[1\]=1.0 is out of range; expected betas\[1\] in \[0, 1\)"),
     ({"betas": (-0.1, 0.9)}, r"betas\[0\]=-0.1 is out of range"),
     ({"weight_decay": WeightDecay(0.1), "params": [{"params": [nn.Parameter(torch.ones(1))], "weight_decay": -1}]},
-     r"weight_decay=-1 is out of range; expected a finite number >= 0"),
+     r"weight_decay=-1 is out of range; expected weight_decay >= 0"),
 ])
 def test_bad_hyper_parameters_fail_naming_optimizer_parameter_and_range(make, where, kwargs, message):
     kwargs = {"params": [nn.Parameter(torch.ones(1))], **kwargs}
@@ -112,18 +112,18 @@ def test_bad_hyper_parameters_fail_naming_optimizer_parameter_and_range(make, wh
 
 @pytest.mark.parametrize("make", [Adam, AMSGrad, RAdam, AdaBelief, Lion, AdamWarmup, AdamWarmupCosineDecay, Noam])
 def test_a_bad_learning_rate_fails_naming_what_was_called(make):
-    with pytest.raises(ValueError, match=rf"^{make.__name__}: lr=-0.001 is out of range; expected a finite number"):
+    with pytest.raises(ValueError, match=rf"^{make.__name__}: lr=-0.001 is out of range; expected lr >= 0$"):
         make([nn.Parameter(torch.ones(1))], lr=-1e-3)
 
 
 @pytest.mark.parametrize("make", [Adam, AMSGrad, RAdam, AdaBelief, AdamWarmup, AdamWarmupCosineDecay])
 def test_a_bad_epsilon_fails(make):
-    with pytest.raises(ValueError, match=r"eps=-1.0 is out of range; expected a finite number >= 0"):
+    with pytest.raises(ValueError, match=r"eps=-1.0 is out of range; expected eps >= 0"):
         make([nn.Parameter(torch.ones(1))], eps=-1.0)
 
 
 def test_rho_threshold_must_be_positive():
-    with pytest.raises(ValueError, match=r"RAdam: rho_threshold=0.0 is out of range; expected a finite number > 0"):
+    with pytest.raises(ValueError, match=r"RAdam: rho_threshold=0.0 is out of range; expected rho_threshold > 0"):
         RAdam([nn.Parameter(torch.ones(1))], rho_threshold=0.0)
     with pytest.raises(ValueError, match=r"AdaBelief: rho_threshold=-4.0 is out of range"):
         AdaBelief([nn.Parameter(torch.ones(1))], rho_threshold=-4.0)

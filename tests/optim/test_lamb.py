@@ -87,7 +87,7 @@ def test_state_dict_resume_is_bit_identical(real_gradients):
 
 def test_validation():
     assert not LAMB.elementwise
-    with pytest.raises(ValueError, match=r"LAMB: weight_decay=-1.0 is out of range; expected a finite number >= 0"):
+    with pytest.raises(ValueError, match=r"LAMB: weight_decay=-1.0 is out of range; expected weight_decay >= 0"):
         LAMB([nn.Parameter(torch.ones(1))], weight_decay=-1.0)
     with pytest.raises(ValueError, match=r"LAMB: weight_decay=WeightDecay\(weight_decay=0.1, weight_decouple=True, "
                                          r"absolute=True\); LAMB scales its decay .* cannot be absolute"):

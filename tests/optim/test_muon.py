@@ -139,8 +139,8 @@ def test_cpu_parameters_iterate_in_float32_unless_told(real_gradients):
 
 
 @pytest.mark.parametrize("kwargs, message", [
-    ({"momentum": 1.0}, r"Muon: momentum=1.0 is out of range; expected a finite number in \[0, 1\)"),
-    ({"ns_steps": 0}, r"Muon: ns_steps=0 is out of range; expected an integer >= 1"),
+    ({"momentum": 1.0}, r"Muon: momentum=1.0 is out of range; expected momentum in \[0, 1\)"),
+    ({"ns_steps": 0}, r"Muon: ns_steps=0 is out of range; expected ns_steps >= 1"),
     ({"lr": -0.1}, r"Muon: lr=-0.1 is out of range"),
     ({"adamw_betas": (0.9, 1.2)}, r"Muon: betas\[1\]=1.2 is out of range"),
 ])

@@ -87,12 +87,12 @@ def test_gnb_loss_flattens_a_sequence_of_logits():
 
 def test_update_hessian_validates_the_batch_size():
     opt = Sophia([nn.Parameter(torch.ones(2))])
-    with pytest.raises(ValueError, match=r"Sophia.update_hessian: batch_size=0 is out of range; expected an integer >= 1"):
+    with pytest.raises(ValueError, match=r"Sophia.update_hessian: batch_size=0 is out of range; expected batch_size >= 1"):
         opt.update_hessian(0)
 
 
 @pytest.mark.parametrize("kwargs, message", [
-    ({"rho": 0.0}, r"Sophia: rho=0.0 is out of range; expected a finite number > 0"),
+    ({"rho": 0.0}, r"Sophia: rho=0.0 is out of range; expected rho > 0"),
     ({"lr": -1.0}, r"Sophia: lr=-1.0 is out of range"),
     ({"betas": (0.9, 1.0)}, r"Sophia: betas\[1\]=1.0 is out of range"),
 ])

@@ -10,6 +10,8 @@ from collections.abc import Callable
 
 import torch
 
+from cadence.data import resolve_data_dir
+
 
 def interleaved_medians(cases: dict[str, Callable[[], None]], repeats: int, warmup: int = 2,
                         inner: int = 1) -> dict[str, float]:
@@ -52,10 +54,18 @@ def keep_freed_memory() -> bool:
 
 
 def parse_args(doc: str, repeats: int, add_arguments: Callable[[argparse.ArgumentParser], None] | None = None,
-               allocator: str = "steady") -> argparse.Namespace:
+               allocator: str = "steady", data_dir: bool = False) -> argparse.Namespace:
     """The benchmarks' common options, applied: ``--repeats``, ``--threads`` (1 by default) and
-    ``--allocator`` (``steady``: :func:`keep_freed_memory`; ``default``: glibc's own thresholds)."""
+    ``--allocator`` (``steady``: :func:`keep_freed_memory`; ``default``: glibc's own thresholds).
+
+    With ``data_dir``, also ``--data-dir``, resolved as the library resolves it
+    (:func:`cadence.data.resolve_data_dir`: the option, else ``$CADENCE_DATA``, else the user
+    cache folder) into an absolute ``args.data_dir``.
+    """
     parser = argparse.ArgumentParser(description=doc.splitlines()[0])
+    if data_dir:
+        parser.add_argument("--data-dir", help="data directory (default: $CADENCE_DATA, else the user cache); "
+                                               "data sets missing from it are downloaded")
     parser.add_argument("--repeats", type=int, default=repeats, help="timed rounds; the median is reported")
     parser.add_argument("--threads", type=int, default=1, help="torch intra-op threads")
     parser.add_argument("--allocator", choices=("steady", "default"), default=allocator,
@@ -64,6 +74,8 @@ def parse_args(doc: str, repeats: int, add_arguments: Callable[[argparse.Argumen
     if add_arguments is not None:
         add_arguments(parser)
     args = parser.parse_args()
+    if data_dir:
+        args.data_dir = resolve_data_dir(args.data_dir)
     torch.set_num_threads(args.threads)
     if args.allocator == "steady" and not keep_freed_memory():
         args.allocator = "default (no glibc)"

@@ -1,10 +1,10 @@
 """Data loading speed and memory, each against its plain-PyTorch peer measured in the same run.
 
-    python benchmarks/data.py [--data-dir ../shared/data] [--repeats 5] [--threads 1] [--corpus-mb 200]
+    python benchmarks/data.py [--data-dir D] [--repeats 5] [--threads 1] [--corpus-mb 200]
 
 Three tables:
 
-* MNIST, samples/s of one epoch over the 8,000 real digits, batch 64, shuffled:
+* MNIST, samples/s of one epoch over the real training digits, batch 64, shuffled:
   ``InMemoryLoader`` over ``MNIST.images`` with ``MNIST.normalize`` on whole batches, against
   the per-item pipeline a ``torch.utils.data.Dataset`` gives (each item converted from uint8
   to a normalized float tensor on its own, collated by ``torch.utils.data.DataLoader``) with
@@ -38,7 +38,14 @@ from torch.utils.data import DataLoader, Dataset
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import interleaved_medians, parse_args  # noqa: E402
 
-from cadence.data import MNIST, InMemoryLoader, SequentialDataLoader, TextFileDataset  # noqa: E402
+from cadence.data import (  # noqa: E402
+    MNIST,
+    TINY_SHAKESPEARE_URL,
+    InMemoryLoader,
+    SequentialDataLoader,
+    TextFileDataset,
+    text_file_path,
+)
 
 BATCH = 64
 SEQ_BATCH, SEQ_LEN = 32, 128
@@ -63,8 +70,8 @@ def epoch(loader) -> None:
         pass
 
 
-def mnist_table(data_dir: str, repeats: int) -> Table:
-    mnist = MNIST(data_dir, train=True, download=False)
+def mnist_table(data_dir: Path, repeats: int) -> Table:
+    mnist = MNIST(data_dir, train=True)
     n = len(mnist)
     per_item = PerItemMNIST(mnist)
     cases = {
@@ -102,9 +109,9 @@ def labml_views(data: torch.Tensor, seq_len: int) -> None:
         _ = data[start:stop], data[start + 1 : stop + 1]
 
 
-def text_table(data_dir: str, repeats: int, workdir: Path) -> Table:
+def text_table(data_dir: Path, repeats: int, workdir: Path) -> Table:
     corpus = workdir / "input.txt"
-    corpus.write_bytes((Path(data_dir) / "tinyshakespeare" / "input.txt").read_bytes())
+    corpus.write_bytes(text_file_path(TINY_SHAKESPEARE_URL, data_dir=data_dir).read_bytes())
     in_memory = TextFileDataset(corpus, "character")
     mapped = TextFileDataset(corpus, "character", mmap_threshold=0)
     tokens = in_memory.train_tokens
@@ -155,8 +162,8 @@ def measure(corpus: Path, mmap_threshold: int | None) -> dict:
     return json.loads(result.stdout)
 
 
-def memory_table(data_dir: str, corpus_mb: int, workdir: Path) -> Table:
-    text = (Path(data_dir) / "tinyshakespeare" / "input.txt").read_bytes()
+def memory_table(data_dir: Path, corpus_mb: int, workdir: Path) -> Table:
+    text = text_file_path(TINY_SHAKESPEARE_URL, data_dir=data_dir).read_bytes()
     corpus = workdir / "corpus.txt"
     with corpus.open("wb") as out:
         for _ in range(-(-corpus_mb * 2**20 // len(text))):
@@ -178,13 +185,12 @@ def memory_table(data_dir: str, corpus_mb: int, workdir: Path) -> Table:
 
 def main() -> None:
     def add_arguments(parser: argparse.ArgumentParser) -> None:
-        parser.add_argument("--data-dir", default=str(Path(__file__).resolve().parents[1].parent / "shared" / "data"))
         parser.add_argument("--corpus-mb", type=int, default=200, help="size of the generated corpus for the memory table")
         parser.add_argument("--memory-child", help=argparse.SUPPRESS)
         parser.add_argument("--mmap-threshold", help=argparse.SUPPRESS)
 
     # glibc's own allocator: the memory table measures what a user's process keeps resident.
-    args = parse_args(__doc__, repeats=5, add_arguments=add_arguments, allocator="default")
+    args = parse_args(__doc__, repeats=5, add_arguments=add_arguments, allocator="default", data_dir=True)
     if args.memory_child:
         memory_child(args.memory_child, None if args.mmap_threshold == "None" else int(args.mmap_threshold))
         return

@@ -1,13 +1,13 @@
 """Validation accuracy of ``cadence train mnist`` after 3 epochs with each ``model.norm``, in one process.
 
-    python benchmarks/norm_accuracy.py [--data-dir ../shared/data] [--epochs 3] [--repeats 1] [--threads 1]
+    python benchmarks/norm_accuracy.py [--data-dir D] [--epochs 3] [--repeats 1] [--threads 1]
 
 The MNIST CNN (``cadence.experiments.mnist``) trained as ``cadence train mnist
-model.norm=<norm> epochs=3`` builds it (Adam, lr 1e-3, batch 64) on the 8,000 real digits
-of ``--data-dir`` (default: ``CADENCE_DATA``), and validated on the other 2,000, with its
-normalization layers swapped: batch, layer, group, instance, batch_channel, none. Each
-of ``--repeats`` rounds trains every norm once with its own seed (0, 1, ...); the median
-accuracy and epoch time are reported, against batch normalization's.
+model.norm=<norm> epochs=3`` builds it (Adam, lr 1e-3, batch 64) on the MNIST training digits
+of the data directory (``--data-dir``, else ``CADENCE_DATA``, else the user cache), and validated
+on its test digits, with its normalization layers swapped: batch, layer, group, instance,
+batch_channel, none. Each of ``--repeats`` rounds trains every norm once with its own seed
+(0, 1, ...); the median accuracy and epoch time are reported, against batch normalization's.
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ from cadence.track import Tracker  # noqa: E402
 PEER = "batch"
 
 
-def train(norm: str, epochs: int, seed: int, data_dir: str | None) -> tuple[float, float]:
+def train(norm: str, epochs: int, seed: int, data_dir: Path) -> tuple[float, float]:
     """The validation accuracy after ``epochs`` epochs, and the seconds per epoch (validation included)."""
     trainer = build(MNISTConfig(seed=seed, epochs=epochs, model=ModelConfig(norm=norm)), data_dir)
     trainer.tracker = Tracker(console=False)
@@ -40,10 +40,9 @@ def train(norm: str, epochs: int, seed: int, data_dir: str | None) -> tuple[floa
 
 def main() -> None:
     def add_arguments(parser) -> None:
-        parser.add_argument("--data-dir", default=None, help="data directory (default: $CADENCE_DATA)")
         parser.add_argument("--epochs", type=int, default=3, help="training epochs of each run")
 
-    args = parse_args(__doc__, repeats=1, add_arguments=add_arguments)
+    args = parse_args(__doc__, repeats=1, add_arguments=add_arguments, data_dir=True)
     accuracy: dict[str, list[float]] = {norm: [] for norm in NORMS}
     seconds: dict[str, list[float]] = {norm: [] for norm in NORMS}
     for seed in range(args.repeats):

@@ -1,8 +1,8 @@
 """Training samples/s of ``cadence train mnist`` against a hand-written PyTorch loop, in one process.
 
-    python benchmarks/train_mnist.py [--data-dir ../shared/data] [--repeats 3] [--threads 1]
+    python benchmarks/train_mnist.py [--data-dir D] [--repeats 3] [--threads 1]
 
-One training epoch over the 8,000 real MNIST digits, batch 64, timed three ways:
+One training epoch over the real MNIST training digits, batch 64, timed three ways:
 
 * ``cadence Trainer``: the experiment as ``cadence train mnist`` builds it (cadence's
   BatchNorm and Adam, the in-memory loader, the trainer, the tracker), validation off;
@@ -49,7 +49,7 @@ class TorchBatchNormCNN(nn.Module):
         return self.fc2(torch.relu(self.bn3(self.fc1(x.flatten(1)))))
 
 
-def cadence_trainer_epoch(data_dir: str) -> float:
+def cadence_trainer_epoch(data_dir: Path) -> float:
     trainer = build(MNISTConfig(epochs=1), data_dir)
     trainer.valid_loader = None
     trainer.tracker = Tracker(console=False)
@@ -72,9 +72,8 @@ def hand_loop_epoch(model: nn.Module, optimizer: torch.optim.Optimizer, images: 
 
 
 def main() -> None:
-    args = parse_args(__doc__, repeats=3, add_arguments=lambda parser: parser.add_argument(
-        "--data-dir", default=str(Path(__file__).resolve().parents[1].parent / "shared" / "data")))
-    data = MNIST(args.data_dir, train=True, download=False)
+    args = parse_args(__doc__, repeats=3, data_dir=True)
+    data = MNIST(args.data_dir, train=True)
     n = len(data.images)
 
     def cadence_layers() -> float:

@@ -58,27 +58,35 @@ def main(argv: Sequence[str] | None = None) -> int:
         out.width = 200
     trainer = None
     try:
+        # Only the experiment's name is looked up here: a KeyError from anywhere else is a bug, and shows as one.
+        experiment = get_experiment(args.experiment) if args.command in ("config", "train") else None
+    except KeyError as e:
+        err.print(f"cadence {args.command}: error: {e.args[0]}", markup=False, highlight=False)
+        return 2
+    try:
         if args.command == "list":
             table = Table("experiment", "description", title="experiments")
-            for experiment in EXPERIMENTS.values():
-                table.add_row(experiment.name, experiment.description)
+            for known in EXPERIMENTS.values():
+                table.add_row(known.name, known.description)
             out.print(table)
         elif args.command == "config":
-            config = apply_overrides(get_experiment(args.experiment).config(), args.overrides)
+            config = apply_overrides(experiment.config(), args.overrides)
             out.print(to_yaml(config), end="", markup=False, highlight=False)
         elif args.command == "train":
-            experiment = get_experiment(args.experiment)
             config = apply_overrides(experiment.config(), args.overrides)
             trainer = experiment.build(config, args.data_dir)
         elif args.command == "runs":
             with RunStore(resolve_runs_dir(args.runs_dir)) as store:
                 out.print(format_runs(store.list_runs()))
-    except (ConfigError, KeyError) as e:
-        err.print(f"cadence {args.command}: error: {e.args[0] if e.args else e}", markup=False, highlight=False)
+    except ConfigError as e:
+        err.print(f"cadence {args.command}: error: {e}", markup=False, highlight=False)
         return 2
     except (OSError, ValueError) as e:
         err.print(f"cadence {args.command}: error: {e}", markup=False, highlight=False)
         return 1
+    except KeyboardInterrupt:  # a download, say: no run was recorded yet
+        err.print(f"cadence {args.command}: interrupted", markup=False, highlight=False)
+        return 130
     if trainer is not None:
         # Errors from here on are the training's own: the run records them and the traceback shows.
         try:

@@ -14,7 +14,7 @@ import torch
 
 import cadence.data.text as text_module
 from cadence.data import DataFormatError, SequentialDataLoader, TextDataset, TextFileDataset, TokenCache
-from cadence.data.text import TINY_SHAKESPEARE_URL
+from cadence.data.text import TINY_SHAKESPEARE_URL, text_file_path
 from cadence.data.tokenizers import CallableTokenizer
 
 from .conftest import base_url, serving
@@ -267,6 +267,17 @@ def test_url_is_downloaded_into_the_data_directory(server_url, tmp_path):
     # Present now: used without a download, so neither the server nor the checksum is needed.
     again = TextFileDataset("http://127.0.0.1:9/texts/tiny/corpus.txt", "character", data_dir=tmp_path)
     assert torch.equal(again.train_tokens, dataset.train_tokens)
+
+
+def test_text_file_path_fetches_a_urls_file_once_and_passes_local_paths_through(server_url, tmp_path, monkeypatch):
+    url = f"{server_url}/texts/tiny/corpus.txt"
+    path = text_file_path(url, sha256=SHA, data_dir=tmp_path / "data")
+    assert path == (tmp_path / "data" / "tiny" / "corpus.txt").resolve() and path.read_bytes() == BODY
+    monkeypatch.setattr(text_module, "download_file", lambda *args: pytest.fail("no download expected"))
+    assert text_file_path(url, data_dir=tmp_path / "data") == path  # present: no download, no checksum needed
+    assert text_file_path(path) == path
+    with pytest.raises(FileNotFoundError, match=f"text file {tmp_path / 'absent.txt'} does not exist"):
+        text_file_path(tmp_path / "absent.txt")
 
 
 def test_url_checksum_mismatch_leaves_nothing(server_url, tmp_path):

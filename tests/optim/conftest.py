@@ -1,12 +1,36 @@
-"""A real model on real data for the optimizer tests: a small CNN on MNIST digits."""
+"""A real model on real data for the optimizer tests (a small CNN on MNIST digits), and compile state kept apart."""
 
 from __future__ import annotations
+
+from collections.abc import Callable
 
 import pytest
 import torch
 from torch import nn
 
 from cadence.data import MNIST
+from cadence.optim import fused
+
+
+@pytest.fixture(autouse=True)
+def fresh_compile_state(monkeypatch):
+    """Every test starts with nothing compiled and no record of a failed or over-limit compilation.
+
+    A test that breaks compilation or reaches torch.compile's recompile limit then cannot leave
+    later tests' fused steps running eagerly, and no test's variants count towards another's limit.
+    (Recompiling what an earlier test compiled takes a fraction of a second: Inductor keeps its code.)
+    """
+    torch._dynamo.reset()
+    monkeypatch.setattr(fused, "_compiled", {})
+    monkeypatch.setattr(fused, "_compile_failed", set())
+    monkeypatch.setattr(fused, "_over_limit", {})
+
+
+def assert_compiled(optimizer: torch.optim.Optimizer) -> None:
+    """Every fused step of ``optimizer`` ran the compiled loop; none fell back to eager code."""
+    runs = optimizer.fused_step
+    assert runs.compiled_runs > 0 and runs.eager_runs == 0, \
+        f"fused steps: {runs.compiled_runs} compiled, {runs.eager_runs} eager"
 
 
 def small_cnn() -> nn.Module:
@@ -32,15 +56,16 @@ def mnist_batches(data_dir) -> list[tuple[torch.Tensor, torch.Tensor]]:
 
 
 @pytest.fixture
-def train(mnist_batches) -> Trainer:
+def train(mnist_batches) -> Callable[..., nn.Module]:
     """``train(make_optimizer, steps, model=None, start=0)`` trains a CNN (a fresh seeded one unless
-    ``model`` is given) on batches ``start .. start+steps`` and returns it."""
+    ``model`` is given) on batches ``start .. start+steps`` and returns it; ``train.optimizer`` is the
+    optimizer of the last run."""
 
     def run(make_optimizer, steps: int = 200, model: nn.Module | None = None, start: int = 0) -> nn.Module:
         if model is None:
             torch.manual_seed(0)
             model = small_cnn()
-        optimizer = make_optimizer(model.parameters())
+        optimizer = run.optimizer = make_optimizer(model.parameters())
         for x, y in mnist_batches[start:start + steps]:
             optimizer.zero_grad()
             nn.functional.cross_entropy(model(x), y).backward()
@@ -66,9 +91,10 @@ def real_gradients(mnist_batches) -> list[list[torch.Tensor]]:
 
 
 @pytest.fixture
-def replay(real_gradients):
+def replay(real_gradients) -> Callable[..., nn.Module]:
     """``replay(make_optimizer)`` steps a fresh seeded CNN's parameters through the recorded
-    gradients (the same gradients whatever the optimizer does) and returns the model.
+    gradients (the same gradients whatever the optimizer does) and returns the model;
+    ``replay.optimizer`` is the optimizer of the last run.
 
     Open loop, this compares optimizers without the model amplifying their rounding
     differences through the data.
@@ -77,7 +103,7 @@ def replay(real_gradients):
     def run(make_optimizer) -> nn.Module:
         torch.manual_seed(0)
         model = small_cnn()
-        optimizer = make_optimizer(model.parameters())
+        optimizer = run.optimizer = make_optimizer(model.parameters())
         for grads in real_gradients:
             optimizer.zero_grad()
             for p, g in zip(model.parameters(), grads):

@@ -23,6 +23,14 @@ def test_textbook_update_matches_torch_adam(train, weight_decay):
     assert relative_difference(ours, torchs) < 1e-5
 
 
+def test_a_float_weight_decay_is_torchs_and_drops_in_for_torch_adam(train):
+    """Adam(params, lr, weight_decay=0.1) reads the float as torch.optim.Adam does: coupled L2."""
+    ours = train(lambda p: Adam(p, 1e-3, weight_decay=0.1, optimized_update=False))
+    assert not train.optimizer.weight_decay.weight_decouple
+    torchs = train(lambda p: torch.optim.Adam(p, 1e-3, weight_decay=0.1))
+    assert relative_difference(ours, torchs) < 1e-6
+
+
 def test_decoupled_decay_matches_torch_adamw(train):
     ours = train(lambda p: Adam(p, lr=1e-3, weight_decay=WeightDecay(0.1, weight_decouple=True),
                                 optimized_update=False))
@@ -169,11 +177,12 @@ def test_sparse_gradient_fails_clearly():
 
 
 @pytest.mark.parametrize("kwargs, message", [
-    ({"lr": -0.1}, r"Adam: lr=-0.1 is out of range; expected lr in \[0.0, inf\)"),
-    ({"betas": (1.0, 0.999)}, r"betas\[0\]=1.0 is out of range; expected betas\[0\] in \[0.0, 1.0\)"),
+    ({"lr": -0.1}, r"Adam: lr=-0.1 is out of range; expected lr >= 0"),
+    ({"betas": (1.0, 0.999)}, r"Adam: betas\[0\]=1.0 is out of range; expected betas\[0\] in \[0, 1\)"),
     ({"betas": (0.9, -0.1)}, r"betas\[1\]=-0.1 is out of range"),
-    ({"eps": -1e-8}, r"eps=-1e-08 is out of range; expected eps in \[0.0, inf\)"),
-    ({"lr": float("nan")}, r"lr=nan is out of range"),
+    ({"eps": -1e-8}, r"Adam: eps=-1e-08 is out of range; expected eps >= 0"),
+    ({"lr": float("nan")}, r"lr=nan is not a finite number; expected lr >= 0"),
+    ({"lr": float("inf")}, r"Adam: lr=inf is not a finite number; expected lr >= 0"),
 ])
 def test_bad_hyper_parameters_name_the_parameter_and_range(kwargs, message):
     with pytest.raises(ValueError, match=message):
@@ -182,14 +191,18 @@ def test_bad_hyper_parameters_name_the_parameter_and_range(kwargs, message):
 
 def test_bad_types_and_group_overrides_fail_clearly():
     p = nn.Parameter(torch.ones(2))
-    with pytest.raises(TypeError, match=r"lr='3e-4x' is a str; expected a real number"):
+    with pytest.raises(TypeError, match=r"Adam: lr='3e-4x' is a str; expected a real number"):
         Adam([p], lr="3e-4x")
-    with pytest.raises(TypeError, match=r"betas=0.9.*expected a pair"):
+    with pytest.raises(TypeError, match=r"Adam: betas=0.9 is not a pair; expected \(beta1, beta2\), each in \[0, 1\)"):
         Adam([p], betas=0.9)
+    with pytest.raises(TypeError, match=r"Adam: betas=\(0.9, 0.99, 0.999\) is not a pair"):
+        Adam([p], betas=(0.9, 0.99, 0.999))
     with pytest.raises(ValueError, match=r"WeightDecay: weight_decay=-0.01 is out of range"):
         WeightDecay(-0.01)
-    with pytest.raises(TypeError, match=r"expected a WeightDecay"):
-        Adam([p], weight_decay=0.01)
+    with pytest.raises(TypeError, match=r"Adam: weight_decay='0.01' is a str; expected a real number"):
+        Adam([p], weight_decay="0.01")
+    with pytest.raises(ValueError, match=r"Adam: weight_decay=-0.1 is out of range; expected weight_decay >= 0"):
+        Adam([p], weight_decay=-0.1)
     with pytest.raises(ValueError, match=r"Adam: weight_decay=-1.0 is out of range"):
         Adam([{"params": [p], "weight_decay": -1.0}])
     with pytest.raises(ValueError, match=r"absolute=True needs weight_decouple=True"):

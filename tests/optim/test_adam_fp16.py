@@ -26,7 +26,35 @@ def train_half(model, optimizer, scaler, batches, dtype):
 
 
 @pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
-def test_a_half_model_tracks_the_fp32_model_through_its_master_weights(mnist_batches, dtype):
+def test_the_master_weights_are_fp32_adam_on_the_unscaled_gradients(mnist_batches, dtype):
+    """The optimizer's share of a half-precision run is exact: fed the FP32 gradients the scaler unscaled,
+    FP32 Adam started from the half weights ends where AdamFP16's master copies do, bit for bit."""
+    half = mlp().to(dtype)
+    masters = [nn.Parameter(p.detach().float()) for p in half.parameters()]
+    optimizer, scaler, adam = AdamFP16(half.parameters(), lr=1e-3), GradScalerFP16(init_scale=1024.0), Adam(masters)
+    for x, y in mnist_batches[:60]:
+        optimizer.zero_grad()
+        scaler.scale(nn.functional.cross_entropy(half(x.to(dtype)).float(), y)).backward()
+        scaler.unscale_(optimizer)
+        grads = [optimizer.grad_fp32[p].clone() for p in half.parameters()]
+        if scaler.step(optimizer):
+            for master, grad in zip(masters, grads):
+                master.grad = grad
+            adam.step()
+        scaler.update()
+    for p, master in zip(half.parameters(), masters):
+        assert optimizer.state[p]["exp_avg"].dtype == torch.float32
+        assert torch.equal(optimizer.state[p]["fp32_copy"], master.detach())
+        assert torch.equal(p, master.detach().to(dtype))
+
+
+@pytest.mark.parametrize("dtype, measured", [(torch.float16, 0.057), (torch.bfloat16, 0.108)])
+def test_a_half_model_tracks_the_fp32_model_through_its_master_weights(mnist_batches, dtype, measured):
+    """Closed loop, the half model computes its forward and backward passes in half precision, so its
+    gradients, and with them its path, differ from an FP32 run's; the optimizer adds nothing to that (see
+    the test above). Over 60 steps a correct AdamFP16 ends 5.7% (FP16) and 10.8% (BF16: 8 mantissa bits to
+    FP16's 11) of the FP32 run's total movement away from it; allowed: 1.3x that. Plain FP16 Adam, without
+    master weights, ends 39% away."""
     batches = mnist_batches[:60]
     reference = mlp()
     adam = Adam(reference.parameters(), lr=1e-3)
@@ -40,14 +68,11 @@ def test_a_half_model_tracks_the_fp32_model_through_its_master_weights(mnist_bat
     train_half(half, optimizer, GradScalerFP16(init_scale=1024.0), batches, dtype)
     masters = [optimizer.state[p]["fp32_copy"] for p in half.parameters()]
     assert all(m.dtype == torch.float32 for m in masters)
-    assert all(optimizer.state[p]["exp_avg"].dtype == torch.float32 for p in half.parameters())
     assert all(torch.equal(p, m.to(dtype)) for p, m in zip(half.parameters(), masters))
-    # The half model computes its gradients in half precision, so its path differs from the FP32 run's;
-    # measured over all weights, its total movement agrees with the FP32 run's to within 15%.
     moved_half = torch.cat([(m - s).flatten() for m, s in zip(masters, start)])
     moved_fp32 = torch.cat([(r.detach() - s).flatten() for r, s in zip(reference.parameters(), start)])
     disagreement = (moved_half - moved_fp32).norm() / moved_fp32.norm()
-    assert disagreement < 0.15, disagreement
+    assert disagreement < 1.3 * measured, disagreement
 
 
 def test_updates_smaller_than_half_precision_resolution_are_not_lost():
@@ -107,7 +132,7 @@ def test_state_dict_keeps_fp32_state_and_resumes_bit_identically(mnist_batches):
 @pytest.mark.parametrize("kwargs, message", [
     ({"init_scale": 0.0}, r"GradScalerFP16: init_scale=0.0 is out of range"),
     ({"backoff_factor": 1.0}, r"GradScalerFP16: backoff_factor=1.0 is out of range"),
-    ({"growth_interval": 0}, r"GradScalerFP16: growth_interval=0.0 is out of range"),
+    ({"growth_interval": 0}, r"GradScalerFP16: growth_interval=0 is out of range; expected growth_interval >= 1"),
 ])
 def test_bad_scaler_arguments(kwargs, message):
     with pytest.raises(ValueError, match=message):

@@ -23,6 +23,12 @@ def test_matches_torch_amsgrad_with_decoupled_decay(train):
     assert relative_difference(ours, torchs) < 1e-5
 
 
+def test_a_float_weight_decay_matches_torch_amsgrads(train):
+    ours = train(lambda p: AMSGrad(p, lr=1e-3, optimized_update=False, weight_decay=1e-2))
+    torchs = train(lambda p: torch.optim.Adam(p, lr=1e-3, amsgrad=True, weight_decay=1e-2))
+    assert relative_difference(ours, torchs) < 1e-5
+
+
 def test_without_amsgrad_it_is_adam(replay):
     ours = replay(lambda p: AMSGrad(p, lr=1e-3, amsgrad=False))
     adam = replay(lambda p: Adam(p, lr=1e-3))

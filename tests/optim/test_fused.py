@@ -12,7 +12,7 @@ from torch import nn
 from cadence.optim import Adam, WeightDecay
 from cadence.optim import fused as fused_module
 
-from .conftest import relative_difference, small_cnn
+from .conftest import assert_compiled, relative_difference, small_cnn
 
 
 @pytest.mark.parametrize("optimized_update", [False, True])
@@ -21,6 +21,7 @@ from .conftest import relative_difference, small_cnn
 def test_fused_matches_the_reference_path_over_200_real_gradients(replay, optimized_update, weight_decay):
     reference = replay(lambda p: Adam(p, lr=1e-3, weight_decay=weight_decay, optimized_update=optimized_update))
     fused = replay(lambda p: Adam(p, lr=1e-3, weight_decay=weight_decay, optimized_update=optimized_update, fused=True))
+    assert_compiled(replay.optimizer)
     assert relative_difference(reference, fused) < 1e-6
 
 
@@ -37,6 +38,9 @@ def test_weight_decay_switched_on_mid_run_takes_effect_on_the_fused_path(real_gr
             for p, g in zip(model.parameters(), grads):
                 p.grad = g.clone()
             optimizer.step()
+        if fused:
+            assert_compiled(optimizer)
+            assert len(optimizer.fused_step._warm) == 2  # the loop without the decay term, then the one with it
         return [p.detach().clone() for p in model.parameters()]
 
     reference, fused = run(False), run(True)
@@ -58,6 +62,7 @@ def test_fused_matches_torch_fused_adam_over_200_real_gradients(replay):
     training the model amplifies that into differences of order 1e-3 within 200 steps (the closed-loop
     comparison with torch is the reference path's, in test_adam.py, whose operations are torch's, in order)."""
     ours = replay(lambda p: Adam(p, lr=1e-3, optimized_update=False, fused=True))
+    assert_compiled(replay.optimizer)
     torchs = replay(lambda p: torch.optim.Adam(p, lr=1e-3, fused=True))
     assert relative_difference(ours, torchs) < 1e-6
 
@@ -96,6 +101,7 @@ def test_gradients_replaced_by_model_zero_grad_are_gathered(mnist_batches):
     oa, ob = Adam(a.parameters(), fused=False), Adam(b.parameters(), fused=True)
     _steps(a, oa, mnist_batches[:10])
     _steps(b, ob, mnist_batches[:10], set_to_none_via_model=True)
+    assert_compiled(ob)
     assert relative_difference(a, b) < 1e-6
 
 
@@ -110,6 +116,7 @@ def test_storage_replaced_by_to_is_rebuilt(mnist_batches):
         p.data = p.data.clone()
     _steps(a, oa, mnist_batches[3:6])
     _steps(b, ob, mnist_batches[3:6])
+    assert_compiled(ob)
     assert relative_difference(a, b) < 1e-6
     assert ob.state_dict()["state"][0]["step"] == 6
 
@@ -130,6 +137,7 @@ def test_a_parameter_without_gradient_is_skipped_as_in_the_reference():
 
     ref_used, ref_unused, _ = run(False)
     fus_used, fus_unused, opt = run(True)
+    assert opt.fused_step.compiled_runs == 2 and opt.fused_step.eager_runs == 0  # steps 3 and 4 went by reference
     for p, q in zip(list(ref_used.parameters()) + list(ref_unused.parameters()),
                     list(fus_used.parameters()) + list(fus_unused.parameters())):
         torch.testing.assert_close(p, q, rtol=1e-6, atol=1e-7)
@@ -154,26 +162,45 @@ def test_state_dict_moves_between_paths(mnist_batches):
     _steps(a, oa, mnist_batches[5:10])
     _steps(b, ob, mnist_batches[5:10])
     _steps(c, oc, mnist_batches[5:10])
+    assert_compiled(oa)
+    assert_compiled(oc)
     assert relative_difference(a, b) < 1e-6 and relative_difference(a, c) < 1e-6
 
 
-def test_more_variants_than_torch_compile_compiles_warn_once(monkeypatch):
-    """Past torch.compile's recompile limit the fused update silently runs eagerly; cadence says so, once."""
-    monkeypatch.setattr(fused_module, "_variants", {})
-    torch.manual_seed(0)
+def test_past_the_recompile_limit_a_variant_runs_eagerly_after_a_warning_and_the_others_stay_compiled():
+    """With fullgraph=True, torch.compile raises instead of compiling past its recompile limit. That variant
+    runs eagerly, with a warning that names the limit (not one that says there is no compiler); the
+    variants compiled before it stay compiled. Here the limit is 1 and three variants (weight decay off,
+    decoupled, coupled) ask; the fixture started this test with nothing compiled, as in a fresh process."""
+    def make(weight_decay: WeightDecay, fused: bool) -> tuple[nn.Module, Adam]:
+        torch.manual_seed(0)
+        model = nn.Linear(5, 3)
+        return model, Adam(model.parameters(), lr=0.1, weight_decay=weight_decay, fused=fused)
+
+    def steps(model: nn.Module, optimizer: Adam) -> None:
+        for _ in range(2):
+            optimizer.zero_grad()
+            model(torch.ones(2, 5)).pow(2).sum().backward()
+            optimizer.step()
+
+    decays = (WeightDecay(0.0), WeightDecay(0.1), WeightDecay(0.1, weight_decouple=False))
+    runs = []
     # torch's config modules are patched through their own context manager (monkeypatch's undo breaks them).
     with torch._dynamo.config.patch(recompile_limit=1), warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        for weight_decay in (WeightDecay(0.0), WeightDecay(0.1), WeightDecay(0.1, weight_decouple=False)):
-            model = nn.Linear(5, 3)
-            optimizer = Adam(model.parameters(), lr=0.1, weight_decay=weight_decay, fused=True)
-            for _ in range(2):
-                optimizer.zero_grad()
-                model(torch.ones(2, 5)).pow(2).sum().backward()
-                optimizer.step()
+        for weight_decay in (*decays, decays[0]):
+            model, optimizer = make(weight_decay, fused=True)
+            steps(model, optimizer)
+            runs.append((model, optimizer))
     messages = [str(w.message) for w in caught if issubclass(w.category, RuntimeWarning)]
-    assert len(messages) == 1
-    assert "2 variants of Adam.update" in messages[0] and "recompile_limit = 1" in messages[0]
+    assert len(messages) == 2, messages
+    assert all("as many variants of Adam.update" in m and "recompile_limit = 1" in m for m in messages)
+    assert not fused_module._compile_failed
+    assert [(o.fused_step.compiled_runs, o.fused_step.eager_runs) for _, o in runs] == [(2, 0), (0, 2), (0, 2), (2, 0)]
+    for (fused, _), weight_decay in zip(runs, (*decays, decays[0])):
+        reference, optimizer = make(weight_decay, fused=False)
+        steps(reference, optimizer)
+        assert relative_difference(reference, fused) < 1e-6
 
 
 def test_without_compilation_the_update_runs_eagerly_after_one_warning(monkeypatch):
@@ -181,7 +208,6 @@ def test_without_compilation_the_update_runs_eagerly_after_one_warning(monkeypat
         raise RuntimeError("no C compiler found")
 
     monkeypatch.setattr(fused_module, "compiled", lambda update: broken)
-    monkeypatch.setattr(fused_module, "_compile_failed", set())
     torch.manual_seed(0)
     ref, fus = nn.Linear(5, 3), nn.Linear(5, 3)
     fus.load_state_dict(ref.state_dict())
@@ -195,5 +221,6 @@ def test_without_compilation_the_update_runs_eagerly_after_one_warning(monkeypat
                 o.step()
     messages = [str(w.message) for w in caught if issubclass(w.category, RuntimeWarning)]
     assert len(messages) == 1 and "torch.compile is unavailable" in messages[0] and "no C compiler" in messages[0]
+    assert (ofus.fused_step.compiled_runs, ofus.fused_step.eager_runs) == (0, 3)
     for p, q in zip(ref.parameters(), fus.parameters()):
         torch.testing.assert_close(p, q, rtol=1e-6, atol=1e-7)

@@ -8,18 +8,19 @@ import pytest
 import torch
 from torch import nn
 
-from cadence.optim import LAMB
+from cadence.optim import LAMB, WeightDecay
 
 from .conftest import small_cnn
 
 
-def paper_lamb(params, grads, lr, beta1, beta2, eps, lam):
+def paper_lamb(params, grads, lr, beta1, beta2, eps, lam, l2=0.0):
+    """Algorithm 2 of You et al. in float64, tensor by tensor; ``l2`` adds a coupled decay to the gradient."""
     theta = [p.detach().double().clone() for p in params]
     m = [torch.zeros_like(t) for t in theta]
     v = [torch.zeros_like(t) for t in theta]
     for t, gs in enumerate(grads, start=1):
         for i, g in enumerate(gs):
-            g = g.double()
+            g = g.double() + l2 * theta[i]
             m[i] = beta1 * m[i] + (1 - beta1) * g
             v[i] = beta2 * v[i] + (1 - beta2) * g * g
             r = (m[i] / (1 - beta1 ** t)) / ((v[i] / (1 - beta2 ** t)).sqrt() + eps) + lam * theta[i]
@@ -29,11 +30,16 @@ def paper_lamb(params, grads, lr, beta1, beta2, eps, lam):
     return theta
 
 
-def test_matches_the_paper_in_float64_over_real_gradients(real_gradients):
+@pytest.mark.parametrize("weight_decay, lam, l2", [
+    (0.01, 0.01, 0.0),  # a float: the paper's decay in r_t
+    (WeightDecay(0.01), 0.01, 0.0),  # the same, said explicitly
+    (WeightDecay(0.01, weight_decouple=False), 0.0, 0.01),  # coupled L2, in the gradient
+], ids=["float", "decoupled", "coupled"])
+def test_matches_the_paper_in_float64_over_real_gradients(real_gradients, weight_decay, lam, l2):
     torch.manual_seed(0)
     model = small_cnn()
-    expected = paper_lamb(list(model.parameters()), real_gradients, 1e-3, 0.9, 0.999, 1e-6, 0.01)
-    opt = LAMB(model.parameters(), lr=1e-3, weight_decay=0.01)
+    expected = paper_lamb(list(model.parameters()), real_gradients, 1e-3, 0.9, 0.999, 1e-6, lam, l2)
+    opt = LAMB(model.parameters(), lr=1e-3, weight_decay=weight_decay)
     for grads in real_gradients:
         for p, g in zip(model.parameters(), grads):
             p.grad = g.clone()
@@ -81,7 +87,10 @@ def test_state_dict_resume_is_bit_identical(real_gradients):
 
 def test_validation():
     assert not LAMB.elementwise
-    with pytest.raises(ValueError, match=r"LAMB: weight_decay=-1.0 is out of range|WeightDecay: weight_decay=-1.0"):
+    with pytest.raises(ValueError, match=r"LAMB: weight_decay=-1.0 is out of range; expected weight_decay >= 0"):
         LAMB([nn.Parameter(torch.ones(1))], weight_decay=-1.0)
+    with pytest.raises(ValueError, match=r"LAMB: weight_decay=WeightDecay\(weight_decay=0.1, weight_decouple=True, "
+                                         r"absolute=True\); LAMB scales its decay .* cannot be absolute"):
+        LAMB([nn.Parameter(torch.ones(1))], weight_decay=WeightDecay(0.1, absolute=True))
     with pytest.raises(ValueError, match=r"LAMB: betas\[0\]=1.5 is out of range"):
         LAMB([nn.Parameter(torch.ones(1))], betas=(1.5, 0.9))

@@ -8,7 +8,7 @@ from torch import nn
 
 from cadence.optim import Lion, WeightDecay
 
-from .conftest import small_cnn
+from .conftest import assert_compiled, small_cnn
 
 
 def paper_lion(params, grads, lr, beta1, beta2, wd):
@@ -37,6 +37,8 @@ def test_matches_the_paper_in_float64_over_real_gradients(real_gradients, fused)
             else:
                 p.grad.copy_(g)
         opt.step()
+    if fused:
+        assert_compiled(opt)
     diff = max((p.detach().double() - e).abs().max().item() for p, e in zip(model.parameters(), expected))
     assert diff / max(e.abs().max().item() for e in expected) < 1e-5
 

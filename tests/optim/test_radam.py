@@ -9,6 +9,7 @@ import torch
 from torch import nn
 
 from cadence.optim import RAdam, WeightDecay
+from cadence.optim.generic import rectification
 
 from .conftest import relative_difference
 
@@ -18,6 +19,12 @@ def test_matches_torch_radam_in_training(train, weight_decay, decoupled):
     ours = train(lambda p: RAdam(p, lr=1e-3, weight_decay=WeightDecay(weight_decay, weight_decouple=decoupled)))
     torchs = train(lambda p: torch.optim.RAdam(p, lr=1e-3, weight_decay=weight_decay,
                                                decoupled_weight_decay=decoupled))
+    assert relative_difference(ours, torchs) < 1e-5
+
+
+def test_a_float_weight_decay_matches_torch_radams(train):
+    ours = train(lambda p: RAdam(p, lr=1e-3, weight_decay=1e-2))
+    torchs = train(lambda p: torch.optim.RAdam(p, lr=1e-3, weight_decay=1e-2))
     assert relative_difference(ours, torchs) < 1e-5
 
 
@@ -68,6 +75,8 @@ def test_rectification_term_at_a_known_step():
     beta2, t = 0.999, 10
     rho_inf, rho_t = 2 / (1 - beta2) - 1, rho(t, beta2)
     r = math.sqrt((rho_t - 4) * (rho_t - 2) * rho_inf / ((rho_inf - 4) * (rho_inf - 2) * rho_t))
+    assert rectification(beta2, t, 5.0) == pytest.approx(r, rel=1e-15)
     opt = RAdam([nn.Parameter(torch.ones(1))])
     assert opt.scalars(opt.param_groups[0], t)["r"] == pytest.approx(r, rel=1e-15)
-    assert opt.scalars(opt.param_groups[0], t)["rectified"] is True
+    # before rho_t passes the threshold there is no r_t: the step is un-adapted (or none)
+    assert rectification(beta2, 5, 5.0) is None and opt.scalars(opt.param_groups[0], 5)["r"] is None

@@ -8,7 +8,7 @@ from torch import nn
 
 from cadence.optim import Sophia, WeightDecay, gnb_loss
 
-from .conftest import small_cnn
+from .conftest import assert_compiled, small_cnn
 
 
 def paper_sophia(params, grads, hessian_grads, lr, beta1, beta2, eps, rho, wd, k, batch):
@@ -48,6 +48,8 @@ def test_matches_its_equations_in_float64_over_real_gradients(real_gradients, fu
             for p, g in zip(model.parameters(), hessian_grads[t]):
                 p.grad.copy_(g)
             opt.update_hessian(batch)
+    if fused:
+        assert_compiled(opt)
     diff = max((p.detach().double() - e).abs().max().item() for p, e in zip(model.parameters(), expected))
     assert diff / max(e.abs().max().item() for e in expected) < 1e-5
 
@@ -62,23 +64,35 @@ def test_no_coordinate_moves_by_more_than_the_learning_rate():
         assert (p.detach() - before).abs().max().item() <= 0.01 + 1e-9
 
 
-def test_gnb_loss_samples_labels_from_the_model():
+def test_gnb_loss_samples_its_labels_from_the_models_distribution():
+    """Labels drawn from softmax(logits), each class as often as the model gives it probability; labels
+    chosen by argmax (all class 0 here) or uniformly would fail. The gradient of the mean cross-entropy
+    is (softmax - one_hot(label)) / N per row, so the labels' frequencies are softmax minus its column sums."""
     torch.manual_seed(0)
-    logits = torch.tensor([[20.0, 0.0, 0.0]] * 64, requires_grad=True)
+    n, probabilities = 20_000, torch.tensor([0.6, 0.3, 0.1])
+    logits = probabilities.log().repeat(n, 1).requires_grad_()
+    gnb_loss(logits).backward()
+    frequencies = probabilities - logits.grad.sum(0)
+    assert frequencies.tolist() == pytest.approx([0.6, 0.3, 0.1], abs=0.015)  # 4 standard deviations of 0.6's
+
+
+def test_gnb_loss_flattens_a_sequence_of_logits():
+    torch.manual_seed(0)
+    logits = torch.full((4, 16, 3), -30.0).index_fill_(-1, torch.tensor([2]), 30.0).requires_grad_()
     loss = gnb_loss(logits)
-    assert loss.item() < 1e-6  # the model is sure of class 0, so every sampled label is 0
+    assert loss.item() < 1e-6  # the model is sure of class 2, so every sampled label is 2
     loss.backward()
-    assert logits.grad is not None and logits.grad.shape == logits.shape
+    assert logits.grad.shape == logits.shape
 
 
 def test_update_hessian_validates_the_batch_size():
     opt = Sophia([nn.Parameter(torch.ones(2))])
-    with pytest.raises(ValueError, match=r"Sophia.update_hessian: batch_size=0.0 is out of range"):
+    with pytest.raises(ValueError, match=r"Sophia.update_hessian: batch_size=0 is out of range; expected batch_size >= 1"):
         opt.update_hessian(0)
 
 
 @pytest.mark.parametrize("kwargs, message", [
-    ({"rho": 0.0}, r"Sophia: rho=0.0 is out of range; expected rho in \(0.0, inf\)"),
+    ({"rho": 0.0}, r"Sophia: rho=0.0 is out of range; expected rho > 0"),
     ({"lr": -1.0}, r"Sophia: lr=-1.0 is out of range"),
     ({"betas": (0.9, 1.0)}, r"Sophia: betas\[1\]=1.0 is out of range"),
 ])

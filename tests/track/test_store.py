@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import json
 import math
+import shutil
 import sqlite3
 
 import pytest
 
+import cadence.track.store as store_module
 from cadence.track import RunStore
 
 
@@ -84,3 +86,44 @@ def test_two_stores_on_one_directory_see_each_others_runs(tmp_path):
         assert b.get_run(run_id).last_metrics == {"train.loss": 0.5}
     with sqlite3.connect(tmp_path / "runs.sqlite") as db:
         assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+
+
+def draw(monkeypatch, *ids: str) -> None:
+    """Make the store draw ``ids``, in turn, as new run ids."""
+    drawn = iter(ids)
+    monkeypatch.setattr(store_module, "_new_run_id", lambda: next(drawn))
+
+
+def test_an_id_taken_in_the_same_second_is_drawn_again(tmp_path, monkeypatch):
+    draw(monkeypatch, "20261124-101010-abcd", "20261124-101010-abcd", "20261124-101010-ef01")
+    with RunStore(tmp_path) as store:
+        first = store.create_run("a", {"seed": 1})
+        second = store.create_run("b", {"seed": 2})
+        runs = {run.id: run for run in store.list_runs()}
+    assert (first, second) == ("20261124-101010-abcd", "20261124-101010-ef01")
+    assert runs[first].name == "a" and runs[second].name == "b" and runs[second].config == {"seed": 2}
+    assert json.loads((tmp_path / first / "config.json").read_text()) == {"seed": 1}
+
+
+def test_the_id_of_a_run_whose_folder_was_deleted_is_not_reused(tmp_path, monkeypatch):
+    draw(monkeypatch, "20261124-101010-abcd", "20261124-101010-abcd", "20261124-101010-ef01")
+    with RunStore(tmp_path) as store:
+        first = store.create_run("a", {"seed": 1})
+        shutil.rmtree(tmp_path / first)
+        second = store.create_run("b", {})
+        assert second == "20261124-101010-ef01" and store.get_run(first).config == {"seed": 1}
+    assert sorted(p.name for p in tmp_path.iterdir() if p.is_dir()) == [second]
+
+
+def test_no_free_id_fails_naming_the_folder(tmp_path, monkeypatch):
+    monkeypatch.setattr(store_module, "_new_run_id", lambda: "20261124-101010-abcd")
+    with RunStore(tmp_path) as store:
+        store.create_run("a", {})
+        with pytest.raises(FileExistsError, match=f"no free run id in {tmp_path}: 100 ids drawn in a row were taken"):
+            store.create_run("b", {})
+        assert len(store.list_runs()) == 1
+
+
+def test_ids_are_the_second_and_two_random_bytes():
+    assert store_module._new_run_id()[:-5].replace("-", "").isdigit()
+    assert len({store_module._new_run_id()[-4:] for _ in range(50)}) > 1

@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+import io
+import re
 
 import pytest
 import torch
+from rich.console import Console
 from torch import nn
 
+import cadence.train.trainer as trainer_module
 from cadence.metrics import Accuracy, ConfusionMatrix, Recall
 from cadence.optim import Adam
 from cadence.schedule import Piecewise
 from cadence.track import RunStore, Tracker
+from cadence.track.console import ConsoleSink
 from cadence.train import DeviceError, NonFiniteError, Trainer, list_checkpoints, load_checkpoint
 
 
@@ -459,3 +464,167 @@ def test_a_metric_of_several_values_is_tracked_per_element():
     assert {"valid.recall[0]", "valid.recall[1]", "valid.recall[2]"} <= keys
     assert {f"valid.confusion[{i}][{j}]" for i in range(3) for j in range(3)} <= keys
     assert sum(tracker.latest(f"valid.confusion[{i}][{j}]") for i in range(3) for j in range(3)) == 16
+
+
+def sgd_by_hand(model: nn.Module, windows, lr: float, clip_value: float | None = None) -> list[float]:
+    """Train ``model`` with SGD, one step per window of batches (the mean of their losses); return each step's
+    gradient 2-norm before clipping."""
+    sgd = torch.optim.SGD(model.parameters(), lr=lr)
+    norms = []
+    for window in windows:
+        sgd.zero_grad()
+        for x, y in window:
+            (nn.functional.cross_entropy(model(x), y) / len(window)).backward()
+        norms.append(torch.linalg.vector_norm(torch.cat([p.grad.flatten() for p in model.parameters()])).item())
+        if clip_value is not None:
+            for p in model.parameters():
+                p.grad.clamp_(-clip_value, clip_value)
+        sgd.step()
+    return norms
+
+
+def test_an_accumulation_window_spans_a_validation_slice(tmp_path):
+    data, valid = batches(6, 8, 4), batches(4, 8, 5)
+    model = mlp()
+    with RunStore(tmp_path) as store:
+        run_id = store.create_run("unit", {})
+        trainer = Recorder(model, torch.optim.SGD(model.parameters(), lr=0.5), data, valid,
+                           loss_fn=nn.functional.cross_entropy, inner_iterations=2, update_batches=4,
+                           tracker=Tracker(store=store, run_id=run_id, console=False))
+        trainer.run()
+        first_validation = store.metrics(run_id, "valid.loss")[0]
+    # Window 0..3 opens before the first validation slice and closes after it; 4..5 is cut short by the epoch's end.
+    assert [(phase, idx, optimize) for _, phase, idx, _, optimize in trainer.calls] == [
+        ("train", 0, False), ("train", 1, False), ("train", 2, False), ("valid", 0, False), ("valid", 1, False),
+        ("train", 3, True), ("train", 4, False), ("train", 5, True), ("valid", 2, False), ("valid", 3, False)]
+    assert trainer.global_step == 2
+    # The validation inside the window saw the untrained model and left the accumulating gradients alone.
+    untrained = mlp()
+    with torch.no_grad():
+        expected = sum(nn.functional.cross_entropy(untrained(x), y, reduction="sum").item() for x, y in valid[:2]) / 16
+    assert first_validation[0] == 0 and first_validation[2] == pytest.approx(expected, rel=1e-6)
+    sgd_by_hand(untrained, [data[0:4], data[4:6]], lr=0.5)
+    for p, q in zip(untrained.parameters(), model.parameters()):
+        torch.testing.assert_close(p, q, rtol=0, atol=1e-6)
+
+
+def test_more_inner_iterations_than_batches_visits_each_batch_once_and_shows_no_empty_slices():
+    out = io.StringIO()
+    model = mlp()
+    tracker = Tracker(console=ConsoleSink(Console(file=out, width=200), live=False))
+    trainer = Recorder(model, torch.optim.SGD(model.parameters(), lr=0.1), batches(2, 4, 0), batches(3, 4, 1),
+                       loss_fn=nn.functional.cross_entropy, epochs=2, inner_iterations=5, tracker=tracker)
+    trainer.run()
+    for epoch in (0, 1):
+        assert [(phase, idx) for e, phase, idx, _, _ in trainer.calls if e == epoch] == [
+            ("valid", 0), ("train", 0), ("valid", 1), ("train", 1), ("valid", 2)]
+    assert trainer.global_step == 4
+    lines = out.getvalue().splitlines()
+    assert sum(line.startswith("epoch 1 train 1/1") for line in lines) == 2
+    assert sum(line.startswith("epoch 1 valid 1/1") for line in lines) == 3
+    assert not [line for line in lines if " 0/0" in line], lines
+
+
+def test_grad_clip_value_clamps_the_accumulated_gradient_once_per_window(monkeypatch):
+    data = [(x * 100, y) for x, y in batches(5, 8, 0)]
+    clips = []
+    real_clip = trainer_module.clip_grad_value
+    monkeypatch.setattr(trainer_module, "clip_grad_value", lambda *args: clips.append(args[1]) or real_clip(*args))
+    model = mlp()
+    tracker = Tracker(console=False)
+    trainer = Trainer(model, torch.optim.SGD(model.parameters(), lr=0.1), data, loss_fn=nn.functional.cross_entropy,
+                      update_batches=2, grad_clip_value=0.01, tracker=tracker)
+    trainer.run()
+    assert clips == [0.01] * 3 and trainer.global_step == 3
+    # Clamping each batch's gradient before accumulating would give another update: the sum is clamped.
+    by_hand = mlp()
+    norms = sgd_by_hand(by_hand, [data[0:2], data[2:4], data[4:5]], lr=0.1, clip_value=0.01)
+    for p, q in zip(by_hand.parameters(), model.parameters()):
+        torch.testing.assert_close(p, q, rtol=0, atol=1e-6)
+    assert tracker.latest("train.grad_norm") == pytest.approx(norms[-1], rel=1e-5) and norms[-1] > 0.01
+
+
+def test_the_tracked_training_loss_is_the_mean_loss_of_each_window(tmp_path):
+    data = batches(7, 8, 2)
+    model = mlp()
+    with torch.no_grad():
+        losses = [nn.functional.cross_entropy(model(x), y).item() for x, y in data]
+    with RunStore(tmp_path) as store:
+        run_id = store.create_run("unit", {})
+        # lr 0: the model stays as it is, so each batch's loss is known beforehand.
+        Trainer(model, torch.optim.SGD(model.parameters(), lr=0.0), data, loss_fn=nn.functional.cross_entropy,
+                epochs=2, update_batches=3, tracker=Tracker(store=store, run_id=run_id, console=False)).run()
+        tracked = store.metrics(run_id, "train.loss")
+    windows = [losses[0:3], losses[3:6], losses[6:7]]
+    expected = [sum(window) / len(window) for window in windows] * 2
+    assert [step for step, _, _ in tracked] == [1, 2, 3, 4, 5, 6]
+    assert [value for _, _, value in tracked] == pytest.approx(expected, rel=1e-6)
+
+
+class Probe(Trainer):
+    """Records, for each step, the phase, whether the model is in training mode and whether autograd records."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.seen = []
+
+    def step(self, batch, batch_index):
+        loss, count = super().step(batch, batch_index)
+        self.seen.append((self.mode.is_train, self.model.training, torch.is_grad_enabled(), loss.requires_grad))
+        return loss, count
+
+
+def batch_norm_mlp() -> nn.Module:
+    torch.manual_seed(0)
+    return nn.Sequential(nn.Linear(6, 16), nn.BatchNorm1d(16), nn.Dropout(0.5), nn.Linear(16, 3))
+
+
+def test_validation_runs_in_eval_mode_without_autograd_and_training_resumes_in_train_mode():
+    data, valid = batches(4, 8, 0), batches(3, 8, 1)
+    model = batch_norm_mlp()
+    trainer = Probe(model, torch.optim.SGD(model.parameters(), lr=0.0), data, valid,
+                    loss_fn=nn.functional.cross_entropy, inner_iterations=2)
+    trainer.run()
+    assert trainer.seen == [(True, True, True, True)] * 2 + [(False, False, False, False)] * 1 \
+        + [(True, True, True, True)] * 2 + [(False, False, False, False)] * 2
+    # Validation left the batch statistics alone: they are those of training alone.
+    alone = batch_norm_mlp()
+    Trainer(alone, torch.optim.SGD(alone.parameters(), lr=0.0), data, loss_fn=nn.functional.cross_entropy).run()
+    assert torch.equal(model[1].running_mean, alone[1].running_mean)
+    assert torch.equal(model[1].running_var, alone[1].running_var)
+    assert int(model[1].num_batches_tracked) == len(data)
+
+
+class Shortfall(list):
+    """Batches whose ``len()`` promises two more than they yield."""
+
+    def __len__(self) -> int:
+        return super().__len__() + 2
+
+
+@pytest.mark.parametrize("phase", ["train", "valid"])
+def test_a_loader_shorter_than_its_len_fails_the_run_with_both_counts(tmp_path, phase):
+    loaders = {"train": batches(4, 8, 0), "valid": batches(3, 8, 1)}
+    loaders[phase] = Shortfall(loaders[phase])
+    model = mlp()
+    with RunStore(tmp_path) as store:
+        run_id = store.create_run("unit", {})
+        trainer = Trainer(model, torch.optim.SGD(model.parameters(), lr=0.1), loaders["train"], loaders["valid"],
+                          loss_fn=nn.functional.cross_entropy, tracker=Tracker(store=store, run_id=run_id, console=False))
+        n = len(list(iter(loaders[phase])))
+        message = f"the {phase} loader stopped after {n} batches but len() said {n + 2}"
+        with pytest.raises(RuntimeError, match=re.escape(message)):
+            trainer.run()
+        run = store.get_run(run_id)
+    assert run.status == "failed" and message in run.error
+
+
+def test_with_both_clippings_the_tracked_norm_is_the_one_before_any_clipping():
+    data = [(x * 100, y) for x, y in batches(2, 8, 0)]
+    model = mlp()
+    tracker = Tracker(console=False)
+    Trainer(model, torch.optim.SGD(model.parameters(), lr=0.1), data, loss_fn=nn.functional.cross_entropy,
+            update_batches=2, grad_clip_value=0.01, grad_clip_norm=0.001, tracker=tracker).run()
+    norms = sgd_by_hand(mlp(), [data], lr=0.1)
+    assert tracker.latest("train.grad_norm") == pytest.approx(norms[0], rel=1e-5)
+

@@ -13,7 +13,8 @@
 - :class:`InMemoryLoader`: whole batches by index, seeded reproducible shuffling and
   augmentation, sharding across ranks, resumable.
 - :class:`TextDataset`, :class:`TextFileDataset`: a vocabulary over training and validation text
-  with reserved tokens, encode/decode, compact token ids, memory-mapped from a token cache when large.
+  with reserved tokens, encode/decode, compact token ids, memory-mapped from a token cache when large;
+  :func:`text_file_path`: a corpus's local file, downloaded (verified) into the data directory when missing.
 - :class:`CharacterTokenizer`, :class:`WordTokenizer`, :class:`CallableTokenizer`: pluggable tokenizers.
 - :class:`TokenCache`: the verified, atomically written token cache file of a corpus.
 - :class:`SequentialDataLoader`: BPTT batches ``[seq_len, batch]``, sharded by columns, resumable.
@@ -32,7 +33,7 @@ from cadence.data.loader import InMemoryLoader
 from cadence.data.mnist import KMNIST, MNIST, FashionMNIST, MNISTNotFoundError
 from cadence.data.sampler import ResumableDataLoader, ResumableSampler
 from cadence.data.sequential import SequentialDataLoader, SequentialUnBatchedDataset
-from cadence.data.text import TINY_SHAKESPEARE_URL, TextDataset, TextFileDataset
+from cadence.data.text import TINY_SHAKESPEARE_URL, TextDataset, TextFileDataset, text_file_path
 from cadence.data.token_cache import TokenCache, token_dtype
 from cadence.data.tokenizers import CallableTokenizer, CharacterTokenizer, Tokenizer, WordTokenizer, as_tokenizer
 from cadence.data.unpickle import UnsafePickleError, load_pickle
@@ -72,5 +73,6 @@ __all__ = [
     "read_idx",
     "resolve_data_dir",
     "safe_extract",
+    "text_file_path",
     "token_dtype",
 ]

@@ -40,6 +40,7 @@ __all__ = [
     "UNKNOWN",
     "TextDataset",
     "TextFileDataset",
+    "text_file_path",
 ]
 
 PADDING = "<pad>"
@@ -256,7 +257,7 @@ class TextFileDataset(TextDataset):
         for name, value, minimum in (("filter_subset", filter_subset, 1), ("mmap_threshold", mmap_threshold, 0)):
             if value is not None:
                 check_number("TextFileDataset", name, value, low=minimum, integer=True)
-        path = _locate(path_or_url, sha256, data_dir)
+        path = text_file_path(path_or_url, sha256=sha256, data_dir=data_dir)
         self.cache: TokenCache | None = None
         if mmap_threshold is None or path.stat().st_size < mmap_threshold:
             text = _read_text(path)[:filter_subset]
@@ -300,8 +301,31 @@ class TextFileDataset(TextDataset):
         self.train_tokens, self.valid_tokens = cache.train, cache.valid
 
 
-def _locate(path_or_url: str | os.PathLike[str], sha256: str | None, data_dir: str | os.PathLike[str] | None) -> Path:
-    """The local file of ``path_or_url``, downloading a URL's file into the data directory when missing."""
+def text_file_path(
+    path_or_url: str | os.PathLike[str],
+    *,
+    sha256: str | None = None,
+    data_dir: str | os.PathLike[str] | None = None,
+) -> Path:
+    """The local file of ``path_or_url``: a local path as it is, or a URL's file in the data directory.
+
+    A URL's file is ``<data dir>/<last two parts of the URL's path>`` (so
+    :data:`TINY_SHAKESPEARE_URL` is ``<data dir>/tinyshakespeare/input.txt``), downloaded there
+    and verified against ``sha256`` (or :data:`KNOWN_SHA256`) only when missing; a file already
+    there is used as it is. This is how :class:`TextFileDataset` finds its file, for callers
+    that need the file without building a vocabulary (tests and benchmarks fetching their data).
+
+    Args:
+        path_or_url: a local file, or an ``http(s)`` URL.
+        sha256: the SHA-256 a download must have; needed for a URL not in :data:`KNOWN_SHA256`.
+        data_dir: the data directory (``--data-dir``); ``None`` means ``$CADENCE_DATA``, else the
+            user cache folder (see :func:`~cadence.data.dirs.resolve_data_dir`).
+
+    Raises:
+        FileNotFoundError: a local file does not exist, or a URL's file is missing and could not
+            be downloaded (the message says where to put it and why each download failed).
+        ValueError: a URL without a file name, or without a known or given SHA-256.
+    """
     name = os.fspath(path_or_url)
     url = urlsplit(name)
     if url.scheme not in ("http", "https"):

@@ -6,10 +6,10 @@ from cadence.optim.adam_fp16 import AdamFP16, GradScalerFP16
 from cadence.optim.adam_warmup import AdamWarmup
 from cadence.optim.adam_warmup_cosine_decay import AdamWarmupCosineDecay
 from cadence.optim.amsgrad import AMSGrad
-from cadence.optim.clip import clip_grad_norm, clip_grad_value
-from cadence.optim.factory import OPTIMIZERS, OptimizerConfig, build_optimizer, build_schedules
-from cadence.optim.hyperparams_schedule import HyperParameterScheduler, NoamOpt
-from cadence.optim.param_groups import param_groups
+from cadence.optim.helpers.clip import clip_grad_norm, clip_grad_value
+from cadence.optim.helpers.factory import OPTIMIZERS, OptimizerConfig, build_optimizer, build_schedules
+from cadence.optim.helpers.hyperparams_schedule import HyperParameterScheduler, NoamOpt
+from cadence.optim.helpers.param_groups import param_groups
 from cadence.optim.generic import GenericAdaptiveOptimizer
 from cadence.optim.lamb import LAMB
 from cadence.optim.lion import Lion

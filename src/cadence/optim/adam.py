@@ -42,17 +42,19 @@ the textbook update rounds as torch's does: a long run then stays within float32
 torch's instead of drifting apart.
 
 Weight decay is the pluggable :class:`~cadence.optim.weight_decay.WeightDecay`: coupled
-(``torch.optim.Adam(weight_decay=λ)``) or decoupled (``torch.optim.AdamW``).
+(a float, as ``torch.optim.Adam(weight_decay=λ)`` reads it) or decoupled
+(``WeightDecay(λ)``, ``torch.optim.AdamW``).
 """
 
 from __future__ import annotations
 
-import math
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import torch
 
-from cadence.optim.generic import GenericAdaptiveOptimizer, Params
+from cadence.optim.generic import (GenericAdaptiveOptimizer, Params, adam_denominator, adam_scalars, update_moment,
+                                   update_squared_moment)
 from cadence.optim.weight_decay import Scalar, WeightDecay
 
 
@@ -61,39 +63,25 @@ class Adam(GenericAdaptiveOptimizer):
 
     * ``lr``: $\\alpha$; ``betas``: $(\\beta_1, \\beta_2)$; ``eps``: $\\epsilon$ (default ``1e-8``,
       torch's; labml_nn used ``1e-16``),
-    * ``weight_decay``: a :class:`WeightDecay` (default: none),
+    * ``weight_decay``: a float $\\lambda$ is torch's coupled L2, as in ``torch.optim.Adam(weight_decay=λ)``;
+      ``WeightDecay(λ)`` is decoupled (``torch.optim.AdamW``), ``absolute=True`` without the rate,
     * ``optimized_update``: fold the bias corrections into the step size (see the module
       docstring for how this moves $\\epsilon$); ``False`` gives torch's textbook update,
-    * ``defaults``: extra default hyper-parameters, for subclasses,
+    * ``schedules``: hyper-parameter schedules the optimizer applies itself (see the template),
     * ``fused``: one compiled update per group on flat buffers instead of one per parameter.
     """
 
     state_names = ("exp_avg", "exp_avg_sq")
 
     def __init__(self, params: Params, lr: float = 1e-3, betas: tuple[float, float] = (0.9, 0.999),
-                 eps: float = 1e-8, weight_decay: WeightDecay | None = None, optimized_update: bool = True,
-                 defaults: dict[str, Any] | None = None, *, fused: bool = False):
+                 eps: float = 1e-8, weight_decay: float | WeightDecay = 0.0, optimized_update: bool = True, *,
+                 schedules: Mapping[str, Callable[[float], float]] | None = None, fused: bool = False):
         self.optimized_update = bool(optimized_update)
-        super().__init__(params, defaults or {}, lr, betas, eps, weight_decay, fused)
-
-    def get_lr(self, group: dict[str, Any], step: int) -> float:
-        r"""The learning rate $\alpha$ at step $t$: the group's ``lr``; the warm-up variants override this."""
-        return group["lr"]
+        super().__init__(params, {}, lr, betas, eps, weight_decay, schedules=schedules, fused=fused)
 
     def scalars(self, group: dict[str, Any], step: int) -> dict[str, Any]:
-        r"""$\beta_1, \beta_2, \epsilon$, the step size and $c_t$ at step $t$."""
-        beta1, beta2 = group["betas"]
-        alpha = self.get_lr(group, step)
-        bias_correction1 = 1 - beta1 ** step
-        bias_correction2 = 1 - beta2 ** step
-        if self.optimized_update:
-            # $\alpha_t = \alpha \sqrt{1 - \beta_2^t} / (1 - \beta_1^t)$, and $\hat{\epsilon}$ beside $\sqrt{v_t}$
-            step_size, c = alpha * math.sqrt(bias_correction2) / bias_correction1, None
-        else:
-            # $\hat{m}_t / (\sqrt{\hat{v}_t} + \epsilon)$ with $\hat{m}_t = m_t / (1 - \beta_1^t)$, $\hat{v}_t = v_t / (1 - \beta_2^t)$
-            step_size, c = alpha / bias_correction1, math.sqrt(bias_correction2)
-        return {"beta1": beta1, "beta2": beta2, "eps": group["eps"], "step_size": step_size, "c": c,
-                **self.weight_decay.scalars(group)}
+        r"""$\beta_1, \beta_2, \epsilon$, the step size and $c_t$ at step $t$, and the weight-decay terms."""
+        return {**adam_scalars(group, step, self.optimized_update), **self.weight_decay.scalars(group)}
 
     @staticmethod
     def update(param: torch.Tensor, grad: torch.Tensor, m: torch.Tensor, v: torch.Tensor, *,
@@ -102,9 +90,8 @@ class Adam(GenericAdaptiveOptimizer):
         """One Adam step on ``param`` with first moment ``m`` and second moment ``v``, in place."""
         g = WeightDecay.apply(param, grad, decay, l2)
         # $m_t \leftarrow \beta_1 m_{t-1} + (1 - \beta_1) g_t$
-        m.lerp_(g, 1 - beta1)
+        update_moment(m, g, beta1)
         # $v_t \leftarrow \beta_2 v_{t-1} + (1 - \beta_2) g_t^2$
-        v.mul_(beta2).addcmul_(g, g, value=1 - beta2)
+        update_squared_moment(v, g, beta2)
         # $\theta_t \leftarrow \theta_{t-1} - \text{step\_size} \cdot m_t / (\sqrt{v_t} / c_t + \epsilon)$
-        denominator = v.sqrt() if c is None else v.sqrt() / c  # $c_t = 1$ is ``None``: no division
-        param.addcdiv_(m, denominator.add_(eps), value=-step_size)
+        param.addcdiv_(m, adam_denominator(v, c, eps), value=-step_size)

@@ -23,25 +23,36 @@ skips a step whose gradients are not finite and halves $S$, and doubles $S$ afte
 from __future__ import annotations
 
 import itertools
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import torch
 
+from cadence.checks import check_number
 from cadence.optim.adam import Adam
-from cadence.optim.generic import Params
-from cadence.optim.hyperparams import check_number
+from cadence.optim.generic import GenericAdaptiveOptimizer, Params, adam_scalars
 from cadence.optim.weight_decay import WeightDecay
 
 
-class AdamFP16(Adam):
-    """Adam with FP32 state and an FP32 master copy of half-precision parameters (labml_nn's arguments)."""
+class AdamFP16(GenericAdaptiveOptimizer):
+    """Adam with FP32 state and an FP32 master copy of half-precision parameters (labml_nn's arguments,
+    :class:`~cadence.optim.adam.Adam`'s but ``fused``)."""
+
+    state_names = Adam.state_names
+    #: Adam's update, applied to the FP32 master copy.
+    update = staticmethod(Adam.update)
 
     def __init__(self, params: Params, lr: float = 1e-3, betas: tuple[float, float] = (0.9, 0.999),
-                 eps: float = 1e-8, weight_decay: WeightDecay | None = None, optimized_update: bool = True,
-                 defaults: dict[str, Any] | None = None):
+                 eps: float = 1e-8, weight_decay: float | WeightDecay = 0.0, optimized_update: bool = True, *,
+                 schedules: Mapping[str, Callable[[float], float]] | None = None):
+        self.optimized_update = bool(optimized_update)
         #: FP32 gradients left by :meth:`GradScalerFP16.unscale_`, used (once) instead of ``param.grad``.
         self.grad_fp32: dict[torch.Tensor, torch.Tensor] = {}
-        super().__init__(params, lr, betas, eps, weight_decay, optimized_update, defaults)
+        super().__init__(params, {}, lr, betas, eps, weight_decay, schedules=schedules)
+
+    def scalars(self, group: dict[str, Any], step: int) -> dict[str, Any]:
+        """Adam's scalars (see :meth:`cadence.optim.adam.Adam.scalars`)."""
+        return {**adam_scalars(group, step, self.optimized_update), **self.weight_decay.scalars(group)}
 
     def init_state(self, state: dict[str, Any], group: dict[str, Any], param: torch.Tensor) -> None:
         r"""Step 0, FP32 moments, and the FP32 master copy $\theta^{32}$ of ``param``."""
@@ -86,7 +97,7 @@ class GradScalerFP16:
         self.growth_factor = check_number("GradScalerFP16", "growth_factor", growth_factor, low=1.0, low_open=True)
         self.backoff_factor = check_number("GradScalerFP16", "backoff_factor", backoff_factor, low=0.0, high=1.0,
                                            low_open=True, high_open=True)
-        self.growth_interval = int(check_number("GradScalerFP16", "growth_interval", growth_interval, low=1.0))
+        self.growth_interval = check_number("GradScalerFP16", "growth_interval", growth_interval, low=1, integer=True)
         self._growth_tracker = 0
         self._found_inf: bool | None = None
 

@@ -1,4 +1,4 @@
-r"""Adam with a linear warm-up of the learning rate.
+r"""Adam with a linear warm-up of the learning rate: a preset.
 
 Early in training Adam's second-moment estimate rests on a few gradients and its steps can
 be large and erratic; ramping the learning rate up over the first $w$ steps (Goyal et al.,
@@ -6,40 +6,37 @@ be large and erratic; ramping the learning rate up over the first $w$ steps (Goy
 Variance of the Adaptive Learning Rate and Beyond*, arXiv:1908.03265) tames them:
 
 $$
-\alpha_t = \begin{cases} 10^{-8} + t \, \alpha / w & t < w \\ \alpha & t \ge w \end{cases}
+\alpha_t = \begin{cases} t \, \alpha / w & t < w \\ \alpha & t \ge w \end{cases}
 $$
 
-(labml_nn's form: the $10^{-8}$ keeps the very first rate non-zero). Everything else is
-:class:`~cadence.optim.amsgrad.AMSGrad` (with ``amsgrad=False`` by default, i.e. Adam).
+at step $t$, counted from 1 (labml_nn adds $10^{-8}$, which only kept $\alpha_0$ non-zero,
+and step 0 is never taken). The rate is the schedule
+:class:`~cadence.schedule.LinearWarmup` ``(lr, warmup)``, which the optimizer applies to its
+groups' ``lr`` itself, by the one mechanism that binds schedules to hyper-parameters (see
+:mod:`cadence.optim.generic`); the update is :class:`~cadence.optim.adam.Adam`'s, or
+:class:`~cadence.optim.amsgrad.AMSGrad`'s with ``amsgrad=True``.
 """
 
 from __future__ import annotations
 
-from typing import Any
-
+from cadence.checks import check_number
+from cadence.optim.adam import Adam
 from cadence.optim.amsgrad import AMSGrad
 from cadence.optim.generic import Params
-from cadence.optim.hyperparams import check_number
 from cadence.optim.weight_decay import WeightDecay
+from cadence.schedule import LinearWarmup
 
 
-class AdamWarmup(AMSGrad):
-    """Adam (or AMSGrad) whose learning rate rises linearly over ``warmup`` steps."""
+def AdamWarmup(params: Params, lr: float = 1e-3, betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8,
+               weight_decay: float | WeightDecay = 0.0, optimized_update: bool = True, amsgrad: bool = False,
+               warmup: int = 0, *, fused: bool = False) -> Adam | AMSGrad:
+    """Adam (AMSGrad with ``amsgrad``) whose learning rate rises linearly to ``lr`` over ``warmup`` steps.
 
-    def __init__(self, params: Params, lr: float = 1e-3, betas: tuple[float, float] = (0.9, 0.999),
-                 eps: float = 1e-8, weight_decay: WeightDecay | None = None, optimized_update: bool = True,
-                 amsgrad: bool = False, warmup: int = 0, defaults: dict[str, Any] | None = None, *,
-                 fused: bool = False):
-        defaults = {**(defaults or {}), "warmup": warmup}
-        super().__init__(params, lr, betas, eps, weight_decay, optimized_update, amsgrad, defaults, fused=fused)
-
-    def validate_group(self, group: dict[str, Any]) -> None:
-        """Adam's checks, and ``warmup >= 0``."""
-        super().validate_group(group)
-        group["warmup"] = check_number(type(self).__name__, "warmup", group["warmup"], low=0.0)
-
-    def get_lr(self, group: dict[str, Any], step: int) -> float:
-        r"""$\alpha_t = 10^{-8} + t \alpha / w$ during the warm-up, then $\alpha$."""
-        if step < group["warmup"]:
-            return 1e-8 + step * group["lr"] / group["warmup"]
-        return group["lr"]
+    labml_nn's name and arguments; the other arguments are :class:`~cadence.optim.adam.Adam`'s.
+    """
+    lr = check_number("AdamWarmup", "lr", lr, low=0.0)
+    warmup = check_number("AdamWarmup", "warmup", warmup, low=0, integer=True)
+    # $\alpha_t = t \alpha / w$ for $t < w$, then $\alpha$
+    schedule = LinearWarmup(lr, warmup)
+    return (AMSGrad if amsgrad else Adam)(params, lr=lr, betas=betas, eps=eps, weight_decay=weight_decay,
+                                          optimized_update=optimized_update, schedules={"lr": schedule}, fused=fused)

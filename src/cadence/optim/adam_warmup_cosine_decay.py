@@ -1,4 +1,4 @@
-r"""Adam with a linear warm-up, then a cosine decay of the learning rate to a floor.
+r"""Adam with a linear warm-up, then a cosine decay of the learning rate to a floor: a preset.
 
 The warm-up of :mod:`cadence.optim.adam_warmup`, followed by the half-cosine of SGDR
 (Loshchilov & Hutter, *SGDR: Stochastic Gradient Descent with Warm Restarts*,
@@ -6,49 +6,47 @@ arXiv:1608.03983) from $\alpha$ down to the floor $\alpha_{\min}$ at step $T$:
 
 $$
 \alpha_t = \begin{cases}
-10^{-8} + t \, \alpha / w & t < w \\
+t \, \alpha / w & t < w \\
 \alpha_{\min} + (\alpha - \alpha_{\min}) \cdot \tfrac12 \left(1 + \cos(\pi p_t)\right),
 \quad p_t = \min\!\left(1, \frac{t - w}{\max(1, T - w)}\right) & t \ge w
 \end{cases}
 $$
 
 With $\alpha_{\min} = 0$ this is labml_nn's ``AdamWarmupCosineDecay``; after $T$ the rate
-stays at the floor.
+stays at the floor. The rate is the schedule ``Sequential([LinearWarmup(lr, warmup),
+Cosine(lr, max(1, total_steps - warmup), floor=min_lr)], [warmup])`` (``Cosine`` alone
+without a warm-up), which the optimizer applies to its groups' ``lr`` itself (see
+:mod:`cadence.optim.adam_warmup`).
 """
 
 from __future__ import annotations
 
-import math
-from typing import Any
-
-from cadence.optim.adam_warmup import AdamWarmup
+from cadence.checks import check_number
+from cadence.optim.adam import Adam
+from cadence.optim.amsgrad import AMSGrad
 from cadence.optim.generic import Params
-from cadence.optim.hyperparams import check_number
 from cadence.optim.weight_decay import WeightDecay
+from cadence.schedule import Cosine, LinearWarmup, Schedule, Sequential
 
 
-class AdamWarmupCosineDecay(AdamWarmup):
-    """Adam (or AMSGrad) with ``warmup`` steps of linear warm-up, then cosine decay to ``min_lr`` at ``total_steps``."""
+def AdamWarmupCosineDecay(params: Params, lr: float = 1e-3, betas: tuple[float, float] = (0.9, 0.999),
+                          eps: float = 1e-8, weight_decay: float | WeightDecay = 0.0, optimized_update: bool = True,
+                          amsgrad: bool = False, warmup: int = 0, total_steps: int = int(1e10), min_lr: float = 0.0,
+                          *, fused: bool = False) -> Adam | AMSGrad:
+    """Adam (AMSGrad with ``amsgrad``) with ``warmup`` steps of linear warm-up, then cosine decay to
+    ``min_lr`` at ``total_steps``.
 
-    def __init__(self, params: Params, lr: float = 1e-3, betas: tuple[float, float] = (0.9, 0.999),
-                 eps: float = 1e-8, weight_decay: WeightDecay | None = None, optimized_update: bool = True,
-                 amsgrad: bool = False, warmup: int = 0, total_steps: int = int(1e10), min_lr: float = 0.0,
-                 defaults: dict[str, Any] | None = None, *, fused: bool = False):
-        defaults = {**(defaults or {}), "total_steps": total_steps, "min_lr": min_lr}
-        super().__init__(params, lr, betas, eps, weight_decay, optimized_update, amsgrad, warmup, defaults,
-                         fused=fused)
-
-    def validate_group(self, group: dict[str, Any]) -> None:
-        """The warm-up's checks, ``total_steps >= 1`` and ``0 <= min_lr <= lr``."""
-        super().validate_group(group)
-        where = type(self).__name__
-        group["total_steps"] = check_number(where, "total_steps", group["total_steps"], low=1.0)
-        group["min_lr"] = check_number(where, "min_lr", group["min_lr"], low=0.0, high=group["lr"])
-
-    def get_lr(self, group: dict[str, Any], step: int) -> float:
-        r"""The warm-up, then $\alpha_{\min} + (\alpha - \alpha_{\min}) \frac12 (1 + \cos \pi p_t)$."""
-        warmup, alpha, alpha_min = group["warmup"], group["lr"], group["min_lr"]
-        if step < warmup:
-            return 1e-8 + step * alpha / warmup
-        p = min(1.0, (step - warmup) / max(1.0, group["total_steps"] - warmup))
-        return alpha_min + (alpha - alpha_min) * 0.5 * (1.0 + math.cos(math.pi * p))
+    labml_nn's name and arguments, and ``min_lr``; the other arguments are :class:`~cadence.optim.adam.Adam`'s.
+    """
+    where = "AdamWarmupCosineDecay"
+    lr = check_number(where, "lr", lr, low=0.0)
+    warmup = check_number(where, "warmup", warmup, low=0, integer=True)
+    total_steps = check_number(where, "total_steps", total_steps, low=1, integer=True)
+    min_lr = check_number(where, "min_lr", min_lr, low=0.0, high=lr)
+    # $\alpha_{\min} + (\alpha - \alpha_{\min}) \frac12 (1 + \cos \pi p_t)$ from $t = w$
+    schedule: Schedule = Cosine(lr, max(1, total_steps - warmup), floor=min_lr)
+    if warmup:
+        # $t \alpha / w$ before
+        schedule = Sequential([LinearWarmup(lr, warmup), schedule], [warmup])
+    return (AMSGrad if amsgrad else Adam)(params, lr=lr, betas=betas, eps=eps, weight_decay=weight_decay,
+                                          optimized_update=optimized_update, schedules={"lr": schedule}, fused=fused)

@@ -15,11 +15,17 @@ tensor; this module calls it once per *group*, on flat buffers:
 
 Compilation takes seconds the first time and is cached on disk by PyTorch's Inductor
 (``TORCHINDUCTOR_CACHE_DIR``, by default ``/tmp/torchinductor_<user>``) across runs; the
-time spent is kept in :attr:`FusedStep.compile_seconds`. Where compilation is unavailable
-the same function runs eagerly on the flat buffers, after a one-time warning. So do the
-variants of an update beyond the number ``torch.compile`` compiles per function
-(``torch._dynamo.config.recompile_limit``, 8 by default; a sweep of many configurations in
-one process can get there): a one-time warning says so.
+time spent is kept in :attr:`FusedStep.compile_seconds`. Two things make the same function
+run eagerly on the flat buffers instead, each after a warning, and :attr:`FusedStep.eager_runs`
+counts those runs:
+
+* compilation is unavailable (no C compiler, an unsupported platform): every variant of the
+  update runs eagerly from then on;
+* ``torch.compile`` has compiled as many variants of the update as it compiles of one
+  function (``torch._dynamo.config.recompile_limit``, 8 by default; a sweep of many
+  configurations in one process can get there). With ``fullgraph=True`` it then raises
+  instead of compiling: the variant that asked runs eagerly from then on, and the variants
+  compiled before stay compiled.
 
 What can break the views is detected before each step: a ``.grad`` that is not the view
 (``zero_grad(set_to_none=True)`` followed by a backward pass, a hook, DDP) is copied into
@@ -42,15 +48,25 @@ import torch
 logger = logging.getLogger(__name__)
 
 _compiled: dict[Callable, Callable] = {}
+#: Updates that ``torch.compile`` cannot compile in this process: they run eagerly.
 _compile_failed: set[Callable] = set()
-#: The variants (device, dtype, static scalars, state tensors) of each update compiled in this process.
-_variants: dict[Callable, set[tuple[Any, ...]]] = {}
+#: The variants (device, dtype, state tensors, static scalars) of each update that came past
+#: ``torch.compile``'s recompile limit in this process: they run eagerly.
+_over_limit: dict[Callable, set[tuple[Any, ...]]] = {}
 
 
 def recompile_limit() -> int:
     """How many variants of one function ``torch.compile`` compiles before it runs the rest eagerly."""
     config = torch._dynamo.config
     return getattr(config, "recompile_limit", getattr(config, "cache_size_limit", 8))
+
+
+def past_recompile_limit(error: Exception) -> bool:
+    """Whether ``error`` is ``torch.compile`` (``fullgraph=True``) refusing to compile past its recompile limit.
+
+    The exception is ``torch._dynamo.exc.FailOnRecompileLimitHit`` (``FailOnCacheLimitHit`` before torch 2.6).
+    """
+    return type(error).__name__ in ("FailOnRecompileLimitHit", "FailOnCacheLimitHit")
 
 
 def compiled(update: Callable) -> Callable:
@@ -131,12 +147,14 @@ class FusedStep:
     then steps with the reference path.
     """
 
-    def __init__(self, update: Callable, state_names: Sequence[str], compile: bool = True):
+    def __init__(self, update: Callable, state_names: Sequence[str]):
         self.update = update
         self.state_names = tuple(state_names)
-        self.compile = compile
         #: Seconds spent in first calls of the compiled update (compilation, or loading it from the cache).
         self.compile_seconds = 0.0
+        #: Flat-buffer updates run by the compiled loop, and run eagerly (see the module docstring).
+        self.compiled_runs = 0
+        self.eager_runs = 0
         self._buffers: dict[int, list[FlatBuffers]] = {}
         self._scalars: dict[tuple[int, str], torch.Tensor] = {}
         self._warm: set[tuple[Any, ...]] = set()
@@ -205,38 +223,41 @@ class FusedStep:
 
     def _run(self, flat: FlatBuffers, scalars: dict[str, torch.Tensor]) -> None:
         args = (flat.param, flat.grad, *(flat.state[name] for name in self.state_names))
-        if not self.compile or self.update in _compile_failed:
-            self.update(*args, **scalars)
-            return
         # One compilation per device, dtype, number of state tensors and value of the static (non-tensor) scalars.
         kind = (flat.param.device, flat.param.dtype, len(args),
                 *sorted((k, v) for k, v in scalars.items() if not isinstance(v, torch.Tensor)))
+        if self.update in _compile_failed or kind in _over_limit.get(self.update, ()):
+            self._run_eagerly(args, scalars)
+            return
         start = time.perf_counter()
         try:
             compiled(self.update)(*args, **scalars)
-        except Exception as e:  # no compiler, an unsupported platform: same function, eagerly
-            _compile_failed.add(self.update)
-            warnings.warn(f"cadence: torch.compile is unavailable for {self.update.__qualname__} ({type(e).__name__}: "
-                          f"{str(e).splitlines()[0] if str(e) else ''}); the fused path runs eagerly instead",
-                          RuntimeWarning, stacklevel=4)
-            self.update(*args, **scalars)
+        except Exception as e:  # raised before the update ran: the same function, eagerly
+            self._fall_back(e, kind)
+            self._run_eagerly(args, scalars)
             return
+        self.compiled_runs += 1
         if kind not in self._warm:
             seconds = time.perf_counter() - start
             self.compile_seconds += seconds
             logger.info("compiled %s for %s in %.1f s", self.update.__qualname__, kind, seconds)
             self._warm.add(kind)
-            self._count_variant(kind)
 
-    def _count_variant(self, kind: tuple[Any, ...]) -> None:
-        """Warn once when this process needs more variants of the update than ``torch.compile`` compiles."""
-        variants = _variants.setdefault(self.update, set())
-        if kind in variants:
+    def _run_eagerly(self, args: tuple[torch.Tensor, ...], scalars: dict[str, torch.Tensor]) -> None:
+        self.update(*args, **scalars)
+        self.eager_runs += 1
+
+    def _fall_back(self, error: Exception, kind: tuple[Any, ...]) -> None:
+        """Record why ``kind`` cannot run compiled, and say so."""
+        name = self.update.__qualname__
+        if past_recompile_limit(error):
+            _over_limit.setdefault(self.update, set()).add(kind)
+            warnings.warn(f"cadence: torch.compile has compiled as many variants of {name} as it compiles of one "
+                          f"function (torch._dynamo.config.recompile_limit = {recompile_limit()}); this one "
+                          f"{kind} (device, dtype, tensors, static scalars such as weight decay off) runs eagerly, "
+                          f"about 2-3x slower. Raise the limit to compile it too.", RuntimeWarning, stacklevel=5)
             return
-        variants.add(kind)
-        if len(variants) == recompile_limit() + 1:
-            warnings.warn(f"cadence: this process steps {len(variants)} variants of {self.update.__qualname__} (devices, "
-                          f"dtypes, branches such as weight decay on or off), more than torch.compile compiles "
-                          f"(torch._dynamo.config.recompile_limit = {recompile_limit()}); the further ones run "
-                          f"eagerly, about 2-3x slower. Raise the limit to compile them too.", RuntimeWarning,
-                          stacklevel=5)
+        _compile_failed.add(self.update)
+        warnings.warn(f"cadence: torch.compile is unavailable for {name} ({type(error).__name__}: "
+                      f"{str(error).splitlines()[0] if str(error) else ''}); the fused path runs eagerly instead",
+                      RuntimeWarning, stacklevel=5)

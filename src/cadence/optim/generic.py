@@ -1,4 +1,4 @@
-r"""The generic adaptive optimizer: one template for Adam and its family.
+r"""The generic adaptive optimizer: one template for Adam and its family, and the pieces they share.
 
 An optimizer of the family is three things (see DESIGN.md, "The optimizer family in one
 shape"):
@@ -14,36 +14,123 @@ shape"):
 The template loops over parameter groups and parameters, initialises state on first use,
 and applies the update, either once per parameter (the readable reference path,
 ``fused=False``) or once per group on flat buffers compiled into a single loop
-(``fused=True``, :mod:`cadence.optim.fused`). Subclasses write only their paper's equations.
+(``fused=True``, :mod:`cadence.optim.fused`). Every optimizer is a direct child of the
+template and writes only its paper's equations, from the small pieces here that several
+papers share (as optax writes its transforms from ``update_moment`` and ``bias_correction``):
+
+* the moment updates :func:`update_moment` and :func:`update_squared_moment`;
+* AMSGrad's running maximum :func:`running_max`;
+* Adam's bias-corrected step size :func:`adam_scalars` and its denominator :func:`adam_denominator`;
+* RAdam's rectification term :func:`rectification`;
+* the check of ``betas``, :func:`check_betas`.
 
 Parameter groups work as in every ``torch.optim.Optimizer``: each group may override any
 hyper-parameter, and every group's hyper-parameters are validated when it is added.
+
+An optimizer may schedule hyper-parameters itself (``schedules``, what the presets
+``AdamWarmup``, ``AdamWarmupCosineDecay`` and ``Noam`` pass): the one mechanism that binds
+schedules to group keys, :class:`~cadence.optim.helpers.hyperparams_schedule.HyperParameterScheduler`,
+applied at the start of every step at the step's number $t$ (counted from 1, as the
+papers' $\alpha_t$).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+import math
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 import torch
 from torch.optim import Optimizer
 
+from cadence.checks import check_number
 from cadence.optim.fused import FusedStep
-from cadence.optim.hyperparams import check_betas, check_number
-from cadence.optim.weight_decay import WeightDecay
+from cadence.optim.helpers.hyperparams_schedule import HyperParameterScheduler
+from cadence.optim.weight_decay import Scalar, WeightDecay
 
 Params = Iterable[torch.Tensor] | Iterable[dict[str, Any]]
+
+
+def update_moment(m: torch.Tensor, g: torch.Tensor, beta: Scalar) -> torch.Tensor:
+    r"""$m \leftarrow \beta m + (1 - \beta) g$ in place (an exponential moving average); returns $m$."""
+    return m.lerp_(g, 1 - beta)
+
+
+def update_squared_moment(v: torch.Tensor, g: torch.Tensor, beta: Scalar) -> torch.Tensor:
+    r"""$v \leftarrow \beta v + (1 - \beta) g^2$ in place; returns $v$."""
+    return v.mul_(beta).addcmul_(g, g, value=1 - beta)
+
+
+def running_max(v_max: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+    r"""AMSGrad's $\hat{v}^{\max}_t \leftarrow \max(\hat{v}^{\max}_{t-1}, v_t)$ in place; returns $\hat{v}^{\max}_t$."""
+    return torch.maximum(v_max, v, out=v_max)
+
+
+def adam_scalars(group: dict[str, Any], t: int, folded: bool) -> dict[str, Any]:
+    r"""$\beta_1, \beta_2, \epsilon$, and Adam's step size and $c_t$ at step $t$ for the update
+    $\theta_t \leftarrow \theta_{t-1} - \text{step\_size} \cdot m_t / (\sqrt{v_t} / c_t + \epsilon)$
+    (see :mod:`cadence.optim.adam`): folded (the end of Section 2 of the paper)
+    $\left(\alpha \sqrt{1 - \beta_2^t} / (1 - \beta_1^t), 1\right)$, with $c_t = 1$ as ``None``;
+    textbook $\left(\alpha / (1 - \beta_1^t), \sqrt{1 - \beta_2^t}\right)$."""
+    beta1, beta2 = group["betas"]
+    alpha = group["lr"]
+    bias_correction1 = 1 - beta1 ** t
+    bias_correction2 = 1 - beta2 ** t
+    if folded:
+        # $\alpha_t = \alpha \sqrt{1 - \beta_2^t} / (1 - \beta_1^t)$, and $\hat{\epsilon}$ beside $\sqrt{v_t}$
+        step_size, c = alpha * math.sqrt(bias_correction2) / bias_correction1, None
+    else:
+        # $\hat{m}_t / (\sqrt{\hat{v}_t} + \epsilon)$ with $\hat{m}_t = m_t / (1 - \beta_1^t)$, $\hat{v}_t = v_t / (1 - \beta_2^t)$
+        step_size, c = alpha / bias_correction1, math.sqrt(bias_correction2)
+    return {"beta1": beta1, "beta2": beta2, "eps": group["eps"], "step_size": step_size, "c": c}
+
+
+def adam_denominator(v: torch.Tensor, c: Scalar | None, eps: Scalar) -> torch.Tensor:
+    r"""$\sqrt{v_t} / c_t + \epsilon$, a new tensor ($c_t = 1$ is ``None``: no division)."""
+    return (v.sqrt() if c is None else v.sqrt() / c).add_(eps)
+
+
+def rectification(beta2: float, t: int, rho_threshold: float) -> float | None:
+    r"""RAdam's rectification term $r_t$ at step $t$, or ``None`` while $\rho_t \le \rho_{\text{threshold}}$
+    (the variance of the adaptive rate is not yet tractable; see :mod:`cadence.optim.radam`):
+
+    $$
+    \rho_\infty = \frac{2}{1 - \beta_2} - 1, \qquad
+    \rho_t = \rho_\infty - \frac{2 t \beta_2^t}{1 - \beta_2^t}, \qquad
+    r_t = \sqrt{\frac{(\rho_t - 4)(\rho_t - 2)\rho_\infty}{(\rho_\infty - 4)(\rho_\infty - 2)\rho_t}}
+    $$
+    """
+    # $\rho_\infty = 2 / (1 - \beta_2) - 1$, $\rho_t = \rho_\infty - 2 t \beta_2^t / (1 - \beta_2^t)$
+    rho_inf = 2 / (1 - beta2) - 1
+    rho_t = rho_inf - 2 * t * beta2 ** t / (1 - beta2 ** t)
+    if rho_t <= rho_threshold:
+        return None
+    # $r_t$
+    return (((rho_t - 4) * (rho_t - 2) * rho_inf) / ((rho_inf - 4) * (rho_inf - 2) * rho_t)) ** 0.5
+
+
+def check_betas(where: str, betas: Any) -> tuple[float, float]:
+    """``betas`` as a pair ``(beta1, beta2)`` of floats, each in $[0, 1)$, else an error naming ``where``."""
+    if not isinstance(betas, (tuple, list)) or len(betas) != 2:
+        raise TypeError(f"{where}: betas={betas!r} is not a pair; expected (beta1, beta2), each in [0, 1)")
+    beta1, beta2 = (check_number(where, f"betas[{i}]", beta, low=0.0, high=1.0, high_open=True)
+                    for i, beta in enumerate(betas))
+    return beta1, beta2
 
 
 class GenericAdaptiveOptimizer(Optimizer):
     """Base class of the adaptive optimizers (labml_nn's name and hooks).
 
     * ``params``: parameters, or parameter groups (dicts with ``params`` and overrides),
-    * ``defaults``: the subclass's own default hyper-parameters,
+    * ``defaults``: the optimizer's own hyper-parameters and their defaults (:attr:`ranges` checks them),
     * ``lr``: the learning rate $\\alpha \\ge 0$,
     * ``betas``: $(\\beta_1, \\beta_2)$, each in $[0, 1)$,
     * ``eps``: $\\epsilon \\ge 0$,
-    * ``weight_decay``: the :class:`~cadence.optim.weight_decay.WeightDecay` strategy,
+    * ``weight_decay``: a :class:`~cadence.optim.weight_decay.WeightDecay`, or a float $\\lambda$ read
+      as :attr:`decoupled_weight_decay` says,
+    * ``schedules``: group keys (``"lr"``, ``"betas[0]"``) to schedules of the step that the
+      optimizer applies itself before each step, at $t$ (the presets' mechanism; a trainer's
+      ``schedules`` apply from outside, and may not schedule the same key),
     * ``fused``: apply the update once per group on flat buffers (see :mod:`cadence.optim.fused`);
       parameters then live in those buffers, and :meth:`zero_grad` zeroes gradients in place.
     """
@@ -53,14 +140,22 @@ class GenericAdaptiveOptimizer(Optimizer):
     #: Whether :meth:`update` is elementwise (then it can run fused on flat buffers). An
     #: optimizer whose update needs a whole tensor (a norm, a matrix product) sets ``False``.
     elementwise: bool = True
+    #: The ranges of the optimizer's own hyper-parameters (keywords of
+    #: :func:`cadence.checks.check_number`), checked in every group besides ``lr``, ``betas``,
+    #: ``eps`` and ``weight_decay``.
+    ranges: dict[str, dict[str, Any]] = {}
+    #: What a float ``weight_decay`` means: torch's coupled L2 (``False``, as in
+    #: ``torch.optim.Adam(weight_decay=...)``), or the decoupled shrink (``True``, for the
+    #: optimizers whose papers decouple it). A :class:`WeightDecay` says it explicitly.
+    decoupled_weight_decay: bool = False
 
     def __init__(self, params: Params, defaults: dict[str, Any], lr: float, betas: tuple[float, float],
-                 eps: float, weight_decay: WeightDecay | None = None, fused: bool = False):
-        if weight_decay is None:
-            weight_decay = WeightDecay()
+                 eps: float, weight_decay: float | WeightDecay = 0.0, *,
+                 schedules: Mapping[str, Callable[[float], float]] | None = None, fused: bool = False):
         if not isinstance(weight_decay, WeightDecay):
-            raise TypeError(f"{type(self).__name__}: weight_decay={weight_decay!r}; expected a WeightDecay, "
-                            f"e.g. WeightDecay({weight_decay!r}, weight_decouple=True) for AdamW-style decay")
+            weight_decay = WeightDecay(check_number(type(self).__name__, "weight_decay", weight_decay, low=0.0),
+                                       weight_decouple=self.decoupled_weight_decay)
+        #: The weight-decay strategy.
         self.weight_decay = weight_decay
         if fused and not self.elementwise:
             raise ValueError(f"{type(self).__name__}: fused=True needs an elementwise update, and this optimizer's "
@@ -70,14 +165,18 @@ class GenericAdaptiveOptimizer(Optimizer):
         defaults = {**defaults, "lr": lr, "betas": betas, "eps": eps, **weight_decay.defaults()}
         self.validate_group(defaults)
         super().__init__(params, defaults)
+        #: The optimizer's own schedules (``schedules``), applied at the start of every step.
+        self.scheduler = HyperParameterScheduler(self, schedules or {})
 
     def validate_group(self, group: dict[str, Any]) -> None:
-        """Check every hyper-parameter of ``group`` in place; subclasses extend this."""
+        """Check every hyper-parameter of ``group`` in place."""
         where = type(self).__name__
         group["lr"] = check_number(where, "lr", group["lr"], low=0.0)
         group["betas"] = check_betas(where, group["betas"])
         group["eps"] = check_number(where, "eps", group["eps"], low=0.0)
         self.weight_decay.validate(where, group)
+        for name, bounds in self.ranges.items():
+            group[name] = check_number(where, name, group[name], **bounds)
 
     def add_param_group(self, param_group: dict[str, Any]) -> None:
         """Add a group (see ``torch.optim.Optimizer``), validating its hyper-parameters."""
@@ -113,6 +212,9 @@ class GenericAdaptiveOptimizer(Optimizer):
         if closure is not None:
             with torch.enable_grad():
                 loss = closure()
+        if self.scheduler.schedules:
+            # the optimizer's own schedules, at $t$: the number of the step being taken (its state counts the taken ones)
+            self.scheduler.step(1 + max((state["step"] for state in self.state.values()), default=0))
         for g, group in enumerate(self.param_groups):
             with_grad = []
             for i, param in enumerate(group["params"]):

@@ -19,42 +19,59 @@ $$
 
 with $\phi$ the identity, and a ratio of 1 when either norm is 0 (a freshly zeroed bias).
 The norms make the update per tensor, not elementwise: LAMB has no fused path.
+
+The paper's decay is decoupled from the moments, as AdamW's is, and a float ``weight_decay``
+means it; ``WeightDecay(λ, weight_decouple=False)`` adds $\lambda \theta_{t-1}$ to $g_t$
+instead (coupled L2, and no $\lambda \theta_{t-1}$ in $r_t$).
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import torch
 
-from cadence.optim.generic import GenericAdaptiveOptimizer, Params
+from cadence.optim.generic import GenericAdaptiveOptimizer, Params, update_moment, update_squared_moment
 from cadence.optim.weight_decay import WeightDecay
 
 
 class LAMB(GenericAdaptiveOptimizer):
-    """LAMB; ``weight_decay`` is the paper's $\\lambda$ inside $r_t$ (and so inside the trust ratio)."""
+    """LAMB; a float ``weight_decay`` is the paper's $\\lambda$ inside $r_t$ (and so inside the trust ratio)."""
 
     state_names = ("exp_avg", "exp_avg_sq")
     elementwise = False
+    decoupled_weight_decay = True
 
     def __init__(self, params: Params, lr: float = 1e-3, betas: tuple[float, float] = (0.9, 0.999),
-                 eps: float = 1e-6, weight_decay: float = 0.0, defaults: dict[str, Any] | None = None):
-        super().__init__(params, defaults or {}, lr, betas, eps, WeightDecay(weight_decay))
+                 eps: float = 1e-6, weight_decay: float | WeightDecay = 0.0, *,
+                 schedules: Mapping[str, Callable[[float], float]] | None = None):
+        if isinstance(weight_decay, WeightDecay) and weight_decay.absolute:
+            raise ValueError(f"LAMB: weight_decay={weight_decay!r}; LAMB scales its decay by the learning rate and "
+                             f"the trust ratio, so it cannot be absolute: expected a float (the paper's decay in r_t) "
+                             f"or WeightDecay(λ, weight_decouple=False) (coupled L2)")
+        super().__init__(params, {}, lr, betas, eps, weight_decay, schedules=schedules)
 
     def scalars(self, group: dict[str, Any], step: int) -> dict[str, Any]:
-        r"""$\eta, \beta_1, \beta_2, \epsilon, \lambda$ and the bias corrections at step $t$."""
+        r"""$\eta, \beta_1, \beta_2, \epsilon$, the bias corrections at step $t$, and the decay: $\lambda$ in $r_t$
+        (decoupled) or ``l2`` (coupled)."""
         beta1, beta2 = group["betas"]
-        return {"lr": group["lr"], "beta1": beta1, "beta2": beta2, "eps": group["eps"], "lam": group["weight_decay"],
-                "bias_correction1": 1 - beta1 ** step, "bias_correction2": 1 - beta2 ** step}
+        decoupled = self.weight_decay.weight_decouple
+        return {"lr": group["lr"], "beta1": beta1, "beta2": beta2, "eps": group["eps"],
+                "bias_correction1": 1 - beta1 ** step, "bias_correction2": 1 - beta2 ** step,
+                "lam": group["weight_decay"] if decoupled else 0.0,
+                "l2": None if decoupled else self.weight_decay.scalars(group)["l2"]}
 
     @staticmethod
     def update(param: torch.Tensor, grad: torch.Tensor, m: torch.Tensor, v: torch.Tensor, *, lr: float,
-               beta1: float, beta2: float, eps: float, lam: float, bias_correction1: float,
-               bias_correction2: float) -> None:
+               beta1: float, beta2: float, eps: float, bias_correction1: float, bias_correction2: float,
+               lam: float, l2: float | None) -> None:
         """One LAMB step on one tensor, in place."""
-        # $m_t$, $v_t$
-        m.lerp_(grad, 1 - beta1)
-        v.mul_(beta2).addcmul_(grad, grad, value=1 - beta2)
+        g = WeightDecay.apply(param, grad, None, l2)
+        # $m_t \leftarrow \beta_1 m_{t-1} + (1 - \beta_1) g_t$
+        update_moment(m, g, beta1)
+        # $v_t \leftarrow \beta_2 v_{t-1} + (1 - \beta_2) g_t^2$
+        update_squared_moment(v, g, beta2)
         # $r_t = \hat{m}_t / (\sqrt{\hat{v}_t} + \epsilon) + \lambda \theta_{t-1}$
         r = (m / bias_correction1) / ((v / bias_correction2).sqrt_().add_(eps))
         if lam != 0:

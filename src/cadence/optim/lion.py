@@ -24,23 +24,27 @@ by default as in the paper.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import torch
 
-from cadence.optim.generic import GenericAdaptiveOptimizer, Params
+from cadence.optim.generic import GenericAdaptiveOptimizer, Params, update_moment
 from cadence.optim.weight_decay import Scalar, WeightDecay
 
 
 class Lion(GenericAdaptiveOptimizer):
-    """Lion: ``lr`` $\\eta$, ``betas`` $(\\beta_1, \\beta_2)$, ``weight_decay`` (decoupled by default)."""
+    """Lion: ``lr`` $\\eta$, ``betas`` $(\\beta_1, \\beta_2)$, ``weight_decay`` (a float is decoupled, as in
+    the paper)."""
+
+    decoupled_weight_decay = True
 
     state_names = ("exp_avg",)
 
     def __init__(self, params: Params, lr: float = 1e-4, betas: tuple[float, float] = (0.9, 0.99),
-                 weight_decay: WeightDecay | None = None, defaults: dict[str, Any] | None = None, *,
-                 fused: bool = False):
-        super().__init__(params, defaults or {}, lr, betas, 0.0, weight_decay, fused)
+                 weight_decay: float | WeightDecay = 0.0, *,
+                 schedules: Mapping[str, Callable[[float], float]] | None = None, fused: bool = False):
+        super().__init__(params, {}, lr, betas, 0.0, weight_decay, schedules=schedules, fused=fused)
 
     def scalars(self, group: dict[str, Any], step: int) -> dict[str, Any]:
         r"""$\eta$, $\beta_1$, $\beta_2$ and the weight-decay terms (Lion has no bias correction)."""
@@ -58,4 +62,4 @@ class Lion(GenericAdaptiveOptimizer):
         # $\theta_t \leftarrow \theta_{t-1} - \eta \operatorname{sign}(c_t)$
         param.sub_(c.sign_().mul_(lr))
         # $m_t \leftarrow \beta_2 m_{t-1} + (1 - \beta_2) g_t$
-        m.lerp_(g, 1 - beta2)
+        update_moment(m, g, beta2)

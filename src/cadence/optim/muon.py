@@ -27,13 +27,13 @@ AdamW (the ``use_muon`` flag of a group; by default parameters with ``ndim >= 2`
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import torch
 
 from cadence.optim.adam import Adam
-from cadence.optim.generic import GenericAdaptiveOptimizer, Params
-from cadence.optim.hyperparams import check_betas, check_number
+from cadence.optim.generic import GenericAdaptiveOptimizer, Params, adam_scalars, update_moment
 from cadence.optim.weight_decay import WeightDecay
 
 #: The quintic's coefficients $(a, b, c)$.
@@ -66,27 +66,24 @@ class Muon(GenericAdaptiveOptimizer):
 
     * ``lr`` $\\eta$, ``momentum`` $\\mu$, ``nesterov``, ``ns_steps``: Muon's,
     * ``ns_dtype``: the dtype of the Newton-Schulz iteration (``None``: :func:`default_ns_dtype`),
-    * ``weight_decay`` $\\lambda$: decoupled, for both kinds,
+    * ``weight_decay`` $\\lambda$, for both kinds: a float is decoupled (as in the reference and
+      ``torch.optim.Muon``); a :class:`~cadence.optim.weight_decay.WeightDecay` picks the strategy,
     * ``adamw_lr``, ``adamw_betas``, ``adamw_eps``: the AdamW groups'.
     """
 
     elementwise = False
+    decoupled_weight_decay = True
+    ranges = {"momentum": {"low": 0.0, "high": 1.0, "high_open": True}, "ns_steps": {"low": 1, "integer": True},
+              "adamw_lr": {"low": 0.0}}
 
     def __init__(self, params: Params, lr: float = 0.02, momentum: float = 0.95, nesterov: bool = True,
                  ns_steps: int = 5, adamw_lr: float = 3e-4, adamw_betas: tuple[float, float] = (0.9, 0.95),
-                 adamw_eps: float = 1e-8, weight_decay: float = 0.0, ns_dtype: torch.dtype | None = None):
+                 adamw_eps: float = 1e-8, weight_decay: float | WeightDecay = 0.0,
+                 ns_dtype: torch.dtype | None = None, *, schedules: Mapping[str, Callable[[float], float]] | None = None):
         self.nesterov = bool(nesterov)
         self.ns_dtype = ns_dtype
         defaults = {"momentum": momentum, "ns_steps": ns_steps, "adamw_lr": adamw_lr, "use_muon": None}
-        super().__init__(params, defaults, lr, adamw_betas, adamw_eps, WeightDecay(weight_decay))
-
-    def validate_group(self, group: dict[str, Any]) -> None:
-        """Adam's checks, ``momentum`` in [0, 1), ``ns_steps >= 1``, ``adamw_lr >= 0``."""
-        super().validate_group(group)
-        group["momentum"] = check_number("Muon", "momentum", group["momentum"], low=0.0, high=1.0, high_open=True)
-        group["ns_steps"] = int(check_number("Muon", "ns_steps", group["ns_steps"], low=1.0))
-        group["adamw_lr"] = check_number("Muon", "adamw_lr", group["adamw_lr"], low=0.0)
-        group["betas"] = check_betas("Muon", group["betas"])
+        super().__init__(params, defaults, lr, adamw_betas, adamw_eps, weight_decay, schedules=schedules)
 
     def _uses_muon(self, group: dict[str, Any], param: torch.Tensor) -> bool:
         return param.ndim >= 2 if group["use_muon"] is None else bool(group["use_muon"])
@@ -103,23 +100,21 @@ class Muon(GenericAdaptiveOptimizer):
         """One Muon step, or one AdamW step for a parameter outside Muon's groups."""
         state["step"] += 1
         if "momentum_buffer" not in state:
+            # AdamW, torch's textbook update, at the rate ``adamw_lr``
             adamw = {**group, "lr": group["adamw_lr"]}
-            beta1, beta2 = group["betas"]
-            bias_correction1, bias_correction2 = 1 - beta1 ** state["step"], 1 - beta2 ** state["step"]
-            Adam.update(param, grad, state["exp_avg"], state["exp_avg_sq"], beta1=beta1, beta2=beta2,
-                        eps=group["eps"], step_size=adamw["lr"] / bias_correction1, c=bias_correction2 ** 0.5,
-                        **self.weight_decay.scalars(adamw))
+            Adam.update(param, grad, state["exp_avg"], state["exp_avg_sq"],
+                        **adam_scalars(adamw, state["step"], folded=False), **self.weight_decay.scalars(adamw))
             return
         mu, eta = group["momentum"], group["lr"]
+        # $W_{t-1} (1 - \eta \lambda)$, the decoupled decay (or, coupled, $G_t + \lambda W_{t-1}$)
+        G = WeightDecay.apply(param, grad, **self.weight_decay.scalars(group))
         B = state["momentum_buffer"]
         # $B_t \leftarrow \mu B_{t-1} + (1 - \mu) G_t$
-        B.lerp_(grad, 1 - mu)
+        update_moment(B, G, mu)
         # Nesterov: $(1 - \mu) G_t + \mu B_t$
-        M = grad.lerp(B, mu) if self.nesterov else B
+        M = G.lerp(B, mu) if self.nesterov else B
         O = newton_schulz(M.reshape(M.size(0), -1), group["ns_steps"],
                           self.ns_dtype or default_ns_dtype(param.device)).view_as(param)
         # $W_t \leftarrow W_{t-1}(1 - \eta \lambda) - \eta \sqrt{\max(1, \text{rows}/\text{cols})} O_t$
         rows, cols = param.size(0), param[0].numel()
-        if group["weight_decay"]:
-            param.mul_(1 - eta * group["weight_decay"])
         param.add_(O, alpha=-eta * max(1.0, rows / cols) ** 0.5)

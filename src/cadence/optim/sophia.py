@@ -30,12 +30,13 @@ every ``hessian_interval`` optimizer steps.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import torch
 
-from cadence.optim.generic import GenericAdaptiveOptimizer, Params
-from cadence.optim.hyperparams import check_number
+from cadence.checks import check_number
+from cadence.optim.generic import GenericAdaptiveOptimizer, Params, update_moment
 from cadence.optim.weight_decay import Scalar, WeightDecay
 
 
@@ -49,20 +50,17 @@ def gnb_loss(logits: torch.Tensor) -> torch.Tensor:
 
 
 class Sophia(GenericAdaptiveOptimizer):
-    """Sophia-G with labml_nn's arguments: ``lr`` $\\eta$, ``betas``, ``eps``, ``rho`` $\\rho$, ``weight_decay``."""
+    """Sophia-G with labml_nn's arguments: ``lr`` $\\eta$, ``betas``, ``eps``, ``rho`` $\\rho$, ``weight_decay``
+    (a float is decoupled, as in the paper)."""
 
     state_names = ("exp_avg", "hessian")
+    decoupled_weight_decay = True
+    ranges = {"rho": {"low": 0.0, "low_open": True}}
 
     def __init__(self, params: Params, lr: float = 1e-4, betas: tuple[float, float] = (0.965, 0.99),
-                 eps: float = 1e-16, rho: float = 0.04, weight_decay: WeightDecay | None = None,
-                 defaults: dict[str, Any] | None = None, *, fused: bool = False):
-        defaults = {**(defaults or {}), "rho": rho}
-        super().__init__(params, defaults, lr, betas, eps, weight_decay, fused)
-
-    def validate_group(self, group: dict[str, Any]) -> None:
-        """Adam's checks and ``rho > 0``."""
-        super().validate_group(group)
-        group["rho"] = check_number("Sophia", "rho", group["rho"], low=0.0, low_open=True)
+                 eps: float = 1e-16, rho: float = 0.04, weight_decay: float | WeightDecay = 0.0, *,
+                 schedules: Mapping[str, Callable[[float], float]] | None = None, fused: bool = False):
+        super().__init__(params, {"rho": rho}, lr, betas, eps, weight_decay, schedules=schedules, fused=fused)
 
     def scalars(self, group: dict[str, Any], step: int) -> dict[str, Any]:
         r"""$\eta, \beta_1, \rho, \epsilon$ and the weight-decay terms."""
@@ -75,7 +73,7 @@ class Sophia(GenericAdaptiveOptimizer):
         """One Sophia step, in place."""
         g = WeightDecay.apply(param, grad, decay, l2)
         # $m_t \leftarrow \beta_1 m_{t-1} + (1 - \beta_1) g_t$
-        m.lerp_(g, 1 - beta1)
+        update_moment(m, g, beta1)
         # $\min(\lvert m_t \rvert / (\rho h_t + \epsilon), 1)$
         ratio = (m.abs() / (rho * h + eps)).clamp_(max=1.0)
         # $\theta_t \leftarrow \theta_{t-1} - \eta \operatorname{sign}(m_t) \cdot \text{ratio}$
@@ -85,7 +83,7 @@ class Sophia(GenericAdaptiveOptimizer):
     def update_hessian(self, batch_size: int) -> None:
         r"""$h \leftarrow \beta_2 h + (1 - \beta_2) B \hat{g} \odot \hat{g}$ from each parameter's ``.grad``
         (the gradient of :func:`gnb_loss`), with $B$ = ``batch_size``."""
-        batch_size = check_number("Sophia.update_hessian", "batch_size", batch_size, low=1.0)
+        batch_size = check_number("Sophia.update_hessian", "batch_size", batch_size, low=1, integer=True)
         for group in self.param_groups:
             beta2 = group["betas"][1]
             for p in group["params"]:

@@ -14,6 +14,11 @@ Three ways to pull the parameters $\theta$ towards zero with coefficient $\lambd
 * **Decoupled, absolute.** The same shrink without the learning rate:
   $\theta_{t-1} \leftarrow \theta_{t-1}(1 - \lambda)$.
 
+Every optimizer takes a ``WeightDecay``, or a float $\lambda$ with the meaning torch gives it
+for that optimizer: coupled for the Adam family, as ``torch.optim.Adam(weight_decay=λ)``;
+decoupled where the paper decouples it (Lion, Sophia, LAMB, Muon; see
+:attr:`~cadence.optim.generic.GenericAdaptiveOptimizer.decoupled_weight_decay`).
+
 The optimizer asks the strategy for the step's two scalars once per group
 (:meth:`WeightDecay.scalars`) and applies them elementwise inside its update
 (:meth:`WeightDecay.apply`), so the same code runs per parameter and fused.
@@ -25,7 +30,7 @@ from typing import Any
 
 import torch
 
-from cadence.optim.hyperparams import check_number
+from cadence.checks import check_number
 
 Scalar = float | torch.Tensor
 

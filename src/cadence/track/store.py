@@ -18,6 +18,7 @@ import json
 import math
 import os
 import secrets
+import shutil
 import sqlite3
 import time
 from collections.abc import Iterable
@@ -27,6 +28,10 @@ from typing import Any
 
 #: The states a run can end in (a run is ``running`` until then).
 END_STATES = ("finished", "failed", "interrupted")
+
+#: Ids drawn for a new run before :meth:`RunStore.create_run` gives up (two random bytes per second: a
+#: clash takes runs started in the same second, and 100 in a row does not happen short of a bug).
+ID_ATTEMPTS = 100
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS runs (
@@ -82,15 +87,34 @@ class RunStore:
             raise ValueError(f"{self.path} is not a usable cadence run database: {e}") from e
 
     def create_run(self, name: str, config: dict[str, Any]) -> str:
-        """Record a new ``running`` run of experiment ``name``; create its folder; return its id."""
-        run_id = f"{time.strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(2)}"
+        """Record a new ``running`` run of experiment ``name``; create its folder; return its id.
+
+        An id is the second and two random bytes (``20261124-101010-abcd``). One already taken,
+        by a run started in the same second (its folder exists) or by a recorded run whose folder
+        was deleted (its row exists), is drawn again, up to :data:`ID_ATTEMPTS` times.
+
+        Raises:
+            FileExistsError: every id drawn was taken.
+        """
         text = json.dumps(config, indent=2, sort_keys=False)
-        self.run_dir(run_id).mkdir(parents=True)
-        (self.run_dir(run_id) / "config.json").write_text(text + "\n")
-        with self._db:
-            self._db.execute("INSERT INTO runs (id, name, status, config, start_time) VALUES (?, ?, 'running', ?, ?)",
-                             (run_id, name, text, time.time()))
-        return run_id
+        for _ in range(ID_ATTEMPTS):
+            run_id = _new_run_id()
+            folder = self.run_dir(run_id)
+            try:
+                folder.mkdir(parents=True)
+            except FileExistsError:
+                continue
+            (folder / "config.json").write_text(text + "\n")
+            try:
+                with self._db:
+                    self._db.execute("INSERT INTO runs (id, name, status, config, start_time) "
+                                     "VALUES (?, ?, 'running', ?, ?)", (run_id, name, text, time.time()))
+            except sqlite3.IntegrityError:
+                shutil.rmtree(folder)
+                continue
+            return run_id
+        raise FileExistsError(f"no free run id in {self.runs_dir}: {ID_ATTEMPTS} ids drawn in a row were taken "
+                              f"(each is the second and two random bytes)")
 
     def run_dir(self, run_id: str) -> Path:
         """The folder of run ``run_id``."""
@@ -156,6 +180,11 @@ class RunStore:
 
     def _unknown(self, run_id: str) -> str:
         return f"no run {run_id!r} in {self.path} (`cadence runs` lists the runs)"
+
+
+def _new_run_id() -> str:
+    """A fresh run id: the local time to the second, then two random bytes in hex."""
+    return f"{time.strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(2)}"
 
 
 def _float(value: float | None) -> float:

@@ -3,7 +3,8 @@
 **An epoch** alternates ``inner_iterations`` times between a slice of the training batches and
 a slice of the validation batches, as labml does, so that validation figures arrive several
 times an epoch. Slice ``i`` of ``n`` batches covers ``[i·n // k, (i+1)·n // k)``: the slices
-partition the loader and the last one ends exactly at its end. With ``valid_every=N``
+partition the loader and the last one ends exactly at its end (with more alternations than
+batches, some slices are empty and skipped). With ``valid_every=N``
 instead, a whole validation pass runs after every ``N``-th optimizer step, whatever the
 epoch's length.
 
@@ -459,10 +460,13 @@ class Trainer:
         if self.scaler is not None:
             self.scaler.unscale_(self.optimizer)
         params = [p for group in self.optimizer.param_groups for p in group["params"] if p.grad is not None]
+        norms = []
         if self.grad_clip_value is not None:
-            values[f"{TRAIN}.grad_norm"] = clip_grad_value(params, self.grad_clip_value)
+            norms.append(clip_grad_value(params, self.grad_clip_value))
         if self.grad_clip_norm is not None:
-            values[f"{TRAIN}.grad_norm"] = clip_grad_norm(params, self.grad_clip_norm)
+            norms.append(clip_grad_norm(params, self.grad_clip_norm))
+        if norms:  # the norm before any clipping: with both, not the one left by clipping by value
+            values[f"{TRAIN}.grad_norm"] = norms[0]
         # With a scaler, its own check of the unscaled gradients skips the step of a float16 overflow.
         stepped = self._step_optimizer() if self.scaler is not None or self._finite(window_loss, params) else False
         self.optimizer.zero_grad()

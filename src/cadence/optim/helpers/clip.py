@@ -16,11 +16,12 @@ before clipping as a 0-d tensor, without synchronising with the device.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable
 
 import torch
 
-from cadence.optim.hyperparams import check_number
+from cadence.checks import check_number
 
 
 def _grads(parameters: Iterable[torch.Tensor] | torch.Tensor) -> list[torch.Tensor]:
@@ -31,12 +32,14 @@ def _grads(parameters: Iterable[torch.Tensor] | torch.Tensor) -> list[torch.Tens
 
 def clip_grad_norm(parameters: Iterable[torch.Tensor] | torch.Tensor, max_norm: float, norm_type: float = 2.0,
                    error_if_nonfinite: bool = False) -> torch.Tensor:
-    """Scale the gradients in place so that their global ``norm_type``-norm is at most ``max_norm``.
+    """Scale the gradients in place so that their global ``norm_type``-norm (``math.inf``: the largest
+    absolute value) is at most ``max_norm``.
 
     Returns the norm before clipping. ``error_if_nonfinite`` raises when it is NaN or infinite.
     """
     max_norm = check_number("clip_grad_norm", "max_norm", max_norm, low=0.0, low_open=True)
-    check_number("clip_grad_norm", "norm_type", norm_type, low=0.0, low_open=True)
+    if norm_type != math.inf:
+        check_number("clip_grad_norm", "norm_type", norm_type, low=0.0, low_open=True)
     parameters = [parameters] if isinstance(parameters, torch.Tensor) else list(parameters)
     return torch.nn.utils.clip_grad_norm_(parameters, max_norm, norm_type=norm_type,
                                           error_if_nonfinite=error_if_nonfinite)

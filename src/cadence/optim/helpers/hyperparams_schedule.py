@@ -1,11 +1,17 @@
-"""Bind schedules to the hyper-parameters of an optimizer's parameter groups.
+"""Bind schedules to the hyper-parameters of an optimizer's parameter groups: the one way to schedule them.
 
 Any group hyper-parameter can follow a schedule of the optimizer step: ``lr``,
 ``weight_decay``, ``momentum``, or one element of a tuple such as ``betas[0]``. Before each
 optimizer step the trainer calls :meth:`HyperParameterScheduler.step` with the step, which
 writes ``schedule(step)`` into every selected group (for ``lr``, times the group's
-``lr_multiplier``, see :func:`cadence.optim.param_groups.param_groups`) and returns the values
-applied, for the tracker.
+``lr_multiplier``, see :func:`cadence.optim.helpers.param_groups.param_groups`) and returns
+the values applied, for the tracker.
+
+The optimizers that schedule their own rate (the presets ``AdamWarmup``,
+``AdamWarmupCosineDecay`` and ``Noam``) hold a scheduler of this kind too, as
+``optimizer.scheduler``, which their ``step()`` applies first. A key that one schedules is
+refused to any other scheduler of the same optimizer: two schedules of one rate would fight,
+or, written as factors of each other, ramp it twice.
 """
 
 from __future__ import annotations
@@ -22,15 +28,17 @@ _KEY = re.compile(r"^(?P<name>[A-Za-z_][A-Za-z0-9_]*)(\[(?P<index>\d+)\])?$")
 class HyperParameterScheduler:
     """Sets ``optimizer``'s group hyper-parameters from ``schedules`` (key to a callable of the step).
 
-    ``groups`` selects group indices (default: all). Keys name a hyper-parameter present in
-    the groups, optionally indexing a tuple (``"betas[0]"``).
+    ``groups`` selects group indices (default: every group, including groups added later).
+    Keys name a hyper-parameter present in the groups, optionally indexing a tuple
+    (``"betas[0]"``). A key that the optimizer already schedules itself (``optimizer.scheduler``,
+    a preset's) is refused, naming both schedules.
     """
 
     def __init__(self, optimizer: torch.optim.Optimizer, schedules: Mapping[str, Callable[[float], float]],
                  groups: Sequence[int] | None = None):
         self.optimizer = optimizer
-        self.groups = list(range(len(optimizer.param_groups))) if groups is None else list(groups)
-        for g in self.groups:
+        self.groups = None if groups is None else list(groups)
+        for g in self.groups or ():
             if not 0 <= g < len(optimizer.param_groups):
                 raise ValueError(f"group index {g} is out of range; the optimizer has {len(optimizer.param_groups)} "
                                  f"parameter groups")
@@ -44,9 +52,26 @@ class HyperParameterScheduler:
                 raise TypeError(f"the schedule of {key!r} is a {type(schedule).__name__}; expected a schedule "
                                 f"(a callable of the step)")
             name, index = match["name"], None if match["index"] is None else int(match["index"])
-            for g in self.groups:
+            for g in self._indices():
                 self._check(key, name, index, optimizer.param_groups[g])
+            self._check_not_scheduled(key, name, index, schedule)
             self.schedules[key] = (name, index, schedule)
+
+    def _indices(self) -> Sequence[int]:
+        return range(len(self.optimizer.param_groups)) if self.groups is None else self.groups
+
+    def _check_not_scheduled(self, key: str, name: str, index: int | None, schedule: Callable[[float], float]) -> None:
+        own = getattr(self.optimizer, "scheduler", None)
+        if not isinstance(own, HyperParameterScheduler):
+            return
+        for own_key, (own_name, own_index, own_schedule) in own.schedules.items():
+            if (own_name, own_index) == (name, index):
+                optimizer = type(self.optimizer).__name__
+                raise ValueError(f"cannot schedule {key!r} with {schedule!r}: the optimizer ({optimizer}) schedules "
+                                 f"{own_key!r} itself, with {own_schedule!r} (as the presets AdamWarmup, "
+                                 f"AdamWarmupCosineDecay and Noam do), and two schedules of one hyper-parameter "
+                                 f"would fight or ramp it twice; schedule it once: build {optimizer} without a "
+                                 f"schedule of its own, or drop this one")
 
     @staticmethod
     def _check(key: str, name: str, index: int | None, group: dict[str, Any]) -> None:
@@ -69,7 +94,7 @@ class HyperParameterScheduler:
             if name == "lr" and value < 0:
                 raise ValueError(f"the schedule of 'lr' gave {value} at step {step}; a learning rate must be >= 0")
             per_group = {}
-            for g in self.groups:
+            for g in self._indices():
                 group = self.optimizer.param_groups[g]
                 v = value * group.get("lr_multiplier", 1.0) if name == "lr" else value
                 if index is None:

@@ -10,7 +10,7 @@ from torch import nn
 
 from cadence.nn.norm import BatchNorm
 from cadence.optim import Adam, WeightDecay
-from cadence.optim.param_groups import param_groups
+from cadence.optim.helpers.param_groups import param_groups
 
 
 class Net(nn.Module):

@@ -11,7 +11,7 @@ the rule: ``no_decay`` patterns add parameters to the no-decay set, ``decay`` pa
 parameters to decay (they win over the default rule and over ``no_decay``).
 ``lr_multipliers`` map patterns to a factor of the learning rate, stored in the group as
 ``lr_multiplier`` (and applied to ``lr`` when ``lr`` is given; a
-:class:`~cadence.optim.hyperparams_schedule.HyperParameterScheduler` applies it to
+:class:`~cadence.optim.helpers.hyperparams_schedule.HyperParameterScheduler` applies it to
 scheduled rates).
 """
 
@@ -23,7 +23,7 @@ from typing import Any
 
 from torch import nn
 
-from cadence.optim.hyperparams import check_number
+from cadence.checks import check_number
 
 _NORM_TYPES = (nn.modules.batchnorm._NormBase, nn.LayerNorm, nn.GroupNorm, nn.LocalResponseNorm,
                *((nn.RMSNorm,) if hasattr(nn, "RMSNorm") else ()))

@@ -15,6 +15,7 @@ run records again.
 
 from __future__ import annotations
 
+import contextlib
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -104,8 +105,10 @@ def train_as_run(name: str, config: Any, trainer: Trainer, *, runs_dir: str | Pa
     """
     world_size, rank = world()
     resolved = to_dict(config)
-    with RunStore(resolve_runs_dir(runs_dir)) as store:
-        if rank == 0:
+    runs = resolve_runs_dir(runs_dir)
+    # Only rank 0 touches the run store; the others learn the run's id from it.
+    with RunStore(runs) if rank == 0 else contextlib.nullcontext() as store:
+        if store is not None:
             if run_id is None:
                 run_id = store.create_run(name, resolved)
             else:
@@ -117,7 +120,7 @@ def train_as_run(name: str, config: Any, trainer: Trainer, *, runs_dir: str | Pa
             shared = [run_id]
             dist.broadcast_object_list(shared, src=0)
             run_id = shared[0]
-        trainer.run_dir = store.run_dir(run_id)
+        trainer.run_dir = runs / run_id
         trainer.experiment, trainer.config = name, resolved
         try:
             if latest_checkpoint(trainer.run_dir / CHECKPOINTS) is not None:

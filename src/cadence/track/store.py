@@ -126,6 +126,22 @@ class RunStore:
             self._db.executemany("INSERT INTO metrics (run_id, step, key, value) VALUES (?, ?, ?, ?)",
                                  ((run_id, int(step), key, float(value)) for step, key, value in rows))
 
+    def update_config(self, run_id: str, config: dict[str, Any]) -> None:
+        """Record ``config`` as run ``run_id``'s (a resumed run's, with the changes it was resumed with)."""
+        text = json.dumps(config, indent=2, sort_keys=False)
+        with self._db:
+            changed = self._db.execute("UPDATE runs SET config = ? WHERE id = ?", (text, run_id)).rowcount
+        if not changed:
+            raise KeyError(self._unknown(run_id))
+        (self.run_dir(run_id) / "config.json").write_text(text + "\n")
+
+    def truncate(self, run_id: str, step: int) -> None:
+        """Delete run ``run_id``'s values recorded after ``step`` and mark it running again (it resumes there)."""
+        with self._db:
+            self._db.execute("DELETE FROM metrics WHERE run_id = ? AND step > ?", (run_id, int(step)))
+            self._db.execute("UPDATE runs SET status = 'running', end_time = NULL, error = NULL WHERE id = ?",
+                             (run_id,))
+
     def finish(self, run_id: str, status: str, error: str | None = None) -> None:
         """Mark run ``run_id`` as ended with ``status`` (one of :data:`END_STATES`) and an optional error."""
         if status not in END_STATES:

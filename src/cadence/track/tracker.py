@@ -55,7 +55,7 @@ class Tracker:
 
     # -- values ----------------------------------------------------------------------------
 
-    def add(self, step: int, values: Mapping[str, Value], smooth: bool = True) -> None:
+    def add(self, step: int, values: Mapping[str, Value], smooth: bool = True, kind: str | None = None) -> None:
         """Record ``values`` (``"phase.name"`` to a number or a one-element tensor) at ``step``.
 
         The console shows a key's moving average over its last ``smoothing`` values; with
@@ -63,23 +63,29 @@ class Tracker:
         (an epoch's running accuracy: averaging it with earlier epochs' would misreport it).
         """
         for key, value in values.items():
-            if not isinstance(key, str) or not _KEY.match(key):
-                raise ValueError(f"tracker key {key!r} is not of the form 'phase.name' (letters, digits, _ and -, "
-                                 f"parts joined by dots, no spaces)")
+            history = self._history.get(key)
+            if history is None:
+                if not isinstance(key, str) or not _KEY.match(key):
+                    raise ValueError(f"tracker key {key!r} is not of the form 'phase.name' (letters, digits, _ and -, "
+                                     f"parts joined by dots, no spaces)")
+                history = self._history[key] = deque(maxlen=self.smoothing)
             if isinstance(value, torch.Tensor):
                 if value.numel() != 1:
                     raise ValueError(f"tracker value of {key!r} has shape {list(value.shape)}; expected a scalar "
                                      f"(a number or a one-element tensor)")
-                value = value.detach().reshape(())
+                if value.dim() or value.requires_grad:
+                    value = value.detach().reshape(())
             elif not isinstance(value, (int, float)) or isinstance(value, bool):
                 raise TypeError(f"tracker value of {key!r} is a {type(value).__name__}; expected a number or a tensor")
             row = [int(step), key, value]
             self._pending.append(row)
-            self._history.setdefault(key, deque(maxlen=self.smoothing)).append(row)
+            history.append(row)
             if smooth:
                 self._latest_only.discard(key)
             else:
                 self._latest_only.add(key)
+        if kind == "epoch":
+            self._latest_only.update(values)
         if len(self._pending) >= self.flush_every:
             self.flush()
 
@@ -105,7 +111,29 @@ class Tracker:
             self.store.add_metrics(self.run_id, ((s, k, v) for s, k, v in self._pending))
         self._pending = []
 
+    def state_dict(self) -> dict[str, Any]:
+        """The values the console's averages are taken over, for a resumed run to show the same."""
+        self._resolve()
+        return {"history": {key: [list(row) for row in rows] for key, rows in self._history.items()},
+                "latest_only": sorted(self._latest_only)}
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        """Restore :meth:`state_dict`."""
+        self._history = {key: deque((list(row) for row in rows), maxlen=self.smoothing)
+                         for key, rows in state["history"].items()}
+        self._latest_only = set(state["latest_only"])
+
+    def truncate(self, step: int) -> None:
+        """Forget what was recorded after ``step`` (a run resumed from a checkpoint at ``step`` records it again)."""
+        self.flush()
+        if self.store is not None:
+            self.store.truncate(self.run_id, step)
+
     # -- phases and messages -----------------------------------------------------------------
+
+    def in_phase(self) -> bool:
+        """Whether a phase is being shown."""
+        return self._phase is not None
 
     def start_phase(self, name: str, total: int, epoch: int | None = None) -> None:
         """Begin phase ``name`` (the namespace of the metrics it shows) of ``total`` steps."""

@@ -4,11 +4,14 @@
     cadence config mnist [key=value ...]           the resolved config, as YAML
     cadence train mnist [key=value ...] [--data-dir D] [--runs-dir R] [--resume RUN] [--nproc N]
     cadence runs [--runs-dir R]                    the recorded runs
+    cadence generate RUN [--prompt TEXT] [--length N] [--temperature T] [--top-k K] [--seed S]
+                                                   text sampled from a language model's run
 
 Each command lives in a module of this package (:mod:`cadence.cli.experiments`,
-:mod:`cadence.cli.runs`), which adds its parser and handler. Exit status: 0 for success, 1 for
-an error the command reports in one line (missing data, a bad value), 2 for a usage error (an
-unknown experiment, key or argument), 130 or 143 for a run stopped by SIGINT or SIGTERM.
+:mod:`cadence.cli.runs`, :mod:`cadence.cli.generate`), which adds its parser and handler. Exit
+status: 0 for success, 1 for an error the command reports in one line (missing data, a bad
+value), 2 for a usage error (an unknown experiment, key or argument), 130 or 143 for a run
+stopped by SIGINT or SIGTERM.
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ from collections.abc import Sequence
 from rich.console import Console
 
 from cadence import __version__
-from cadence.cli import experiments, runs
+from cadence.cli import experiments, generate, runs
 from cadence.cli.common import UsageError, guarded
 
 __all__ = ["UsageError", "guarded", "main"]
@@ -32,6 +35,7 @@ def _parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     experiments.add_parsers(commands)
     runs.add_parsers(commands)
+    generate.add_parsers(commands)
     return parser
 
 

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from cadence.experiments import mnist
+from cadence.experiments import mnist, shakespeare
 from cadence.experiments.runs import RunConfig, resolve_runs_dir, resume_config, train_as_run, trainer_options
 from cadence.train import Trainer
 
@@ -17,16 +17,24 @@ __all__ = ["EXPERIMENTS", "Experiment", "RunConfig", "get_experiment", "resolve_
 
 @dataclass(frozen=True)
 class Experiment:
-    """A named experiment: its config class (a :class:`RunConfig`) and how to build its trainer from a config."""
+    """A named experiment: its config class (a :class:`RunConfig`) and how to build its trainer from a config.
+
+    ``generate``, for a language model, samples text from a run's checkpoint:
+    ``generate(config, checkpoint, prompt, length, temperature=..., top_k=..., seed=...)``
+    (``cadence generate``).
+    """
 
     name: str
     description: str
     config: type[RunConfig]
     build: Callable[[Any, str | Path | None], Trainer]
+    generate: Callable[..., str] | None = None
 
 
 EXPERIMENTS: dict[str, Experiment] = {
     "mnist": Experiment("mnist", "batch-norm CNN on MNIST digits with cadence's Adam", mnist.MNISTConfig, mnist.build),
+    "shakespeare": Experiment("shakespeare", "character-level language model of Tiny Shakespeare (LSTM or transformer)",
+                              shakespeare.ShakespeareConfig, shakespeare.build, shakespeare.generate_text),
 }
 
 

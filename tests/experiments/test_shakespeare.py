@@ -14,7 +14,7 @@ import torch.nn.functional as F
 from cadence.config import ConfigError, apply_overrides
 from cadence.experiments import run_experiment
 from cadence.experiments.shakespeare import (CharLMTrainer, LSTMLanguageModel, ShakespeareConfig,
-                                             TransformerLanguageModel, Vocabulary, build, lr_schedule)
+                                             TransformerLanguageModel, Vocabulary, build)
 from cadence.track import RunStore, Tracker
 from cadence.train import BatchIndex
 
@@ -67,14 +67,6 @@ def test_the_vocabulary_names_characters_it_never_saw():
     assert vocabulary.decode(vocabulary.encode("abba")) == "abba"
     with pytest.raises(ValueError, match=r"characters the model never saw: '<', 'z'"):
         vocabulary.encode("a<z")
-
-
-def test_the_schedule_warms_up_then_follows_a_cosine_to_min_lr_at_the_last_step():
-    schedule = lr_schedule(3e-3, 10, 110, 1e-4)
-    assert schedule(0) == 0 and schedule(5) == pytest.approx(1.5e-3) and schedule(10) == pytest.approx(3e-3)
-    assert schedule(60) == pytest.approx(1e-4 + (3e-3 - 1e-4) / 2) and schedule(110) == pytest.approx(1e-4)
-    with pytest.raises(ValueError, match="warmup=200 steps is not shorter than the run's 110 steps"):
-        lr_schedule(3e-3, 200, 110, 1e-4)
 
 
 @pytest.mark.parametrize("override, message", [

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from cadence.experiments import mnist, shakespeare
+from cadence.experiments import cifar10, mnist, shakespeare
 from cadence.experiments.runs import RunConfig, resolve_runs_dir, resume_config, train_as_run, trainer_options
 from cadence.train import Trainer
 
@@ -35,6 +35,8 @@ EXPERIMENTS: dict[str, Experiment] = {
     "mnist": Experiment("mnist", "batch-norm CNN on MNIST digits with cadence's Adam", mnist.MNISTConfig, mnist.build),
     "shakespeare": Experiment("shakespeare", "character-level language model of Tiny Shakespeare (LSTM or transformer)",
                               shakespeare.ShakespeareConfig, shakespeare.build, shakespeare.generate_text),
+    "cifar10": Experiment("cifar10", "ResNet-20 of He et al. 2016 on CIFAR-10, with batch norm and augmentation",
+                          cifar10.CIFAR10Config, cifar10.build),
 }
 
 

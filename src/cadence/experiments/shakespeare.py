@@ -76,17 +76,17 @@ from cadence.data import (TINY_SHAKESPEARE_URL, ResumableDataLoader, SequentialD
                           SequentialUnBatchedDataset, TextFileDataset)
 from cadence.experiments.runs import RunConfig, trainer_options
 from cadence.experiments.sampling import check_sampling, generate
+from cadence.experiments.schedules import warmup_cosine
 from cadence.metrics import BitsPerCharacter
 from cadence.nn.norm import LayerNorm
 from cadence.optim import OptimizerConfig, build_optimizer, build_schedules, optimizer_callbacks, param_groups
-from cadence.schedule import Cosine, LinearWarmup, Schedule, Sequential
 from cadence.train import BatchIndex, CheckpointError, Trainer, load_checkpoint, resolve_device
 from cadence.train.checkpoint import STATE_FILE
 from cadence.train.distributed import init_from_environment, world
 
 __all__ = ["CharLMTrainer", "LSTMConfig", "LSTMLanguageModel", "ModelConfig", "ShakespeareConfig",
            "TransformerConfig", "TransformerLanguageModel", "Vocabulary", "build", "build_model", "generate_text",
-           "load_model", "lr_schedule"]
+           "load_model"]
 
 #: The kinds of model ``model.kind`` names.
 KINDS = ("lstm", "transformer")
@@ -324,7 +324,7 @@ class ShakespeareConfig(RunConfig):
             raise ValueError("ShakespeareConfig: sample_prompt=''; expected at least one character to start from")
 
 
-# -- the vocabulary, the model, the schedule ----------------------------------------------------------
+# -- the vocabulary and the model ------------------------------------------------------------------
 
 
 class Vocabulary:
@@ -362,15 +362,6 @@ def build_model(config: ShakespeareConfig, n_tokens: int) -> nn.Module:
         return LSTMLanguageModel(n_tokens, m.lstm.d_embed, m.lstm.d_hidden, m.lstm.n_layers, m.dropout)
     t = m.transformer
     return TransformerLanguageModel(n_tokens, t.d_model, t.n_layers, t.n_heads, config.seq_len, m.dropout)
-
-
-def lr_schedule(lr: float, warmup: int, total_steps: int, min_lr: float) -> Schedule:
-    """Linear warm-up from 0 to ``lr`` over ``warmup`` steps, then half a cosine to ``min_lr`` at ``total_steps``."""
-    if warmup >= total_steps:
-        raise ValueError(f"ShakespeareConfig: warmup={warmup} steps is not shorter than the run's {total_steps} "
-                         f"steps; expected a warm-up shorter than the run (fewer warmup steps, or more epochs)")
-    decay = Cosine(lr, total_steps - warmup, floor=min_lr)
-    return Sequential([LinearWarmup(lr, warmup), decay], [warmup]) if warmup else decay
 
 
 # -- the trainer ------------------------------------------------------------------------------------
@@ -523,7 +514,8 @@ def build(config: ShakespeareConfig, data_dir: str | Path | None = None) -> Char
     schedules = build_schedules(config.optimizer)
     if "lr" not in schedules:
         steps = config.epochs * -(-len(train_loader) // config.update_batches)
-        schedules["lr"] = lr_schedule(config.optimizer.lr, config.warmup, steps, config.min_lr)
+        schedules["lr"] = warmup_cosine(config.optimizer.lr, config.warmup, steps, config.min_lr,
+                                        where="ShakespeareConfig")
     return CharLMTrainer(
         model, optimizer, train_loader, valid_loader,
         metrics={"bpc": BitsPerCharacter()},

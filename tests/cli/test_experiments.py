@@ -24,7 +24,8 @@ from cadence.train import Trainer
 
 def test_list_shows_the_experiments(capsys):
     assert main(["list"]) == 0
-    assert "mnist" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert all(name in out for name in ("mnist", "shakespeare", "cifar10"))
 
 
 def test_config_prints_the_resolved_config(capsys):
@@ -47,7 +48,7 @@ def test_train_refuses_a_mistyped_override_before_touching_data_or_runs(tmp_path
 
 def test_unknown_experiment_lists_the_known_ones(capsys):
     assert main(["config", "imagenet"]) == 2
-    assert "unknown experiment 'imagenet'; known experiments: mnist" in capsys.readouterr().err
+    assert "unknown experiment 'imagenet'; known experiments: cifar10, mnist, shakespeare" in capsys.readouterr().err
 
 
 def test_train_offline_without_data_names_the_folder_and_files(tmp_path, capsys, monkeypatch):

@@ -201,11 +201,10 @@ class Trainer:
         self.status: str | None = None
         #: The signal that interrupted the last :meth:`run` (``signal.SIGINT``, ``signal.SIGTERM``), or ``None``.
         self.stopped_by: int | None = None
-        #: The batch in progress, on :attr:`device` once :meth:`step` moved it (for callbacks).
+        #: The batch in progress, as the loader gave it (for callbacks: :meth:`to_device` moves it).
         self.batch: Any = None
-        self._templates = dict(metrics or {})
         #: One copy of every metric per phase, and each phase's mean loss.
-        self.phase_metrics = {phase: {name: _on(copy.deepcopy(m), self.device) for name, m in self._templates.items()}
+        self.phase_metrics = {phase: {name: _on(copy.deepcopy(m), self.device) for name, m in (metrics or {}).items()}
                               for phase in (TRAIN, VALID)}
         self.phase_loss = {phase: Mean().to(self.device) for phase in (TRAIN, VALID)}
         self._pending_loss: dict[str, list[tuple[torch.Tensor, int | torch.Tensor]]] = {TRAIN: [], VALID: []}

@@ -1,15 +1,31 @@
-"""The run store: every run's config, status and metrics in one SQLite database.
+"""The run store: every run's config, provenance, tags, status and values in one SQLite database.
 
 Layout of a runs directory::
 
     runs/
-      runs.sqlite          runs (id, name, status, config, times, error) and metrics (run, step, key, value)
-      <run id>/            one folder per run
-        config.json        the resolved config
-        checkpoint.pt      written by the trainer
+      runs.sqlite               runs, series (each key's kind) and metrics (run, step, key, value)
+      <run id>/                 one folder per run
+        config.json             the resolved config
+        source.diff             the uncommitted changes of the working tree (when there were any)
+        checkpoints/step-<N>/   written by the trainer: model.safetensors, state.pt, meta.json
+        tensorboard/            TensorBoard event files (with the ``tensorboard`` extra)
 
-Metric rows are written in batches, one transaction per :meth:`RunStore.add_metrics` call.
-SQLite stores NaN as NULL; it is read back as NaN.
+**Robustness.** The database is in write-ahead-log mode: readers never block the writer, and
+a process killed at any point (SIGKILL mid-write included) leaves it readable with every
+committed transaction. Every write is one ``BEGIN IMMEDIATE`` transaction, so two processes
+writing at once take turns (each waits up to ``timeout`` seconds for the other) instead of
+failing. A connection may be shared by threads: a lock serialises its use.
+
+**Resuming.** :meth:`RunStore.truncate` deletes a run's values after the step it resumes
+from, so that the values the resumed run records replace them instead of doubling them.
+
+**Run ids** are the second and two random bytes (``20261124-101010-abcd``). Any unique
+prefix names a run (:meth:`RunStore.resolve`); an ambiguous or unknown one fails, listing the
+candidates.
+
+SQLite stores NaN as NULL; it is read back as NaN. A database of an earlier cadence (without
+provenance, tags or kinds) is upgraded in place when opened; its values read as raw
+(``"value"``) series.
 """
 
 from __future__ import annotations
@@ -20,18 +36,32 @@ import os
 import secrets
 import shutil
 import sqlite3
+import threading
 import time
-from collections.abc import Iterable
-from dataclasses import dataclass
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from cadence.track.kinds import label
+from cadence.track.provenance import collect_provenance
 
 #: The states a run can end in (a run is ``running`` until then).
 END_STATES = ("finished", "failed", "interrupted")
 
+#: Every status a run can have.
+STATES = ("running", *END_STATES)
+
 #: Ids drawn for a new run before :meth:`RunStore.create_run` gives up (two random bytes per second: a
 #: clash takes runs started in the same second, and 100 in a row does not happen short of a bug).
 ID_ATTEMPTS = 100
+
+#: The schema version this cadence writes (``PRAGMA user_version``).
+SCHEMA_VERSION = 2
+
+#: Candidates an unknown or ambiguous run id lists at most.
+MAX_CANDIDATES = 10
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS runs (
@@ -41,7 +71,16 @@ CREATE TABLE IF NOT EXISTS runs (
     config TEXT NOT NULL,
     start_time REAL NOT NULL,
     end_time REAL,
-    error TEXT
+    error TEXT,
+    provenance TEXT NOT NULL DEFAULT '{}',
+    tags TEXT NOT NULL DEFAULT '[]'
+);
+CREATE TABLE IF NOT EXISTS series (
+    run_id TEXT NOT NULL,
+    key TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    window INTEGER,
+    PRIMARY KEY (run_id, key)
 );
 CREATE TABLE IF NOT EXISTS metrics (
     run_id TEXT NOT NULL REFERENCES runs(id),
@@ -54,8 +93,24 @@ CREATE INDEX IF NOT EXISTS metrics_by_run_key_step ON metrics (run_id, key, step
 
 
 @dataclass(frozen=True)
+class Series:
+    """What a key of a run is: its kind and, for a moving average, its window."""
+
+    kind: str
+    window: int | None = None
+
+    def label(self, key: str) -> str:
+        """The name ``key``'s values are shown under (:func:`cadence.track.kinds.label`)."""
+        return label(key, self.kind, self.window)
+
+
+@dataclass(frozen=True)
 class RunSummary:
-    """One run as the store knows it; times are seconds since the epoch."""
+    """One run as the store knows it; times are seconds since the epoch.
+
+    ``last_metrics`` holds each key's final value as its kind defines it (a moving series: the
+    mean of its last ``window`` values); ``series`` says what each key is.
+    """
 
     id: str
     name: str
@@ -65,6 +120,9 @@ class RunSummary:
     end_time: float | None
     error: str | None
     last_metrics: dict[str, float]
+    tags: tuple[str, ...] = ()
+    provenance: dict[str, Any] = field(default_factory=dict)
+    series: dict[str, Series] = field(default_factory=dict)
 
     @property
     def duration(self) -> float | None:
@@ -73,21 +131,38 @@ class RunSummary:
 
 
 class RunStore:
-    """The SQLite database ``<runs_dir>/runs.sqlite`` and the run folders beside it."""
+    """The SQLite database ``<runs_dir>/runs.sqlite`` and the run folders beside it.
 
-    def __init__(self, runs_dir: str | os.PathLike):
+    * ``create``: make the folder and database if missing (``False``: a missing database is a
+      ``FileNotFoundError``, for the commands that only read),
+    * ``timeout``: seconds a write waits for another process's transaction to end.
+    """
+
+    def __init__(self, runs_dir: str | os.PathLike, *, create: bool = True, timeout: float = 30.0):
         self.runs_dir = Path(runs_dir)
-        self.runs_dir.mkdir(parents=True, exist_ok=True)
         self.path = self.runs_dir / "runs.sqlite"
+        if not create and not self.path.is_file():
+            raise FileNotFoundError(f"no run database at {self.path} (`cadence train` records runs there; "
+                                    f"--runs-dir or CADENCE_RUNS chooses another runs directory)")
+        self.runs_dir.mkdir(parents=True, exist_ok=True)
+        self._lock = threading.RLock()
         try:
-            self._db = sqlite3.connect(self.path, timeout=30.0)
+            # Autocommit mode: every write opens its own BEGIN IMMEDIATE transaction (see _write).
+            self._db = sqlite3.connect(self.path, timeout=timeout, isolation_level=None, check_same_thread=False)
             self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.executescript(_SCHEMA)
+            self._upgrade()
         except sqlite3.DatabaseError as e:
             raise ValueError(f"{self.path} is not a usable cadence run database: {e}") from e
 
-    def create_run(self, name: str, config: dict[str, Any]) -> str:
+    # -- runs ----------------------------------------------------------------------------------
+
+    def create_run(self, name: str, config: Mapping[str, Any], *, tags: Iterable[str] = (),
+                   provenance: Mapping[str, Any] | None = None, diff: str = "") -> str:
         """Record a new ``running`` run of experiment ``name``; create its folder; return its id.
+
+        ``provenance`` (and the working tree's uncommitted ``diff``, written to ``source.diff``)
+        are collected now by :func:`cadence.track.provenance.collect_provenance` unless given.
+        ``tags`` are labels to filter runs by (``cadence runs --tag``).
 
         An id is the second and two random bytes (``20261124-101010-abcd``). One already taken,
         by a run started in the same second (its folder exists) or by a recorded run whose folder
@@ -96,7 +171,10 @@ class RunStore:
         Raises:
             FileExistsError: every id drawn was taken.
         """
-        text = json.dumps(config, indent=2, sort_keys=False)
+        tags = _checked_tags(tags)
+        if provenance is None:
+            provenance, diff = collect_provenance()
+        text = json.dumps(dict(config), indent=2, sort_keys=False)
         for _ in range(ID_ATTEMPTS):
             run_id = _new_run_id()
             folder = self.run_dir(run_id)
@@ -105,10 +183,13 @@ class RunStore:
             except FileExistsError:
                 continue
             (folder / "config.json").write_text(text + "\n")
+            if diff:
+                (folder / "source.diff").write_text(diff)
             try:
-                with self._db:
-                    self._db.execute("INSERT INTO runs (id, name, status, config, start_time) "
-                                     "VALUES (?, ?, 'running', ?, ?)", (run_id, name, text, time.time()))
+                with self._write() as db:
+                    db.execute("INSERT INTO runs (id, name, status, config, start_time, provenance, tags) "
+                               "VALUES (?, ?, 'running', ?, ?, ?, ?)",
+                               (run_id, name, text, time.time(), json.dumps(dict(provenance)), json.dumps(tags)))
             except sqlite3.IntegrityError:
                 shutil.rmtree(folder)
                 continue
@@ -120,50 +201,122 @@ class RunStore:
         """The folder of run ``run_id``."""
         return self.runs_dir / run_id
 
-    def add_metrics(self, run_id: str, rows: Iterable[tuple[int, str, float]]) -> None:
-        """Record ``(step, key, value)`` rows of run ``run_id`` in one transaction."""
-        with self._db:
-            self._db.executemany("INSERT INTO metrics (run_id, step, key, value) VALUES (?, ?, ?, ?)",
-                                 ((run_id, int(step), key, float(value)) for step, key, value in rows))
+    def resolve(self, run_id: str) -> str:
+        """The full id of the run that ``run_id`` names: itself, or the one run it is a prefix of.
+
+        Raises:
+            KeyError: no run has that id or prefix (the message lists the runs sharing the
+                longest prefix with it), or several do (the message lists them).
+        """
+        with self._lock:
+            ids = [row[0] for row in self._db.execute("SELECT id FROM runs ORDER BY id")]
+        if run_id in ids:
+            return run_id
+        matches = [i for i in ids if i.startswith(run_id)]
+        if len(matches) == 1:
+            return matches[0]
+        if matches:
+            raise KeyError(f"run id {run_id!r} is ambiguous in {self.path}: {len(matches)} runs start with it: "
+                           f"{_candidates(matches)}")
+        for length in range(len(run_id) - 1, 0, -1):
+            near = [i for i in ids if i.startswith(run_id[:length])]
+            if near:
+                raise KeyError(f"no run {run_id!r} in {self.path}; runs starting with {run_id[:length]!r}: "
+                               f"{_candidates(near)}")
+        raise KeyError(self._unknown(run_id))
+
+    def get_run(self, run_id: str) -> RunSummary:
+        """The run ``run_id`` (or a unique prefix of it); an unknown or ambiguous id raises ``KeyError``."""
+        [run] = self._summaries(self.resolve(run_id))
+        return run
+
+    def list_runs(self) -> list[RunSummary]:
+        """Every run, newest first, with the final value of each of its series."""
+        return self._summaries()
+
+    def set_tags(self, run_id: str, tags: Iterable[str]) -> None:
+        """Replace run ``run_id``'s tags."""
+        tags = _checked_tags(tags)
+        with self._write() as db:
+            changed = db.execute("UPDATE runs SET tags = ? WHERE id = ?", (json.dumps(tags), run_id)).rowcount
+        if not changed:
+            raise KeyError(self._unknown(run_id))
+
+    def update_config(self, run_id: str, config: Mapping[str, Any]) -> None:
+        """Record ``config`` as run ``run_id``'s (a resumed run's, with the changes it was resumed with)."""
+        text = json.dumps(dict(config), indent=2, sort_keys=False)
+        with self._write() as db:
+            changed = db.execute("UPDATE runs SET config = ? WHERE id = ?", (text, run_id)).rowcount
+        if not changed:
+            raise KeyError(self._unknown(run_id))
+        (self.run_dir(run_id) / "config.json").write_text(text + "\n")
 
     def finish(self, run_id: str, status: str, error: str | None = None) -> None:
         """Mark run ``run_id`` as ended with ``status`` (one of :data:`END_STATES`) and an optional error."""
         if status not in END_STATES:
             raise ValueError(f"run status {status!r} is not an end state; expected one of {', '.join(END_STATES)}")
-        with self._db:
-            changed = self._db.execute("UPDATE runs SET status = ?, end_time = ?, error = ? WHERE id = ?",
-                                       (status, time.time(), error, run_id)).rowcount
+        with self._write() as db:
+            changed = db.execute("UPDATE runs SET status = ?, end_time = ?, error = ? WHERE id = ?",
+                                 (status, time.time(), error, run_id)).rowcount
         if not changed:
             raise KeyError(self._unknown(run_id))
 
-    def list_runs(self) -> list[RunSummary]:
-        """Every run, newest first, with the value of each metric at its largest step."""
-        last: dict[str, dict[str, float]] = {}
-        for run_id, key, value in self._db.execute(
-                "SELECT run_id, key, value FROM (SELECT run_id, key, value, ROW_NUMBER() OVER "
-                "(PARTITION BY run_id, key ORDER BY step DESC, rowid DESC) AS rank FROM metrics) WHERE rank = 1"):
-            last.setdefault(run_id, {})[key] = _float(value)
-        rows = self._db.execute("SELECT id, name, status, config, start_time, end_time, error FROM runs "
-                                "ORDER BY start_time DESC, id DESC").fetchall()
-        return [RunSummary(r[0], r[1], r[2], json.loads(r[3]), r[4], r[5], r[6], last.get(r[0], {})) for r in rows]
+    def delete_run(self, run_id: str) -> None:
+        """Delete run ``run_id``: its records, values and folder."""
+        with self._write() as db:
+            db.execute("DELETE FROM metrics WHERE run_id = ?", (run_id,))
+            db.execute("DELETE FROM series WHERE run_id = ?", (run_id,))
+            changed = db.execute("DELETE FROM runs WHERE id = ?", (run_id,)).rowcount
+        if not changed:
+            raise KeyError(self._unknown(run_id))
+        shutil.rmtree(self.run_dir(run_id), ignore_errors=True)
 
-    def get_run(self, run_id: str) -> RunSummary:
-        """The run ``run_id``; an unknown id raises ``KeyError``."""
-        for run in self.list_runs():
-            if run.id == run_id:
-                return run
-        raise KeyError(self._unknown(run_id))
+    # -- values --------------------------------------------------------------------------------
+
+    def add_metrics(self, run_id: str, rows: Iterable[tuple[int, str, float]],
+                    series: Mapping[str, Series] | None = None) -> None:
+        """Record ``(step, key, value)`` rows of run ``run_id`` in one transaction, with what their keys
+        are: ``series`` records (or changes) the kinds of keys; a key recorded for the first time
+        without one is a ``"value"`` key."""
+        rows = [(run_id, int(step), key, float(value)) for step, key, value in rows]
+        series = dict(series or {})
+        with self._write() as db:
+            db.executemany("INSERT OR REPLACE INTO series (run_id, key, kind, window) VALUES (?, ?, ?, ?)",
+                           [(run_id, key, s.kind, s.window) for key, s in series.items()])
+            db.executemany("INSERT OR IGNORE INTO series (run_id, key, kind) VALUES (?, ?, 'value')",
+                           [(run_id, key) for key in {row[2] for row in rows} if key not in series])
+            db.executemany("INSERT INTO metrics (run_id, step, key, value) VALUES (?, ?, ?, ?)", rows)
+
+    def truncate(self, run_id: str, step: int) -> None:
+        """Delete run ``run_id``'s values recorded after ``step`` and mark it running again: it resumes
+        from a checkpoint at ``step``, and records the later values anew."""
+        with self._write() as db:
+            changed = db.execute("UPDATE runs SET status = 'running', end_time = NULL, error = NULL WHERE id = ?",
+                                 (run_id,)).rowcount
+            db.execute("DELETE FROM metrics WHERE run_id = ? AND step > ?", (run_id, int(step)))
+        if not changed:
+            raise KeyError(self._unknown(run_id))
 
     def metrics(self, run_id: str, key: str | None = None) -> list[tuple[int, str, float]]:
         """The ``(step, key, value)`` rows of run ``run_id`` (only ``key``'s, if given), by step."""
         query, args = "SELECT step, key, value FROM metrics WHERE run_id = ?", [run_id]
         if key is not None:
             query, args = query + " AND key = ?", args + [key]
-        return [(s, k, _float(v)) for s, k, v in self._db.execute(query + " ORDER BY step, rowid", args)]
+        with self._lock:
+            return [(s, k, _float(v)) for s, k, v in self._db.execute(query + " ORDER BY step, rowid", args)]
+
+    def series(self, run_id: str) -> dict[str, Series]:
+        """What each key of run ``run_id`` is, by key."""
+        with self._lock:
+            rows = self._db.execute("SELECT key, kind, window FROM series WHERE run_id = ? ORDER BY key", (run_id,))
+            return {key: Series(kind, window) for key, kind, window in rows}
+
+    # -- the connection ------------------------------------------------------------------------
 
     def close(self) -> None:
         """Close the database connection."""
-        self._db.close()
+        with self._lock:
+            self._db.close()
 
     def __enter__(self) -> RunStore:
         return self
@@ -171,8 +324,85 @@ class RunStore:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
+    @contextmanager
+    def _write(self) -> Iterator[sqlite3.Connection]:
+        """One write transaction: ``BEGIN IMMEDIATE`` takes the write lock up front (waiting up to the
+        timeout for another writer), so that it cannot fail half-way on a lock upgrade."""
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                yield self._db
+            except BaseException:
+                if self._db.in_transaction:  # SQLite rolls back by itself on some errors (a full disk)
+                    self._db.execute("ROLLBACK")
+                raise
+            self._db.execute("COMMIT")
+
+    def _upgrade(self) -> None:
+        """Create the tables, or bring a database of an earlier schema up to :data:`SCHEMA_VERSION`."""
+        (version,) = self._db.execute("PRAGMA user_version").fetchone()
+        if version == SCHEMA_VERSION:
+            return
+        if version > SCHEMA_VERSION:
+            raise ValueError(f"schema version {version} is newer than this cadence's ({SCHEMA_VERSION}); "
+                             f"upgrade cadence to read it")
+        with self._write() as db:
+            columns = {row[1] for row in db.execute("PRAGMA table_info(runs)")}
+            if columns and "provenance" not in columns:  # version 1: runs without provenance, tags or kinds
+                db.execute("ALTER TABLE runs ADD COLUMN provenance TEXT NOT NULL DEFAULT '{}'")
+                db.execute("ALTER TABLE runs ADD COLUMN tags TEXT NOT NULL DEFAULT '[]'")
+            for statement in _SCHEMA.split(";"):
+                if statement.strip():
+                    db.execute(statement)
+            db.execute("INSERT OR IGNORE INTO series (run_id, key, kind) SELECT DISTINCT run_id, key, 'value' "
+                       "FROM metrics")
+            db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+
+    def _summaries(self, run_id: str | None = None) -> list[RunSummary]:
+        one = run_id is not None
+        args = (run_id,) if one else ()
+        with self._lock:
+            rows = self._db.execute("SELECT id, name, status, config, start_time, end_time, error, tags, provenance "
+                                    f"FROM runs {'WHERE id = ?' if one else ''} ORDER BY start_time DESC, id DESC",
+                                    args).fetchall()
+            series: dict[str, dict[str, Series]] = {}
+            for rid, key, kind, window in self._db.execute(
+                    f"SELECT run_id, key, kind, window FROM series {'WHERE run_id = ?' if one else ''} "
+                    "ORDER BY run_id, key", args):
+                series.setdefault(rid, {})[key] = Series(kind, window)
+            last = {rid: {key: self._final(rid, key, s) for key, s in keys.items()} for rid, keys in series.items()}
+        return [RunSummary(r[0], r[1], r[2], json.loads(r[3]), r[4], r[5], r[6], {k: v for k, v in
+                           last.get(r[0], {}).items() if v is not None}, tuple(json.loads(r[7])),
+                           json.loads(r[8]), series.get(r[0], {})) for r in rows]
+
+    def _final(self, run_id: str, key: str, series: Series) -> float | None:
+        """The value of ``key`` at its largest step, as its kind defines it; ``None`` without values."""
+        n = series.window if series.kind == "moving" and series.window else 1
+        values = [_float(v) for (v,) in self._db.execute(
+            "SELECT value FROM metrics WHERE run_id = ? AND key = ? ORDER BY step DESC, rowid DESC LIMIT ?",
+            (run_id, key, n))]
+        return sum(values) / len(values) if values else None
+
     def _unknown(self, run_id: str) -> str:
         return f"no run {run_id!r} in {self.path} (`cadence runs` lists the runs)"
+
+
+def _candidates(ids: Sequence[str]) -> str:
+    shown = ", ".join(ids[:MAX_CANDIDATES])
+    return shown + (f" and {len(ids) - MAX_CANDIDATES} more" if len(ids) > MAX_CANDIDATES else "")
+
+
+def _checked_tags(tags: Iterable[str]) -> list[str]:
+    """``tags`` without repeats, in order; each a non-empty string without spaces or commas."""
+    if isinstance(tags, str):
+        raise TypeError(f"tags={tags!r} is a string; expected a list of tags, such as [{tags!r}]")
+    checked = []
+    for tag in tags:
+        if not isinstance(tag, str) or not tag or any(c.isspace() or c == "," for c in tag):
+            raise ValueError(f"tag {tag!r} is not a tag; expected a non-empty string without spaces or commas")
+        if tag not in checked:
+            checked.append(tag)
+    return checked
 
 
 def _new_run_id() -> str:

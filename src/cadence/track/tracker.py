@@ -1,109 +1,253 @@
-"""The tracker: namespaced scalars at a step, shown on the console and recorded in the run store.
+"""The tracker: named scalars at a step, each of a declared kind, shown on the console and recorded.
 
-Values are named ``phase.metric`` (``train.loss``, ``valid.accuracy``). A value may be a
-0-d tensor still on its device: the tracker keeps it as it is and converts every pending
-tensor at once (one ``stack`` and one ``tolist`` per device) when values are shown or
-written, so a loop that adds its loss every step synchronises with the device only at
-display and flush intervals, never per step.
+Values are named ``phase.metric`` (``train.loss``, ``valid.accuracy``); each key is of one kind
+(:mod:`cadence.track.kinds`), fixed when it is declared or first added, and shown under a name
+that says which: ``train.lr`` (the raw value), ``train.loss(avg20)`` (the moving average of the
+last 20), ``valid.accuracy(epoch)`` (the phase's mean over the epoch so far).
+
+**No sync per step.** A value may be a 0-d tensor still on its device: the tracker keeps it
+as it is and converts every pending tensor at once (one ``stack`` per dtype and one
+``tolist`` per device) when values are shown or handed to the sinks, so a loop that adds its
+loss every step synchronises with the device only at display and flush intervals. ``add``
+checks a key once, when it first sees it, and costs about a microsecond a value after that.
+
+**No wait on disk.** Every ``flush_every`` values (or ``flush_seconds``, or at the end of a
+phase) the pending values go, resolved, to a background thread that writes them to the sinks
+(:mod:`cadence.track.sinks`): the run store, TensorBoard, any sink given. A sink that fails is
+reported once and training goes on. :meth:`Tracker.flush` waits for the writes; so do
+:meth:`Tracker.state_dict` (a checkpoint's values are then in the store), :meth:`Tracker.truncate`,
+:meth:`Tracker.finish` and :meth:`Tracker.close`.
+
+A loop that counts the samples it has trained on adds them as :data:`SAMPLES_KEY`, which
+``cadence plot --x samples`` puts on the x axis.
 """
 
 from __future__ import annotations
 
 import re
+import warnings
 from collections import deque
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
+from numbers import Real
+from pathlib import Path
+from time import monotonic
 from typing import Any
 
 import torch
 
 from cadence.checks import check_number
 from cadence.track.console import ConsoleSink
-from cadence.track.store import RunStore
+from cadence.track.kinds import KINDS, check_kind, label
+from cadence.track.sinks import BackgroundWriter, RecordSink, StoreSink
+from cadence.track.store import RunStore, Series
+from cadence.track.tensorboard import TensorBoardSink, tensorboard_available
 
 _KEY = re.compile(r"^[A-Za-z0-9_\-]+(\.[A-Za-z0-9_\-\[\]]+)+$")
+
+#: The cumulative count of training samples, by step, when a loop records it.
+SAMPLES_KEY = "train.samples"
 
 Value = float | torch.Tensor
 
 
-class Tracker:
-    """Collects scalars, shows them and writes them to a :class:`RunStore`.
+class _Key:
+    """What the tracker holds of a key: its kind, its last row and (moving keys) the rows of its window."""
 
-    * ``store`` / ``run_id``: where values are written (nothing is written without them:
-      on data-parallel ranks other than 0, say),
+    __slots__ = ("kind", "last", "window")
+
+    def __init__(self, kind: str, smoothing: int):
+        self.kind = kind
+        self.last: list[Any] | None = None
+        self.window: deque[list[Any]] | None = deque(maxlen=smoothing) if kind == "moving" else None
+
+
+class Tracker:
+    """Collects scalars, shows them and hands them to sinks that record them.
+
+    * ``store`` / ``run_id``: the run store and the run to record values in (nothing is
+      recorded without them: on data-parallel ranks other than 0, say),
     * ``console``: a :class:`ConsoleSink`; ``None`` makes the default one (live bars on a
       terminal, plain lines elsewhere); ``False`` shows nothing,
-    * ``smoothing``: the window of the moving average shown for each key,
-    * ``flush_every``: buffered values that trigger a write to the store.
+    * ``smoothing``: the window ``N`` of the ``"moving"`` keys' averages,
+    * ``flush_every`` / ``flush_seconds``: pending values, or seconds since the last hand-over,
+      that hand the pending values to the sinks,
+    * ``tensorboard_dir``: where TensorBoard event files go. ``None``: into the run's folder
+      (``<run dir>/tensorboard``) when there is a store and the ``tensorboard`` extra is
+      installed; ``True``: there, the extra required; ``False``: nowhere; a path: there,
+    * ``sinks``: more sinks (:class:`cadence.track.sinks.RecordSink`) to record values in.
     """
 
     def __init__(self, store: RunStore | None = None, run_id: str | None = None,
-                 console: ConsoleSink | bool | None = None, smoothing: int = 20, flush_every: int = 1000):
+                 console: ConsoleSink | bool | None = None, smoothing: int = 20, flush_every: int = 1000, *,
+                 flush_seconds: float = 10.0, tensorboard_dir: str | Path | bool | None = None,
+                 sinks: Iterable[RecordSink] = ()):
         if (store is None) != (run_id is None):
             raise ValueError("Tracker: store and run_id go together; give both or neither")
-        check_number("Tracker", "smoothing", smoothing, low=1, integer=True)
-        check_number("Tracker", "flush_every", flush_every, low=1, integer=True)
+        self.smoothing = check_number("Tracker", "smoothing", smoothing, low=1, integer=True)
+        self.flush_every = check_number("Tracker", "flush_every", flush_every, low=1, integer=True)
+        self.flush_seconds = check_number("Tracker", "flush_seconds", flush_seconds, low=0, low_open=True)
         self.store = store
         self.run_id = run_id
         self.console = ConsoleSink() if console is None or console is True else (console or None)
-        self.smoothing = smoothing
-        self.flush_every = flush_every
-        self._history: dict[str, deque[list[Any]]] = {}
-        self._latest_only: set[str] = set()
+        self._writer = BackgroundWriter(self._sinks(tensorboard_dir, sinks))
+        self._keys: dict[str, _Key] = {}
+        #: What each key is, as the sinks are told (made again when a key is added).
+        self._series: dict[str, Series] | None = None
         self._pending: list[list[Any]] = []
+        self._unresolved = False
+        self._handed = monotonic()
+        self._closed = False
         self._phase: str | None = None
         self._completed = 0
 
+    def _sinks(self, tensorboard_dir: str | Path | bool | None, extra: Iterable[RecordSink]) -> list[RecordSink]:
+        sinks: list[RecordSink] = []
+        if self.store is not None:
+            sinks.append(StoreSink(self.store, self.run_id))
+        if tensorboard_dir is True and self.store is None:
+            raise ValueError("Tracker: tensorboard_dir=True puts the event files in the run's folder; without a "
+                             "store, give their folder as tensorboard_dir")
+        if tensorboard_dir is True or (tensorboard_dir is None and self.store is not None and tensorboard_available()):
+            sinks.append(TensorBoardSink(self.store.run_dir(self.run_id) / "tensorboard"))
+        elif isinstance(tensorboard_dir, (str, Path)):
+            sinks.append(TensorBoardSink(tensorboard_dir))
+        elif tensorboard_dir not in (None, False):
+            raise TypeError(f"Tracker: tensorboard_dir={tensorboard_dir!r}; expected a folder, True, False or None")
+        for sink in extra:
+            if not isinstance(sink, RecordSink):
+                raise TypeError(f"Tracker: sink {sink!r} is not a RecordSink; it needs name, write, restore, "
+                                f"truncate, finish and close")
+            sinks.append(sink)
+        return sinks
+
     # -- values ----------------------------------------------------------------------------
 
-    def add(self, step: int, values: Mapping[str, Value], smooth: bool = True) -> None:
+    def declare(self, key: str, kind: str = "value") -> None:
+        """Fix what ``key`` is: ``"value"``, ``"moving"`` or ``"epoch"`` (see :mod:`cadence.track.kinds`).
+
+        Declaring a key again with the same kind does nothing; with another, it is an error
+        naming both.
+        """
+        self._entry(key, check_kind(kind, f"Tracker.declare({key!r})"))
+
+    def add(self, step: int, values: Mapping[str, Value], kind: str | None = None,
+            smooth: bool | None = None) -> None:
         """Record ``values`` (``"phase.name"`` to a number or a one-element tensor) at ``step``.
 
-        The console shows a key's moving average over its last ``smoothing`` values; with
-        ``smooth=False`` it shows the latest value instead, for values that are already aggregates
-        (an epoch's running accuracy: averaging it with earlier epochs' would misreport it).
+        ``kind=None`` takes each key's declared kind (``"value"`` for a key never declared);
+        a kind given must be the key's. ``smooth`` is the deprecated form of the kinds:
+        ``smooth=False`` is ``kind="epoch"``, ``smooth=True`` is ``kind="moving"``.
         """
+        if smooth is not None:
+            warnings.warn("Tracker.add(smooth=...) is deprecated; use kind='epoch' (for smooth=False) or "
+                          "kind='moving' (for smooth=True)", DeprecationWarning, stacklevel=2)
+            kind = "moving" if smooth else "epoch"
+        if type(step) is not int:
+            step = check_number("Tracker.add", "step", step, integer=True)
+        keys, pending = self._keys, self._pending
         for key, value in values.items():
-            if not isinstance(key, str) or not _KEY.match(key):
-                raise ValueError(f"tracker key {key!r} is not of the form 'phase.name' (letters, digits, _ and -, "
-                                 f"parts joined by dots, no spaces)")
-            if isinstance(value, torch.Tensor):
-                if value.numel() != 1:
-                    raise ValueError(f"tracker value of {key!r} has shape {list(value.shape)}; expected a scalar "
-                                     f"(a number or a one-element tensor)")
-                value = value.detach().reshape(())
-            elif not isinstance(value, (int, float)) or isinstance(value, bool):
-                raise TypeError(f"tracker value of {key!r} is a {type(value).__name__}; expected a number or a tensor")
-            row = [int(step), key, value]
-            self._pending.append(row)
-            self._history.setdefault(key, deque(maxlen=self.smoothing)).append(row)
-            if smooth:
-                self._latest_only.discard(key)
-            else:
-                self._latest_only.add(key)
-        if len(self._pending) >= self.flush_every:
-            self.flush()
+            entry = keys.get(key)
+            if entry is None or (kind is not None and kind != entry.kind):
+                entry = self._entry(key, kind)
+            if type(value) is not float:
+                value = self._scalar(key, value)
+            row = [step, key, value]
+            pending.append(row)
+            entry.last = row
+            if entry.window is not None:
+                entry.window.append(row)
+        if len(pending) >= self.flush_every or monotonic() - self._handed >= self.flush_seconds:
+            self._hand_over()
 
     def keys(self) -> list[str]:
-        """Every key added so far."""
-        return list(self._history)
+        """Every key declared or added so far."""
+        return list(self._keys)
+
+    def kind(self, key: str) -> str:
+        """The kind of ``key``."""
+        return self._known(key).kind
 
     def latest(self, key: str) -> float:
-        """The last value of ``key``."""
+        """The last value added for ``key``."""
+        row = self._known(key).last
+        if row is None:
+            raise KeyError(f"tracker has no values for {key!r} yet (it is declared)")
         self._resolve()
-        return float(self._rows(key)[-1][2])
+        return float(row[2])
 
     def smoothed(self, key: str) -> float:
-        """The mean of the last ``smoothing`` values of ``key``."""
+        """The mean of the last ``smoothing`` values of moving key ``key``."""
+        entry = self._known(key)
+        if entry.window is None:
+            raise ValueError(f"tracker key {key!r} is a {entry.kind!r} key; only 'moving' keys have a moving average")
+        if not entry.window:
+            raise KeyError(f"tracker has no values for {key!r} yet (it is declared)")
         self._resolve()
-        rows = self._rows(key)
-        return sum(float(r[2]) for r in rows) / len(rows)
+        return sum(float(r[2]) for r in entry.window) / len(entry.window)
+
+    def shown(self, key: str) -> float:
+        """The value the console shows for ``key``: the moving average of a moving key, else the latest value."""
+        return self.smoothed(key) if self._known(key).kind == "moving" else self.latest(key)
+
+    def label(self, key: str) -> str:
+        """The name ``key`` is shown under: ``train.loss(avg20)``, ``valid.accuracy(epoch)``, ``train.lr``."""
+        return label(key, self._known(key).kind, self.smoothing)
 
     def flush(self) -> None:
-        """Write every buffered value to the store, in one transaction."""
+        """Hand every pending value to the sinks and wait until they are written."""
+        self._hand_over()
+        self._writer.wait()
+        self._report()
+
+    # -- resuming ----------------------------------------------------------------------------
+
+    def state_dict(self) -> dict[str, Any]:
+        """What a resumed run needs to show the same: each key's kind, last value and (moving keys)
+        window, as plain lists and floats (``torch.load(weights_only=True)`` reads them). Flushes
+        first, so the store holds every value up to the checkpoint this state goes into."""
+        self.flush()
         self._resolve()
-        if self.store is not None and self._pending:
-            self.store.add_metrics(self.run_id, ((s, k, v) for s, k, v in self._pending))
-        self._pending = []
+        return {"smoothing": self.smoothing,
+                "kinds": {key: entry.kind for key, entry in self._keys.items()},
+                "last": {key: [int(e.last[0]), float(e.last[2])] for key, e in self._keys.items() if e.last},
+                "windows": {key: [[int(r[0]), float(r[2])] for r in e.window]
+                            for key, e in self._keys.items() if e.window is not None}}
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        """Restore :meth:`state_dict`: the kinds (a key declared here with another kind is an error),
+        the last values and the moving-average windows (their last ``smoothing`` values)."""
+        where = "Tracker.load_state_dict"
+        missing = [name for name in ("kinds", "last", "windows") if name not in state]
+        if missing:
+            raise ValueError(f"{where}: the state has no {', '.join(missing)}; expected a Tracker.state_dict()")
+        for key, kind in state["kinds"].items():
+            self._entry(key, check_kind(kind, f"{where}: key {key!r}"))
+        for key, (step, value) in state["last"].items():
+            self._known(key).last = [int(step), key, float(value)]
+        for key, rows in state["windows"].items():
+            entry = self._known(key)
+            if entry.window is None:
+                raise ValueError(f"{where}: key {key!r} has a moving-average window but is a {entry.kind!r} key")
+            entry.window.clear()
+            entry.window.extend([int(step), key, float(value)] for step, value in rows)
+        windows = {key: [r[2] for r in e.window] for key, e in self._keys.items() if e.window}
+        self._writer.submit("restore the moving averages", lambda sink: sink.restore(windows))
+
+    def truncate(self, step: int) -> None:
+        """The run resumes at ``step``: write what is pending, then delete the values recorded after
+        ``step`` (in the store, which marks the run running again; TensorBoard discards them from its
+        display) and forget them here."""
+        step = check_number("Tracker.truncate", "step", step, low=0, integer=True)
+        self._hand_over()
+        for entry in self._keys.values():
+            if entry.window is not None:
+                kept = [r for r in entry.window if r[0] <= step]
+                entry.window.clear()
+                entry.window.extend(kept)
+            if entry.last is not None and entry.last[0] > step:
+                entry.last = entry.window[-1] if entry.window else None
+        self._writer.submit(f"delete the values after step {step}", lambda sink: sink.truncate(step))
+        self.flush()
 
     # -- phases and messages -----------------------------------------------------------------
 
@@ -120,11 +264,15 @@ class Tracker:
             self.console.update(self._completed, self._phase_metrics())
 
     def end_phase(self) -> None:
-        """End the phase: show its final metrics and write the buffered values."""
+        """End the phase: show its final metrics and hand the pending values to the sinks."""
         if self.console is not None:
             self.console.end_phase(self._completed, self._phase_metrics())
         self._phase = None
-        self.flush()
+        self._hand_over()
+
+    def in_phase(self) -> bool:
+        """Whether a phase has started and not ended."""
+        return self._phase is not None
 
     def log(self, message: str) -> None:
         """Show a one-line message."""
@@ -132,15 +280,23 @@ class Tracker:
             self.console.log(message)
 
     def finish(self, status: str, error: str | None = None) -> None:
-        """Write what is buffered and record how the run ended (``finished``, ``failed``, ``interrupted``)."""
-        self.flush()
-        if self.store is not None:
-            self.store.finish(self.run_id, status, error)
-        self.log(f"run {self.run_id or ''} {status}{f': {error}' if error else ''}".replace("  ", " ").strip())
+        """Write what is pending and record how the run ended (``finished``, ``failed``, ``interrupted``)."""
+        self._hand_over()
+        self._writer.submit(f"record the run as {status}", lambda sink: sink.finish(status, error))
+        self._writer.wait()
+        self._report()
+        self.log(" ".join(part for part in ("run", self.run_id, status) if part) + (f": {error}" if error else ""))
 
     def close(self) -> None:
-        """Write what is buffered and stop the display."""
-        self.flush()
+        """Write what is pending, close the sinks and stop the display. Once closed, it stays closed."""
+        if self._closed:
+            return
+        self._closed = True
+        self._hand_over()
+        self._writer.close()
+        self._report()
+        for line in self._writer.losses():
+            self._warn(f"tracker: {line}")
         if self.console is not None:
             self.console.close()
 
@@ -152,25 +308,96 @@ class Tracker:
 
     # -- internals ---------------------------------------------------------------------------
 
-    def _rows(self, key: str) -> deque[list[Any]]:
-        if key not in self._history:
-            raise KeyError(f"tracker has no values for {key!r}; it has: {', '.join(self._history) or 'none'}")
-        return self._history[key]
+    def _entry(self, key: str, kind: str | None) -> _Key:
+        """``key``'s entry, made (after checking the key) on first sight; a kind other than its own is an error."""
+        entry = self._keys.get(key)
+        if entry is None:
+            if not isinstance(key, str) or not _KEY.match(key):
+                raise ValueError(f"tracker key {key!r} is not of the form 'phase.name' (letters, digits, _ and -, "
+                                 f"parts joined by dots, no spaces)")
+            entry = self._keys[key] = _Key(check_kind(kind or "value", f"Tracker.add({key!r})"), self.smoothing)
+            self._series = None
+        elif kind is not None and kind != entry.kind:
+            raise ValueError(f"tracker key {key!r} is a {entry.kind!r} key ({KINDS[entry.kind]}); it cannot also be "
+                             f"{kind!r} ({KINDS.get(kind, 'not a kind')}): a key's kind is fixed when it is declared "
+                             f"or first added")
+        return entry
+
+    def _scalar(self, key: str, value: Any) -> float | torch.Tensor:
+        """``value`` as a float, or a 0-d detached tensor left on its device."""
+        if isinstance(value, torch.Tensor):
+            if value.numel() != 1:
+                raise ValueError(f"tracker value of {key!r} has shape {list(value.shape)}; expected a scalar "
+                                 f"(a number or a one-element tensor)")
+            if value.dim() or value.requires_grad:
+                value = value.detach().reshape(())
+            self._unresolved = True
+            return value
+        if isinstance(value, Real) and not isinstance(value, bool):
+            return float(value)
+        raise TypeError(f"tracker value of {key!r} is a {type(value).__name__}; expected a number or a tensor")
+
+    def _known(self, key: str) -> _Key:
+        entry = self._keys.get(key)
+        if entry is None:
+            raise KeyError(f"tracker has no values for {key!r}; it has: {', '.join(self._keys) or 'none'}")
+        return entry
 
     def _phase_metrics(self) -> dict[str, float]:
         self._resolve()
         prefix = f"{self._phase}."
-        return {key[len(prefix):]: self.latest(key) if key in self._latest_only else self.smoothed(key)
-                for key in self._history if key.startswith(prefix)}
+        shown = {}
+        for key, entry in self._keys.items():
+            if key.startswith(prefix) and entry.last is not None:
+                name = label(key[len(prefix):], entry.kind, self.smoothing)
+                shown[name] = (sum(r[2] for r in entry.window) / len(entry.window) if entry.window
+                               else entry.last[2])
+        return shown
+
+    def _hand_over(self) -> None:
+        """Give the pending rows, resolved, to the writer's thread."""
+        self._handed = monotonic()
+        if not self._pending:
+            return
+        if not self._writer.sinks:
+            self._pending = []
+            return
+        self._resolve()
+        # The rows are [step, key, value] lists, no longer changed once resolved.
+        rows, self._pending = self._pending, []
+        if self._series is None:
+            self._series = {key: Series(e.kind, self.smoothing if e.kind == "moving" else None)
+                            for key, e in self._keys.items()}
+        series = self._series
+        self._writer.submit(f"write {len(rows)} values", lambda sink: sink.write(rows, series), rows=len(rows))
+        self._report()
 
     def _resolve(self) -> None:
-        """Turn every tensor value still held into a float: one transfer per device."""
-        # A row sits both in the pending list and in its key's history: resolve it once.
+        """Turn every tensor value still held into a float: one stack per dtype, one copy per device."""
+        if not self._unresolved:
+            return
+        # A row sits in the pending list and in its key's last or window: resolve it once.
         rows = {id(r): r for r in self._pending if isinstance(r[2], torch.Tensor)}
-        rows.update((id(r), r) for h in self._history.values() for r in h if isinstance(r[2], torch.Tensor))
-        by_device: dict[torch.device, list[list[Any]]] = {}
+        for entry in self._keys.values():
+            for r in entry.window if entry.window is not None else (entry.last,) if entry.last else ():
+                if isinstance(r[2], torch.Tensor):
+                    rows[id(r)] = r
+        groups: dict[torch.device, dict[torch.dtype, list[list[Any]]]] = {}
         for r in rows.values():
-            by_device.setdefault(r[2].device, []).append(r)
-        for group in by_device.values():
-            for r, v in zip(group, torch.stack([r[2].to(torch.float64) for r in group]).tolist()):
+            groups.setdefault(r[2].device, {}).setdefault(r[2].dtype, []).append(r)
+        for by_dtype in groups.values():
+            values = torch.cat([torch.stack([r[2] for r in group]).to(torch.float64) for group in by_dtype.values()])
+            for r, v in zip((r for group in by_dtype.values() for r in group), values.tolist()):
                 r[2] = v
+        self._unresolved = False
+
+    def _report(self) -> None:
+        for message in self._writer.reports():
+            self._warn(message)
+
+    def _warn(self, message: str) -> None:
+        """Show ``message`` on the console, or as a warning without one."""
+        if self.console is not None:
+            self.console.log(message)
+        else:
+            warnings.warn(message, RuntimeWarning, stacklevel=3)

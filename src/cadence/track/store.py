@@ -151,7 +151,7 @@ class RunStore:
             self._db = sqlite3.connect(self.path, timeout=timeout, isolation_level=None, check_same_thread=False)
             self._db.execute("PRAGMA journal_mode=WAL")
             self._upgrade()
-        except sqlite3.DatabaseError as e:
+        except (sqlite3.DatabaseError, ValueError) as e:
             raise ValueError(f"{self.path} is not a usable cadence run database: {e}") from e
 
     # -- runs ----------------------------------------------------------------------------------

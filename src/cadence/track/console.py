@@ -105,7 +105,7 @@ class ConsoleSink:
         elapsed = self.clock() - self._start
         if not completed or elapsed <= 0 or completed >= self._total:
             return ""
-        return _clock((self._total - completed) * elapsed / completed)
+        return format_duration((self._total - completed) * elapsed / completed)
 
 
 def _format(metrics: Mapping[str, float]) -> str:
@@ -129,7 +129,7 @@ def format_runs(runs: list[RunSummary], max_metrics: int = 4, first: str | None 
     table.add_column("final metrics", min_width=22, overflow="fold")
     for run in runs:
         keys = sorted(run.last_metrics, key=lambda k: (k != first, not k.startswith("valid."), k))[:max_metrics]
-        duration = "running" if run.duration is None else _clock(run.duration)
+        duration = "running" if run.duration is None else format_duration(run.duration)
         table.add_row(run.id, run.name, run.status, *(["\n".join(run.tags)] if tagged else []),
                       time.strftime("%Y-%m-%d\n%H:%M:%S", time.localtime(run.start_time)), duration,
                       "\n".join(f"{_label(run, k)}={run.last_metrics[k]:.4g}" for k in keys))
@@ -141,6 +141,7 @@ def _label(run: RunSummary, key: str) -> str:
     return series.label(key) if series is not None else key
 
 
-def _clock(seconds: float) -> str:
+def format_duration(seconds: float) -> str:
+    """``h:mm:ss`` of ``seconds``, rounded to the second."""
     seconds = round(seconds)
     return f"{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"

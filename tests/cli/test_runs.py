@@ -246,3 +246,24 @@ def test_rm_removes_the_runs_when_told_yes(runs, capsys, monkeypatch):
 def test_rm_of_an_unknown_run_removes_nothing(runs, capsys):
     status, _, err = run(capsys, "rm", A, "nope", "--yes", "--runs-dir", str(runs))
     assert status == 2 and "no run 'nope'" in err and listed(runs) == [C, B, A]
+
+
+def test_a_trained_run_records_its_provenance_and_tags_and_show_reports_them(tmp_path, capsys):
+    import torch
+    from torch import nn
+
+    from cadence.experiments import train_as_run
+    from cadence.train import Trainer
+
+    torch.manual_seed(0)
+    model = nn.Linear(2, 2)
+    data = [(torch.randn(4, 2), torch.randint(0, 2, (4,))) for _ in range(3)]
+    trainer = Trainer(model, torch.optim.SGD(model.parameters(), lr=0.1), data, data,
+                      loss_fn=nn.functional.cross_entropy)
+    run_id = train_as_run("tiny", {"lr": 0.1}, trainer, runs_dir=tmp_path / "runs", tags=["smoke"],
+                          tracker_options={"console": False})
+    status, out, _ = run(capsys, "show", run_id, "--runs-dir", str(tmp_path / "runs"))
+    text = " ".join(out.split())
+    assert status == 0 and f"run {run_id} of tiny, tagged smoke" in text and "finished at" in text
+    assert "versions: cadence" in text and f"torch {torch.__version__}" in text and "command: " in text
+    assert "train.loss 0" in text and "valid.loss(epoch)" in text

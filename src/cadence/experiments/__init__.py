@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -43,23 +43,25 @@ def resolve_runs_dir(runs_dir: str | os.PathLike | None = None) -> Path:
 
 
 def run_experiment(name: str, config: Any, *, data_dir: str | Path | None = None,
-                   runs_dir: str | Path | None = None, tracker_options: dict[str, Any] | None = None) -> str:
+                   runs_dir: str | Path | None = None, tracker_options: dict[str, Any] | None = None,
+                   tags: Sequence[str] = ()) -> str:
     """Build experiment ``name`` from ``config``, then train it as a recorded run; return the run id."""
     trainer = get_experiment(name).build(config, data_dir)
-    return train_as_run(name, config, trainer, runs_dir=runs_dir, tracker_options=tracker_options)
+    return train_as_run(name, config, trainer, runs_dir=runs_dir, tracker_options=tracker_options, tags=tags)
 
 
 def train_as_run(name: str, config: Any, trainer: Trainer, *, runs_dir: str | Path | None = None,
-                 tracker_options: dict[str, Any] | None = None) -> str:
+                 tracker_options: dict[str, Any] | None = None, tags: Sequence[str] = ()) -> str:
     """Record a new run of experiment ``name`` and train ``trainer`` in it; return the run id.
 
     Call it once the data and model are ready, so that a typo or a missing data file leaves
-    no run behind. The run ends ``finished``, ``failed`` (with the error) or ``interrupted``;
-    its checkpoint is written to the run's folder.
+    no run behind. The run records its provenance (versions, command, host, git commit and
+    uncommitted diff) and ``tags``; it ends ``finished``, ``failed`` (with the error) or
+    ``interrupted``; its checkpoint is written to the run's folder.
     """
     with RunStore(resolve_runs_dir(runs_dir)) as store:
         resolved = to_dict(config)
-        run_id = store.create_run(name, resolved)
+        run_id = store.create_run(name, resolved, tags=tags)
         trainer.tracker = Tracker(store=store, run_id=run_id, **(tracker_options or {}))
         trainer.checkpoint_path = store.run_dir(run_id) / "checkpoint.pt"
         trainer.config = resolved

@@ -25,9 +25,11 @@ class ListSink:
     def __init__(self):
         self.calls, self.rows, self.series = [], [], {}
 
-    def write(self, rows, series):
-        self.calls.append(("write", [tuple(r) for r in rows]))
-        self.rows += [tuple(r) for r in rows]
+    def write(self, columns, series):
+        rows = sorted(((step, key, value) for key, (steps, values) in columns.items()
+                       for step, value in zip(steps, values)), key=lambda row: row[0])
+        self.calls.append(("write", rows))
+        self.rows += rows
         self.series = dict(series)
 
     def restore(self, windows):
@@ -150,8 +152,25 @@ def test_a_tensor_that_requires_grad_is_detached():
     tracker = quiet()
     x = torch.tensor([2.0], requires_grad=True)
     tracker.add(1, {"train.loss": (x * 3).sum()})
-    held = tracker._keys["train.loss"].last[2]
+    held = tracker._keys["train.loss"].values[-1]
     assert not held.requires_grad and held.dim() == 0 and tracker.latest("train.loss") == 6.0
+
+
+def test_later_values_of_a_key_are_checked_too():
+    """After a key's first value, values of the same keys are checked a column at a time, later."""
+    tracker = quiet()
+    x = torch.tensor([2.0], requires_grad=True)
+    for step in range(1, 4):
+        tracker.add(step, {"train.loss": (x * step).sum(), "train.count": step, "train.acc": torch.ones(1)})
+    loss = tracker._keys["train.loss"].values
+    assert tracker.latest("train.loss") == 6.0 and all(not v.requires_grad and v.dim() == 0 for v in loss)
+    assert tracker.latest("train.count") == 3 and tracker.latest("train.acc") == 1.0
+    tracker.add(4, {"train.loss": 1.0, "train.count": "four", "train.acc": 1.0})
+    with pytest.raises(TypeError, match=r"tracker value of 'train.count' at step 4 is a str; expected a number"):
+        tracker.flush()
+    tracker.add(5, {"train.loss": 1.0, "train.count": 5, "train.acc": torch.ones(2)})
+    with pytest.raises(ValueError, match=r"tracker value of 'train.acc' at step 5 has shape \[2\]; expected a scalar"):
+        tracker.latest("train.acc")
 
 
 def test_values_go_to_the_sinks_every_flush_every_values():
@@ -185,10 +204,10 @@ def test_adding_never_waits_for_a_sink():
     entered, release = threading.Event(), threading.Event()
 
     class Stuck(ListSink):
-        def write(self, rows, series):
+        def write(self, columns, series):
             entered.set()
             release.wait(WAIT)
-            super().write(rows, series)
+            super().write(columns, series)
 
     sink = Stuck()
     tracker = quiet(flush_every=1, sinks=[sink])
@@ -233,11 +252,11 @@ class Failing(ListSink):
         super().__init__()
         self.failures = failures
 
-    def write(self, rows, series):
+    def write(self, columns, series):
         if self.failures:
             self.failures -= 1
             raise OSError(28, "No space left on device")
-        super().write(rows, series)
+        super().write(columns, series)
 
 
 def test_a_failing_sink_is_reported_once_and_training_goes_on():

@@ -84,14 +84,12 @@ class History:
 def histories(store: RunStore, run_id: str, keys: Sequence[str] | None = None) -> dict[str, History]:
     """The :class:`History` of each of ``keys`` (every key, by default) of run ``run_id``."""
     series = store.series(run_id)
-    rows: dict[str, tuple[list[int], list[float]]] = {}
+    found = {}
     for key in series if keys is None else keys:
-        for step, _, value in store.metrics(run_id, key):
-            steps, values = rows.setdefault(key, ([], []))
-            steps.append(step)
-            values.append(value)
-    return {key: History(key, series.get(key, Series("value")), np.asarray(steps, dtype=np.int64),
-                         np.asarray(values, dtype=np.float64)) for key, (steps, values) in rows.items()}
+        steps, values = store.values(run_id, key)
+        if len(steps):
+            found[key] = History(key, series.get(key, Series("value")), steps, values)
+    return found
 
 
 def flatten(config: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:

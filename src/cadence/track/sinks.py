@@ -1,6 +1,6 @@
 """Where recorded values go, off the training thread: the sink protocol, the store's sink and the writer.
 
-The tracker hands batches of resolved rows ``(step, key, value)`` to a
+The tracker hands batches of resolved values, ``{key: (steps, values)}``, to a
 :class:`BackgroundWriter`, whose thread passes them to every :class:`RecordSink` in order
 (the SQLite store, TensorBoard, any sink of the user's). The training step never waits on a
 disk, a lock or a full file system; only :meth:`BackgroundWriter.wait` (at the end of a run,
@@ -18,12 +18,9 @@ from __future__ import annotations
 import queue
 import threading
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any, Protocol, runtime_checkable
+from typing import Protocol, runtime_checkable
 
-from cadence.track.store import RunStore, Series
-
-#: ``(step, key, value)``, a tuple or a list.
-Row = Sequence[Any]
+from cadence.track.store import Columns, RunStore, Series
 
 
 @runtime_checkable
@@ -33,8 +30,9 @@ class RecordSink(Protocol):
     #: The name its failures are reported under.
     name: str
 
-    def write(self, rows: Sequence[Row], series: Mapping[str, Series]) -> None:
-        """Record ``rows``; ``series`` says what every key the tracker knows is."""
+    def write(self, columns: Columns, series: Mapping[str, Series]) -> None:
+        """Record ``columns`` (``{key: (steps, values)}``, floats); ``series`` says what every key the
+        tracker knows is."""
 
     def restore(self, windows: Mapping[str, Sequence[float]]) -> None:
         """A resumed run's moving-average windows: the last raw values of each moving key."""
@@ -50,7 +48,7 @@ class RecordSink(Protocol):
 
 
 class StoreSink:
-    """Rows into a :class:`RunStore`, one transaction a batch, each key's kind recorded with its first values."""
+    """Values into a :class:`RunStore`, one transaction a batch, each key's kind recorded with its first values."""
 
     name = "store"
 
@@ -59,10 +57,10 @@ class StoreSink:
         self.run_id = run_id
         self._recorded: dict[str, Series] = {}
 
-    def write(self, rows: Sequence[Row], series: Mapping[str, Series]) -> None:
-        """One transaction: the rows, and the kinds of keys not yet recorded (or changed)."""
+    def write(self, columns: Columns, series: Mapping[str, Series]) -> None:
+        """One transaction: a chunk of values per key, and the kinds of keys not yet recorded (or changed)."""
         new = {key: s for key, s in series.items() if self._recorded.get(key) != s}
-        self.store.add_metrics(self.run_id, rows, new)
+        self.store.add_values(self.run_id, columns, new)
         self._recorded.update(new)
 
     def restore(self, windows: Mapping[str, Sequence[float]]) -> None:
@@ -94,7 +92,8 @@ class BackgroundWriter:
         self._closed = False
 
     def submit(self, what: str, job: Callable[[RecordSink], None], rows: int = 0) -> None:
-        """Run ``job(sink)`` on every sink, on the writer's thread; ``what`` (and ``rows``) describe it in reports."""
+        """Run ``job(sink)`` on every sink, on the writer's thread; ``what`` (and the ``rows`` it writes)
+        describe it in reports."""
         if self._closed:
             raise RuntimeError(f"the tracker's writer is closed; cannot {what}")
         if not self.sinks:

@@ -8,7 +8,12 @@ TensorBoard's group (the first dot becomes a slash):
   window, ``train/loss(avg20)``, the number the console shows;
 * ``"epoch"``: the phase's mean over the epoch so far, ``valid/accuracy(epoch)``.
 
-All the values of a step go into one event. A run resumed at step ``s``
+All the values of a step go into one event. TensorBoard's writer is written in Python
+(protocol buffers, and a CRC-32C checksum of every record computed byte by byte): it takes
+about 8 µs of CPU a value, on the writer's thread but holding Python's lock, so on a tiny
+model it slows training by 10-20% (``benchmarks/tracking.py``), where the SQLite store costs
+a few percent. That is why the event files are asked for (``tensorboard_dir``), not written
+by default. A run resumed at step ``s``
 (:meth:`TensorBoardSink.truncate`) writes a session-start event at step ``s + 1``: TensorBoard
 then discards the events of the earlier attempt from step ``s + 1`` on, as it does for
 ``SummaryWriter(purge_step=...)``; the files keep them, the display does not.
@@ -23,8 +28,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from cadence.track.sinks import Row
-from cadence.track.store import Series
+from cadence.track.store import Columns, Series
 
 
 def tensorboard_available() -> bool:
@@ -50,29 +54,33 @@ class TensorBoardSink:
         self._windows: dict[str, deque[float]] = {}
         self._writer: Any = None
 
-    def write(self, rows: Sequence[Row], series: Mapping[str, Series]) -> None:
+    def write(self, columns: Columns, series: Mapping[str, Series]) -> None:
         """One event per step, holding every value of that step (and the moving averages)."""
         from tensorboard.compat.proto.event_pb2 import Event
         from tensorboard.compat.proto.summary_pb2 import Summary
 
         by_step: dict[int, list[Summary.Value]] = {}
-        for step, key, value in rows:
+        for key, (steps, values) in columns.items():
             s = series[key]
-            values = by_step.setdefault(step, [])
             if s.kind == "epoch":
-                values.append(Summary.Value(tag=tag(key, "(epoch)"), simple_value=value))
+                for step, value in zip(steps, values):
+                    by_step.setdefault(step, []).append(Summary.Value(tag=tag(key, "(epoch)"), simple_value=value))
                 continue
-            values.append(Summary.Value(tag=tag(key), simple_value=value))
-            if s.kind == "moving":
-                window = self._windows.get(key)
-                if window is None or window.maxlen != s.window:
-                    window = self._windows[key] = deque(window or (), maxlen=s.window)
-                window.append(value)
-                values.append(Summary.Value(tag=tag(key, f"(avg{s.window})"),
-                                            simple_value=sum(window) / len(window)))
+            window = self._windows.get(key)
+            if s.kind == "moving" and (window is None or window.maxlen != s.window):
+                window = self._windows[key] = deque(window or (), maxlen=s.window)
+            for step, value in zip(steps, values):
+                at = by_step.setdefault(step, [])
+                at.append(Summary.Value(tag=tag(key), simple_value=value))
+                if s.kind == "moving":
+                    window.append(value)
+                    at.append(Summary.Value(tag=tag(key, f"(avg{s.window})"), simple_value=sum(window) / len(window)))
         writer = self._open()
-        for step, values in by_step.items():
-            writer.add_event(Event(step=step, summary=Summary(value=values)))
+        for step in sorted(by_step):
+            writer.add_event(Event(step=step, summary=Summary(value=by_step[step])))
+        # The event writer's own thread would go on writing (checksums in Python) into the next batch's
+        # time: the batch is written when this returns.
+        writer.flush()
 
     def restore(self, windows: Mapping[str, Sequence[float]]) -> None:
         """Start each moving average from the resumed run's window."""

@@ -9,7 +9,8 @@ last 20), ``valid.accuracy(epoch)`` (the phase's mean over the epoch so far).
 as it is and converts every pending tensor at once (one ``stack`` per dtype and one
 ``tolist`` per device) when values are shown or handed to the sinks, so a loop that adds its
 loss every step synchronises with the device only at display and flush intervals. ``add``
-checks a key once, when it first sees it, and costs about a microsecond a value after that.
+checks a key once, when it first sees it; after that it appends each value to its key's
+pending columns (no object is made per value, so Python's garbage collector is not woken).
 
 **No wait on disk.** Every ``flush_every`` values (or ``flush_seconds``, or at the end of a
 phase) the pending values go, resolved, to a background thread that writes them to the sinks
@@ -29,6 +30,7 @@ import warnings
 from collections import deque
 from collections.abc import Iterable, Mapping
 from numbers import Real
+from operator import attrgetter
 from pathlib import Path
 from time import monotonic
 from typing import Any
@@ -40,7 +42,7 @@ from cadence.track.console import ConsoleSink
 from cadence.track.kinds import KINDS, check_kind, label
 from cadence.track.sinks import BackgroundWriter, RecordSink, StoreSink
 from cadence.track.store import RunStore, Series
-from cadence.track.tensorboard import TensorBoardSink, tensorboard_available
+from cadence.track.tensorboard import TensorBoardSink
 
 _KEY = re.compile(r"^[A-Za-z0-9_\-]+(\.[A-Za-z0-9_\-\[\]]+)+$")
 
@@ -49,16 +51,41 @@ SAMPLES_KEY = "train.samples"
 
 Value = float | torch.Tensor
 
+#: The types of values kept as they are: numbers, and tensors once checked (0-d, without gradient).
+_FLOAT, _NUMBER, _PLAIN = {float}, {float, int}, {float, int, torch.Tensor}
+
+
+_TENSOR, _requires_grad = {torch.Tensor}, attrgetter("requires_grad")
+
+
+def _irregular(column: tuple[Any, ...], types: set[type]) -> bool:
+    """Whether a column of numbers and tensors holds a tensor with dimensions or a gradient (a column of
+    tensors only is checked by C-level maps, not a Python call per value)."""
+    if torch.Tensor not in types:
+        return False
+    if types == _TENSOR:
+        return any(map(_requires_grad, column)) or any(map(torch.Tensor.dim, column))
+    return any(type(v) is torch.Tensor and (v.dim() != 0 or v.requires_grad) for v in column)
+
 
 class _Key:
-    """What the tracker holds of a key: its kind, its last row and (moving keys) the rows of its window."""
+    """What the tracker holds of a key: its kind, its pending steps and values (not yet handed to the
+    sinks), its last value handed over, and (moving keys) the steps and values of its window."""
 
-    __slots__ = ("kind", "last", "window")
+    __slots__ = ("kind", "steps", "values", "last", "window", "window_steps")
 
     def __init__(self, kind: str, smoothing: int):
         self.kind = kind
-        self.last: list[Any] | None = None
-        self.window: deque[list[Any]] | None = deque(maxlen=smoothing) if kind == "moving" else None
+        self.steps: list[int] = []
+        self.values: list[float | torch.Tensor] = []
+        self.last: tuple[int, float | torch.Tensor] | None = None
+        moving = kind == "moving"
+        self.window: deque[float | torch.Tensor] | None = deque(maxlen=smoothing) if moving else None
+        self.window_steps: deque[int] | None = deque(maxlen=smoothing) if moving else None
+
+    def latest(self) -> tuple[int, float | torch.Tensor] | None:
+        """``(step, value)`` of the last value added, or ``None``."""
+        return (self.steps[-1], self.values[-1]) if self.steps else self.last
 
 
 class Tracker:
@@ -71,9 +98,9 @@ class Tracker:
     * ``smoothing``: the window ``N`` of the ``"moving"`` keys' averages,
     * ``flush_every`` / ``flush_seconds``: pending values, or seconds since the last hand-over,
       that hand the pending values to the sinks,
-    * ``tensorboard_dir``: where TensorBoard event files go. ``None``: into the run's folder
-      (``<run dir>/tensorboard``) when there is a store and the ``tensorboard`` extra is
-      installed; ``True``: there, the extra required; ``False``: nowhere; a path: there,
+    * ``tensorboard_dir``: where TensorBoard event files go (the ``tensorboard`` extra): ``True``
+      into the run's folder (``<run dir>/tensorboard``), a path there, ``None`` or ``False``
+      nowhere (their writer costs far more than the store's: see :mod:`cadence.track.tensorboard`),
     * ``sinks``: more sinks (:class:`cadence.track.sinks.RecordSink`) to record values in.
     """
 
@@ -93,8 +120,13 @@ class Tracker:
         self._keys: dict[str, _Key] = {}
         #: What each key is, as the sinks are told (made again when a key is added).
         self._series: dict[str, Series] | None = None
-        self._pending: list[list[Any]] = []
+        self._pending = 0
         self._unresolved = False
+        #: Rows of the calls of :meth:`add` since the last one with other keys (or a kind): their keys
+        #: (in order), steps and values. They join the keys' columns when folded.
+        self._block_keys: tuple[str, ...] | None = None
+        self._block_steps: list[int] = []
+        self._block_rows: list[tuple[Value, ...]] = []
         self._handed = monotonic()
         self._closed = False
         self._phase: str | None = None
@@ -107,7 +139,7 @@ class Tracker:
         if tensorboard_dir is True and self.store is None:
             raise ValueError("Tracker: tensorboard_dir=True puts the event files in the run's folder; without a "
                              "store, give their folder as tensorboard_dir")
-        if tensorboard_dir is True or (tensorboard_dir is None and self.store is not None and tensorboard_available()):
+        if tensorboard_dir is True:
             sinks.append(TensorBoardSink(self.store.run_dir(self.run_id) / "tensorboard"))
         elif isinstance(tensorboard_dir, (str, Path)):
             sinks.append(TensorBoardSink(tensorboard_dir))
@@ -142,22 +174,58 @@ class Tracker:
             warnings.warn("Tracker.add(smooth=...) is deprecated; use kind='epoch' (for smooth=False) or "
                           "kind='moving' (for smooth=True)", DeprecationWarning, stacklevel=2)
             kind = "moving" if smooth else "epoch"
+        if kind is None and type(step) is int and tuple(values) == self._block_keys:
+            # The keys of the previous call, in its order: the row joins the block (checked when folded).
+            self._block_steps.append(step)
+            self._block_rows.append(tuple(values.values()))
+            self._pending += len(values)
+            if self._pending >= self.flush_every or monotonic() - self._handed >= self.flush_seconds:
+                self._hand_over()
+        else:
+            self._add_checked(step, values, kind)
+
+    def _add_checked(self, step: int, values: Mapping[str, Value], kind: str | None) -> None:
+        """:meth:`add`, checking each key and value: the first call with these keys, or with a kind."""
+        self._fold()
         if type(step) is not int:
             step = check_number("Tracker.add", "step", step, integer=True)
-        keys, pending = self._keys, self._pending
-        for key, value in values.items():
-            entry = keys.get(key)
-            if entry is None or (kind is not None and kind != entry.kind):
-                entry = self._entry(key, kind)
-            if type(value) is not float:
-                value = self._scalar(key, value)
-            row = [step, key, value]
-            pending.append(row)
-            entry.last = row
+        entries = [(self._keys.get(key), key, value) for key, value in values.items()]
+        entries = [(entry if entry is not None and (kind is None or kind == entry.kind) else self._entry(key, kind),
+                    self._scalar(key, value)) for entry, key, value in entries]
+        for entry, value in entries:
+            entry.steps.append(step)
+            entry.values.append(value)
             if entry.window is not None:
-                entry.window.append(row)
-        if len(pending) >= self.flush_every or monotonic() - self._handed >= self.flush_seconds:
+                entry.window.append(value)
+                entry.window_steps.append(step)
+        self._block_keys = tuple(values) if kind is None else None
+        self._pending += len(entries)
+        if self._pending >= self.flush_every or monotonic() - self._handed >= self.flush_seconds:
             self._hand_over()
+
+    def _fold(self) -> None:
+        """Move the block of rows into the keys' columns (and the moving keys' windows), a column at a
+        time: each is checked as a whole (its values' types; its tensors' shapes and gradients), and a
+        value that :meth:`_scalar` would change or refuse sends it through :meth:`_scalar`."""
+        if not self._block_steps:
+            return
+        steps, rows = self._block_steps, self._block_rows
+        self._block_steps, self._block_rows = [], []
+        columns = []
+        for key, column in zip(self._block_keys, zip(*rows)):
+            types = set(map(type, column))
+            if not types <= _FLOAT:
+                if types <= _PLAIN and not _irregular(column, types):
+                    self._unresolved = self._unresolved or torch.Tensor in types
+                else:
+                    column = tuple(self._scalar(key, value, step) for step, value in zip(steps, column))
+            columns.append((self._keys[key], column))
+        for entry, column in columns:
+            entry.steps += steps
+            entry.values += column
+            if entry.window is not None:
+                entry.window.extend(column)
+                entry.window_steps.extend(steps)
 
     def keys(self) -> list[str]:
         """Every key declared or added so far."""
@@ -169,21 +237,23 @@ class Tracker:
 
     def latest(self, key: str) -> float:
         """The last value added for ``key``."""
-        row = self._known(key).last
-        if row is None:
+        self._fold()
+        latest = self._known(key).latest()
+        if latest is None:
             raise KeyError(f"tracker has no values for {key!r} yet (it is declared)")
         self._resolve()
-        return float(row[2])
+        return float(self._known(key).latest()[1])
 
     def smoothed(self, key: str) -> float:
         """The mean of the last ``smoothing`` values of moving key ``key``."""
+        self._fold()
         entry = self._known(key)
         if entry.window is None:
             raise ValueError(f"tracker key {key!r} is a {entry.kind!r} key; only 'moving' keys have a moving average")
         if not entry.window:
             raise KeyError(f"tracker has no values for {key!r} yet (it is declared)")
         self._resolve()
-        return sum(float(r[2]) for r in entry.window) / len(entry.window)
+        return sum(entry.window) / len(entry.window)
 
     def shown(self, key: str) -> float:
         """The value the console shows for ``key``: the moving average of a moving key, else the latest value."""
@@ -206,31 +276,34 @@ class Tracker:
         window, as plain lists and floats (``torch.load(weights_only=True)`` reads them). Flushes
         first, so the store holds every value up to the checkpoint this state goes into."""
         self.flush()
-        self._resolve()
         return {"smoothing": self.smoothing,
                 "kinds": {key: entry.kind for key, entry in self._keys.items()},
-                "last": {key: [int(e.last[0]), float(e.last[2])] for key, e in self._keys.items() if e.last},
-                "windows": {key: [[int(r[0]), float(r[2])] for r in e.window]
+                "last": {key: [int(e.last[0]), float(e.last[1])] for key, e in self._keys.items() if e.last},
+                "windows": {key: [[int(step), float(value)] for step, value in zip(e.window_steps, e.window)]
                             for key, e in self._keys.items() if e.window is not None}}
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
         """Restore :meth:`state_dict`: the kinds (a key declared here with another kind is an error),
         the last values and the moving-average windows (their last ``smoothing`` values)."""
         where = "Tracker.load_state_dict"
+        self._fold()
         missing = [name for name in ("kinds", "last", "windows") if name not in state]
         if missing:
             raise ValueError(f"{where}: the state has no {', '.join(missing)}; expected a Tracker.state_dict()")
         for key, kind in state["kinds"].items():
             self._entry(key, check_kind(kind, f"{where}: key {key!r}"))
         for key, (step, value) in state["last"].items():
-            self._known(key).last = [int(step), key, float(value)]
+            self._known(key).last = (int(step), float(value))
         for key, rows in state["windows"].items():
             entry = self._known(key)
             if entry.window is None:
                 raise ValueError(f"{where}: key {key!r} has a moving-average window but is a {entry.kind!r} key")
             entry.window.clear()
-            entry.window.extend([int(step), key, float(value)] for step, value in rows)
-        windows = {key: [r[2] for r in e.window] for key, e in self._keys.items() if e.window}
+            entry.window_steps.clear()
+            for step, value in rows:
+                entry.window_steps.append(int(step))
+                entry.window.append(float(value))
+        windows = {key: list(e.window) for key, e in self._keys.items() if e.window}
         self._writer.submit("restore the moving averages", lambda sink: sink.restore(windows))
 
     def truncate(self, step: int) -> None:
@@ -239,13 +312,17 @@ class Tracker:
         display) and forget them here."""
         step = check_number("Tracker.truncate", "step", step, low=0, integer=True)
         self._hand_over()
+        self._resolve()
         for entry in self._keys.values():
             if entry.window is not None:
-                kept = [r for r in entry.window if r[0] <= step]
+                kept = [(t, v) for t, v in zip(entry.window_steps, entry.window) if t <= step]
                 entry.window.clear()
-                entry.window.extend(kept)
+                entry.window_steps.clear()
+                for t, v in kept:
+                    entry.window_steps.append(t)
+                    entry.window.append(v)
             if entry.last is not None and entry.last[0] > step:
-                entry.last = entry.window[-1] if entry.window else None
+                entry.last = (entry.window_steps[-1], entry.window[-1]) if entry.window else None
         self._writer.submit(f"delete the values after step {step}", lambda sink: sink.truncate(step))
         self.flush()
 
@@ -323,11 +400,15 @@ class Tracker:
                              f"or first added")
         return entry
 
-    def _scalar(self, key: str, value: Any) -> float | torch.Tensor:
-        """``value`` as a float, or a 0-d detached tensor left on its device."""
+    def _scalar(self, key: str, value: Any, step: int | None = None) -> float | int | torch.Tensor:
+        """``value`` as a number, or a 0-d detached tensor left on its device; ``step`` names where a
+        value refused was added."""
+        if type(value) in _NUMBER:
+            return value
+        at = "" if step is None else f" at step {step}"
         if isinstance(value, torch.Tensor):
             if value.numel() != 1:
-                raise ValueError(f"tracker value of {key!r} has shape {list(value.shape)}; expected a scalar "
+                raise ValueError(f"tracker value of {key!r}{at} has shape {list(value.shape)}; expected a scalar "
                                  f"(a number or a one-element tensor)")
             if value.dim() or value.requires_grad:
                 value = value.detach().reshape(())
@@ -335,7 +416,7 @@ class Tracker:
             return value
         if isinstance(value, Real) and not isinstance(value, bool):
             return float(value)
-        raise TypeError(f"tracker value of {key!r} is a {type(value).__name__}; expected a number or a tensor")
+        raise TypeError(f"tracker value of {key!r}{at} is a {type(value).__name__}; expected a number or a tensor")
 
     def _known(self, key: str) -> _Key:
         entry = self._keys.get(key)
@@ -344,51 +425,63 @@ class Tracker:
         return entry
 
     def _phase_metrics(self) -> dict[str, float]:
+        self._fold()
         self._resolve()
         prefix = f"{self._phase}."
         shown = {}
         for key, entry in self._keys.items():
-            if key.startswith(prefix) and entry.last is not None:
+            latest = entry.latest()
+            if key.startswith(prefix) and latest is not None:
                 name = label(key[len(prefix):], entry.kind, self.smoothing)
-                shown[name] = (sum(r[2] for r in entry.window) / len(entry.window) if entry.window
-                               else entry.last[2])
+                shown[name] = sum(entry.window) / len(entry.window) if entry.window else latest[1]
         return shown
 
     def _hand_over(self) -> None:
-        """Give the pending rows, resolved, to the writer's thread."""
+        """Give the pending values, resolved, to the writer's thread: ``{key: (steps, values)}``."""
         self._handed = monotonic()
         if not self._pending:
             return
+        self._fold()
+        self._pending = 0
+        if self._writer.sinks:
+            self._resolve()
+        columns = {}
+        for key, entry in self._keys.items():
+            if entry.steps:
+                columns[key] = (entry.steps, entry.values)
+                entry.last = (entry.steps[-1], entry.values[-1])
+                entry.steps, entry.values = [], []
         if not self._writer.sinks:
-            self._pending = []
             return
-        self._resolve()
-        # The rows are [step, key, value] lists, no longer changed once resolved.
-        rows, self._pending = self._pending, []
         if self._series is None:
             self._series = {key: Series(e.kind, self.smoothing if e.kind == "moving" else None)
                             for key, e in self._keys.items()}
         series = self._series
-        self._writer.submit(f"write {len(rows)} values", lambda sink: sink.write(rows, series), rows=len(rows))
+        count = sum(len(steps) for steps, _ in columns.values())
+        self._writer.submit(f"write {count} values", lambda sink: sink.write(columns, series), rows=count)
         self._report()
 
     def _resolve(self) -> None:
         """Turn every tensor value still held into a float: one stack per dtype, one copy per device."""
         if not self._unresolved:
             return
-        # A row sits in the pending list and in its key's last or window: resolve it once.
-        rows = {id(r): r for r in self._pending if isinstance(r[2], torch.Tensor)}
+        tensors: dict[int, torch.Tensor] = {}
         for entry in self._keys.values():
-            for r in entry.window if entry.window is not None else (entry.last,) if entry.last else ():
-                if isinstance(r[2], torch.Tensor):
-                    rows[id(r)] = r
-        groups: dict[torch.device, dict[torch.dtype, list[list[Any]]]] = {}
-        for r in rows.values():
-            groups.setdefault(r[2].device, {}).setdefault(r[2].dtype, []).append(r)
+            held = [*entry.values, *(entry.window or ()), *((entry.last[1],) if entry.last else ())]
+            tensors.update((id(v), v) for v in held if isinstance(v, torch.Tensor))
+        groups: dict[torch.device, dict[torch.dtype, list[torch.Tensor]]] = {}
+        for t in tensors.values():
+            groups.setdefault(t.device, {}).setdefault(t.dtype, []).append(t)
+        resolved: dict[int, float] = {}
         for by_dtype in groups.values():
-            values = torch.cat([torch.stack([r[2] for r in group]).to(torch.float64) for group in by_dtype.values()])
-            for r, v in zip((r for group in by_dtype.values() for r in group), values.tolist()):
-                r[2] = v
+            values = torch.cat([torch.stack(group).to(torch.float64) for group in by_dtype.values()]).tolist()
+            resolved.update(zip((id(t) for group in by_dtype.values() for t in group), values))
+        for entry in self._keys.values():
+            entry.values = [resolved.get(id(v), v) for v in entry.values]
+            if entry.window:
+                entry.window = deque((resolved.get(id(v), v) for v in entry.window), maxlen=entry.window.maxlen)
+            if entry.last is not None:
+                entry.last = (entry.last[0], resolved.get(id(entry.last[1]), entry.last[1]))
         self._unresolved = False
 
     def _report(self) -> None:

@@ -58,6 +58,19 @@ _FLOAT, _NUMBER, _PLAIN = {float}, {float, int}, {float, int, torch.Tensor}
 _TENSOR, _requires_grad = {torch.Tensor}, attrgetter("requires_grad")
 
 
+def _stacked(held: Iterable[Any]) -> torch.Tensor:
+    """``held`` (numbers and 0-d tensors) as one float64 tensor on the tensors' device: a single stack
+    when they are all tensors of one dtype and device."""
+    held = list(held)
+    try:
+        if set(map(type, held)) == _TENSOR:
+            return torch.stack(held).to(torch.float64)
+    except RuntimeError:  # several dtypes or devices in one sequence
+        pass
+    device = next(v.device for v in held if type(v) is torch.Tensor)
+    return torch.stack([torch.as_tensor(v, dtype=torch.float64).to(device) for v in held])
+
+
 def _irregular(column: tuple[Any, ...], types: set[type]) -> bool:
     """Whether a column of numbers and tensors holds a tensor with dimensions or a gradient (a column of
     tensors only is checked by C-level maps, not a Python call per value)."""
@@ -462,26 +475,34 @@ class Tracker:
         self._report()
 
     def _resolve(self) -> None:
-        """Turn every tensor value still held into a float: one stack per dtype, one copy per device."""
+        """Turn every tensor value still held into a float: one copy to the host per device.
+
+        Each held sequence of tensors (a key's pending values, a moving key's window) is stacked
+        whole, in one call; a sequence mixing numbers, dtypes or devices goes a value at a time.
+        """
         if not self._unresolved:
             return
-        tensors: dict[int, torch.Tensor] = {}
+        # (owner, field, stacked values) of every held sequence with tensors, by device.
+        parts: dict[torch.device, list[tuple[_Key, str, torch.Tensor]]] = {}
         for entry in self._keys.values():
-            held = [*entry.values, *(entry.window or ()), *((entry.last[1],) if entry.last else ())]
-            tensors.update((id(v), v) for v in held if isinstance(v, torch.Tensor))
-        groups: dict[torch.device, dict[torch.dtype, list[torch.Tensor]]] = {}
-        for t in tensors.values():
-            groups.setdefault(t.device, {}).setdefault(t.dtype, []).append(t)
-        resolved: dict[int, float] = {}
-        for by_dtype in groups.values():
-            values = torch.cat([torch.stack(group).to(torch.float64) for group in by_dtype.values()]).tolist()
-            resolved.update(zip((id(t) for group in by_dtype.values() for t in group), values))
-        for entry in self._keys.values():
-            entry.values = [resolved.get(id(v), v) for v in entry.values]
-            if entry.window:
-                entry.window = deque((resolved.get(id(v), v) for v in entry.window), maxlen=entry.window.maxlen)
-            if entry.last is not None:
-                entry.last = (entry.last[0], resolved.get(id(entry.last[1]), entry.last[1]))
+            for field in ("values", "window"):
+                held = getattr(entry, field)
+                if held and torch.Tensor in set(map(type, held)):
+                    stacked = _stacked(held)
+                    parts.setdefault(stacked.device, []).append((entry, field, stacked))
+            if entry.last is not None and type(entry.last[1]) is torch.Tensor:
+                parts.setdefault(entry.last[1].device, []).append((entry, "last", entry.last[1].reshape(1)))
+        for device_parts in parts.values():
+            values = torch.cat([stacked for _, _, stacked in device_parts]).tolist()
+            start = 0
+            for entry, field, stacked in device_parts:
+                floats, start = values[start:start + len(stacked)], start + len(stacked)
+                if field == "values":
+                    entry.values = floats
+                elif field == "window":
+                    entry.window = deque(floats, maxlen=entry.window.maxlen)
+                else:
+                    entry.last = (entry.last[0], floats[0])
         self._unresolved = False
 
     def _report(self) -> None:

@@ -173,7 +173,7 @@ def test_compare_needs_two_runs(runs, capsys):
 
 def test_plot_writes_the_image(runs, capsys, tmp_path):
     out_path = tmp_path / "plots" / "loss.png"
-    status, out, _ = run(capsys, "plot", A, B, "--metric", "loss", "--smooth", "2", "--x", "samples",
+    status, out, _ = run(capsys, "plot", A, B, "--metric", "loss", "--smooth", "2", "--x", "samples", "--log",
                          "-o", str(out_path), "--runs-dir", str(runs))
     assert status == 0 and out_path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and f"plot: {out_path}" in out
 

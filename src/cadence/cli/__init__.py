@@ -6,7 +6,7 @@
     cadence runs [--experiment E] [--status S] [--tag T] [--sort METRIC]   the recorded runs
     cadence show RUN                               config, provenance, final and best metrics, checkpoints
     cadence compare RUN RUN...                     config differences and metrics side by side
-    cadence plot RUN... --metric M [--smooth N] [--x step|samples] -o out.png
+    cadence plot RUN... --metric M [--smooth N] [--x step|samples] [--log] -o out.png
     cadence export RUN --format csv|json [-o FILE]
     cadence tag RUN TAG... [--remove]
     cadence rm RUN... [--yes]

@@ -62,6 +62,7 @@ def add_parsers(commands: argparse._SubParsersAction) -> None:
     plot.add_argument("--smooth", type=int, metavar="N",
                       help="draw the mean of the last N values of per-step series (epoch means are drawn as they are)")
     plot.add_argument("--x", choices=tuple(X_AXES), default="step", help="the x axis (default: step)")
+    plot.add_argument("--log", action="store_true", help="a logarithmic y axis")
     plot.add_argument("-o", "--output", required=True, help="the image to write (.png, .svg, .pdf)")
     plot.set_defaults(handler=plot_command)
 
@@ -257,7 +258,7 @@ def plot_command(args: argparse.Namespace, out: Console, err: Console) -> int:
         if args.smooth is not None and args.smooth < 1:
             raise UsageError(f"--smooth {args.smooth}: expected a window of 1 or more values")
         run_ids = [run.id for run in _runs(store, args.runs)]
-        path = plot_runs(store, run_ids, args.metric, args.output, smooth=args.smooth, x=args.x)
+        path = plot_runs(store, run_ids, args.metric, args.output, smooth=args.smooth, x=args.x, log=args.log)
         out.print(f"plot: {path}", markup=False, highlight=False, soft_wrap=True)
         return 0
 

@@ -37,12 +37,13 @@ def metric_keys(available: Sequence[str], metric: str) -> list[str]:
 
 
 def plot_runs(store: RunStore, run_ids: Sequence[str], metrics: Sequence[str], path: str | os.PathLike, *,
-              smooth: int | None = None, x: str = "step", size: tuple[float, float] = (8.0, 4.5),
-              dpi: int = 100) -> Path:
+              smooth: int | None = None, x: str = "step", log: bool = False,
+              size: tuple[float, float] = (8.0, 4.5), dpi: int = 100) -> Path:
     """Draw ``metrics`` (keys, or names without a phase) of runs ``run_ids`` into the image ``path``
     (its suffix picks the format: png, svg, pdf); return the path.
 
-    ``smooth=N`` draws the moving average of the last ``N`` values of raw and moving series.
+    ``smooth=N`` draws the moving average of the last ``N`` values of raw and moving series;
+    ``log`` makes the y axis logarithmic.
 
     Raises:
         ValueError: ``x`` is not an axis of :data:`X_AXES`, a metric is in none of the runs (the
@@ -80,6 +81,8 @@ def plot_runs(store: RunStore, run_ids: Sequence[str], metrics: Sequence[str], p
                          f"{', '.join(keys) or 'none'}")
     axes.set_xlabel(X_AXES[x])
     axes.set_ylabel(", ".join(metrics))
+    if log:
+        axes.set_yscale("log")
     axes.grid(True, alpha=0.3)
     axes.legend(fontsize="small")
     path = Path(path)

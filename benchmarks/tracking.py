@@ -11,8 +11,8 @@ tensors, and four Python floats (learning rate, samples, epoch, step). Cases:
 * ``tracker, no sink``: ``Tracker(console=False)`` keeps them (``add`` alone, the kinds, the
   moving average of ``train.loss``);
 * ``tracker -> SQLite store``: a run in a :class:`~cadence.track.RunStore`, written by the
-  background thread, ``flush_every`` 1000 values;
-* ``tracker -> store + TensorBoard``: the same and TensorBoard event files;
+  background thread, with the tracker's defaults (a hand-over every 10,000 values or 2 s);
+* ``tracker -> store + TensorBoard``: the same and TensorBoard event files (``tensorboard_dir=True``);
 * ``... + console``: the same and a console sink writing plain lines (to memory).
 
 Each timed block ends with ``tracker.flush()``, which waits until the block's values are on

@@ -8,9 +8,13 @@ last 20), ``valid.accuracy(epoch)`` (the phase's mean over the epoch so far).
 **No sync per step.** A value may be a 0-d tensor still on its device: the tracker keeps it
 as it is and converts every pending tensor at once (one ``stack`` per dtype and one
 ``tolist`` per device) when values are shown or handed to the sinks, so a loop that adds its
-loss every step synchronises with the device only at display and flush intervals. ``add``
-checks a key once, when it first sees it; after that it appends each value to its key's
-pending columns (no object is made per value, so Python's garbage collector is not woken).
+loss every step synchronises with the device only at display and flush intervals.
+
+**A cheap add.** ``add`` checks a key in full once, when it first sees it. A call with the
+keys of the previous one, in the same order (a training loop's), appends its values as one
+row of a block; the block is split into the keys' columns and checked a column at a time
+(types, tensors' shapes and gradients, by C-level maps) when it is folded, at the next
+hand-over or display. A value refused then names its key and step.
 
 **No wait on disk.** Every ``flush_every`` values (or ``flush_seconds``, or at the end of a
 phase) the pending values go, resolved, to a background thread that writes them to the sinks

@@ -7,7 +7,8 @@ batch of 64 random inputs, cross-entropy, Adam; each step computes the loss and 
 accuracy (0-d tensors) and builds the same 10 values: the loss, the accuracy, four more 0-d
 tensors, and four Python floats (learning rate, samples, epoch, step). Cases:
 
-* ``tracking off``: the loop drops the values (the peer);
+* ``tracking off``: the loop drops the values (the peer), and ``tracking off, again``, the same
+  loop timed as a case of its own: its ratio is the noise of the measurement;
 * ``tracker, no sink``: ``Tracker(console=False)`` keeps them (``add`` alone, the kinds, the
   moving average of ``train.loss``);
 * ``tracker -> SQLite store``: a run in a :class:`~cadence.track.RunStore`, written by the
@@ -84,6 +85,7 @@ def main() -> None:
         console = ConsoleSink(Console(file=io.StringIO(), width=200), live=False, interval=10.0)
         trackers = {
             "tracking off": None,
+            "tracking off, again": None,
             "tracker, no sink": Tracker(console=False),
             "tracker -> SQLite store": recorded(console=False, tensorboard_dir=False),
             "tracker -> store + TensorBoard": recorded(console=False, tensorboard_dir=True),

@@ -1,4 +1,4 @@
-"""DESIGN.md's layering: a module imports only from its own layer or the layers below it."""
+"""ARCHITECTURE.md's layering: a module imports only from its own layer or the layers below it."""
 
 from __future__ import annotations
 

@@ -2,16 +2,22 @@
 
 from __future__ import annotations
 
+import os
+import shutil
+import signal
 import sqlite3
+import subprocess
+import sys
 from dataclasses import dataclass
 
 import pytest
+import safetensors.torch
 import torch
 from torch import nn
 
 from cadence.cli import main
 from cadence.data import MNIST
-from cadence.experiments import EXPERIMENTS, Experiment
+from cadence.experiments import EXPERIMENTS, Experiment, RunConfig, trainer_options
 from cadence.track import RunStore
 from cadence.train import Trainer
 
@@ -66,11 +72,23 @@ def test_stray_arguments_exit_2_naming_them(tmp_path, capsys, argv, stray):
 
 
 @dataclass
-class TinyConfig:
+class TinyConfig(RunConfig):
     """A tiny experiment for the command's own paths: ``fail`` names what goes wrong, and where."""
 
     epochs: int = 1
+    lr: float = 0.1
     fail: str = ""
+
+
+class CtrlCAt:
+    """Sends this process SIGINT after optimizer step ``step``, as a first Ctrl+C would."""
+
+    def __init__(self, step: int):
+        self.step = step
+
+    def on_optimizer_step(self, trainer):
+        if trainer.global_step == self.step:
+            os.kill(os.getpid(), signal.SIGINT)
 
 
 class InterruptedTrainer(Trainer):
@@ -96,8 +114,8 @@ def build_tiny(config: TinyConfig, data_dir) -> Trainer:
     model = nn.Linear(2, 2)
     data = [(torch.randn(4, 2), torch.randint(0, 2, (4,))) for _ in range(3)]
     trainer = InterruptedTrainer if config.fail == "interrupt-train" else Trainer
-    return trainer(model, torch.optim.SGD(model.parameters(), lr=0.1), data, loss_fn=nn.functional.cross_entropy,
-                   epochs=config.epochs)
+    return trainer(model, torch.optim.SGD(model.parameters(), lr=config.lr), data, loss_fn=nn.functional.cross_entropy,
+                   callbacks=[CtrlCAt(4)] if config.fail == "ctrl-c" else (), **trainer_options(config))
 
 
 @pytest.fixture
@@ -115,13 +133,14 @@ def runs_of(tmp_path) -> list:
 def test_a_finished_run_exits_0(tiny, tmp_path, capsys):
     assert tiny("epochs=2") == 0
     [run] = runs_of(tmp_path)
-    assert run.status == "finished" and f"checkpoint: {tmp_path / 'runs' / run.id / 'checkpoint.pt'}" in \
+    newest = tmp_path / "runs" / run.id / "checkpoints" / "step-6"
+    assert run.status == "finished" and f"run {run.id} finished; newest checkpoint: {newest}" in \
         capsys.readouterr().out
 
 
 def test_an_interrupt_while_training_exits_130_and_marks_the_run_interrupted(tiny, tmp_path, capsys):
     assert tiny("fail=interrupt-train") == 130
-    assert "cadence train: interrupted; the run is marked interrupted" in capsys.readouterr().err
+    assert "cadence train: stopped at once (a second Ctrl+C); the run is marked interrupted" in capsys.readouterr().err
     [run] = runs_of(tmp_path)
     assert run.status == "interrupted"
 
@@ -152,3 +171,82 @@ def test_a_mistyped_override_of_any_experiment_exits_2(tiny, tmp_path, capsys):
     assert tiny("epochs=two") == 2
     assert "cadence train: error: override 'epochs=two': epochs expects a value of type int" in capsys.readouterr().err
     assert not (tmp_path / "runs").exists()
+
+
+# -- resuming and interrupting runs ----------------------------------------------------------------
+
+
+def weights(run_dir) -> dict:
+    from cadence.train import latest_checkpoint
+
+    return safetensors.torch.load_file(latest_checkpoint(run_dir / "checkpoints") / "model.safetensors")
+
+
+def test_resume_continues_the_run_in_its_record_and_records_more_epochs(tiny, tmp_path, capsys):
+    assert tiny("epochs=1") == 0
+    [run] = runs_of(tmp_path)
+    assert main(["train", "tiny", "--resume", run.id, "epochs=3", "--runs-dir", str(tmp_path / "runs")]) == 0
+    assert "resumed run" in capsys.readouterr().err
+    [resumed] = runs_of(tmp_path)
+    assert resumed.id == run.id and resumed.status == "finished" and resumed.config["epochs"] == 3
+    with RunStore(tmp_path / "runs") as store:
+        assert [step for step, _, _ in store.metrics(run.id, "train.loss")] == list(range(1, 10))
+    # The same weights as a run of 3 epochs never stopped.
+    assert tiny("epochs=3") == 0
+    straight = next(r for r in runs_of(tmp_path) if r.id != run.id)
+    for key, value in weights(tmp_path / "runs" / run.id).items():
+        assert torch.equal(value, weights(tmp_path / "runs" / straight.id)[key])
+
+
+def test_resume_refuses_an_override_that_changes_the_result(tiny, tmp_path, capsys):
+    assert tiny("epochs=1") == 0
+    [run] = runs_of(tmp_path)
+    assert main(["train", "tiny", "--resume", run.id, "lr=0.2", "seed=3", "--runs-dir", str(tmp_path / "runs")]) == 2
+    err = " ".join(capsys.readouterr().err.split())
+    assert (f"cadence train: error: --resume {run.id}: an override would change what the run computes "
+            f"(seed: 0 -> 3; lr: 0.1 -> 0.2); only epochs, num_threads, checkpoint_every, keep_last may change") in err
+    assert runs_of(tmp_path)[0].config["lr"] == 0.1
+
+
+def test_resume_of_an_unknown_run_another_experiments_run_or_one_without_checkpoints(tiny, tmp_path, capsys,
+                                                                                      monkeypatch):
+    runs = str(tmp_path / "runs")
+    assert main(["train", "tiny", "--resume", "nope", "--runs-dir", runs]) == 2
+    assert "no run 'nope'" in capsys.readouterr().err
+    monkeypatch.setitem(EXPERIMENTS, "other", Experiment("other", "", TinyConfig, build_tiny))
+    assert main(["train", "other", "--runs-dir", runs]) == 0
+    other = runs_of(tmp_path)[0]
+    assert main(["train", "tiny", "--resume", other.id, "--runs-dir", runs]) == 2
+    assert f"run {other.id} is a run of 'other', not of 'tiny'; resume it with `cadence train other --resume " \
+           f"{other.id}`" in " ".join(capsys.readouterr().err.split())
+    shutil.rmtree(tmp_path / "runs" / other.id / "checkpoints")
+    assert main(["train", "other", "--resume", other.id, "--runs-dir", runs]) == 1
+    assert f"run {other.id} has no checkpoint to resume from" in " ".join(capsys.readouterr().err.split())
+
+
+def test_a_first_ctrl_c_saves_marks_the_run_and_exits_130_telling_how_to_resume(tiny, tmp_path, capsys):
+    assert tiny("epochs=3", "fail=ctrl-c") == 130
+    [run] = runs_of(tmp_path)
+    out = " ".join(capsys.readouterr().out.split())
+    assert run.status == "interrupted"
+    assert f"run {run.id} interrupted; newest checkpoint: {tmp_path / 'runs' / run.id / 'checkpoints' / 'step-4'}" \
+           f" (resume: cadence train tiny --resume {run.id})" in out
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("launcher", ["nproc", "torchrun"])
+def test_data_parallel_mnist_from_the_command_line(tmp_path, data_dir, launcher):
+    runs = tmp_path / "runs"
+    args = ["train", "mnist", "epochs=1", "batch_size=128", "num_threads=1", "--data-dir", str(data_dir),
+            "--runs-dir", str(runs)]
+    command = ([sys.executable, "-m", "cadence", *args, "--nproc", "2"] if launcher == "nproc" else
+               [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", "-m",
+                "cadence", *args])
+    result = subprocess.run(command, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    # One run, recorded and checkpointed by rank 0 alone; each process read half of every epoch, in batches of 128.
+    [run] = RunStore(runs).list_runs()
+    assert run.status == "finished" and run.last_metrics["valid.accuracy"] > 0.9
+    assert result.stdout.count(f"run {run.id} finished") == 1
+    shard = -(-len(MNIST(data_dir, train=True).labels) // 2)
+    assert [p.name for p in (runs / run.id / "checkpoints").iterdir()] == [f"step-{-(-shard // 128)}"]

@@ -102,12 +102,15 @@ def test_train_records_a_run_listed_by_cadence_runs(tmp_path, capsys, data_dir):
     assert main(["train", "mnist", "epochs=1", "batch_size=256", "--data-dir", str(data_dir),
                  "--runs-dir", str(runs_dir)]) == 0
     captured = capsys.readouterr()
-    assert "finished" in captured.err and "checkpoint.pt" in captured.out
     with sqlite3.connect(runs_dir / "runs.sqlite") as db:
         (run_id, status), = db.execute("SELECT id, status FROM runs").fetchall()
-    assert status == "finished" and (runs_dir / run_id / "checkpoint.pt").is_file()
+    newest = runs_dir / run_id / "checkpoints" / "step-32"
+    assert "finished" in captured.err and f"run {run_id} finished; newest checkpoint: {newest}" in captured.out
+    assert status == "finished" and (newest / "model.safetensors").is_file()
     status, listing, _ = run(capsys, "runs", "--runs-dir", str(runs_dir))
     assert run_id in listing and "finished" in listing and "valid.accuracy(epoch)=" in listing
+    status, shown, _ = run(capsys, "show", run_id[:-1], "--runs-dir", str(runs_dir))
+    assert status == 0 and f"{newest} 32 " in " ".join(shown.split())
 
 
 # -- run ids ---------------------------------------------------------------------------------------

@@ -224,3 +224,23 @@ def test_without_compilation_the_update_runs_eagerly_after_one_warning(monkeypat
     assert (ofus.fused_step.compiled_runs, ofus.fused_step.eager_runs) == (0, 3)
     for p, q in zip(ref.parameters(), fus.parameters()):
         torch.testing.assert_close(p, q, rtol=1e-6, atol=1e-7)
+
+
+def test_the_compile_report_says_once_how_long_the_fused_update_compiled():
+    from cadence.optim.fused import CompileReport, FusedStep
+
+    fused = FusedStep(Adam.update, Adam.state_names)
+    report, said = CompileReport(fused), []
+
+    class Trainer:
+        log = staticmethod(said.append)
+
+    report.on_optimizer_step(Trainer())
+    assert said == []  # nothing compiled yet
+    fused.compile_seconds = 2.5
+    report.on_optimizer_step(Trainer())
+    report.on_optimizer_step(Trainer())
+    assert said == ["fused optimizer step compiled in 2.5 s (kept in Inductor's cache for the next runs)"]
+    params = [torch.nn.Parameter(torch.zeros(2))]
+    assert [type(c).__name__ for c in Adam(params, fused=True).callbacks()] == ["CompileReport"]
+    assert Adam(params).callbacks() == []

@@ -109,3 +109,31 @@ def test_trains(train, mnist_batches):
     torch.manual_seed(0)
     before = loss(small_cnn())
     assert loss(train(lambda p: Sophia(p, lr=1e-3), steps=100)) < 0.5 * before
+
+
+def test_the_trainer_refreshes_the_hessian_every_k_steps_through_the_optimizers_callback():
+    from cadence.optim import HessianRefresh, optimizer_callbacks
+    from cadence.train import Trainer
+
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(6, 16), torch.nn.Tanh(), torch.nn.Linear(16, 3))
+    optimizer = Sophia(model.parameters(), lr=1e-3, hessian_interval=2)
+    calls = []
+    original = optimizer.update_hessian
+
+    def spy(batch_size):
+        calls.append((trainer.global_step, batch_size, all(p.grad is not None for p in model.parameters())))
+        original(batch_size)
+
+    optimizer.update_hessian = spy
+    data = [(torch.randn(8, 6), torch.randint(0, 3, (8,))) for _ in range(12)]
+    [refresh] = optimizer_callbacks(optimizer)
+    assert isinstance(refresh, HessianRefresh) and refresh.interval == 2
+    trainer = Trainer(model, optimizer, data, loss_fn=torch.nn.functional.cross_entropy, update_batches=2,
+                      callbacks=[refresh], console=False)
+    trainer.run()
+    # Steps 2, 4, 6, on the 8 predictions of the batch just trained on, with the gradients of gnb_loss alone.
+    assert calls == [(2, 8, True), (4, 8, True), (6, 8, True)]
+    assert all(optimizer.state[p]["hessian"].abs().sum() > 0 for p in model.parameters())
+    assert all(p.grad is None or not p.grad.any() for p in model.parameters())
+    assert optimizer_callbacks(torch.optim.SGD(model.parameters(), lr=0.1)) == []

@@ -11,12 +11,12 @@ from rich.console import Console
 from torch import nn
 
 import cadence.train.trainer as trainer_module
-from cadence.metrics import Accuracy
+from cadence.metrics import Accuracy, ConfusionMatrix, Recall
 from cadence.optim import Adam
 from cadence.schedule import Piecewise
 from cadence.track import RunStore, Tracker
 from cadence.track.console import ConsoleSink
-from cadence.train import Trainer, load_checkpoint
+from cadence.train import DeviceError, NonFiniteError, Trainer, list_checkpoints, load_checkpoint
 
 
 def batches(n: int, size: int, seed: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
@@ -141,16 +141,17 @@ def test_metrics_keep_one_state_per_phase_equal_to_direct_computation():
     assert train_acc != valid_acc
 
 
-def test_checkpoint_holds_model_optimizer_and_config(tmp_path):
+def test_checkpoints_at_epoch_ends_hold_model_optimizer_and_config(tmp_path):
     model = mlp()
     optimizer = Adam(model.parameters())
     trainer = Trainer(model, optimizer, batches(4, 8, 0), loss_fn=nn.functional.cross_entropy, epochs=2,
-                      checkpoint_path=tmp_path / "checkpoint.pt", config={"seed": 0})
+                      run_dir=tmp_path, config={"seed": 0}, experiment="unit", console=False)
     trainer.run()
-    state = load_checkpoint(tmp_path / "checkpoint.pt")
-    assert state["epoch"] == 2 and state["global_step"] == 8 and state["config"] == {"seed": 0}
+    assert [p.name for p in list_checkpoints(tmp_path / "checkpoints")] == ["step-4", "step-8"]
     restored = mlp()
-    restored.load_state_dict(state["model"])
+    state, meta = load_checkpoint(tmp_path / "checkpoints" / "step-8", restored, experiment="unit")
+    assert meta["epoch"] == 2 and meta["step"] == 8 and state["config"] == {"seed": 0}
+    assert state["loop"]["global_step"] == 8 and state["loop"]["epoch"] == 2
     for p, q in zip(model.parameters(), restored.parameters()):
         assert torch.equal(p, q)
     fresh = Adam(restored.parameters())
@@ -179,15 +180,16 @@ def test_a_failing_step_marks_the_run_and_reraises(tmp_path, error, status):
         trainer = Exploding(model, torch.optim.SGD(model.parameters(), lr=0.1), batches(4, 8, 0),
                             loss_fn=nn.functional.cross_entropy, epochs=3, error=error, at=6,
                             tracker=Tracker(store=store, run_id=run_id, console=False),
-                            checkpoint_path=store.run_dir(run_id) / "checkpoint.pt")
+                            run_dir=store.run_dir(run_id))
         with pytest.raises(type(error)):
             trainer.run()
         run = store.get_run(run_id)
     assert run.status == status
     if status == "failed":
         assert "ValueError: loss went NaN at batch 3" in run.error
-    # The checkpoint of the completed first epoch is intact.
-    assert load_checkpoint(trainer.checkpoint_path)["epoch"] == 1
+    # The checkpoint of the completed first epoch is intact, and the only one.
+    assert [p.name for p in list_checkpoints(trainer.run_dir / "checkpoints")] == ["step-4"]
+    assert load_checkpoint(trainer.run_dir / "checkpoints" / "step-4", mlp())[1]["epoch"] == 1
 
 
 def test_a_finished_run_is_recorded_with_its_metrics(tmp_path):
@@ -256,25 +258,212 @@ def test_an_unknown_scheduled_hyper_parameter_fails_at_construction():
         Trainer(model, Adam(model.parameters()), batches(2, 4, 0), schedules={"momentum": Piecewise([(0, 1.0)])})
 
 
-def test_sophia_gets_its_hessian_refreshed_every_k_optimizer_steps():
-    from cadence.optim import Sophia
+# -- non-finite values -------------------------------------------------------------------------
 
+
+def poisoned(at: int, where: str) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """Batches of which batch ``at`` makes the loss NaN (``where="loss"``) or only a gradient infinite."""
+    data = batches(6, 8, 0)
+    x, y = data[at]
+    data[at] = (torch.full_like(x, float("nan")) if where == "loss" else x * 1e38, y)
+    return data
+
+
+class InfiniteGradient(torch.autograd.Function):
+    """Zero forward; an infinite gradient backward: a finite loss whose gradient is not."""
+
+    @staticmethod
+    def forward(ctx, w):
+        return w * 0
+
+    @staticmethod
+    def backward(ctx, grad):
+        return torch.full_like(grad, float("inf"))
+
+
+class Trap(nn.Module):
+    """Adds 0, with an infinite gradient for its ``scale`` on inputs marked by a huge value."""
+
+    def __init__(self):
+        super().__init__()
+        self.scale = nn.Parameter(torch.ones(()))
+
+    def forward(self, x):
+        return x + (InfiniteGradient.apply(self.scale) if x.abs().max() > 1e30 else self.scale * 0)
+
+
+def test_a_non_finite_loss_fails_naming_the_step(tmp_path):
     model = mlp()
-    optimizer = Sophia(model.parameters(), lr=1e-3)
-    calls = []
-    original = optimizer.update_hessian
+    trainer = Trainer(model, torch.optim.SGD(model.parameters(), lr=0.1), poisoned(3, "loss"),
+                      loss_fn=nn.functional.cross_entropy, run_dir=tmp_path, checkpoint_every=1, console=False)
+    with pytest.raises(NonFiniteError, match=r"step 4: the loss is nan \(epoch 1\); nonfinite='skip' skips"):
+        trainer.run()
+    # Nothing written was corrupted: the checkpoints before it are the steps before it, with finite weights.
+    assert [p.name for p in list_checkpoints(tmp_path / "checkpoints")] == ["step-1", "step-2", "step-3"]
+    restored = mlp()
+    load_checkpoint(tmp_path / "checkpoints" / "step-3", restored)
+    assert all(torch.isfinite(p).all() for p in restored.parameters())
 
-    def spy(batch_size):
-        calls.append((trainer.global_step, batch_size, all(p.grad is not None for p in model.parameters())))
-        original(batch_size)
 
-    optimizer.update_hessian = spy
-    trainer = Trainer(model, optimizer, batches(12, 8, 0), loss_fn=nn.functional.cross_entropy, update_batches=2,
-                      hessian_interval=2)
+def test_a_non_finite_gradient_fails_naming_the_parameter():
+    torch.manual_seed(0)
+    model = nn.Sequential(Trap(), nn.Linear(6, 3))
+    data = batches(4, 8, 0)
+    data[2][0][0, 0] = 1e31
+    trainer = Trainer(model, torch.optim.SGD(model.parameters(), lr=0.1), data, loss_fn=nn.functional.cross_entropy,
+                      console=False)
+    with pytest.raises(NonFiniteError, match=r"step 3: the gradient of parameter '0.scale' is not finite"):
+        trainer.run()
+
+
+def test_skip_leaves_the_model_as_it_was_and_counts_the_skipped_update():
+    model = mlp()
+    tracker = Tracker(console=False)
+    seen = []
+
+    class Watch:
+        def on_optimizer_step(self, trainer):
+            seen.append((trainer.global_step, [p.detach().clone() for p in model.parameters()]))
+
+    trainer = Trainer(model, torch.optim.SGD(model.parameters(), lr=0.1), poisoned(3, "loss"),
+                      loss_fn=nn.functional.cross_entropy, nonfinite="skip", tracker=tracker, callbacks=[Watch()])
     trainer.run()
-    assert calls == [(2, 8, True), (4, 8, True), (6, 8, True)]
-    assert all(optimizer.state[p]["hessian"].abs().sum() > 0 for p in model.parameters())
-    assert all(p.grad is None or not p.grad.any() for p in model.parameters())
+    assert trainer.global_step == 5 and trainer.skipped_steps == 1
+    assert tracker.latest("train.skipped_steps") == 1
+    assert all(torch.isfinite(p).all() for p in model.parameters())
+    assert [step for step, _ in seen] == [1, 2, 3, 4, 5]
+
+
+# -- precision, devices, the console ------------------------------------------------------------
+
+
+def test_bf16_autocast_trains_on_the_cpu_with_float32_weights():
+    model = mlp()
+    dtypes = []
+    model.register_forward_hook(lambda module, args, output: dtypes.append(output.dtype))
+    trainer = Trainer(model, torch.optim.SGD(model.parameters(), lr=0.1), batches(4, 8, 0),
+                      loss_fn=nn.functional.cross_entropy, precision="bf16", console=False)
+    trainer.run()
+    assert set(dtypes) == {torch.bfloat16} and trainer.global_step == 4
+    assert all(p.dtype == torch.float32 for p in model.parameters())
+
+
+def test_fp16_clips_unscaled_gradients_and_a_skipped_step_moves_no_schedule():
+    model = mlp()
+    tracker = Tracker(console=False)
+    scaler = torch.amp.GradScaler("cpu", init_scale=2.0 ** 16)
+    seen = []
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    original = optimizer.step
+
+    def spy(*args, **kwargs):
+        seen.append((optimizer.param_groups[0]["lr"],
+                     torch.linalg.vector_norm(torch.cat([p.grad.flatten() for p in model.parameters()])).item()))
+        return original(*args, **kwargs)
+
+    optimizer.step = spy
+    data = batches(4, 8, 0)
+    data[1] = (data[1][0] * 1e30, data[1][1])  # overflows in float16: the scaler skips this step
+    trainer = Trainer(model, optimizer, data, loss_fn=nn.functional.cross_entropy, precision="fp16", scaler=scaler,
+                      grad_clip_norm=0.5, schedules={"lr": Piecewise([(0, 1.0), (10, 0.0)])}, tracker=tracker)
+    trainer.run()
+    assert trainer.global_step == 3 and trainer.skipped_steps == 1
+    # The schedule's steps 0, 1, 2: the skipped update did not advance it; clipped to 0.5 in unscaled units.
+    assert [lr for lr, _ in seen] == pytest.approx([1.0, 0.9, 0.8])
+    assert all(norm == pytest.approx(0.5, rel=1e-3) for _, norm in seen)
+    assert scaler.get_scale() < 2.0 ** 16
+
+
+def test_a_device_the_machine_lacks_fails_at_construction_in_one_line(monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    model = mlp()
+    with pytest.raises(DeviceError, match=r"^device='cuda': this machine has no CUDA device; it has: cpu"):
+        Trainer(model, torch.optim.SGD(model.parameters(), lr=0.1), batches(2, 8, 0), device="cuda")
+
+
+def test_progress_shows_on_the_console_by_default(capsys):
+    model = mlp()
+    Trainer(model, torch.optim.SGD(model.parameters(), lr=0.1), batches(4, 8, 0), batches(2, 8, 1),
+            loss_fn=nn.functional.cross_entropy).run()
+    err = capsys.readouterr().err
+    assert "epoch 1 train 4/4" in err and "epoch 1 valid 2/2" in err and "run finished" in err
+    Trainer(model, torch.optim.SGD(model.parameters(), lr=0.1), batches(4, 8, 0),
+            loss_fn=nn.functional.cross_entropy, console=False).run()
+    assert capsys.readouterr().err == ""
+
+
+# -- the loss's weight, validation every N steps, checkpoints every N steps ----------------------------
+
+
+def test_the_mean_loss_weights_each_batch_by_the_count_the_step_returns():
+    # Text batches [seq_len, batch]: a batch's loss is the mean over its seq_len * batch tokens.
+    torch.manual_seed(0)
+    embed = nn.Embedding(5, 5)
+    sizes = [(8, 4), (8, 4), (3, 4)]
+    data = [(torch.randint(0, 5, size), torch.randint(0, 5, size)) for size in sizes]
+
+    class Text(Trainer):
+        def step(self, batch, batch_index):
+            x, y = batch
+            return nn.functional.cross_entropy(self.model(x).flatten(0, 1), y.flatten()), y.numel()
+
+    tracker = Tracker(console=False)
+    Text(embed, torch.optim.SGD(embed.parameters(), lr=0.0), data, data, tracker=tracker).run()
+    with torch.no_grad():
+        total = sum(nn.functional.cross_entropy(embed(x).flatten(0, 1), y.flatten(), reduction="sum").item()
+                    for x, y in data)
+    assert tracker.latest("valid.loss") == pytest.approx(total / sum(a * b for a, b in sizes), rel=1e-6)
+
+
+def test_valid_every_validates_every_n_steps_whatever_the_epoch_length():
+    model = mlp()
+    events = []
+
+    class Watch:
+        def on_validation_end(self, trainer):
+            events.append((trainer.epoch, trainer.global_step))
+
+    Trainer(model, torch.optim.SGD(model.parameters(), lr=0.1), batches(5, 8, 0), batches(2, 8, 1),
+            loss_fn=nn.functional.cross_entropy, epochs=2, valid_every=3, callbacks=[Watch()], console=False).run()
+    assert events == [(0, 3), (1, 6), (1, 9)]
+    with pytest.raises(ValueError, match=r"valid_every=3 and inner_iterations=2; validate by one of them"):
+        Trainer(model, torch.optim.SGD(model.parameters(), lr=0.1), batches(5, 8, 0), valid_every=3,
+                inner_iterations=2)
+
+
+def test_checkpoints_every_n_steps_keep_the_last_and_the_best(tmp_path):
+    model = mlp()
+    losses = {}
+
+    class Watch:
+        def on_validation_end(self, trainer):
+            losses[trainer.global_step] = trainer.latest("valid.loss")
+
+    # A large learning rate: the validation loss goes up and down, so the best is not simply the newest.
+    trainer = Trainer(model, torch.optim.SGD(model.parameters(), lr=3.0), batches(12, 8, 0), batches(2, 8, 1),
+                      loss_fn=nn.functional.cross_entropy, valid_every=2, checkpoint_every=2, keep_last=2,
+                      keep_best=1, best_metric="valid.loss", run_dir=tmp_path, callbacks=[Watch()], console=False)
+    trainer.run()
+    best = min(losses, key=losses.get)
+    assert best < 10  # so that the best is kept for being the best
+    assert sorted(losses) == [2, 4, 6, 8, 10, 12]
+    kept = [p.name for p in list_checkpoints(tmp_path / "checkpoints")]
+    assert kept == [f"step-{s}" for s in sorted({best, 10, 12})]
+    for step in sorted({best, 10, 12}):
+        _, meta = load_checkpoint(tmp_path / "checkpoints" / f"step-{step}", mlp())
+        assert meta["metrics"]["valid.loss"] == losses[step]
+
+
+def test_a_metric_of_several_values_is_tracked_per_element():
+    model = mlp()
+    tracker = Tracker(console=False)
+    Trainer(model, torch.optim.SGD(model.parameters(), lr=0.1), batches(4, 8, 0), batches(2, 8, 1),
+            loss_fn=nn.functional.cross_entropy, tracker=tracker,
+            metrics={"recall": Recall(3, average=None), "confusion": ConfusionMatrix(3)}).run()
+    keys = set(tracker.keys())
+    assert {"valid.recall[0]", "valid.recall[1]", "valid.recall[2]"} <= keys
+    assert {f"valid.confusion[{i}][{j}]" for i in range(3) for j in range(3)} <= keys
+    assert sum(tracker.latest(f"valid.confusion[{i}][{j}]") for i in range(3) for j in range(3)) == 16
 
 
 def sgd_by_hand(model: nn.Module, windows, lr: float, clip_value: float | None = None) -> list[float]:
@@ -380,9 +569,9 @@ class Probe(Trainer):
         self.seen = []
 
     def step(self, batch, batch_index):
-        loss = super().step(batch, batch_index)
+        loss, count = super().step(batch, batch_index)
         self.seen.append((self.mode.is_train, self.model.training, torch.is_grad_enabled(), loss.requires_grad))
-        return loss
+        return loss, count
 
 
 def batch_norm_mlp() -> nn.Module:
@@ -438,3 +627,4 @@ def test_with_both_clippings_the_tracked_norm_is_the_one_before_any_clipping():
             update_batches=2, grad_clip_value=0.01, grad_clip_norm=0.001, tracker=tracker).run()
     norms = sgd_by_hand(mlp(), [data], lr=0.1)
     assert tracker.latest("train.grad_norm") == pytest.approx(norms[0], rel=1e-5)
+

@@ -2,7 +2,7 @@
 
     cadence list                                   the experiments
     cadence config mnist [key=value ...]           the resolved config, as YAML
-    cadence train mnist [key=value ...] [--data-dir D] [--runs-dir R]
+    cadence train mnist [key=value ...] [--data-dir D] [--runs-dir R] [--resume RUN] [--nproc N]
     cadence runs [--experiment E] [--status S] [--tag T] [--sort METRIC]   the recorded runs
     cadence show RUN                               config, provenance, final and best metrics, checkpoints
     cadence compare RUN RUN...                     config differences and metrics side by side
@@ -46,8 +46,10 @@ def _parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line ``argv`` (default: ``sys.argv[1:]``); return the exit status."""
     parser = _parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
     # Config overrides may stand anywhere among the options: whatever argparse leaves over is one.
     args, args.overrides = parser.parse_known_args(argv)
+    args.argv = argv
     stray = [a for a in args.overrides if a.startswith("-") or not getattr(args, "overrides_allowed", False)]
     if stray:
         parser.error(f"unrecognized arguments: {' '.join(stray)}")

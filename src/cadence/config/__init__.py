@@ -9,6 +9,6 @@ exactly this (Hydra is built on it). What cadence adds is the error messages: ev
 names the override, the key, the value and what was expected.
 """
 
-from cadence.config.overrides import ConfigError, apply_overrides, to_dict, to_yaml
+from cadence.config.overrides import ConfigError, apply_overrides, from_dict, to_dict, to_yaml
 
-__all__ = ["ConfigError", "apply_overrides", "to_dict", "to_yaml"]
+__all__ = ["ConfigError", "apply_overrides", "from_dict", "to_dict", "to_yaml"]

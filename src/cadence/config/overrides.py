@@ -48,6 +48,18 @@ def apply_overrides(config: C, overrides: Sequence[str]) -> C:
         raise ConfigError(str(e)) from None
 
 
+def from_dict(config_class: type[C], data: dict[str, Any]) -> C:
+    """The dataclass ``config_class`` with the values of ``data`` (a config recorded by :func:`to_dict`), checked
+    as overrides are: a key the class does not have, or a value of the wrong type, is a :class:`ConfigError`."""
+    merged = OmegaConf.structured(config_class)
+    try:
+        merged = OmegaConf.merge(merged, OmegaConf.create(data))
+        return OmegaConf.to_object(merged)
+    except (OmegaConfBaseException, ValueError, TypeError) as e:
+        raise ConfigError(f"a recorded {config_class.__name__} does not fit the config as it is now: "
+                          f"{_first_line(e)}") from None
+
+
 def to_dict(config: Any) -> dict[str, Any]:
     """The config as plain nested dicts and lists (what runs and checkpoints store)."""
     return OmegaConf.to_container(OmegaConf.structured(config), resolve=True, enum_to_str=True)

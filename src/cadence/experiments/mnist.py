@@ -19,8 +19,10 @@ from cadence.checks import check_number
 from cadence.data import MNIST, InMemoryLoader
 from cadence.metrics import Accuracy
 from cadence.nn.norm import BatchChannelNorm, BatchNorm, GroupNorm, InstanceNorm, LayerNorm
-from cadence.optim import OptimizerConfig, build_optimizer, build_schedules, param_groups
-from cadence.train import Trainer
+from cadence.experiments.runs import RunConfig, trainer_options
+from cadence.optim import OptimizerConfig, build_optimizer, build_schedules, optimizer_callbacks, param_groups
+from cadence.train import Trainer, resolve_device
+from cadence.train.distributed import init_from_environment, world
 
 
 #: Channel groups of the group and batch-channel normalizations (it divides 20, 50 and 500).
@@ -86,60 +88,51 @@ class ModelConfig:
 
 
 @dataclass
-class MNISTConfig:
+class MNISTConfig(RunConfig):
     """The configuration of ``cadence train mnist``; every field is a ``key=value`` override."""
 
-    #: Seeds the model's initialisation and the shuffling of the training batches.
-    seed: int = 0
-    epochs: int = 5
     batch_size: int = 64
     #: Batches of validation (no gradients): as large as is convenient.
     valid_batch_size: int = 1000
-    #: Alternations of training and validation slices per epoch.
-    inner_iterations: int = 1
-    #: Batches whose gradients are averaged into each optimizer step.
-    update_batches: int = 1
-    device: str = "cpu"
-    #: Threads torch may use (0: torch's default).
-    num_threads: int = 0
-    #: Clip gradients to this global 2-norm before each step (0: no clipping).
-    grad_clip_norm: float = 0.0
     #: Give biases, normalization weights and embeddings no weight decay (nanoGPT's and timm's rule).
     no_decay_on_norms_and_biases: bool = True
     model: ModelConfig = field(default_factory=ModelConfig)
     optimizer: OptimizerConfig = field(default_factory=lambda: OptimizerConfig(name="adam", lr=1e-3))
 
     def __post_init__(self) -> None:
-        for name in ("epochs", "batch_size", "valid_batch_size", "inner_iterations", "update_batches"):
-            check_number("mnist config", name, getattr(self, name), low=1, integer=True)
-        for name in ("seed", "num_threads"):
-            check_number("mnist config", name, getattr(self, name), low=0, integer=True)
-        check_number("mnist config", "grad_clip_norm", self.grad_clip_norm, low=0)
+        super().__post_init__()
+        for name in ("batch_size", "valid_batch_size"):
+            check_number("MNISTConfig", name, getattr(self, name), low=1, integer=True)
 
 
 def build(config: MNISTConfig, data_dir: str | Path | None = None) -> Trainer:
-    """Load the data, build the model and optimizer, and return the trainer (not yet run)."""
+    """Load the data, build the model and optimizer, and return the trainer (not yet run).
+
+    In a data parallel run (``cadence train mnist --nproc 2``, or ``torchrun``) each process
+    joins the process group first and reads its shard of every epoch; its batch normalization
+    normalizes by its own batch, as torch's layers do under ``DistributedDataParallel``.
+    """
     if config.num_threads:
         torch.set_num_threads(config.num_threads)
+    device = resolve_device(config.device)
+    init_from_environment(device)
+    world_size, rank = world()
     schedules = build_schedules(config.optimizer)
     train_set = MNIST(data_dir, train=True)
     valid_set = MNIST(data_dir, train=False)
     torch.manual_seed(config.seed)
-    device = torch.device(config.device)
-    model = BatchNormCNN(config.model.norm).to(device)
+    model = BatchNormCNN(config.model.norm)
+    optimizer = build_optimizer(config.optimizer, param_groups(model, config.optimizer.weight_decay)
+                                if config.no_decay_on_norms_and_biases else model)
     return Trainer(
-        model,
-        build_optimizer(config.optimizer, param_groups(model, config.optimizer.weight_decay)
-                        if config.no_decay_on_norms_and_biases else model),
+        model, optimizer,
         InMemoryLoader(train_set.images, train_set.labels, config.batch_size, shuffle=True, seed=config.seed,
-                       transform=MNIST.normalize),
-        InMemoryLoader(valid_set.images, valid_set.labels, config.valid_batch_size, transform=MNIST.normalize),
+                       transform=MNIST.normalize, world_size=world_size, rank=rank),
+        InMemoryLoader(valid_set.images, valid_set.labels, config.valid_batch_size, transform=MNIST.normalize,
+                       world_size=world_size, rank=rank),
         loss_fn=nn.CrossEntropyLoss(),
         metrics={"accuracy": Accuracy()},
-        epochs=config.epochs,
-        inner_iterations=config.inner_iterations,
-        update_batches=config.update_batches,
         schedules=schedules,
-        grad_clip_norm=config.grad_clip_norm or None,
-        device=device,
+        callbacks=optimizer_callbacks(optimizer),
+        **trainer_options(config),
     )

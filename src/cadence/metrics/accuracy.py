@@ -31,7 +31,7 @@ from __future__ import annotations
 import torch
 
 from cadence.checks import check_number
-from cadence.metrics.base import Metric, counted
+from cadence.metrics.base import Metric, check_logits, counted
 
 
 class _HitRate(Metric):
@@ -67,9 +67,7 @@ class Accuracy(_HitRate):
 
     def update(self, output: torch.Tensor, target: torch.Tensor) -> None:
         """Count one batch: logits ``output`` of shape ``[..., C]`` against class indices ``target`` ``[...]``."""
-        if output.shape[:-1] != target.shape:
-            raise ValueError(f"Accuracy.update: output of shape {list(output.shape)} and target of shape "
-                             f"{list(target.shape)}; expected logits [..., C] and targets [...]")
+        check_logits("Accuracy.update", output, target)
         keep = counted(target, self.ignore_index)
         # An ignored sample's target is read as class 0; its hit is not counted.
         t = target.where(keep, 0).unsqueeze(-1)

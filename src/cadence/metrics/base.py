@@ -47,6 +47,15 @@ import torch
 from cadence.metrics.sync import DEFAULT_TIMEOUT, all_reduce_sum, is_distributed
 
 
+def check_logits(where: str, output: torch.Tensor, target: torch.Tensor, classes: int | None = None) -> None:
+    """Refuse logits ``output`` that are not ``[..., C]`` (``C = classes`` when given) over targets ``target``
+    ``[...]``: such shapes would broadcast into a wrong count. Shapes only: nothing is read from the device."""
+    expected = (*target.shape, classes) if classes is not None else (*target.shape, *output.shape[-1:])
+    if output.dim() != target.dim() + 1 or output.shape != expected:
+        raise ValueError(f"{where}: output of shape {list(output.shape)} and target of shape {list(target.shape)}; "
+                         f"expected logits [..., {classes if classes is not None else 'C'}] and targets [...]")
+
+
 def counted(target: torch.Tensor, ignore_index: int | None) -> torch.Tensor:
     """Which samples a metric counts: those whose target is not ``ignore_index`` (all of them for ``None``)."""
     if ignore_index is None:

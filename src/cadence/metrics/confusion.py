@@ -56,7 +56,7 @@ from abc import abstractmethod
 import torch
 
 from cadence.checks import check_number
-from cadence.metrics.base import Metric, counted
+from cadence.metrics.base import Metric, check_logits, counted
 
 #: The values of ``average``.
 AVERAGES = ("micro", "macro", "weighted", "binary", None)
@@ -82,9 +82,7 @@ class ConfusionMatrix(Metric):
     def update(self, output: torch.Tensor, target: torch.Tensor) -> None:
         """Count one batch: logits ``output`` of shape ``[..., C]`` against class indices ``target`` ``[...]``."""
         C = self.num_classes
-        if output.shape != (*target.shape, C):
-            raise ValueError(f"{type(self).__name__}.update: output of shape {list(output.shape)} and target of shape "
-                             f"{list(target.shape)}; expected logits [..., {C}] and targets [...]")
+        check_logits(f"{type(self).__name__}.update", output, target, C)
         keep = counted(target, self.ignore_index)
         # An ignored sample's target is read as class 0; it adds 0 to the count.
         t = target.where(keep, 0)

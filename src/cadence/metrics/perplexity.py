@@ -22,7 +22,7 @@ import math
 import torch
 
 from cadence.checks import check_number
-from cadence.metrics.base import Metric, counted
+from cadence.metrics.base import Metric, check_logits, counted
 
 
 class _CrossEntropy(Metric):
@@ -40,9 +40,7 @@ class _CrossEntropy(Metric):
 
     def update(self, output: torch.Tensor, target: torch.Tensor) -> None:
         """Count one batch: logits ``output`` of shape ``[..., C]`` against class indices ``target`` ``[...]``."""
-        if output.shape[:-1] != target.shape:
-            raise ValueError(f"{type(self).__name__}.update: output of shape {list(output.shape)} and target of "
-                             f"shape {list(target.shape)}; expected logits [..., C] and targets [...]")
+        check_logits(f"{type(self).__name__}.update", output, target)
         keep = counted(target, self.ignore_index)
         # An ignored token's target is read as class 0; its term is not counted.
         t = target.where(keep, 0).unsqueeze(-1)

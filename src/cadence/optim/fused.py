@@ -137,6 +137,21 @@ class FlatBuffers:
         return {st["step"] for st in self.states}
 
 
+class CompileReport:
+    """A trainer callback: says once, after the first optimizer step, how long the fused update took to compile."""
+
+    def __init__(self, fused: FusedStep):
+        self.fused = fused
+        self.reported = False
+
+    def on_optimizer_step(self, trainer: Any) -> None:
+        """Log the compile time once it is known (``trainer.log``)."""
+        if not self.reported and self.fused.compile_seconds > 0:
+            self.reported = True
+            trainer.log(f"fused optimizer step compiled in {self.fused.compile_seconds:.1f} s (kept in Inductor's "
+                        f"cache for the next runs)")
+
+
 class FusedStep:
     """Runs an optimizer's elementwise ``update`` once per flat buffer of each group.
 

@@ -1,6 +1,6 @@
 r"""The generic adaptive optimizer: one template for Adam and its family, and the pieces they share.
 
-An optimizer of the family is three things (see DESIGN.md, "The optimizer family in one
+An optimizer of the family is three things (see ARCHITECTURE.md, "The optimizer family in one
 shape"):
 
 1. **its per-parameter state**: the names in :attr:`GenericAdaptiveOptimizer.state_names`,
@@ -44,7 +44,7 @@ import torch
 from torch.optim import Optimizer
 
 from cadence.checks import check_number
-from cadence.optim.fused import FusedStep
+from cadence.optim.fused import CompileReport, FusedStep
 from cadence.optim.helpers.hyperparams_schedule import HyperParameterScheduler
 from cadence.optim.weight_decay import Scalar, WeightDecay
 
@@ -243,6 +243,11 @@ class GenericAdaptiveOptimizer(Optimizer):
             return False
         states = [self._state(p, group) for p in with_grad]
         return self.fused_step.step(g, with_grad, states, lambda t: self.scalars(group, t))
+
+    def callbacks(self) -> list[Any]:
+        """The trainer callbacks this optimizer's own chores need (see :mod:`cadence.train.callbacks`): the fused
+        path's compile report; Sophia adds its Hessian refresh."""
+        return [CompileReport(self.fused_step)] if self.fused_step is not None else []
 
     def zero_grad(self, set_to_none: bool = True) -> None:
         """Reset the gradients; on the fused path the flat gradient buffers are zeroed in place

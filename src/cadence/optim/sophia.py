@@ -24,14 +24,15 @@ $$
 h_t \leftarrow \beta_2 h_{t-k} + (1 - \beta_2) \, B \, \hat{g} \odot \hat{g} .
 $$
 
-:func:`gnb_loss` builds that loss; the trainer calls it and :meth:`Sophia.update_hessian`
-every ``hessian_interval`` optimizer steps.
+:func:`gnb_loss` builds that loss; :class:`HessianRefresh`, the trainer callback that
+:meth:`Sophia.callbacks` gives, takes that step on the training batch every
+``hessian_interval`` ($k$) optimizer steps.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import Any, Protocol
 
 import torch
 
@@ -51,7 +52,7 @@ def gnb_loss(logits: torch.Tensor) -> torch.Tensor:
 
 class Sophia(GenericAdaptiveOptimizer):
     """Sophia-G with labml_nn's arguments: ``lr`` $\\eta$, ``betas``, ``eps``, ``rho`` $\\rho$, ``weight_decay``
-    (a float is decoupled, as in the paper)."""
+    (a float is decoupled, as in the paper), and ``hessian_interval`` $k$."""
 
     state_names = ("exp_avg", "hessian")
     decoupled_weight_decay = True
@@ -59,8 +60,15 @@ class Sophia(GenericAdaptiveOptimizer):
 
     def __init__(self, params: Params, lr: float = 1e-4, betas: tuple[float, float] = (0.965, 0.99),
                  eps: float = 1e-16, rho: float = 0.04, weight_decay: float | WeightDecay = 0.0, *,
-                 schedules: Mapping[str, Callable[[float], float]] | None = None, fused: bool = False):
+                 hessian_interval: int = 10, schedules: Mapping[str, Callable[[float], float]] | None = None,
+                 fused: bool = False):
+        #: $k$: optimizer steps between refreshes of the curvature estimate.
+        self.hessian_interval = check_number("Sophia", "hessian_interval", hessian_interval, low=1, integer=True)
         super().__init__(params, {"rho": rho}, lr, betas, eps, weight_decay, schedules=schedules, fused=fused)
+
+    def callbacks(self) -> list[Any]:
+        """The template's, and :class:`HessianRefresh` every ``hessian_interval`` steps."""
+        return [*super().callbacks(), HessianRefresh(self.hessian_interval)]
 
     def scalars(self, group: dict[str, Any], step: int) -> dict[str, Any]:
         r"""$\eta, \beta_1, \rho, \epsilon$ and the weight-decay terms."""
@@ -91,3 +99,39 @@ class Sophia(GenericAdaptiveOptimizer):
                     continue
                 state = self._state(p, group)
                 state["hessian"].mul_(beta2).addcmul_(p.grad, p.grad, value=(1 - beta2) * batch_size)
+
+
+class _Trainer(Protocol):
+    """What :class:`HessianRefresh` uses of a trainer (:class:`cadence.train.Trainer` has it)."""
+
+    model: torch.nn.Module
+    optimizer: Sophia
+    global_step: int
+    batch: Any
+
+    def to_device(self, batch: Any) -> Any: ...
+
+
+class HessianRefresh:
+    r"""A trainer callback: every ``interval`` optimizer steps, refresh Sophia's curvature estimate on the batch just
+    trained on, with the Gauss-Newton-Bartlett estimator.
+
+    ``inputs(batch)`` gives the model's input from a batch (its first element by default). The
+    loss is :func:`gnb_loss` of the model's output, a mean over its $B$ predictions (rows of
+    the logits ``[..., C]``): $B$ weighs :meth:`Sophia.update_hessian`'s estimate.
+    """
+
+    def __init__(self, interval: int = 10, inputs: Callable[[Any], torch.Tensor] = lambda batch: batch[0]):
+        self.interval = check_number("HessianRefresh", "interval", interval, low=1, integer=True)
+        self.inputs = inputs
+
+    def on_optimizer_step(self, trainer: _Trainer) -> None:
+        """At every ``interval``-th step: the gradient of :func:`gnb_loss`, then :meth:`Sophia.update_hessian`."""
+        if trainer.global_step % self.interval:
+            return
+        optimizer = trainer.optimizer
+        optimizer.zero_grad()
+        logits = trainer.model(trainer.to_device(self.inputs(trainer.batch)))
+        gnb_loss(logits).backward()
+        optimizer.update_hessian(logits.numel() // logits.size(-1))
+        optimizer.zero_grad()

@@ -1,8 +1,13 @@
-"""The trainer, its loop, modes, batch index and checkpoints."""
+"""The trainer, its loop, hooks and callbacks, checkpoints, interruption, devices and data parallel set-up."""
 
 from cadence.train.batch_index import BatchIndex
-from cadence.train.checkpoint import load_checkpoint, save_checkpoint
+from cadence.train.callbacks import HOOKS, Callback, EarlyStopping
+from cadence.train.checkpoint import (CheckpointError, latest_checkpoint, list_checkpoints, load_checkpoint,
+                                      prune_checkpoints, save_checkpoint)
+from cadence.train.device import DeviceError, resolve_device
 from cadence.train.mode import Mode
-from cadence.train.trainer import Trainer
+from cadence.train.trainer import NonFiniteError, Trainer
 
-__all__ = ["BatchIndex", "Mode", "Trainer", "load_checkpoint", "save_checkpoint"]
+__all__ = ["HOOKS", "BatchIndex", "Callback", "CheckpointError", "DeviceError", "EarlyStopping", "Mode",
+           "NonFiniteError", "Trainer", "latest_checkpoint", "list_checkpoints", "load_checkpoint",
+           "prune_checkpoints", "resolve_device", "save_checkpoint"]

@@ -1,44 +1,223 @@
-"""Checkpoints written atomically: a crash mid-write never leaves a file that looks valid."""
+"""Checkpoints: one folder per checkpoint, written atomically, found without guessing, loaded without running code.
+
+Layout, in a run's folder (these names are public: scripts may rely on them)::
+
+    checkpoints/
+      step-<N>/                 the checkpoint taken after optimizer step N
+        model.safetensors       the model's weights: any safetensors reader opens it (tied tensors stored once)
+        state.pt                everything else (optimizer, schedules, scaler, RNGs, loaders, metrics,
+                                callbacks), read with ``torch.load(weights_only=True)``
+        meta.json               what it is: format, cadence version, experiment, step, epoch, metrics
+
+**Atomic.** A checkpoint is written into a hidden partial folder beside its final name
+(``.step-<N>.<random>.part``); every file is flushed and synced to disk, then the folder is
+renamed into place and the parent folder synced. A folder named ``step-<N>`` is therefore
+always complete, whatever stops the writing (SIGKILL, a full disk, a power cut), and the
+checkpoints written before it are never touched. A partial folder left by a killed process
+is removed by a later write once it has been untouched for an hour.
+
+**Found without guessing.** :func:`latest_checkpoint` is the ``step-<N>`` folder with the
+largest ``N``.
+
+**Loaded without running code.** Weights come from safetensors, the rest from
+``torch.load(weights_only=True)`` (tensors, numbers, strings and containers only; the
+random generators' states are stored as tensors for this). A checkpoint that does not fit
+the model fails with the missing keys, the unexpected keys and the shape mismatches; one of
+another experiment, or of another format, says so.
+"""
 
 from __future__ import annotations
 
+import json
+import logging
 import os
-import tempfile
+import re
+import shutil
+from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
+import safetensors.torch
 import torch
+from torch import nn
+
+from cadence import __version__
+from cadence.data.partial import partial_path
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["CHECKPOINTS", "FORMAT", "CheckpointError", "latest_checkpoint", "list_checkpoints", "load_checkpoint",
+           "prune_checkpoints", "save_checkpoint"]
+
+#: The folder of a run's checkpoints.
+CHECKPOINTS = "checkpoints"
+MODEL_FILE, STATE_FILE, META_FILE = "model.safetensors", "state.pt", "meta.json"
+#: The layout version this cadence writes and reads.
+FORMAT = 1
+
+_STEP = re.compile(r"step-(\d+)")
 
 
-def save_checkpoint(path: str | os.PathLike, state: dict[str, Any]) -> Path:
-    """Write ``state`` with ``torch.save`` to a temporary file beside ``path``, flush it to disk,
-    then rename it over ``path``: readers see the old checkpoint or the new one, never half of one.
+class CheckpointError(ValueError):
+    """A checkpoint that cannot be loaded: unreadable, of another format or experiment, or not fitting the model."""
+
+
+def save_checkpoint(root: str | os.PathLike, step: int, model: nn.Module, state: Mapping[str, Any],
+                    meta: Mapping[str, Any]) -> Path:
+    """Write checkpoint ``root/step-<step>`` atomically and return its path.
+
+    ``model``'s weights go to ``model.safetensors``, ``state`` (tensors, numbers, strings and
+    containers of them) to ``state.pt``, ``meta`` (JSON) with the format and cadence version to
+    ``meta.json``. A checkpoint of the same step is replaced (the new one is complete before
+    the old one goes).
     """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    root = Path(root)
+    root.mkdir(parents=True, exist_ok=True)
+    final = root / f"step-{step}"
+    partial = partial_path(final)
+    partial.mkdir()
     try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(state, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
+        _write(partial / MODEL_FILE, lambda f: f.write(safetensors.torch.save(_deduplicated(model.state_dict()))))
+        _write(partial / STATE_FILE, lambda f: torch.save(dict(state), f))
+        meta = {"format": FORMAT, "cadence": __version__, "step": step, **meta}
+        _write(partial / META_FILE, lambda f: f.write(json.dumps(meta, indent=2).encode() + b"\n"))
+        _sync(partial)
+        if final.exists():
+            old = partial_path(final)
+            final.rename(old)
+            partial.rename(final)
+            shutil.rmtree(old)
+        else:
+            partial.rename(final)
+        _sync(root)
     except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+        shutil.rmtree(partial, ignore_errors=True)
         raise
-    return path
+    return final
 
 
-def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
-    """Read a checkpoint written by :func:`save_checkpoint`.
+def list_checkpoints(root: str | os.PathLike) -> list[Path]:
+    """The complete checkpoints under ``root``, oldest (smallest step) first."""
+    root = Path(root)
+    found = [(int(m[1]), p) for p in root.glob("step-*") if (m := _STEP.fullmatch(p.name)) and p.is_dir()]
+    return [p for _, p in sorted(found)]
 
-    Loads with ``weights_only=True`` (tensors, containers and plain values only; nothing in
-    the file can run code). A missing or corrupt file fails naming the path.
+
+def latest_checkpoint(root: str | os.PathLike) -> Path | None:
+    """The newest complete checkpoint under ``root`` (the largest step), or ``None``."""
+    checkpoints = list_checkpoints(root)
+    return checkpoints[-1] if checkpoints else None
+
+
+def read_meta(path: str | os.PathLike) -> dict[str, Any]:
+    """The ``meta.json`` of checkpoint ``path``, checked to be of this cadence's format."""
+    path = Path(path)
+    try:
+        meta = json.loads((path / META_FILE).read_text())
+    except FileNotFoundError:
+        raise CheckpointError(f"{path} is not a cadence checkpoint: it has no {META_FILE}") from None
+    except (OSError, ValueError) as e:
+        raise CheckpointError(f"checkpoint {path}: {META_FILE} is unreadable: {e}") from None
+    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
+        written = meta.get("cadence", "an unknown version") if isinstance(meta, dict) else "an unknown version"
+        raise CheckpointError(f"checkpoint {path} has format {meta.get('format') if isinstance(meta, dict) else None!r}"
+                              f" (written by cadence {written}); cadence {__version__} reads format {FORMAT}")
+    return meta
+
+
+def load_checkpoint(path: str | os.PathLike, model: nn.Module, *,
+                    experiment: str | None = None) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Load checkpoint ``path``'s weights into ``model``; return its ``(state, meta)``.
+
+    ``experiment``, when given, must be the one the checkpoint was saved for. Nothing is
+    changed when the checkpoint is refused: the weights are checked against ``model``
+    (missing and unexpected keys, shapes) before any is copied.
     """
     path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"checkpoint {path} does not exist")
+    meta = read_meta(path)
+    saved_by = f"saved by cadence {meta.get('cadence')} for experiment {meta.get('experiment')!r} at step {meta['step']}"
+    if experiment is not None and meta.get("experiment") != experiment:
+        raise CheckpointError(f"checkpoint {path} was {saved_by}, not for experiment {experiment!r}")
+    if meta.get("cadence") != __version__:
+        logger.info("checkpoint %s was written by cadence %s; this is cadence %s", path, meta.get("cadence"),
+                    __version__)
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:
-        raise ValueError(f"checkpoint {path} is not a readable cadence checkpoint: {e}") from e
+        weights = safetensors.torch.load_file(path / MODEL_FILE)
+        state = torch.load(path / STATE_FILE, map_location="cpu", weights_only=True)
+    except Exception as e:  # a truncated, corrupt or foreign file; or one that asks to run code (refused)
+        raise CheckpointError(f"checkpoint {path} ({saved_by}) is unreadable: {type(e).__name__}: {e}") from None
+    _check_fits(model, weights, f"checkpoint {path} ({saved_by})")
+    own = model.state_dict()
+    with torch.no_grad():
+        for key, tensor in own.items():
+            source = weights.get(key)
+            if source is None:  # tied to a saved tensor, which has filled it
+                continue
+            tensor.copy_(source)
+    return state, meta
+
+
+def prune_checkpoints(root: str | os.PathLike, keep_last: int, keep_best: int = 0, metric: str | None = None,
+                      mode: str = "min") -> list[Path]:
+    """Delete the checkpoints under ``root`` but the ``keep_last`` newest and the ``keep_best`` best by
+    ``metric`` (its value in each checkpoint's ``meta.json``; ``mode`` ``"min"`` or ``"max"``).
+
+    The newest checkpoint is always kept. Returns the deleted folders.
+    """
+    checkpoints = list_checkpoints(root)
+    keep = set(checkpoints[-max(keep_last, 1):])
+    if keep_best and metric is not None:
+        scored = []
+        for path in checkpoints:
+            value = read_meta(path).get("metrics", {}).get(metric)
+            if isinstance(value, (int, float)) and value == value:
+                scored.append((value if mode == "min" else -value, path))
+        keep.update(path for _, path in sorted(scored)[:keep_best])
+    deleted = [path for path in checkpoints if path not in keep]
+    for path in deleted:
+        shutil.rmtree(path)
+    return deleted
+
+
+def _deduplicated(state_dict: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """The state dict with each storage once (tied weights: the first name kept), contiguous, for safetensors."""
+    seen: dict[tuple[int, int, tuple[int, ...], torch.dtype], str] = {}
+    unique = {}
+    for key, tensor in state_dict.items():
+        identity = (tensor.untyped_storage().data_ptr(), tensor.storage_offset(), tuple(tensor.shape), tensor.dtype)
+        if tensor.numel() and identity in seen:
+            continue
+        seen[identity] = key
+        unique[key] = tensor.detach().contiguous()
+    return unique
+
+
+def _check_fits(model: nn.Module, weights: Mapping[str, torch.Tensor], where: str) -> None:
+    own = model.state_dict()
+    tied = set(own) - set(_deduplicated(own))
+    missing = [k for k in own if k not in weights and k not in tied]
+    unexpected = [k for k in weights if k not in own]
+    shapes = [f"{k}: saved {list(weights[k].shape)}, model {list(own[k].shape)}"
+              for k in own if k in weights and weights[k].shape != own[k].shape]
+    if missing or unexpected or shapes:
+        parts = [f"missing keys: {', '.join(missing)}" if missing else "",
+                 f"unexpected keys: {', '.join(unexpected)}" if unexpected else "",
+                 f"shape mismatches: {'; '.join(shapes)}" if shapes else ""]
+        raise CheckpointError(f"{where} does not fit the model ({type(model).__name__}): "
+                              f"{'; '.join(p for p in parts if p)}")
+
+
+def _write(path: Path, write: Callable[[BinaryIO], Any]) -> None:
+    with open(path, "wb") as f:
+        write(f)
+        f.flush()
+        os.fsync(f.fileno())
+
+
+def _sync(folder: Path) -> None:
+    """Make a folder's entries (renames, new files) durable."""
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)

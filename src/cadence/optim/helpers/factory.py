@@ -71,8 +71,9 @@ class OptimizerConfig:
     min_lr: float | None = None
     #: Noam: the model width.
     d_model: int | None = None
-    #: Sophia: the scale rho of the curvature in its clipped step.
+    #: Sophia: the scale rho of the curvature in its clipped step, and the steps between refreshes of it.
     rho: float | None = None
+    hessian_interval: int | None = None
     #: RAdam and AdaBelief.
     rho_threshold: float | None = None
     degenerate_to_sgd: bool = True
@@ -137,6 +138,13 @@ def _arguments(config: OptimizerConfig) -> dict[str, Any]:
     if "betas" in given:
         given["betas"] = tuple(given["betas"])
     return {renamed.get(name, name): value for name, value in given.items()}
+
+
+def optimizer_callbacks(optimizer: torch.optim.Optimizer) -> list[Any]:
+    """The trainer callbacks ``optimizer``'s own chores need: its ``callbacks()`` (cadence's optimizers: the fused
+    path's compile report, Sophia's Hessian refresh), none for another optimizer."""
+    callbacks = getattr(optimizer, "callbacks", None)
+    return list(callbacks()) if callable(callbacks) else []
 
 
 _ALIASES = {"beta1": "betas[0]", "beta2": "betas[1]"}

@@ -1,0 +1,66 @@
+"""Ctrl+C and SIGTERM while training: the first asks the loop to stop at its next safe point.
+
+The trainer runs inside :class:`Interrupts`. The first SIGINT (Ctrl+C) or SIGTERM only
+records the signal: the loop finishes the step it is in, saves a checkpoint, marks the run
+interrupted and returns, so nothing already computed is lost. A second SIGINT stops at once
+(``KeyboardInterrupt``, as Python's default handler would), for a step that hangs.
+
+Handlers can be installed only in the main thread; elsewhere (a trainer run from a worker
+thread) signals keep their default behaviour.
+"""
+
+from __future__ import annotations
+
+import signal
+import threading
+from collections.abc import Callable
+from types import FrameType, TracebackType
+
+__all__ = ["Interrupts", "exit_code"]
+
+
+def exit_code(signum: int) -> int:
+    """The exit status of a process ended by signal ``signum``, as shells report it: 130 for SIGINT, 143 for SIGTERM."""
+    return 128 + signum
+
+
+class Interrupts:
+    """While entered, the first SIGINT or SIGTERM sets :attr:`signal`; a second SIGINT raises ``KeyboardInterrupt``.
+
+    ``notify`` is told, in one line, what the first signal will do.
+    """
+
+    SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+    def __init__(self, notify: Callable[[str], None] | None = None) -> None:
+        self.notify = notify
+        #: The first signal received (``signal.SIGINT`` or ``signal.SIGTERM``), or ``None``.
+        self.signal: int | None = None
+        self._previous: dict[int, object] = {}
+
+    @property
+    def requested(self) -> bool:
+        """Whether a stop was asked for."""
+        return self.signal is not None
+
+    def _handle(self, signum: int, frame: FrameType | None) -> None:
+        if self.signal is not None and signum == signal.SIGINT:
+            raise KeyboardInterrupt
+        if self.signal is None:
+            self.signal = signum
+            if self.notify is not None:
+                again = "; press Ctrl+C again to stop at once" if signum == signal.SIGINT else ""
+                self.notify(f"{signal.Signals(signum).name}: finishing the current step, then saving a checkpoint{again}")
+
+    def __enter__(self) -> Interrupts:
+        self.signal = None
+        if threading.current_thread() is threading.main_thread():
+            for signum in self.SIGNALS:
+                self._previous[signum] = signal.signal(signum, self._handle)
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, error: BaseException | None,
+                 traceback: TracebackType | None) -> None:
+        for signum, handler in self._previous.items():
+            signal.signal(signum, handler)
+        self._previous.clear()

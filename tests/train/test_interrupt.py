@@ -1,0 +1,82 @@
+"""Interruption: SIGINT and SIGTERM save a checkpoint, mark the run and exit 130 / 143; a second Ctrl+C stops at once."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from torch import nn
+
+from cadence.track import RunStore, Tracker
+from cadence.train import Trainer, latest_checkpoint
+
+from .test_resume import SCRIPT, TIMEOUT, assert_same_run, final, run, uninterrupted  # noqa: F401 (a fixture)
+
+
+def start(run_dir: Path, *args: str) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, str(SCRIPT), str(run_dir), *args], stdout=subprocess.PIPE, text=True)
+
+
+def wait_for_line(process: subprocess.Popen, line: str) -> None:
+    deadline = time.monotonic() + TIMEOUT
+    for seen in process.stdout:
+        if seen.strip() == line:
+            return
+        assert time.monotonic() < deadline, f"no {line!r} within {TIMEOUT} s"
+    pytest.fail(f"the process ended (code {process.wait(TIMEOUT)}) before printing {line!r}")
+
+
+@pytest.mark.parametrize("signum, code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)], ids=["SIGINT", "SIGTERM"])
+def test_a_signal_saves_the_step_it_finishes_then_exits(tmp_path, uninterrupted, signum, code):
+    process = start(tmp_path, "--slow-after", "4")
+    wait_for_line(process, "step 5")
+    process.send_signal(signum)
+    assert process.wait(TIMEOUT) == code
+    # The step in progress was finished and saved (steps 5 or 6, whichever the signal met), and nothing after it.
+    stopped = final(tmp_path)
+    assert stopped["status"] == "interrupted"
+    assert latest_checkpoint(tmp_path / "checkpoints").name == f"step-{stopped['step']}"
+    # Resumed, the run ends exactly where the uninterrupted one does.
+    assert run(tmp_path, "--resume") == 0
+    assert_same_run(final(tmp_path), uninterrupted)
+
+
+def test_a_second_ctrl_c_stops_at_once(tmp_path):
+    process = start(tmp_path, "--slow-after", "4", "--sleep", "60")
+    wait_for_line(process, "step 5")
+    process.send_signal(signal.SIGINT)
+    time.sleep(0.5)
+    started = time.monotonic()
+    process.send_signal(signal.SIGINT)
+    code = process.wait(TIMEOUT)
+    assert time.monotonic() - started < 30  # not after the 60 s step
+    assert code in (-signal.SIGINT, 130)  # Python's own ending on an uncaught KeyboardInterrupt
+    assert latest_checkpoint(tmp_path / "checkpoints").name == "step-3"  # no checkpoint of the step cut short
+
+
+def test_from_python_the_first_ctrl_c_returns_control_to_the_caller(tmp_path):
+    class CtrlC:
+        def on_optimizer_step(self, trainer):
+            if trainer.global_step == 3:
+                os.kill(os.getpid(), signal.SIGINT)
+
+    torch.manual_seed(0)
+    model = nn.Linear(4, 2)
+    data = [(torch.randn(8, 4), torch.randint(0, 2, (8,))) for _ in range(10)]
+    with RunStore(tmp_path / "runs") as store:
+        run_id = store.create_run("unit", {})
+        trainer = Trainer(model, torch.optim.SGD(model.parameters(), lr=0.1), data, loss_fn=nn.functional.cross_entropy,
+                          epochs=2, callbacks=[CtrlC()], run_dir=store.run_dir(run_id),
+                          tracker=Tracker(store=store, run_id=run_id, console=False))
+        assert trainer.run() == "interrupted"  # no KeyboardInterrupt: the caller (a notebook cell) goes on
+        assert trainer.stopped_by == signal.SIGINT and trainer.global_step == 3
+        assert store.get_run(run_id).status == "interrupted"
+        assert latest_checkpoint(store.run_dir(run_id) / "checkpoints").name == "step-3"
+    # The handlers are Python's own again once the run is over.
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler

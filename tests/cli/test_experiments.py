@@ -1,4 +1,4 @@
-"""The `cadence` command: list, config, train (errors, interrupts, exit codes), runs."""
+"""The `cadence` command: list, config, train (errors, interrupts, exit codes). The run tools: test_runs.py."""
 
 from __future__ import annotations
 
@@ -59,29 +59,8 @@ def test_train_offline_without_data_names_the_folder_and_files(tmp_path, capsys,
     assert not (tmp_path / "runs").exists()
 
 
-def test_runs_on_an_empty_directory(tmp_path, capsys):
-    assert main(["runs", "--runs-dir", str(tmp_path / "runs")]) == 0
-
-
-@pytest.mark.slow
-def test_train_records_a_run_listed_by_cadence_runs(tmp_path, capsys, data_dir):
-    runs = tmp_path / "runs"
-    assert main(["train", "mnist", "epochs=1", "batch_size=256", "--data-dir", str(data_dir),
-                 "--runs-dir", str(runs)]) == 0
-    captured = capsys.readouterr()
-    with sqlite3.connect(runs / "runs.sqlite") as db:
-        (run_id, status), = db.execute("SELECT id, status FROM runs").fetchall()
-    newest = runs / run_id / "checkpoints" / "step-32"
-    assert "finished" in captured.err and f"run {run_id} finished; newest checkpoint: {newest}" in captured.out
-    assert status == "finished" and (newest / "model.safetensors").is_file()
-    assert main(["runs", "--runs-dir", str(runs)]) == 0
-    listing = capsys.readouterr().out
-    assert run_id in listing and "finished" in listing
-
-
 @pytest.mark.parametrize("argv, stray", [
     (["list", "extra"], "extra"),
-    (["runs", "--runs-dir", "runs", "extra"], "extra"),
     (["config", "mnist", "--verbose"], "--verbose"),
     (["train", "mnist", "epochs=1", "--bogus"], "--bogus"),
 ])

@@ -1,28 +1,136 @@
-"""The tracker: key checks, moving averages, tensors held without host syncs, batched writes."""
+"""The tracker: kinds, key checks, tensors held without host syncs, batched writes off the training thread,
+failing sinks, state for resuming, truncation."""
 
 from __future__ import annotations
 
 import io
+import sqlite3
+import threading
 
 import pytest
 import torch
 from rich.console import Console
 
+import cadence.track.tracker as tracker_module
 from cadence.track import ConsoleSink, RunStore, Tracker
 
+WAIT = 10.0  # seconds any test waits for the writer's thread before failing
 
-def test_smoothed_is_the_mean_of_the_last_values():
-    tracker = Tracker(console=False, smoothing=3)
+
+class ListSink:
+    """A sink that keeps what it is given: ``calls`` in order, ``rows`` of every write."""
+
+    name = "list"
+
+    def __init__(self):
+        self.calls, self.rows, self.series = [], [], {}
+
+    def write(self, columns, series):
+        rows = sorted(((step, key, value) for key, (steps, values) in columns.items()
+                       for step, value in zip(steps, values)), key=lambda row: row[0])
+        self.calls.append(("write", rows))
+        self.rows += rows
+        self.series = dict(series)
+
+    def restore(self, windows):
+        self.calls.append(("restore", {k: list(v) for k, v in windows.items()}))
+
+    def truncate(self, step):
+        self.calls.append(("truncate", step))
+
+    def finish(self, status, error):
+        self.calls.append(("finish", status, error))
+
+    def close(self):
+        self.calls.append(("close",))
+
+
+def quiet(**kwargs) -> Tracker:
+    return Tracker(console=False, tensorboard_dir=False, **kwargs)
+
+
+def plain(out: io.StringIO, **kwargs) -> Tracker:
+    """A tracker writing plain lines to ``out`` only at the end of each phase."""
+    return Tracker(console=ConsoleSink(Console(file=out, width=300), live=False, interval=1e9), **kwargs)
+
+
+# -- kinds -------------------------------------------------------------------------------------
+
+def test_a_moving_key_shows_the_mean_of_its_last_values_and_keeps_every_raw_value():
+    sink = ListSink()
+    tracker = quiet(smoothing=3, sinks=[sink])
+    tracker.declare("train.loss", "moving")
     for step, value in enumerate([1.0, 2.0, 3.0, 4.0, 5.0], start=1):
         tracker.add(step, {"train.loss": value})
-    assert tracker.smoothed("train.loss") == pytest.approx(4.0)
-    assert tracker.latest("train.loss") == 5.0 and tracker.keys() == ["train.loss"]
+    assert tracker.smoothed("train.loss") == pytest.approx(4.0) and tracker.shown("train.loss") == pytest.approx(4.0)
+    assert tracker.latest("train.loss") == 5.0 and tracker.label("train.loss") == "train.loss(avg3)"
+    tracker.flush()
+    assert [v for _, _, v in sink.rows] == [1.0, 2.0, 3.0, 4.0, 5.0]
+    assert (sink.series["train.loss"].kind, sink.series["train.loss"].window) == ("moving", 3)
 
+
+def test_a_value_key_shows_its_latest_value_and_an_epoch_key_its_latest_mean():
+    tracker = quiet()
+    for step in (1, 2):
+        tracker.add(step, {"train.lr": 0.1 * step})
+        tracker.add(step, {"valid.accuracy": 0.5 + step / 10}, kind="epoch")
+    assert tracker.shown("train.lr") == pytest.approx(0.2) and tracker.label("train.lr") == "train.lr"
+    assert tracker.shown("valid.accuracy") == pytest.approx(0.7)
+    assert tracker.label("valid.accuracy") == "valid.accuracy(epoch)" and tracker.kind("valid.accuracy") == "epoch"
+    with pytest.raises(ValueError, match=r"'train.lr' is a 'value' key; only 'moving' keys have a moving average"):
+        tracker.smoothed("train.lr")
+
+
+def test_a_kind_is_fixed_once_declared_or_first_added_and_a_conflict_names_both():
+    tracker = quiet()
+    tracker.declare("train.loss", "moving")
+    tracker.declare("train.loss", "moving")
+    tracker.add(1, {"train.loss": 1.0})  # kind=None: the declared kind
+    assert tracker.kind("train.loss") == "moving"
+    with pytest.raises(ValueError, match=r"tracker key 'train.loss' is a 'moving' key \(the moving average over the "
+                                         r"last N values\); it cannot also be 'epoch' \(the phase's mean"):
+        tracker.add(2, {"train.loss": 1.0}, kind="epoch")
+    tracker.add(1, {"valid.loss": 1.0}, kind="epoch")
+    with pytest.raises(ValueError, match=r"'valid.loss' is a 'epoch' key .* cannot also be 'value'"):
+        tracker.declare("valid.loss", "value")
+    with pytest.raises(ValueError, match=r"Tracker.declare\('train.acc'\): kind='smooth' is not a kind of tracked "
+                                         r"value; expected one of 'value', 'moving', 'epoch'"):
+        tracker.declare("train.acc", "smooth")
+    # A value refused leaves nothing behind.
+    assert tracker.latest("train.loss") == 1.0 and "train.acc" not in tracker.keys()
+
+
+def test_smooth_is_a_deprecated_alias_of_the_kinds():
+    tracker = quiet()
+    with pytest.warns(DeprecationWarning, match=r"use kind='epoch' \(for smooth=False\)"):
+        tracker.add(1, {"valid.accuracy": 0.9}, smooth=False)
+    with pytest.warns(DeprecationWarning):
+        tracker.add(1, {"train.loss": 0.9}, smooth=True)
+    assert tracker.kind("valid.accuracy") == "epoch" and tracker.kind("train.loss") == "moving"
+
+
+def test_the_console_names_each_value_by_its_kind():
+    out = io.StringIO()
+    tracker = plain(out, smoothing=2)
+    tracker.declare("train.loss", "moving")
+    tracker.start_phase("train", total=3, epoch=1)
+    for step, loss in enumerate([3.0, 2.0, 1.0], start=1):
+        tracker.add(step, {"train.loss": loss, "train.lr": 0.01 * step})
+        tracker.add(step, {"valid.loss": 9.0})
+        tracker.advance()
+    tracker.add(3, {"train.accuracy": 0.75}, kind="epoch")
+    tracker.end_phase()
+    line = out.getvalue().splitlines()[-1]
+    assert line.startswith("epoch 1 train 3/3 loss(avg2)=1.5 lr=0.03 accuracy(epoch)=0.75 ")
+    assert "valid" not in out.getvalue()  # another phase's values are not this phase's
+
+
+# -- values --------------------------------------------------------------------------------------
 
 def test_tensors_are_held_without_host_syncs_until_flushed(tmp_path, monkeypatch):
     with RunStore(tmp_path) as store:
-        run_id = store.create_run("a", {})
-        tracker = Tracker(store, run_id, console=False, flush_every=10_000)
+        run_id = store.create_run("a", {}, provenance={})
+        tracker = Tracker(store, run_id, console=False, tensorboard_dir=False, flush_every=10_000)
 
         def forbidden(*args, **kwargs):
             raise AssertionError("the tracker synchronised with the device while adding")
@@ -32,67 +140,261 @@ def test_tensors_are_held_without_host_syncs_until_flushed(tmp_path, monkeypatch
             for name in ("item", "tolist", "__float__"):
                 patch.setattr(torch.Tensor, name, forbidden)
             for step, value in enumerate(values, start=1):
-                tracker.add(step, {"train.loss": value * 2})
+                tracker.add(step, {"train.loss": value * 2, "train.count": torch.tensor(step)})
         assert store.metrics(run_id) == []
         tracker.flush()
-        assert [v for _, _, v in store.metrics(run_id)] == [2.0 * i for i in range(50)]
+        assert [v for _, _, v in store.metrics(run_id, "train.loss")] == [2.0 * i for i in range(50)]
+        assert [v for _, _, v in store.metrics(run_id, "train.count")] == list(range(1, 51))
+        tracker.close()
 
 
-def test_values_reach_the_store_every_flush_every_values(tmp_path):
-    with RunStore(tmp_path) as store:
-        run_id = store.create_run("a", {})
-        tracker = Tracker(store, run_id, console=False, flush_every=4)
-        for step in range(1, 7):
-            tracker.add(step, {"train.loss": float(step)})
-        assert [s for s, _, _ in store.metrics(run_id)] == [1, 2, 3, 4]
-        tracker.finish("finished")
-        assert [s for s, _, _ in store.metrics(run_id)] == [1, 2, 3, 4, 5, 6]
-        assert store.get_run(run_id).status == "finished"
+def test_a_tensor_that_requires_grad_is_detached():
+    tracker = quiet()
+    x = torch.tensor([2.0], requires_grad=True)
+    tracker.add(1, {"train.loss": (x * 3).sum()})
+    held = tracker._keys["train.loss"].values[-1]
+    assert not held.requires_grad and held.dim() == 0 and tracker.latest("train.loss") == 6.0
+
+
+def test_later_values_of_a_key_are_checked_too():
+    """After a key's first value, values of the same keys are checked a column at a time, later."""
+    tracker = quiet()
+    x = torch.tensor([2.0], requires_grad=True)
+    for step in range(1, 4):
+        tracker.add(step, {"train.loss": (x * step).sum(), "train.count": step, "train.acc": torch.ones(1)})
+    loss = tracker._keys["train.loss"].values
+    assert tracker.latest("train.loss") == 6.0 and all(not v.requires_grad and v.dim() == 0 for v in loss)
+    assert tracker.latest("train.count") == 3 and tracker.latest("train.acc") == 1.0
+    tracker.add(4, {"train.loss": 1.0, "train.count": "four", "train.acc": 1.0})
+    with pytest.raises(TypeError, match=r"tracker value of 'train.count' at step 4 is a str; expected a number"):
+        tracker.flush()
+    tracker.add(5, {"train.loss": 1.0, "train.count": 5, "train.acc": torch.ones(2)})
+    with pytest.raises(ValueError, match=r"tracker value of 'train.acc' at step 5 has shape \[2\]; expected a scalar"):
+        tracker.latest("train.acc")
+
+
+def test_values_go_to_the_sinks_every_flush_every_values():
+    sink = ListSink()
+    tracker = quiet(flush_every=4, sinks=[sink])
+    for step in range(1, 7):
+        tracker.add(step, {"train.loss": float(step)})
+    tracker.flush()
+    writes = [call[1] for call in sink.calls if call[0] == "write"]
+    assert [[step for step, _, _ in rows] for rows in writes] == [[1, 2, 3, 4], [5, 6]]
+
+
+def test_values_go_to_the_sinks_after_flush_seconds(monkeypatch):
+    now = [100.0]
+    monkeypatch.setattr(tracker_module, "monotonic", lambda: now[0])
+    sink = ListSink()
+    tracker = quiet(flush_every=1000, flush_seconds=5.0, sinks=[sink])
+    tracker.add(1, {"train.loss": 1.0})
+    now[0] += 4.0
+    tracker.add(2, {"train.loss": 2.0})
+    tracker._writer.wait()
+    assert sink.rows == []
+    now[0] += 1.0
+    tracker.add(3, {"train.loss": 3.0})
+    tracker._writer.wait()
+    assert [step for step, _, _ in sink.rows] == [1, 2, 3]
+
+
+def test_adding_never_waits_for_a_sink():
+    """A sink stuck on its disk holds the writer's thread, not the training step."""
+    entered, release = threading.Event(), threading.Event()
+
+    class Stuck(ListSink):
+        def write(self, columns, series):
+            entered.set()
+            release.wait(WAIT)
+            super().write(columns, series)
+
+    sink = Stuck()
+    tracker = quiet(flush_every=1, sinks=[sink])
+    tracker.add(1, {"train.loss": 1.0})
+    assert entered.wait(WAIT)
+    for step in range(2, 100):  # the first write is still stuck: these return all the same
+        tracker.add(step, {"train.loss": float(step)})
+    assert sink.rows == [] and not release.is_set()
+    release.set()
+    tracker.flush()
+    assert [step for step, _, _ in sink.rows] == list(range(1, 100))
 
 
 @pytest.mark.parametrize("key", ["loss", "train.", ".loss", "train loss", "train..loss", 3])
 def test_keys_must_be_namespaced(key):
     with pytest.raises(ValueError, match=r"is not of the form 'phase.name'"):
-        Tracker(console=False).add(1, {key: 1.0})
+        quiet().add(1, {key: 1.0})
 
 
-def test_values_must_be_scalars():
-    tracker = Tracker(console=False)
+def test_values_and_steps_must_be_numbers():
+    tracker = quiet()
     with pytest.raises(ValueError, match=r"tracker value of 'train.loss' has shape \[2\]; expected a scalar"):
         tracker.add(1, {"train.loss": torch.ones(2)})
     with pytest.raises(TypeError, match=r"tracker value of 'train.loss' is a str"):
         tracker.add(1, {"train.loss": "0.5"})
+    with pytest.raises(TypeError, match=r"Tracker.add: step=1.5 is a float; expected an integer"):
+        tracker.add(1.5, {"train.loss": 0.5})
     with pytest.raises(KeyError, match=r"tracker has no values for 'valid.loss'"):
         tracker.latest("valid.loss")
     with pytest.raises(ValueError, match="store and run_id go together"):
         Tracker(run_id="x", console=False)
+    with pytest.raises(ValueError, match="Tracker: smoothing=0 is out of range; expected smoothing >= 1"):
+        Tracker(console=False, smoothing=0)
 
 
-def test_phases_show_their_own_namespace():
-    out = io.StringIO()
-    clock = iter(range(1000)).__next__
-    sink = ConsoleSink(Console(file=out, width=200), live=False, interval=5, clock=clock)
-    tracker = Tracker(console=sink)
-    tracker.start_phase("train", total=10, epoch=3)
-    for step in range(10):
-        tracker.add(step, {"train.loss": 1.0, "valid.accuracy": 0.5})
-        tracker.advance()
-    tracker.end_phase()
+# -- failing sinks -------------------------------------------------------------------------------
+
+class Failing(ListSink):
+    name = "flaky"
+
+    def __init__(self, failures: int):
+        super().__init__()
+        self.failures = failures
+
+    def write(self, columns, series):
+        if self.failures:
+            self.failures -= 1
+            raise OSError(28, "No space left on device")
+        super().write(columns, series)
+
+
+def test_a_failing_sink_is_reported_once_and_training_goes_on():
+    out, sink, other = io.StringIO(), Failing(failures=3), ListSink()
+    tracker = plain(out, flush_every=2, sinks=[sink, other])
+    for step in range(1, 11):
+        tracker.add(step, {"train.loss": float(step)})
+        tracker.flush()  # each batch written (or not) before the next
+    tracker.finish("finished")
+    tracker.close()
     lines = out.getvalue().splitlines()
-    assert lines and all(line.startswith("epoch 3 train") for line in lines)
-    assert lines[-1].startswith("epoch 3 train 10/10 loss=1 ") and "it/s" in lines[-1]
-    assert "accuracy" not in out.getvalue()
+    reports = [line for line in lines if "the flaky sink failed" in line]
+    assert len(reports) == 1 and "OSError: [Errno 28] No space left on device; training goes on" in reports[0]
+    assert lines[-1] == "tracker: flaky: 3 write(s) failed, 3 value(s) not recorded"
+    assert [s for s, _, _ in sink.rows] == list(range(4, 11))  # tried again, and recorded once it worked
+    assert [s for s, _, _ in other.rows] == list(range(1, 11))  # the other sink missed nothing
+    assert ("finish", "finished", None) in sink.calls
 
 
-def test_aggregates_show_their_latest_value_and_per_step_values_their_moving_average():
-    """An epoch's running accuracy averaged with earlier epochs' would misreport the epoch."""
+def test_without_a_console_a_failing_sink_is_a_warning():
+    tracker = quiet(sinks=[Failing(failures=1)])
+    tracker.add(1, {"train.loss": 1.0})
+    with pytest.warns(RuntimeWarning, match=r"tracker: the flaky sink failed to write 1 values: OSError"):
+        tracker.flush()
+
+
+def test_a_locked_database_is_reported_and_the_values_after_it_are_written(tmp_path):
     out = io.StringIO()
-    tracker = Tracker(console=ConsoleSink(Console(file=out, width=200), live=False, interval=1e9), smoothing=20)
-    for epoch, (loss, accuracy) in enumerate([(2.0, 0.90), (1.0, 0.99)]):
-        tracker.start_phase("valid", total=1, epoch=epoch + 1)
-        tracker.add(epoch, {"valid.loss": loss})
-        tracker.add(epoch, {"valid.accuracy": accuracy}, smooth=False)
-        tracker.advance()
-        tracker.end_phase()
-    assert out.getvalue().splitlines()[-1].startswith("epoch 2 valid 1/1 loss=1.5 accuracy=0.99 ")
-    assert tracker.smoothed("valid.accuracy") == pytest.approx(0.945) and tracker.latest("valid.accuracy") == 0.99
+    with RunStore(tmp_path, timeout=0.05) as store:
+        run_id = store.create_run("a", {}, provenance={})
+        tracker = plain(out, store=store, run_id=run_id, tensorboard_dir=False)
+        locker = sqlite3.connect(tmp_path / "runs.sqlite", isolation_level=None)
+        locker.execute("BEGIN EXCLUSIVE")  # another process holding the database
+        tracker.add(1, {"train.loss": 1.0})
+        tracker.flush()
+        locker.execute("ROLLBACK")
+        locker.close()
+        tracker.add(2, {"train.loss": 2.0})
+        tracker.finish("finished")
+        tracker.close()
+        assert [s for s, _, _ in store.metrics(run_id)] == [2] and store.get_run(run_id).status == "finished"
+    text = out.getvalue()
+    assert text.count("the store sink failed") == 1 and "database is locked" in text
+    assert "store: 1 write(s) failed, 1 value(s) not recorded" in text
+
+
+def test_a_full_disk_under_the_database_is_reported_and_training_goes_on(tmp_path):
+    out = io.StringIO()
+    with RunStore(tmp_path) as store:
+        run_id = store.create_run("a", {}, provenance={})
+        tracker = plain(out, store=store, run_id=run_id, tensorboard_dir=False, flush_every=500)
+        pages = store._db.execute("PRAGMA page_count").fetchone()[0]
+        store._db.execute(f"PRAGMA max_page_count = {pages + 1}")  # SQLite's own "disk full"
+        for step in range(1, 2001):
+            tracker.add(step, {"train.loss": float(step)})
+        tracker.flush()
+        tracker.close()
+        assert len(store.metrics(run_id)) < 2000
+    text = out.getvalue()
+    assert text.count("the store sink failed") == 1 and "database or disk is full" in text
+
+
+# -- resuming ------------------------------------------------------------------------------------
+
+def test_state_dict_restores_the_display_of_a_resumed_run(tmp_path):
+    tracker = quiet(smoothing=3)
+    tracker.declare("train.loss", "moving")
+    for step in range(1, 6):
+        tracker.add(step, {"train.loss": torch.tensor(float(step)), "train.lr": 0.1 * step})
+    tracker.add(5, {"valid.accuracy": 0.9}, kind="epoch")
+    torch.save(tracker.state_dict(), tmp_path / "state.pt")
+    state = torch.load(tmp_path / "state.pt", weights_only=True)
+
+    sink = ListSink()
+    resumed = quiet(smoothing=3, sinks=[sink])
+    resumed.load_state_dict(state)
+    for key in ("train.loss", "train.lr", "valid.accuracy"):
+        assert resumed.shown(key) == pytest.approx(tracker.shown(key)) and resumed.label(key) == tracker.label(key)
+    resumed.add(6, {"train.loss": 6.0})
+    tracker.add(6, {"train.loss": 6.0})
+    assert resumed.smoothed("train.loss") == pytest.approx(tracker.smoothed("train.loss")) == 5.0
+    resumed.flush()
+    assert sink.calls[0] == ("restore", {"train.loss": [3.0, 4.0, 5.0]})
+
+
+def test_a_state_whose_kinds_conflict_is_refused():
+    tracker = quiet()
+    tracker.declare("train.loss", "moving")
+    other = quiet()
+    other.declare("train.loss", "value")
+    with pytest.raises(ValueError, match=r"'train.loss' is a 'value' key .* cannot also be 'moving'"):
+        other.load_state_dict(tracker.state_dict())
+    with pytest.raises(ValueError, match=r"Tracker.load_state_dict: the state has no windows"):
+        other.load_state_dict({"kinds": {}, "last": {}})
+
+
+def test_a_resumed_run_replaces_the_values_after_its_checkpoint(tmp_path):
+    with RunStore(tmp_path) as store:
+        run_id = store.create_run("a", {}, provenance={})
+        first = Tracker(store, run_id, console=False, tensorboard_dir=False, smoothing=4)
+        first.declare("train.loss", "moving")
+        for step in range(1, 11):
+            first.add(step, {"train.loss": float(step)})
+            if step == 6:
+                checkpoint = first.state_dict()
+        first.finish("interrupted", "KeyboardInterrupt")
+        first.close()
+
+        resumed = Tracker(store, run_id, console=False, tensorboard_dir=False, smoothing=4)
+        resumed.load_state_dict(checkpoint)
+        resumed.truncate(6)
+        assert resumed.smoothed("train.loss") == pytest.approx(4.5) and resumed.latest("train.loss") == 6.0
+        assert store.get_run(run_id).status == "running"
+        for step in range(7, 9):
+            resumed.add(step, {"train.loss": float(step) + 0.5})
+        resumed.finish("finished")
+        resumed.close()
+        assert store.metrics(run_id) == [(s, "train.loss", float(s)) for s in range(1, 7)] + \
+            [(7, "train.loss", 7.5), (8, "train.loss", 8.5)]
+        assert store.get_run(run_id).status == "finished"
+
+
+def test_truncate_forgets_the_later_values_held_here():
+    tracker = quiet(smoothing=4)
+    tracker.declare("train.loss", "moving")
+    for step in range(1, 6):
+        tracker.add(step, {"train.loss": float(step), "train.lr": float(step)})
+    tracker.truncate(3)
+    assert tracker.smoothed("train.loss") == pytest.approx(2.5)  # its window still holds steps 1 to 3
+    with pytest.raises(KeyError, match="tracker has no values for 'train.lr' yet"):  # only step 5 was held
+        tracker.latest("train.lr")
+
+
+def test_closing_twice_is_harmless_and_adding_after_close_fails_clearly():
+    sink = ListSink()
+    tracker = quiet(sinks=[sink], flush_every=1)
+    tracker.close()
+    tracker.close()
+    assert sink.calls == [("close",)]
+    with pytest.raises(RuntimeError, match="the tracker's writer is closed; cannot write 1 values"):
+        tracker.add(1, {"train.loss": 1.0})

@@ -68,6 +68,9 @@ def worker(rank: int, port: int, fused: bool, out: str, run_dir: str | None = No
         torch.save({"params": params, "accuracy": accuracy}, f"{out}.{rank}")
     finally:
         dist.destroy_process_group()
+    # Leave without the interpreter's shutdown, where gloo's threads can abort the process ("terminate called
+    # without an active exception") after its work is done and saved.
+    os._exit(0)
 
 
 def free_port() -> int:

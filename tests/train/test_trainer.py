@@ -628,3 +628,33 @@ def test_with_both_clippings_the_tracked_norm_is_the_one_before_any_clipping():
     norms = sgd_by_hand(mlp(), [data], lr=0.1)
     assert tracker.latest("train.grad_norm") == pytest.approx(norms[0], rel=1e-5)
 
+
+
+def test_the_loss_is_a_moving_average_and_samples_are_counted(tmp_path):
+    model = mlp()
+    with RunStore(tmp_path) as store:
+        run_id = store.create_run("unit", {})
+        tracker = Tracker(store=store, run_id=run_id, console=False)
+        Trainer(model, torch.optim.SGD(model.parameters(), lr=0.1), batches(5, 8, 0),
+                loss_fn=nn.functional.cross_entropy, update_batches=2, tracker=tracker).run()
+        tracker.flush()
+        samples = [(step, value) for step, _, value in store.metrics(run_id, "train.samples")]
+    assert tracker.kind("train.loss") == "moving" and tracker.label("train.loss").startswith("train.loss(avg")
+    # Windows of 2, 2 and 1 batches of 8 samples: 16, 32, 40 samples by steps 1, 2, 3.
+    assert samples == [(1, 16), (2, 32), (3, 40)]
+
+
+def test_model_statistics_every_n_steps_only():
+    model = mlp()
+    tracker = Tracker(console=False)
+    steps = []
+
+    class Watch:
+        def on_optimizer_step(self, trainer):
+            steps.append((trainer.global_step, "model.0.update_ratio" in tracker.keys()))
+
+    Trainer(model, torch.optim.SGD(model.parameters(), lr=0.1), batches(6, 8, 0), loss_fn=nn.functional.cross_entropy,
+            track_model_every=3, tracker=tracker, callbacks=[Watch()]).run()
+    assert steps == [(1, False), (2, False), (3, True), (4, True), (5, True), (6, True)]
+    assert {"model.0.param_norm", "model.0.grad_norm", "model.2.update_ratio"} <= set(tracker.keys())
+    assert 0 < tracker.latest("model.0.update_ratio") < 1

@@ -3,9 +3,17 @@
     cadence list                                   the experiments
     cadence config mnist [key=value ...]           the resolved config, as YAML
     cadence train mnist [key=value ...] [--data-dir D] [--runs-dir R] [--resume RUN] [--nproc N]
-    cadence runs [--runs-dir R]                    the recorded runs
+    cadence runs [--experiment E] [--status S] [--tag T] [--sort METRIC]   the recorded runs
+    cadence show RUN                               config, provenance, final and best metrics, checkpoints
+    cadence compare RUN RUN...                     config differences and metrics side by side
+    cadence plot RUN... --metric M [--smooth N] [--x step|samples] [--log] -o out.png
+    cadence export RUN --format csv|json [-o FILE]
+    cadence tag RUN TAG... [--remove]
+    cadence rm RUN... [--yes]
     cadence generate RUN [--prompt TEXT] [--length N] [--temperature T] [--top-k K] [--seed S]
                                                    text sampled from a language model's run
+
+A run is named by its id or any unique prefix of it.
 
 Each command lives in a module of this package (:mod:`cadence.cli.experiments`,
 :mod:`cadence.cli.runs`, :mod:`cadence.cli.generate`), which adds its parser and handler. Exit

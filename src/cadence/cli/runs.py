@@ -1,27 +1,360 @@
-"""``cadence runs``: the recorded runs."""
+"""The run tools: ``cadence runs``, ``show``, ``compare``, ``plot``, ``export``, ``tag`` and ``rm``.
+
+A run is named by its id or any unique prefix of it (``cadence show 20261124-10``); an unknown
+or ambiguous one is a usage error (exit status 2) that lists the candidates. These commands
+only read the runs directory (``rm`` and ``tag`` aside): a missing database is reported, not
+created.
+"""
 
 from __future__ import annotations
 
 import argparse
+import csv
+import io
+import json
+import math
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
 
 from rich.console import Console
+from rich.table import Table
 
-from cadence.cli.common import RUNS_DIR_HELP, guarded
+from cadence.cli.common import RUNS_DIR_HELP, UsageError, guarded
+from cadence.config import to_yaml
 from cadence.experiments import resolve_runs_dir
-from cadence.track import RunStore, format_runs
+from cadence.track import STATES, RunStore, RunSummary, format_runs
+from cadence.track.console import format_duration
+from cadence.track.history import MISSING, better, checkpoints, config_differences, histories
+from cadence.track.plot import X_AXES, plot_runs
+
 
 def add_parsers(commands: argparse._SubParsersAction) -> None:
-    """Add ``runs`` to the command's parsers."""
-    parser = commands.add_parser("runs", help="list the recorded runs")
-    parser.add_argument("--runs-dir", help=RUNS_DIR_HELP)
-    parser.set_defaults(handler=list_runs)
+    """Add the run tools to the command's parsers."""
+    runs = commands.add_parser("runs", help="list the recorded runs, filtered and sorted",
+                               description="List the recorded runs: id, name, status, tags, start, duration and "
+                                           "final metrics (each named as its kind: loss(avg20), accuracy(epoch)).")
+    runs.add_argument("--experiment", help="only runs of this experiment")
+    runs.add_argument("--status", choices=STATES, help="only runs with this status")
+    runs.add_argument("--tag", action="append", default=[], help="only runs with this tag (repeat: with all of them)")
+    runs.add_argument("--sort", metavar="METRIC", help="sort by a metric's final value, best first (lowest for "
+                                                       "losses, highest for accuracies); default: newest first")
+    runs.add_argument("--reverse", action="store_true", help="reverse the order")
+    runs.set_defaults(handler=list_runs)
 
+    show = commands.add_parser("show", help="a run's config, provenance, metrics and checkpoints")
+    show.add_argument("run", help="run id, or a unique prefix of one")
+    show.set_defaults(handler=show_run)
+
+    compare = commands.add_parser("compare", help="runs' config differences and metrics side by side")
+    compare.add_argument("runs", nargs="+", metavar="RUN")
+    compare.set_defaults(handler=compare_runs)
+
+    plot = commands.add_parser("plot", help="plot metrics of runs, overlaid, into an image",
+                               description="Plot metrics of runs into an image: one colour per run, training "
+                                           "solid and validation dashed.")
+    plot.add_argument("runs", nargs="+", metavar="RUN")
+    plot.add_argument("--metric", action="append", required=True,
+                      help="a key (valid.loss), or a name without a phase (loss: train.loss and valid.loss); repeat "
+                           "for more")
+    plot.add_argument("--smooth", type=int, metavar="N",
+                      help="draw the mean of the last N values of per-step series (epoch means are drawn as they are)")
+    plot.add_argument("--x", choices=tuple(X_AXES), default="step", help="the x axis (default: step)")
+    plot.add_argument("--log", action="store_true", help="a logarithmic y axis")
+    plot.add_argument("-o", "--output", required=True, help="the image to write (.png, .svg, .pdf)")
+    plot.set_defaults(handler=plot_command)
+
+    export = commands.add_parser("export", help="a run's values as CSV or JSON")
+    export.add_argument("run")
+    export.add_argument("--format", choices=("csv", "json"), default="csv")
+    export.add_argument("-o", "--output", help="the file to write (default: standard output)")
+    export.set_defaults(handler=export_run)
+
+    tag = commands.add_parser("tag", help="add tags to a run (or remove them)")
+    tag.add_argument("run")
+    tag.add_argument("tags", nargs="+", metavar="TAG")
+    tag.add_argument("--remove", action="store_true", help="remove the tags instead")
+    tag.set_defaults(handler=tag_run)
+
+    rm = commands.add_parser("rm", help="delete runs: records, values and folders (asks first)")
+    rm.add_argument("runs", nargs="+", metavar="RUN")
+    rm.add_argument("--yes", action="store_true", help="do not ask")
+    rm.set_defaults(handler=remove_runs)
+
+    for parser in (runs, show, compare, plot, export, tag, rm):
+        parser.add_argument("--runs-dir", help=RUNS_DIR_HELP)
+
+
+def _with_store(args: argparse.Namespace, command: str, err: Console, work: Callable[[RunStore], int]) -> int:
+    """Run ``work`` on the existing run store of ``args.runs_dir``, under :func:`guarded`."""
+    def guarded_work() -> int:
+        with RunStore(resolve_runs_dir(args.runs_dir), create=False) as store:
+            return work(store)
+
+    return guarded(command, err, guarded_work)
+
+
+def _runs(store: RunStore, runs: list[str]) -> list[RunSummary]:
+    """The runs named, each once (two prefixes may name one run), every name checked before anything is done."""
+    return list({summary.id: summary for summary in (_run(store, run) for run in runs)}.values())
+
+
+def _run(store: RunStore, run: str) -> RunSummary:
+    """The run that ``run`` (an id or a unique prefix) names; an unknown or ambiguous one is a usage error."""
+    try:
+        return store.get_run(run)
+    except KeyError as e:
+        raise UsageError(e.args[0]) from None
+
+
+# -- cadence runs ----------------------------------------------------------------------------------
 
 def list_runs(args: argparse.Namespace, out: Console, err: Console) -> int:
-    """``cadence runs``: id, name, status, start, duration and last metrics of every run."""
-    def work() -> int:
-        with RunStore(resolve_runs_dir(args.runs_dir)) as store:
-            out.print(format_runs(store.list_runs()))
+    """``cadence runs``: the runs, filtered by experiment, status and tags, newest first or by a metric."""
+    if not (resolve_runs_dir(args.runs_dir) / "runs.sqlite").is_file():
+        out.print(format_runs([]))
         return 0
 
-    return guarded("runs", err, work)
+    def work(store: RunStore) -> int:
+        runs = [run for run in store.list_runs() if (args.experiment is None or run.name == args.experiment)
+                and (args.status is None or run.status == args.status) and set(args.tag) <= set(run.tags)]
+        if args.sort is not None:
+            runs = _sorted(runs, args.sort)
+        if args.reverse:
+            runs.reverse()
+        out.print(format_runs(runs, first=args.sort))
+        return 0
+
+    return _with_store(args, "runs", err, work)
+
+
+def _sorted(runs: list[RunSummary], metric: str) -> list[RunSummary]:
+    """Runs by their final ``metric``, best first; runs without it last, newest first."""
+    sign = -1 if better(metric) == "higher" else 1
+    having = [run for run in runs if not math.isnan(run.last_metrics.get(metric, math.nan))]
+    if not having and runs:
+        keys = sorted({key for run in runs for key in run.last_metrics})
+        raise UsageError(f"--sort {metric}: no run listed has {metric!r}; their metrics: {', '.join(keys) or 'none'}")
+    rest = [run for run in runs if run not in having]
+    return sorted(having, key=lambda run: sign * run.last_metrics[metric]) + rest
+
+
+# -- cadence show ----------------------------------------------------------------------------------
+
+def show_run(args: argparse.Namespace, out: Console, err: Console) -> int:
+    """``cadence show RUN``: how the run ended, its provenance, config, final and best metrics and checkpoints."""
+    def work(store: RunStore) -> int:
+        run = _run(store, args.run)
+        started = _time(run.start_time)
+        ended = "still running (or stopped without recording its end)" if run.end_time is None else \
+            f"{run.status} at {_time(run.end_time)} after {format_duration(run.duration)}"
+        lines = [f"run {run.id} of {run.name}" + (f", tagged {', '.join(run.tags)}" if run.tags else ""),
+                 f"started {started}, {ended}"]
+        if run.error:
+            lines.append(f"error: {run.error}")
+        lines += _provenance(run.provenance, store.run_dir(run.id))
+        _lines(out, lines)
+        out.print("\nconfig:", markup=False, highlight=False)
+        _lines(out, ["  " + line for line in to_yaml(run.config).rstrip("\n").splitlines()] if run.config
+               else ["  (empty)"])
+        out.print(_metrics_table(store, run.id))
+        found = checkpoints(store.run_dir(run.id))
+        if found:
+            table = Table("checkpoint", "step", "epoch", "metrics", title="checkpoints", title_justify="left",
+                          box=None, padding=(0, 2, 0, 0))
+            for c in found:
+                table.add_row(str(c.path), _or_dash(c.step), _or_dash(c.epoch),
+                              " ".join(f"{k}={_number(v)}" for k, v in c.metrics.items()))
+            out.print(table)
+        else:
+            _lines(out, ["checkpoints: none"])
+        return 0
+
+    return _with_store(args, "show", err, work)
+
+
+def _provenance(provenance: dict[str, Any], run_dir: Path) -> list[str]:
+    if not provenance:
+        return ["provenance: not recorded (a run of an earlier cadence)"]
+    lines = [f"command: {provenance.get('command', '?')} (in {provenance.get('cwd', '?')}, on "
+             f"{provenance.get('host', '?')})",
+             f"versions: cadence {provenance.get('cadence', '?')}, torch {provenance.get('torch', '?')}, "
+             f"python {provenance.get('python', '?')}, {provenance.get('platform', '?')}"]
+    git = provenance.get("git")
+    if not git:
+        lines.append("source: not in a git repository")
+    else:
+        where = f"commit {git.get('commit') or '(none yet)'}" + (f" on {git['branch']}" if git.get("branch") else "")
+        diff = run_dir / "source.diff"
+        changes = []
+        if diff.is_file():
+            changes.append(f"uncommitted changes in {diff}")
+        if git.get("untracked_total"):
+            changes.append(f"{git['untracked_total']} untracked file(s) not recorded")
+        lines.append(f"source: {git.get('root')} at {where}" + (f"; {'; '.join(changes)}" if changes else
+                                                                   ", no uncommitted change"))
+    return lines
+
+
+def _metrics_table(store: RunStore, run_id: str) -> Table:
+    table = Table("metric", "final", "at step", "best", "at step", title="metrics (each as its kind: avgN the mean "
+                  "of the last N values, epoch the phase's mean over the epoch so far)", title_justify="left",
+                  box=None, padding=(0, 2, 0, 0))
+    for key, history in histories(store, run_id).items():
+        final, best = history.final(), history.best()
+        table.add_row(history.shown()[1], *(_cells(final) if final else ("-", "-")),
+                      *(_cells(best) if best else ("-", "-")))
+    if not table.row_count:
+        table.add_row("(no values recorded)", "", "", "", "")
+    return table
+
+
+def _cells(point: tuple[int, float]) -> tuple[str, str]:
+    return _number(point[1]), str(point[0])
+
+
+# -- cadence compare -------------------------------------------------------------------------------
+
+def compare_runs(args: argparse.Namespace, out: Console, err: Console) -> int:
+    """``cadence compare RUN RUN...``: the config and provenance entries that differ, and the final (best) metrics."""
+    def work(store: RunStore) -> int:
+        runs = _runs(store, args.runs)
+        if len(runs) < 2:
+            raise UsageError(f"compare needs two runs or more; got {runs[0].id} alone")
+        ids = [run.id for run in runs]
+        configs = [{"name": run.name, "config": run.config,
+                    "provenance": {k: v for k, v in run.provenance.items() if k != "cwd"}} for run in runs]
+        differences = config_differences(configs)
+        table = Table("key", *ids, title="config differences", title_justify="left", box=None,
+                      padding=(0, 2, 0, 0))
+        for key, values in differences.items():
+            table.add_row(key.removeprefix("config."), *("(absent)" if v is MISSING else _value(v) for v in values))
+        if not differences:
+            table.add_row("(none: the same config)", *[""] * len(ids))
+        out.print(table)
+        every = [histories(store, run.id) for run in runs]
+        metrics = Table("metric", *ids, title="metrics: final (best)", title_justify="left", box=None,
+                        padding=(0, 2, 0, 0))
+        for key in sorted({key for h in every for key in h}, key=lambda k: (not k.startswith("valid."), k)):
+            name = next(h[key].shown()[1] for h in every if key in h)
+            cells = []
+            for h in every:
+                final, best = (h[key].final(), h[key].best()) if key in h else (None, None)
+                cells.append("-" if final is None else _number(final[1]) + (f" ({_number(best[1])})" if best else ""))
+            metrics.add_row(name, *cells)
+        out.print(metrics)
+        return 0
+
+    return _with_store(args, "compare", err, work)
+
+
+# -- cadence plot ----------------------------------------------------------------------------------
+
+def plot_command(args: argparse.Namespace, out: Console, err: Console) -> int:
+    """``cadence plot RUN... --metric M -o out.png``: the metrics of the runs overlaid in one image."""
+    def work(store: RunStore) -> int:
+        if args.smooth is not None and args.smooth < 1:
+            raise UsageError(f"--smooth {args.smooth}: expected a window of 1 or more values")
+        run_ids = [run.id for run in _runs(store, args.runs)]
+        path = plot_runs(store, run_ids, args.metric, args.output, smooth=args.smooth, x=args.x, log=args.log)
+        out.print(f"plot: {path}", markup=False, highlight=False, soft_wrap=True)
+        return 0
+
+    return _with_store(args, "plot", err, work)
+
+
+# -- cadence export --------------------------------------------------------------------------------
+
+def export_run(args: argparse.Namespace, out: Console, err: Console) -> int:
+    """``cadence export RUN --format csv|json``: every recorded value (CSV: step, key, kind, window, value;
+    JSON: the run's record and each series)."""
+    def work(store: RunStore) -> int:
+        run = _run(store, args.run)
+        series = histories(store, run.id)
+        if args.format == "csv":
+            buffer = io.StringIO()
+            writer = csv.writer(buffer, lineterminator="\n")
+            writer.writerow(["step", "key", "kind", "window", "value"])
+            for key, h in series.items():
+                for step, value in zip(h.steps.tolist(), h.values.tolist()):
+                    writer.writerow([step, key, h.series.kind, h.series.window or "", repr(value)])
+            text = buffer.getvalue()
+        else:
+            record = {"id": run.id, "name": run.name, "status": run.status, "tags": list(run.tags),
+                      "start_time": run.start_time, "end_time": run.end_time, "error": run.error,
+                      "config": run.config, "provenance": run.provenance}
+            text = json.dumps({"run": record, "series": {
+                key: {"kind": h.series.kind, "window": h.series.window, "label": h.shown()[1],
+                      "steps": h.steps.tolist(), "values": [None if math.isnan(v) else v for v in h.values.tolist()]}
+                for key, h in series.items()}}, indent=1) + "\n"
+        if args.output:
+            Path(args.output).write_text(text)
+            err.print(f"cadence export: {run.id} written to {args.output}", markup=False, highlight=False)
+        else:
+            out.file.write(text)
+        return 0
+
+    return _with_store(args, "export", err, work)
+
+
+# -- cadence tag, cadence rm -----------------------------------------------------------------------
+
+def tag_run(args: argparse.Namespace, out: Console, err: Console) -> int:
+    """``cadence tag RUN TAG... [--remove]``: add (or remove) tags."""
+    def work(store: RunStore) -> int:
+        run = _run(store, args.run)
+        tags = [t for t in run.tags if t not in args.tags] if args.remove else [*run.tags, *args.tags]
+        store.set_tags(run.id, tags)
+        out.print(f"{run.id}: tags {' '.join(store.get_run(run.id).tags) or '(none)'}", markup=False,
+                  highlight=False)
+        return 0
+
+    return _with_store(args, "tag", err, work)
+
+
+def remove_runs(args: argparse.Namespace, out: Console, err: Console) -> int:
+    """``cadence rm RUN... [--yes]``: delete runs (records, values, folders), after asking unless ``--yes``."""
+    def work(store: RunStore) -> int:
+        runs = _runs(store, args.runs)  # every id checked before any deletion
+        for run in runs:
+            out.print(f"{run.id} {run.name} {run.status}{' (still running?)' if run.status == 'running' else ''} "
+                      f"{store.run_dir(run.id)}", markup=False, highlight=False)
+        if not args.yes:
+            err.print(f"remove {len(runs)} run(s): their records, values and folders? [y/N] ", end="",
+                      markup=False, highlight=False)
+            answer = (sys.stdin.readline() if sys.stdin is not None else "").strip().lower()
+            if answer not in ("y", "yes"):
+                err.print("cadence rm: nothing removed", markup=False, highlight=False)
+                return 1
+        for run in runs:
+            store.delete_run(run.id)
+        out.print(f"removed {len(runs)} run(s)", markup=False, highlight=False)
+        return 0
+
+    return _with_store(args, "rm", err, work)
+
+
+# -- formatting ------------------------------------------------------------------------------------
+
+def _lines(out: Console, lines: list[str]) -> None:
+    for line in lines:
+        out.print(line, markup=False, highlight=False, soft_wrap=True)
+
+
+def _number(value: Any) -> str:
+    return f"{value:.4g}" if isinstance(value, float) else str(value)
+
+
+def _value(value: Any) -> str:
+    return json.dumps(value) if isinstance(value, (list, dict, str)) or value is None else _number(value)
+
+
+def _or_dash(value: Any) -> str:
+    return "-" if value is None else str(value)
+
+
+def _time(seconds: float) -> str:
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(seconds))
+

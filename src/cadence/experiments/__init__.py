@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -49,7 +49,8 @@ def get_experiment(name: str) -> Experiment:
 
 
 def run_experiment(name: str, config: Any, *, data_dir: str | Path | None = None,
-                   runs_dir: str | Path | None = None, tracker_options: dict[str, Any] | None = None) -> str:
+                   runs_dir: str | Path | None = None, tracker_options: dict[str, Any] | None = None,
+                   tags: Sequence[str] = ()) -> str:
     """Build experiment ``name`` from ``config``, then train it as a recorded run; return the run id."""
     trainer = get_experiment(name).build(config, data_dir)
-    return train_as_run(name, config, trainer, runs_dir=runs_dir, tracker_options=tracker_options)
+    return train_as_run(name, config, trainer, runs_dir=runs_dir, tracker_options=tracker_options, tags=tags)

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -94,14 +95,15 @@ def resolve_runs_dir(runs_dir: str | os.PathLike | None = None) -> Path:
 
 
 def train_as_run(name: str, config: Any, trainer: Trainer, *, runs_dir: str | Path | None = None,
-                 tracker_options: dict[str, Any] | None = None, run_id: str | None = None, note: str = "") -> str:
+                 tracker_options: dict[str, Any] | None = None, run_id: str | None = None, note: str = "",
+                 tags: Sequence[str] = ()) -> str:
     """Train ``trainer`` as a run of experiment ``name``: a new run, or run ``run_id`` resumed; return the run id.
 
     Call it once the data and model are ready, so that a typo or a missing data file leaves
     no run behind. The run ends ``finished``, ``failed`` (with the error) or ``interrupted``
     (:attr:`Trainer.status`); its checkpoints are written to the run's folder. In a data
-    parallel run, rank 0 creates and records the run and the others learn its id. ``note`` is
-    shown when the run resumes (what changed).
+    parallel run, rank 0 creates and records the run (with its provenance and ``tags``) and the
+    others learn its id. ``note`` is shown when the run resumes (what changed).
     """
     world_size, rank = world()
     resolved = to_dict(config)
@@ -110,7 +112,7 @@ def train_as_run(name: str, config: Any, trainer: Trainer, *, runs_dir: str | Pa
     with RunStore(runs) if rank == 0 else contextlib.nullcontext() as store:
         if store is not None:
             if run_id is None:
-                run_id = store.create_run(name, resolved)
+                run_id = store.create_run(name, resolved, tags=tags)  # and its provenance
             else:
                 store.update_config(run_id, resolved)
             trainer.tracker = Tracker(store=store, run_id=run_id, **(tracker_options or {}))

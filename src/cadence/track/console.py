@@ -1,11 +1,14 @@
 """Progress on the console, through rich.
 
-On a terminal the running phase (``epoch 2 train``) has a live progress bar with its latest
-smoothed metrics, speed and time left, which turns into a plain line when the phase ends.
-Elsewhere (CI, a log file) a plain line is written every ``interval`` seconds and at the
-end of each phase::
+On a terminal the running phase (``epoch 2 train``) has a live progress bar with its metrics,
+speed and time left, which turns into a plain line when the phase ends. Elsewhere (CI, a log
+file) a plain line is written every ``interval`` seconds and at the end of each phase::
 
-    epoch 2 train 120/125 loss=0.1234 accuracy=0.9712 85.3 it/s eta 0:00:01
+    epoch 2 train 120/125 loss(avg20)=0.1234 accuracy(epoch)=0.9712 lr=0.001 85.3 it/s eta 0:00:01
+
+Each metric is named as its kind (:mod:`cadence.track.kinds`) says: ``loss(avg20)`` the mean of
+the last 20 values, ``accuracy(epoch)`` the phase's mean over the epoch so far, ``lr`` the raw
+value at the step.
 """
 
 from __future__ import annotations
@@ -102,33 +105,43 @@ class ConsoleSink:
         elapsed = self.clock() - self._start
         if not completed or elapsed <= 0 or completed >= self._total:
             return ""
-        return _clock((self._total - completed) * elapsed / completed)
+        return format_duration((self._total - completed) * elapsed / completed)
 
 
 def _format(metrics: Mapping[str, float]) -> str:
     return " ".join(f"{name}={value:.4g}" for name, value in metrics.items())
 
 
-def format_runs(runs: list[RunSummary], max_metrics: int = 4) -> Table:
-    """A table of runs for ``cadence runs``: id, name, status, start, duration and last metrics
-    (validation metrics first, at most ``max_metrics``, one a line so that the column stays readable
-    on a narrow console)."""
+def format_runs(runs: list[RunSummary], max_metrics: int = 4, first: str | None = None) -> Table:
+    """A table of runs for ``cadence runs``: id, name, status, tags (if any run has some), start, duration
+    and final metrics (``first``, then validation metrics, at most ``max_metrics``, one a line so that the
+    column stays readable on a narrow console), each named as its kind says."""
     table = Table(title=f"{len(runs)} runs", box=None, padding=(0, 1), pad_edge=False, collapse_padding=True,
                   header_style="bold underline")
     table.add_column("id", no_wrap=True)
     table.add_column("name", overflow="fold")
     table.add_column("status", no_wrap=True)
+    tagged = any(run.tags for run in runs)
+    if tagged:
+        table.add_column("tags", overflow="fold")
     table.add_column("start", no_wrap=True)
     table.add_column("duration", no_wrap=True)
-    table.add_column("last metrics", min_width=22, overflow="fold")
+    table.add_column("final metrics", min_width=22, overflow="fold")
     for run in runs:
-        keys = sorted(run.last_metrics, key=lambda k: (not k.startswith("valid."), k))[:max_metrics]
-        duration = "running" if run.duration is None else _clock(run.duration)
-        table.add_row(run.id, run.name, run.status, time.strftime("%Y-%m-%d\n%H:%M:%S", time.localtime(run.start_time)),
-                      duration, "\n".join(f"{k}={run.last_metrics[k]:.4g}" for k in keys))
+        keys = sorted(run.last_metrics, key=lambda k: (k != first, not k.startswith("valid."), k))[:max_metrics]
+        duration = "running" if run.duration is None else format_duration(run.duration)
+        table.add_row(run.id, run.name, run.status, *(["\n".join(run.tags)] if tagged else []),
+                      time.strftime("%Y-%m-%d\n%H:%M:%S", time.localtime(run.start_time)), duration,
+                      "\n".join(f"{_label(run, k)}={run.last_metrics[k]:.4g}" for k in keys))
     return table
 
 
-def _clock(seconds: float) -> str:
+def _label(run: RunSummary, key: str) -> str:
+    series = run.series.get(key)
+    return series.label(key) if series is not None else key
+
+
+def format_duration(seconds: float) -> str:
+    """``h:mm:ss`` of ``seconds``, rounded to the second."""
     seconds = round(seconds)
     return f"{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"

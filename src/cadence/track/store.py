@@ -1,37 +1,75 @@
-"""The run store: every run's config, status and metrics in one SQLite database.
+"""The run store: every run's config, provenance, tags, status and values in one SQLite database.
 
 Layout of a runs directory::
 
     runs/
-      runs.sqlite          runs (id, name, status, config, times, error) and metrics (run, step, key, value)
-      <run id>/            one folder per run
-        config.json        the resolved config
-        checkpoint.pt      written by the trainer
+      runs.sqlite               runs, series (each key's kind) and chunks of values
+      <run id>/                 one folder per run
+        config.json             the resolved config
+        source.diff             the uncommitted changes of the working tree (when there were any)
+        checkpoints/step-<N>/   written by the trainer: model.safetensors, state.pt, meta.json
+        tensorboard/            TensorBoard event files (with the ``tensorboard`` extra)
 
-Metric rows are written in batches, one transaction per :meth:`RunStore.add_metrics` call.
-SQLite stores NaN as NULL; it is read back as NaN.
+**Robustness.** The database is in write-ahead-log mode: readers never block the writer, and
+a process killed at any point (SIGKILL mid-write included) leaves it readable with every
+committed transaction. Commits are not synced to the disk one by one (``synchronous=NORMAL``):
+a power cut may lose the last ones, never the database's consistency. Every write is one ``BEGIN IMMEDIATE`` transaction, so two processes
+writing at once take turns (each waits up to ``timeout`` seconds for the other) instead of
+failing. A connection may be shared by threads: a lock serialises its use.
+
+**Values in chunks.** Each write stores each key's new values as one row, a *chunk*: the
+steps and the values packed as arrays (int64 and float64), with the chunk's first and last
+step. A tracker's hand-over of a thousand values is then a handful of rows, not a thousand:
+the writing thread holds Python's GIL, and so slows the training thread, for a few
+microseconds per step instead of tens. Readers unpack them (:meth:`RunStore.metrics`,
+:meth:`RunStore.values`); NaN and infinities are kept as they are.
+
+**Resuming.** :meth:`RunStore.truncate` deletes a run's values after the step it resumes
+from, so that the values the resumed run records replace them instead of doubling them.
+
+**Run ids** are the second and two random bytes (``20261124-101010-abcd``). Any unique
+prefix names a run (:meth:`RunStore.resolve`); an ambiguous or unknown one fails, listing the
+candidates.
+
+A database of an earlier cadence (a row per value, without provenance, tags or kinds) is
+upgraded in place when opened; its values read as raw (``"value"``) series.
 """
 
 from __future__ import annotations
 
 import json
-import math
 import os
 import secrets
 import shutil
 import sqlite3
+import threading
 import time
-from collections.abc import Iterable
-from dataclasses import dataclass
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+import numpy as np
+
+from cadence.track.kinds import label
+from cadence.track.provenance import collect_provenance
 
 #: The states a run can end in (a run is ``running`` until then).
 END_STATES = ("finished", "failed", "interrupted")
 
+#: Every status a run can have.
+STATES = ("running", *END_STATES)
+
 #: Ids drawn for a new run before :meth:`RunStore.create_run` gives up (two random bytes per second: a
 #: clash takes runs started in the same second, and 100 in a row does not happen short of a bug).
 ID_ATTEMPTS = 100
+
+#: The schema version this cadence writes (``PRAGMA user_version``).
+SCHEMA_VERSION = 2
+
+#: Candidates an unknown or ambiguous run id lists at most.
+MAX_CANDIDATES = 10
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS runs (
@@ -41,21 +79,54 @@ CREATE TABLE IF NOT EXISTS runs (
     config TEXT NOT NULL,
     start_time REAL NOT NULL,
     end_time REAL,
-    error TEXT
+    error TEXT,
+    provenance TEXT NOT NULL DEFAULT '{}',
+    tags TEXT NOT NULL DEFAULT '[]'
 );
-CREATE TABLE IF NOT EXISTS metrics (
-    run_id TEXT NOT NULL REFERENCES runs(id),
-    step INTEGER NOT NULL,
+CREATE TABLE IF NOT EXISTS series (
+    run_id TEXT NOT NULL,
     key TEXT NOT NULL,
-    value REAL
+    kind TEXT NOT NULL,
+    window INTEGER,
+    PRIMARY KEY (run_id, key)
 );
-CREATE INDEX IF NOT EXISTS metrics_by_run_key_step ON metrics (run_id, key, step);
+CREATE TABLE IF NOT EXISTS chunks (
+    run_id TEXT NOT NULL REFERENCES runs(id),
+    key TEXT NOT NULL,
+    first_step INTEGER NOT NULL,
+    last_step INTEGER NOT NULL,
+    steps BLOB NOT NULL,
+    vals BLOB NOT NULL
+);
+CREATE INDEX IF NOT EXISTS chunks_by_run_key_step ON chunks (run_id, key, last_step);
 """
+
+#: How a chunk's steps and values are packed: little-endian int64 and float64.
+STEP, VALUE = np.dtype("<i8"), np.dtype("<f8")
+
+#: ``{key: (steps, values)}``: the values of several keys, each with its steps, in the order recorded.
+Columns = Mapping[str, tuple[Sequence[int], Sequence[float]]]
+
+
+@dataclass(frozen=True)
+class Series:
+    """What a key of a run is: its kind and, for a moving average, its window."""
+
+    kind: str
+    window: int | None = None
+
+    def label(self, key: str) -> str:
+        """The name ``key``'s values are shown under (:func:`cadence.track.kinds.label`)."""
+        return label(key, self.kind, self.window)
 
 
 @dataclass(frozen=True)
 class RunSummary:
-    """One run as the store knows it; times are seconds since the epoch."""
+    """One run as the store knows it; times are seconds since the epoch.
+
+    ``last_metrics`` holds each key's final value as its kind defines it (a moving series: the
+    mean of its last ``window`` values); ``series`` says what each key is.
+    """
 
     id: str
     name: str
@@ -65,6 +136,9 @@ class RunSummary:
     end_time: float | None
     error: str | None
     last_metrics: dict[str, float]
+    tags: tuple[str, ...] = ()
+    provenance: dict[str, Any] = field(default_factory=dict)
+    series: dict[str, Series] = field(default_factory=dict)
 
     @property
     def duration(self) -> float | None:
@@ -73,21 +147,43 @@ class RunSummary:
 
 
 class RunStore:
-    """The SQLite database ``<runs_dir>/runs.sqlite`` and the run folders beside it."""
+    """The SQLite database ``<runs_dir>/runs.sqlite`` and the run folders beside it.
 
-    def __init__(self, runs_dir: str | os.PathLike):
+    * ``create``: make the folder and database if missing (``False``: a missing database is a
+      ``FileNotFoundError``, for the commands that only read),
+    * ``timeout``: seconds a write waits for another process's transaction to end.
+    """
+
+    def __init__(self, runs_dir: str | os.PathLike, *, create: bool = True, timeout: float = 30.0):
         self.runs_dir = Path(runs_dir)
-        self.runs_dir.mkdir(parents=True, exist_ok=True)
         self.path = self.runs_dir / "runs.sqlite"
+        if not create and not self.path.is_file():
+            raise FileNotFoundError(f"no run database at {self.path} (`cadence train` records runs there; "
+                                    f"--runs-dir or CADENCE_RUNS chooses another runs directory)")
+        self.runs_dir.mkdir(parents=True, exist_ok=True)
+        self._lock = threading.RLock()
+        #: ``(run, key)`` pairs whose series this connection has recorded (no need to record them again).
+        self._described: set[tuple[str, str]] = set()
         try:
-            self._db = sqlite3.connect(self.path, timeout=30.0)
+            # Autocommit mode: every write opens its own BEGIN IMMEDIATE transaction (see _write).
+            self._db = sqlite3.connect(self.path, timeout=timeout, isolation_level=None, check_same_thread=False)
             self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.executescript(_SCHEMA)
-        except sqlite3.DatabaseError as e:
+            # A commit reaches the operating system, not the platter: a killed process loses nothing
+            # committed, a power cut may lose the last commits, never the database's consistency.
+            self._db.execute("PRAGMA synchronous=NORMAL")
+            self._upgrade()
+        except (sqlite3.DatabaseError, ValueError) as e:
             raise ValueError(f"{self.path} is not a usable cadence run database: {e}") from e
 
-    def create_run(self, name: str, config: dict[str, Any]) -> str:
+    # -- runs ----------------------------------------------------------------------------------
+
+    def create_run(self, name: str, config: Mapping[str, Any], *, tags: Iterable[str] = (),
+                   provenance: Mapping[str, Any] | None = None, diff: str = "") -> str:
         """Record a new ``running`` run of experiment ``name``; create its folder; return its id.
+
+        ``provenance`` (and the working tree's uncommitted ``diff``, written to ``source.diff``)
+        are collected now by :func:`cadence.track.provenance.collect_provenance` unless given.
+        ``tags`` are labels to filter runs by (``cadence runs --tag``).
 
         An id is the second and two random bytes (``20261124-101010-abcd``). One already taken,
         by a run started in the same second (its folder exists) or by a recorded run whose folder
@@ -96,7 +192,10 @@ class RunStore:
         Raises:
             FileExistsError: every id drawn was taken.
         """
-        text = json.dumps(config, indent=2, sort_keys=False)
+        tags = _checked_tags(tags)
+        if provenance is None:
+            provenance, diff = collect_provenance()
+        text = json.dumps(dict(config), indent=2, sort_keys=False)
         for _ in range(ID_ATTEMPTS):
             run_id = _new_run_id()
             folder = self.run_dir(run_id)
@@ -105,10 +204,13 @@ class RunStore:
             except FileExistsError:
                 continue
             (folder / "config.json").write_text(text + "\n")
+            if diff:
+                (folder / "source.diff").write_text(diff)
             try:
-                with self._db:
-                    self._db.execute("INSERT INTO runs (id, name, status, config, start_time) "
-                                     "VALUES (?, ?, 'running', ?, ?)", (run_id, name, text, time.time()))
+                with self._write() as db:
+                    db.execute("INSERT INTO runs (id, name, status, config, start_time, provenance, tags) "
+                               "VALUES (?, ?, 'running', ?, ?, ?, ?)",
+                               (run_id, name, text, time.time(), json.dumps(dict(provenance)), json.dumps(tags)))
             except sqlite3.IntegrityError:
                 shutil.rmtree(folder)
                 continue
@@ -120,66 +222,153 @@ class RunStore:
         """The folder of run ``run_id``."""
         return self.runs_dir / run_id
 
-    def add_metrics(self, run_id: str, rows: Iterable[tuple[int, str, float]]) -> None:
-        """Record ``(step, key, value)`` rows of run ``run_id`` in one transaction."""
-        with self._db:
-            self._db.executemany("INSERT INTO metrics (run_id, step, key, value) VALUES (?, ?, ?, ?)",
-                                 ((run_id, int(step), key, float(value)) for step, key, value in rows))
+    def resolve(self, run_id: str) -> str:
+        """The full id of the run that ``run_id`` names: itself, or the one run it is a prefix of.
 
-    def update_config(self, run_id: str, config: dict[str, Any]) -> None:
+        Raises:
+            KeyError: no run has that id or prefix (the message lists the runs sharing the
+                longest prefix with it), or several do (the message lists them).
+        """
+        with self._lock:
+            ids = [row[0] for row in self._db.execute("SELECT id FROM runs ORDER BY id")]
+        if run_id in ids:
+            return run_id
+        matches = [i for i in ids if i.startswith(run_id)]
+        if len(matches) == 1:
+            return matches[0]
+        if matches:
+            raise KeyError(f"run id {run_id!r} is ambiguous in {self.path}: {len(matches)} runs start with it: "
+                           f"{_candidates(matches)}")
+        for length in range(len(run_id) - 1, 0, -1):
+            near = [i for i in ids if i.startswith(run_id[:length])]
+            if near:
+                raise KeyError(f"no run {run_id!r} in {self.path}; runs starting with {run_id[:length]!r}: "
+                               f"{_candidates(near)}")
+        raise KeyError(self._unknown(run_id))
+
+    def get_run(self, run_id: str) -> RunSummary:
+        """The run ``run_id`` (or a unique prefix of it); an unknown or ambiguous id raises ``KeyError``."""
+        [run] = self._summaries(self.resolve(run_id))
+        return run
+
+    def list_runs(self) -> list[RunSummary]:
+        """Every run, newest first, with the final value of each of its series."""
+        return self._summaries()
+
+    def set_tags(self, run_id: str, tags: Iterable[str]) -> None:
+        """Replace run ``run_id``'s tags."""
+        tags = _checked_tags(tags)
+        with self._write() as db:
+            changed = db.execute("UPDATE runs SET tags = ? WHERE id = ?", (json.dumps(tags), run_id)).rowcount
+        if not changed:
+            raise KeyError(self._unknown(run_id))
+
+    def update_config(self, run_id: str, config: Mapping[str, Any]) -> None:
         """Record ``config`` as run ``run_id``'s (a resumed run's, with the changes it was resumed with)."""
-        text = json.dumps(config, indent=2, sort_keys=False)
-        with self._db:
-            changed = self._db.execute("UPDATE runs SET config = ? WHERE id = ?", (text, run_id)).rowcount
+        text = json.dumps(dict(config), indent=2, sort_keys=False)
+        with self._write() as db:
+            changed = db.execute("UPDATE runs SET config = ? WHERE id = ?", (text, run_id)).rowcount
         if not changed:
             raise KeyError(self._unknown(run_id))
         (self.run_dir(run_id) / "config.json").write_text(text + "\n")
-
-    def truncate(self, run_id: str, step: int) -> None:
-        """Delete run ``run_id``'s values recorded after ``step`` and mark it running again (it resumes there)."""
-        with self._db:
-            self._db.execute("DELETE FROM metrics WHERE run_id = ? AND step > ?", (run_id, int(step)))
-            self._db.execute("UPDATE runs SET status = 'running', end_time = NULL, error = NULL WHERE id = ?",
-                             (run_id,))
 
     def finish(self, run_id: str, status: str, error: str | None = None) -> None:
         """Mark run ``run_id`` as ended with ``status`` (one of :data:`END_STATES`) and an optional error."""
         if status not in END_STATES:
             raise ValueError(f"run status {status!r} is not an end state; expected one of {', '.join(END_STATES)}")
-        with self._db:
-            changed = self._db.execute("UPDATE runs SET status = ?, end_time = ?, error = ? WHERE id = ?",
-                                       (status, time.time(), error, run_id)).rowcount
+        with self._write() as db:
+            changed = db.execute("UPDATE runs SET status = ?, end_time = ?, error = ? WHERE id = ?",
+                                 (status, time.time(), error, run_id)).rowcount
         if not changed:
             raise KeyError(self._unknown(run_id))
 
-    def list_runs(self) -> list[RunSummary]:
-        """Every run, newest first, with the value of each metric at its largest step."""
-        last: dict[str, dict[str, float]] = {}
-        for run_id, key, value in self._db.execute(
-                "SELECT run_id, key, value FROM (SELECT run_id, key, value, ROW_NUMBER() OVER "
-                "(PARTITION BY run_id, key ORDER BY step DESC, rowid DESC) AS rank FROM metrics) WHERE rank = 1"):
-            last.setdefault(run_id, {})[key] = _float(value)
-        rows = self._db.execute("SELECT id, name, status, config, start_time, end_time, error FROM runs "
-                                "ORDER BY start_time DESC, id DESC").fetchall()
-        return [RunSummary(r[0], r[1], r[2], json.loads(r[3]), r[4], r[5], r[6], last.get(r[0], {})) for r in rows]
+    def delete_run(self, run_id: str) -> None:
+        """Delete run ``run_id``: its records, values and folder."""
+        with self._write() as db:
+            db.execute("DELETE FROM chunks WHERE run_id = ?", (run_id,))
+            db.execute("DELETE FROM series WHERE run_id = ?", (run_id,))
+            self._described = {pair for pair in self._described if pair[0] != run_id}
+            changed = db.execute("DELETE FROM runs WHERE id = ?", (run_id,)).rowcount
+        if not changed:
+            raise KeyError(self._unknown(run_id))
+        shutil.rmtree(self.run_dir(run_id), ignore_errors=True)
 
-    def get_run(self, run_id: str) -> RunSummary:
-        """The run ``run_id``; an unknown id raises ``KeyError``."""
-        for run in self.list_runs():
-            if run.id == run_id:
-                return run
-        raise KeyError(self._unknown(run_id))
+    # -- values --------------------------------------------------------------------------------
+
+    def add_values(self, run_id: str, columns: Columns, series: Mapping[str, Series] | None = None) -> None:
+        """Record the values of run ``run_id`` in ``columns`` (``{key: (steps, values)}``), a chunk per key,
+        in one transaction, with what their keys are: ``series`` records (or changes) the kinds of keys;
+        a key recorded for the first time without one is a ``"value"`` key."""
+        chunks = []
+        for key, (steps, values) in columns.items():
+            steps, values = np.asarray(steps, dtype=STEP), np.asarray(values, dtype=VALUE)
+            if len(steps) != len(values):
+                raise ValueError(f"run {run_id}: {len(steps)} steps but {len(values)} values for {key!r}")
+            if len(steps):
+                chunks.append((run_id, key, int(steps.min()), int(steps.max()), steps.tobytes(), values.tobytes()))
+        series = dict(series or {})
+        unknown = [key for key in columns if key not in series and (run_id, key) not in self._described]
+        with self._write() as db:
+            db.executemany("INSERT OR REPLACE INTO series (run_id, key, kind, window) VALUES (?, ?, ?, ?)",
+                           [(run_id, key, s.kind, s.window) for key, s in series.items()])
+            db.executemany("INSERT OR IGNORE INTO series (run_id, key, kind) VALUES (?, ?, 'value')",
+                           [(run_id, key) for key in unknown])
+            db.executemany("INSERT INTO chunks (run_id, key, first_step, last_step, steps, vals) "
+                           "VALUES (?, ?, ?, ?, ?, ?)", chunks)
+        self._described.update((run_id, key) for key in [*series, *unknown])
+
+    def add_metrics(self, run_id: str, rows: Iterable[tuple[int, str, float]],
+                    series: Mapping[str, Series] | None = None) -> None:
+        """Record ``(step, key, value)`` rows of run ``run_id``: :meth:`add_values` of them, by key."""
+        columns: dict[str, tuple[list[int], list[float]]] = {}
+        for step, key, value in rows:
+            steps, values = columns.setdefault(key, ([], []))
+            steps.append(step)
+            values.append(value)
+        self.add_values(run_id, columns, series)
+
+    def truncate(self, run_id: str, step: int) -> None:
+        """Delete run ``run_id``'s values recorded after ``step`` and mark it running again: it resumes
+        from a checkpoint at ``step``, and records the later values anew."""
+        step = int(step)
+        with self._write() as db:
+            changed = db.execute("UPDATE runs SET status = 'running', end_time = NULL, error = NULL WHERE id = ?",
+                                 (run_id,)).rowcount
+            db.execute("DELETE FROM chunks WHERE run_id = ? AND first_step > ?", (run_id, step))
+            straddling = db.execute("SELECT rowid, steps, vals FROM chunks WHERE run_id = ? AND last_step > ?",
+                                    (run_id, step)).fetchall()
+            for rowid, packed_steps, packed_values in straddling:
+                steps, values = _unpack(packed_steps, packed_values)
+                kept = steps <= step
+                db.execute("UPDATE chunks SET last_step = ?, steps = ?, vals = ? WHERE rowid = ?",
+                           (int(steps[kept].max()), steps[kept].tobytes(), values[kept].tobytes(), rowid))
+        if not changed:
+            raise KeyError(self._unknown(run_id))
+
+    def values(self, run_id: str, key: str) -> tuple[np.ndarray, np.ndarray]:
+        """The steps (int64) and values (float64) of ``key`` in run ``run_id``, by step (values of one
+        step in the order recorded)."""
+        steps, values, _ = self._read(run_id, key)
+        return steps, values
 
     def metrics(self, run_id: str, key: str | None = None) -> list[tuple[int, str, float]]:
-        """The ``(step, key, value)`` rows of run ``run_id`` (only ``key``'s, if given), by step."""
-        query, args = "SELECT step, key, value FROM metrics WHERE run_id = ?", [run_id]
-        if key is not None:
-            query, args = query + " AND key = ?", args + [key]
-        return [(s, k, _float(v)) for s, k, v in self._db.execute(query + " ORDER BY step, rowid", args)]
+        """The ``(step, key, value)`` rows of run ``run_id`` (only ``key``'s, if given), by step (rows of one
+        step in the order recorded)."""
+        steps, values, keys = self._read(run_id, key)
+        return list(zip(steps.tolist(), keys, values.tolist()))
+
+    def series(self, run_id: str) -> dict[str, Series]:
+        """What each key of run ``run_id`` is, by key."""
+        with self._lock:
+            rows = self._db.execute("SELECT key, kind, window FROM series WHERE run_id = ? ORDER BY key", (run_id,))
+            return {key: Series(kind, window) for key, kind, window in rows}
+
+    # -- the connection ------------------------------------------------------------------------
 
     def close(self) -> None:
         """Close the database connection."""
-        self._db.close()
+        with self._lock:
+            self._db.close()
 
     def __enter__(self) -> RunStore:
         return self
@@ -187,8 +376,123 @@ class RunStore:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
+    @contextmanager
+    def _write(self) -> Iterator[sqlite3.Connection]:
+        """One write transaction: ``BEGIN IMMEDIATE`` takes the write lock up front (waiting up to the
+        timeout for another writer), so that it cannot fail half-way on a lock upgrade."""
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                yield self._db
+            except BaseException:
+                if self._db.in_transaction:  # SQLite rolls back by itself on some errors (a full disk)
+                    self._db.execute("ROLLBACK")
+                raise
+            self._db.execute("COMMIT")
+
+    def _upgrade(self) -> None:
+        """Create the tables, or bring a database of an earlier schema up to :data:`SCHEMA_VERSION`."""
+        (version,) = self._db.execute("PRAGMA user_version").fetchone()
+        if version == SCHEMA_VERSION:
+            return
+        if version > SCHEMA_VERSION:
+            raise ValueError(f"schema version {version} is newer than this cadence's ({SCHEMA_VERSION}); "
+                             f"upgrade cadence to read it")
+        with self._write() as db:
+            columns = {row[1] for row in db.execute("PRAGMA table_info(runs)")}
+            if columns and "provenance" not in columns:  # version 1: runs without provenance, tags or kinds
+                db.execute("ALTER TABLE runs ADD COLUMN provenance TEXT NOT NULL DEFAULT '{}'")
+                db.execute("ALTER TABLE runs ADD COLUMN tags TEXT NOT NULL DEFAULT '[]'")
+            for statement in _SCHEMA.split(";"):
+                if statement.strip():
+                    db.execute(statement)
+            if db.execute("SELECT 1 FROM sqlite_master WHERE name = 'metrics'").fetchone():
+                self._upgrade_metrics(db)
+            db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+
+    @staticmethod
+    def _upgrade_metrics(db: sqlite3.Connection) -> None:
+        """Version 1's row per value into a chunk per key (its values, all of them raw values)."""
+        keys = db.execute("SELECT DISTINCT run_id, key FROM metrics").fetchall()
+        for run_id, key in keys:
+            rows = db.execute("SELECT step, value FROM metrics WHERE run_id = ? AND key = ? ORDER BY step, rowid",
+                              (run_id, key)).fetchall()
+            steps = np.asarray([r[0] for r in rows], dtype=STEP)
+            values = np.asarray([np.nan if r[1] is None else r[1] for r in rows], dtype=VALUE)
+            db.execute("INSERT INTO chunks (run_id, key, first_step, last_step, steps, vals) VALUES (?, ?, ?, ?, ?, ?)",
+                       (run_id, key, int(steps.min()), int(steps.max()), steps.tobytes(), values.tobytes()))
+            db.execute("INSERT OR IGNORE INTO series (run_id, key, kind) VALUES (?, ?, 'value')", (run_id, key))
+        db.execute("DROP TABLE metrics")
+
+    def _summaries(self, run_id: str | None = None) -> list[RunSummary]:
+        one = run_id is not None
+        args = (run_id,) if one else ()
+        with self._lock:
+            rows = self._db.execute("SELECT id, name, status, config, start_time, end_time, error, tags, provenance "
+                                    f"FROM runs {'WHERE id = ?' if one else ''} ORDER BY start_time DESC, id DESC",
+                                    args).fetchall()
+            series: dict[str, dict[str, Series]] = {}
+            for rid, key, kind, window in self._db.execute(
+                    f"SELECT run_id, key, kind, window FROM series {'WHERE run_id = ?' if one else ''} "
+                    "ORDER BY run_id, key", args):
+                series.setdefault(rid, {})[key] = Series(kind, window)
+            last = {rid: {key: self._final(rid, key, s) for key, s in keys.items()} for rid, keys in series.items()}
+        return [RunSummary(r[0], r[1], r[2], json.loads(r[3]), r[4], r[5], r[6], {k: v for k, v in
+                           last.get(r[0], {}).items() if v is not None}, tuple(json.loads(r[7])),
+                           json.loads(r[8]), series.get(r[0], {})) for r in rows]
+
+    def _final(self, run_id: str, key: str, series: Series) -> float | None:
+        """The value of ``key`` at its largest step, as its kind defines it (a moving series: the mean of
+        its last ``window`` values); ``None`` without values. Reads the newest chunks only."""
+        n = series.window if series.kind == "moving" and series.window else 1
+        found, count = [], 0
+        for packed_steps, packed_values in self._db.execute(
+                "SELECT steps, vals FROM chunks WHERE run_id = ? AND key = ? ORDER BY last_step DESC, rowid DESC",
+                (run_id, key)):
+            found.append(_unpack(packed_steps, packed_values))
+            count += len(found[-1][0])
+            if count >= n:
+                break
+        if not found:
+            return None
+        steps = np.concatenate([s for s, _ in reversed(found)])
+        values = np.concatenate([v for _, v in reversed(found)])
+        return float(values[np.argsort(steps, kind="stable")][-n:].mean())
+
+    def _read(self, run_id: str, key: str | None) -> tuple[np.ndarray, np.ndarray, list[str]]:
+        """Every value of run ``run_id`` (of ``key`` only, if given): steps, values and keys, by step."""
+        query, args = "SELECT key, steps, vals FROM chunks WHERE run_id = ?", [run_id]
+        if key is not None:
+            query, args = query + " AND key = ?", args + [key]
+        with self._lock:
+            chunks = self._db.execute(query + " ORDER BY rowid", args).fetchall()
+        unpacked = [_unpack(s, v) for _, s, v in chunks]
+        steps = np.concatenate([s for s, _ in unpacked]) if unpacked else np.zeros(0, dtype=STEP)
+        values = np.concatenate([v for _, v in unpacked]) if unpacked else np.zeros(0, dtype=VALUE)
+        keys = [k for (k, _, _), (s, _) in zip(chunks, unpacked) for _ in range(len(s))]
+        order = np.argsort(steps, kind="stable")
+        return steps[order], values[order], [keys[i] for i in order.tolist()]
+
     def _unknown(self, run_id: str) -> str:
         return f"no run {run_id!r} in {self.path} (`cadence runs` lists the runs)"
+
+
+def _candidates(ids: Sequence[str]) -> str:
+    shown = ", ".join(ids[:MAX_CANDIDATES])
+    return shown + (f" and {len(ids) - MAX_CANDIDATES} more" if len(ids) > MAX_CANDIDATES else "")
+
+
+def _checked_tags(tags: Iterable[str]) -> list[str]:
+    """``tags`` without repeats, in order; each a non-empty string without spaces or commas."""
+    if isinstance(tags, str):
+        raise TypeError(f"tags={tags!r} is a string; expected a list of tags, such as [{tags!r}]")
+    checked = []
+    for tag in tags:
+        if not isinstance(tag, str) or not tag or any(c.isspace() or c == "," for c in tag):
+            raise ValueError(f"tag {tag!r} is not a tag; expected a non-empty string without spaces or commas")
+        if tag not in checked:
+            checked.append(tag)
+    return checked
 
 
 def _new_run_id() -> str:
@@ -196,5 +500,5 @@ def _new_run_id() -> str:
     return f"{time.strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(2)}"
 
 
-def _float(value: float | None) -> float:
-    return math.nan if value is None else value
+def _unpack(steps: bytes, values: bytes) -> tuple[np.ndarray, np.ndarray]:
+    return np.frombuffer(steps, dtype=STEP), np.frombuffer(values, dtype=VALUE)

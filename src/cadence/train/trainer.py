@@ -59,7 +59,7 @@ from cadence.checks import check_number
 from cadence.metrics import Mean, sync_metric
 from cadence.optim import HyperParameterScheduler, clip_grad_norm, clip_grad_value
 from cadence.schedule import Schedule
-from cadence.track import Tracker
+from cadence.track import SAMPLES_KEY, ModelSnapshot, Tracker, model_statistics
 from cadence.train.batch_index import BatchIndex
 from cadence.train.callbacks import HOOKS
 from cadence.train.checkpoint import CHECKPOINTS, latest_checkpoint, load_checkpoint, prune_checkpoints, save_checkpoint
@@ -119,7 +119,10 @@ class Trainer:
     Reporting and checkpoints:
 
     * ``tracker``: where values go; by default one showing progress on the console
-      (``console=False``: silent);
+      (``console=False``: silent); ``train.loss`` is a moving average there, ``train.samples``
+      the samples trained on so far;
+    * ``track_model_every``: every this many optimizer steps, each layer's parameter norm,
+      gradient norm and update-to-parameter ratio (:mod:`cadence.track.model_statistics`; 0: never);
     * ``run_dir``: the run's folder; checkpoints go to ``run_dir/checkpoints/step-<N>/``, every
       ``checkpoint_every`` optimizer steps (0: never), at each epoch's end and on interruption,
       keeping the ``keep_last`` newest and the ``keep_best`` best by ``best_metric``
@@ -134,14 +137,15 @@ class Trainer:
                  grad_clip_norm: float | None = None, grad_clip_value: float | None = None,
                  nonfinite: str = "raise", precision: str = "32", scaler: Any = None, compile: bool = False,
                  device: str | torch.device | None = "auto", callbacks: Sequence[Any] = (),
-                 tracker: Tracker | None = None, console: bool = True, run_dir: str | Path | None = None,
+                 tracker: Tracker | None = None, console: bool = True, track_model_every: int = 0,
+                 run_dir: str | Path | None = None,
                  checkpoint_every: int = 0, keep_last: int = 3, keep_best: int = 0, best_metric: str = "valid.loss",
                  best_mode: str = "min", experiment: str | None = None, config: Mapping[str, Any] | None = None):
         for name, value in (("epochs", epochs), ("inner_iterations", inner_iterations),
                             ("update_batches", update_batches), ("keep_last", keep_last)):
             check_number("Trainer", name, value, low=1, integer=True)
         for name, value in (("valid_every", valid_every), ("checkpoint_every", checkpoint_every),
-                            ("keep_best", keep_best)):
+                            ("keep_best", keep_best), ("track_model_every", track_model_every)):
             check_number("Trainer", name, value, low=0, integer=True)
         for name, value in (("grad_clip_norm", grad_clip_norm), ("grad_clip_value", grad_clip_value)):
             if value is not None:
@@ -184,6 +188,7 @@ class Trainer:
         if tracker is None:
             tracker = Tracker(console=None if console and self.rank == 0 else False)
         self.tracker = tracker
+        self.track_model_every = track_model_every
         self.run_dir = Path(run_dir) if run_dir is not None else None
         self.checkpoint_every = checkpoint_every
         self.keep_last, self.keep_best = keep_last, keep_best
@@ -197,6 +202,8 @@ class Trainer:
         self.global_step = 0
         #: Updates skipped for non-finite values (``nonfinite="skip"``) or by the gradient scaler.
         self.skipped_steps = 0
+        #: Training samples (the counts :meth:`step` returns: tokens for text) the optimizer steps were taken on.
+        self.samples = 0
         #: How the last :meth:`run` ended: ``"finished"``, ``"interrupted"``, or ``None`` before one.
         self.status: str | None = None
         #: The signal that interrupted the last :meth:`run` (``signal.SIGINT``, ``signal.SIGTERM``), or ``None``.
@@ -209,6 +216,7 @@ class Trainer:
         self.phase_loss = {phase: Mean().to(self.device) for phase in (TRAIN, VALID)}
         self._pending_loss: dict[str, list[tuple[torch.Tensor, int | torch.Tensor]]] = {TRAIN: [], VALID: []}
         self._window: list[torch.Tensor] = []
+        self._window_samples: int | torch.Tensor = 0
         #: Batches of each phase done in this epoch, the slice in progress, whether a validation pass is.
         self._done = {TRAIN: 0, VALID: 0}
         self._validating = False
@@ -309,6 +317,7 @@ class Trainer:
         with Interrupts(notify=self.log) as interrupts:
             self._interrupts = interrupts
             try:
+                self.tracker.declare(f"{TRAIN}.loss", "moving")
                 self._hook("on_run_start")
                 while self.epoch < self.epochs and not self._should_stop():
                     self._run_epoch()
@@ -443,6 +452,7 @@ class Trainer:
         detached = loss.detach()
         self._pending_loss[TRAIN].append((detached, count))
         self._window.append(detached)
+        self._window_samples += count
         if is_optimize:
             self._optimizer_step()
 
@@ -467,6 +477,10 @@ class Trainer:
             norms.append(clip_grad_norm(params, self.grad_clip_norm))
         if norms:  # the norm before any clipping: with both, not the one left by clipping by value
             values[f"{TRAIN}.grad_norm"] = norms[0]
+        samples, self._window_samples = self._window_samples, 0
+        # Model statistics (every track_model_every steps) compare the parameters before and after the step.
+        snapshot = ModelSnapshot(self.module) if self.track_model_every and \
+            (self.global_step + 1) % self.track_model_every == 0 else None
         # With a scaler, its own check of the unscaled gradients skips the step of a float16 overflow.
         stepped = self._step_optimizer() if self.scaler is not None or self._finite(window_loss, params) else False
         if not stepped:
@@ -474,7 +488,11 @@ class Trainer:
             self.tracker.add(self.global_step, {f"{TRAIN}.skipped_steps": self.skipped_steps})
             return
         self.global_step += 1
+        self.samples += samples
+        if snapshot is not None:
+            values.update(model_statistics(snapshot, self.module))
         values[f"{TRAIN}.loss"] = window_loss
+        values[SAMPLES_KEY] = self.samples
         self.tracker.add(self.global_step, values)
         self._hook("on_optimizer_step")
         if self.valid_every and self.valid_loader is not None and self.global_step % self.valid_every == 0:
@@ -581,6 +599,7 @@ class Trainer:
                                                                       "loss": self.phase_loss[phase]}.items()}
                         for phase in (TRAIN, VALID)},
             "loop": {"epoch": self.epoch, "global_step": self.global_step, "skipped_steps": self.skipped_steps,
+                     "samples": self.samples,
                      "done": dict(self._done), "validating": self._validating,
                      "epoch_started": self._epoch_started, "latest": dict(self._latest)},
             "config": self.config,
@@ -609,6 +628,7 @@ class Trainer:
             self._pending_loss[phase].clear()
         loop = state["loop"]
         self.epoch, self.global_step, self.skipped_steps = loop["epoch"], loop["global_step"], loop["skipped_steps"]
+        self.samples = loop["samples"]
         self._done, self._validating = dict(loop["done"]), loop["validating"]
         self._epoch_started, self._latest = loop["epoch_started"], dict(loop["latest"])
 

@@ -1,0 +1,272 @@
+"""The run tools of the `cadence` command: runs, show, compare, plot, export, tag, rm; run ids by prefix."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import sqlite3
+
+import pytest
+
+import cadence.track.store as store_module
+from cadence.cli import main
+from cadence.track import RunStore, Series
+
+A, B, C = "20261124-101010-abcd", "20261124-101010-abff", "20261125-090000-0123"
+
+
+@pytest.fixture
+def runs(tmp_path, monkeypatch):
+    """Three runs: A (lr 0.1, finished, tagged baseline, with checkpoints), B (lr 0.01, failed), C (another
+    experiment, running); each with a moving train.loss (window 2), epoch valid.loss and valid.accuracy, a raw lr."""
+    drawn = iter([A, B, C])
+    monkeypatch.setattr(store_module, "_new_run_id", lambda: next(drawn))
+    folder = tmp_path / "runs"
+    with RunStore(folder) as store:
+        for name, lr, tags, losses, accuracy in (("mnist", 0.1, ["baseline"], [4.0, 2.0, 3.0, 1.0], [0.8, 0.9]),
+                                                 ("mnist", 0.01, [], [5.0, 4.0, 3.5, 3.0], [0.6, 0.7]),
+                                                 ("cifar", 0.1, ["baseline", "big"], [9.0, 8.0], [0.1])):
+            run_id = store.create_run(name, {"seed": 0, "optimizer": {"name": "adam", "lr": lr}}, tags=tags,
+                                      provenance={"command": f"cadence train {name}", "host": "box",
+                                                  "git": {"root": "/src", "commit": "c0ffee", "branch": "main",
+                                                          "untracked_total": 0}},
+                                      diff="+x\n" if name == "cifar" else "")
+            store.add_metrics(run_id, [(s, "train.loss", v) for s, v in enumerate(losses, start=1)] +
+                              [(s, "train.lr", lr) for s in range(1, len(losses) + 1)] +
+                              [(s, "train.samples", 64.0 * s) for s in range(1, len(losses) + 1)] +
+                              [(2 * i, "valid.loss", v / 2) for i, v in enumerate(losses[1::2], start=1)] +
+                              [(2 * i, "valid.accuracy", v) for i, v in enumerate(accuracy, start=1)],
+                              {"train.loss": Series("moving", 2), "valid.loss": Series("epoch"),
+                               "valid.accuracy": Series("epoch")})
+        store.finish(A, "finished")
+        store.finish(B, "failed", "ValueError: loss went NaN")
+    for step, epoch in ((2, 1), (4, 2)):
+        checkpoint = folder / A / "checkpoints" / f"step-{step}"
+        checkpoint.mkdir(parents=True)
+        (checkpoint / "meta.json").write_text(json.dumps({"step": step, "epoch": epoch,
+                                                          "metrics": {"valid.accuracy": 0.4 + 0.25 * epoch}}))
+    return folder
+
+
+def run(capsys, *argv) -> tuple[int, str, str]:
+    status = main(list(argv))
+    captured = capsys.readouterr()
+    return status, captured.out, " ".join(captured.err.split())
+
+
+# -- cadence runs ----------------------------------------------------------------------------------
+
+def test_runs_on_a_missing_directory_lists_none_and_creates_nothing(tmp_path, capsys):
+    status, out, _ = run(capsys, "runs", "--runs-dir", str(tmp_path / "runs"))
+    assert status == 0 and "0 runs" in out and not (tmp_path / "runs").exists()
+
+
+def test_runs_lists_every_run_newest_first_with_metrics_named_by_kind(runs, capsys):
+    status, out, _ = run(capsys, "runs", "--runs-dir", str(runs))
+    assert status == 0 and out.index(C) < out.index(B) < out.index(A)
+    assert "train.loss(avg2)=2" in out and "valid.accuracy(epoch)=0.9" in out and "baseline" in out
+    assert "ValueError" not in out and "failed" in out
+
+
+@pytest.mark.parametrize("options, listed", [
+    (["--experiment", "mnist"], [B, A]),
+    (["--status", "failed"], [B]),
+    (["--tag", "baseline"], [C, A]),
+    (["--tag", "baseline", "--tag", "big"], [C]),
+    (["--experiment", "mnist", "--sort", "valid.loss"], [A, B]),  # lower first
+    (["--sort", "valid.accuracy"], [A, B, C]),  # higher first
+    (["--sort", "valid.accuracy", "--reverse"], [C, B, A]),
+    (["--sort", "train.loss"], [A, B, C]),  # by the moving average: 2.0, 3.25, 8.5
+])
+def test_runs_filters_by_experiment_status_and_tag_and_sorts_by_any_metric(runs, capsys, options, listed):
+    status, out, _ = run(capsys, "runs", "--runs-dir", str(runs), *options)
+    shown = sorted((i for i in (A, B, C) if i in out), key=out.index)
+    assert status == 0 and shown == listed
+
+
+def test_sorting_by_a_metric_no_run_has_is_a_usage_error(runs, capsys):
+    status, _, err = run(capsys, "runs", "--runs-dir", str(runs), "--sort", "valid.f1")
+    assert status == 2 and "--sort valid.f1: no run listed has 'valid.f1'; their metrics: train.loss" in err
+
+
+def test_runs_refuses_a_stray_argument(capsys):
+    with pytest.raises(SystemExit) as info:
+        main(["runs", "--runs-dir", "runs", "extra"])
+    assert info.value.code == 2 and "error: unrecognized arguments: extra" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_train_records_a_run_listed_by_cadence_runs(tmp_path, capsys, data_dir):
+    runs_dir = tmp_path / "runs"
+    assert main(["train", "mnist", "epochs=1", "batch_size=256", "--data-dir", str(data_dir),
+                 "--runs-dir", str(runs_dir)]) == 0
+    captured = capsys.readouterr()
+    with sqlite3.connect(runs_dir / "runs.sqlite") as db:
+        (run_id, status), = db.execute("SELECT id, status FROM runs").fetchall()
+    newest = runs_dir / run_id / "checkpoints" / "step-32"
+    assert "finished" in captured.err and f"run {run_id} finished; newest checkpoint: {newest}" in captured.out
+    assert status == "finished" and (newest / "model.safetensors").is_file()
+    status, listing, _ = run(capsys, "runs", "--runs-dir", str(runs_dir))
+    assert run_id in listing and "finished" in listing and "valid.accuracy(epoch)=" in listing
+    status, shown, _ = run(capsys, "show", run_id[:-1], "--runs-dir", str(runs_dir))
+    assert status == 0 and f"{newest} 32 " in " ".join(shown.split())
+
+
+# -- run ids ---------------------------------------------------------------------------------------
+
+def test_an_unknown_or_ambiguous_run_id_is_a_usage_error_listing_the_candidates(runs, capsys):
+    status, _, err = run(capsys, "show", "20261124", "--runs-dir", str(runs))
+    assert status == 2 and f"run id '20261124' is ambiguous in {runs / 'runs.sqlite'}: 2 runs start with it: " \
+                           f"{A}, {B}" in err
+    status, _, err = run(capsys, "show", "2026112x", "--runs-dir", str(runs))
+    assert status == 2 and f"no run '2026112x' in {runs / 'runs.sqlite'}; runs starting with '2026112': {A}, {B}, " \
+                           f"{C}" in err
+
+
+def test_a_missing_run_database_is_reported_and_not_created(tmp_path, capsys):
+    status, _, err = run(capsys, "show", A, "--runs-dir", str(tmp_path / "none"))
+    assert status == 1 and "cadence show: error: no run database at" in err and not (tmp_path / "none").exists()
+
+
+# -- cadence show ----------------------------------------------------------------------------------
+
+def test_show_gives_config_provenance_final_and_best_metrics_checkpoints_and_how_it_ended(runs, capsys):
+    status, out, _ = run(capsys, "show", "20261124-101010-abc", "--runs-dir", str(runs))
+    assert status == 0
+    lines = [" ".join(line.split()) for line in out.splitlines()]
+    assert f"run {A} of mnist, tagged baseline" in lines
+    assert any(line.startswith("started ") and "finished at" in line and "after 0:00:00" in line for line in lines)
+    assert "command: cadence train mnist (in ?, on box)" in lines
+    assert "source: /src at commit c0ffee on main, no uncommitted change" in lines
+    assert "lr: 0.1" in lines and "name: adam" in lines
+    # train.loss is moving over 2: averages 4, 3, 2.5, 2; final 2 at step 4, best 2 at step 4.
+    assert "train.loss(avg2) 2 4 2 4" in lines
+    assert "valid.accuracy(epoch) 0.9 4 0.9 4" in lines and "valid.loss(epoch) 0.5 4 0.5 4" in lines
+    assert "train.lr 0.1 4 - -" in lines  # a learning rate has no better direction
+    assert f"{runs / A / 'checkpoints' / 'step-2'} 2 1 valid.accuracy=0.65" in lines
+    assert f"{runs / A / 'checkpoints' / 'step-4'} 4 2 valid.accuracy=0.9" in lines
+
+
+def test_show_a_failed_run_with_uncommitted_changes(runs, capsys):
+    status, out, _ = run(capsys, "show", B, "--runs-dir", str(runs))
+    assert status == 0 and "error: ValueError: loss went NaN" in out and "checkpoints: none" in out
+    status, out, _ = run(capsys, "show", C, "--runs-dir", str(runs))
+    assert "still running" in out and f"uncommitted changes in {runs / C / 'source.diff'}" in " ".join(out.split())
+
+
+# -- cadence compare -------------------------------------------------------------------------------
+
+def test_compare_shows_only_what_differs_and_the_metrics_side_by_side(runs, capsys):
+    status, out, _ = run(capsys, "compare", A, B, "--runs-dir", str(runs))
+    lines = [" ".join(line.split()) for line in out.splitlines()]
+    assert status == 0 and "optimizer.lr 0.1 0.01" in lines
+    assert not any(line.startswith(("seed", "optimizer.name", "provenance.host", "name ")) for line in lines)
+    assert "valid.accuracy(epoch) 0.9 (0.9) 0.7 (0.7)" in lines and "train.loss(avg2) 2 (2) 3.25 (3.25)" in lines
+    status, out, _ = run(capsys, "compare", A, C, "--runs-dir", str(runs))
+    assert 'name "mnist" "cifar"' in [" ".join(line.split()) for line in out.splitlines()]
+
+
+def test_compare_needs_two_runs(runs, capsys):
+    status, _, err = run(capsys, "compare", A, A[:19], "--runs-dir", str(runs))
+    assert status == 2 and f"compare needs two runs or more; got {A} alone" in err
+
+
+# -- cadence plot ----------------------------------------------------------------------------------
+
+def test_plot_writes_the_image(runs, capsys, tmp_path):
+    out_path = tmp_path / "plots" / "loss.png"
+    status, out, _ = run(capsys, "plot", A, B, "--metric", "loss", "--smooth", "2", "--x", "samples", "--log",
+                         "-o", str(out_path), "--runs-dir", str(runs))
+    assert status == 0 and out_path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and f"plot: {out_path}" in out
+
+
+@pytest.mark.parametrize("options, message", [
+    (["--metric", "valid.f1"], f"plot: no run of {A} has 'valid.f1'; their keys: train.loss, train.lr, train.samples, "
+                               f"valid.accuracy, valid.loss"),
+    (["--metric", "loss", "--smooth", "0"], "--smooth 0: expected a window of 1 or more values"),
+])
+def test_plot_refuses_what_it_cannot_draw(runs, capsys, tmp_path, options, message):
+    status, _, err = run(capsys, "plot", A, *options, "-o", str(tmp_path / "x.png"), "--runs-dir", str(runs))
+    assert status in (1, 2) and message in err and not (tmp_path / "x.png").exists()
+
+
+# -- cadence export --------------------------------------------------------------------------------
+
+def test_export_csv_holds_every_value_with_its_kind(runs, capsys):
+    status, out, _ = run(capsys, "export", A, "--format", "csv", "--runs-dir", str(runs))
+    rows = list(csv.DictReader(io.StringIO(out)))
+    with RunStore(runs) as store:
+        recorded = store.metrics(A)
+    assert status == 0 and sorted((int(r["step"]), r["key"], float(r["value"])) for r in rows) == sorted(recorded)
+    loss = [r for r in rows if r["key"] == "train.loss"]
+    assert {(r["kind"], r["window"]) for r in loss} == {("moving", "2")}
+    assert {r["kind"] for r in rows if r["key"] == "valid.loss"} == {"epoch"}
+
+
+def test_export_json_holds_the_record_and_each_series(runs, capsys, tmp_path):
+    path = tmp_path / "a.json"
+    status, _, err = run(capsys, "export", A[:19], "--format", "json", "-o", str(path),
+                         "--runs-dir", str(runs))
+    exported = json.loads(path.read_text())
+    assert status == 0 and f"{A} written to {path}" in err
+    assert exported["run"]["config"]["optimizer"]["lr"] == 0.1 and exported["run"]["tags"] == ["baseline"]
+    assert exported["run"]["provenance"]["git"]["commit"] == "c0ffee"
+    assert exported["series"]["train.loss"] == {"kind": "moving", "window": 2, "label": "train.loss(avg2)",
+                                                "steps": [1, 2, 3, 4], "values": [4.0, 2.0, 3.0, 1.0]}
+
+
+# -- cadence tag, cadence rm -----------------------------------------------------------------------
+
+def test_tag_adds_and_removes_tags(runs, capsys):
+    assert run(capsys, "tag", B, "good", "lr-sweep", "--runs-dir", str(runs))[0] == 0
+    assert run(capsys, "tag", B, "good", "--remove", "--runs-dir", str(runs))[1].strip() == f"{B}: tags lr-sweep"
+    status, _, err = run(capsys, "tag", B, "bad tag", "--runs-dir", str(runs))
+    assert status == 1 and "tag 'bad tag' is not a tag" in err
+
+
+def listed(folder) -> list[str]:
+    with RunStore(folder) as store:
+        return [r.id for r in store.list_runs()]
+
+
+@pytest.mark.parametrize("answer", ["n\n", "\n", ""])
+def test_rm_asks_and_keeps_the_runs_unless_told_yes(runs, capsys, monkeypatch, answer):
+    monkeypatch.setattr("sys.stdin", io.StringIO(answer))
+    status, out, err = run(capsys, "rm", A, B, "--runs-dir", str(runs))
+    assert status == 1 and "remove 2 run(s): their records, values and folders? [y/N]" in err
+    assert "nothing removed" in err and f"{A} mnist finished" in out and listed(runs) == [C, B, A]
+
+
+def test_rm_removes_the_runs_when_told_yes(runs, capsys, monkeypatch):
+    monkeypatch.setattr("sys.stdin", io.StringIO("y\n"))
+    assert run(capsys, "rm", A, "--runs-dir", str(runs))[0] == 0
+    assert listed(runs) == [C, B] and not (runs / A).exists()
+    assert run(capsys, "rm", B, C, "--yes", "--runs-dir", str(runs))[0] == 0
+    assert listed(runs) == [] and not (runs / B).exists()
+
+
+def test_rm_of_an_unknown_run_removes_nothing(runs, capsys):
+    status, _, err = run(capsys, "rm", A, "nope", "--yes", "--runs-dir", str(runs))
+    assert status == 2 and "no run 'nope'" in err and listed(runs) == [C, B, A]
+
+
+def test_a_trained_run_records_its_provenance_and_tags_and_show_reports_them(tmp_path, capsys):
+    import torch
+    from torch import nn
+
+    from cadence.experiments import train_as_run
+    from cadence.train import Trainer
+
+    torch.manual_seed(0)
+    model = nn.Linear(2, 2)
+    data = [(torch.randn(4, 2), torch.randint(0, 2, (4,))) for _ in range(3)]
+    trainer = Trainer(model, torch.optim.SGD(model.parameters(), lr=0.1), data, data,
+                      loss_fn=nn.functional.cross_entropy)
+    run_id = train_as_run("tiny", {"lr": 0.1}, trainer, runs_dir=tmp_path / "runs", tags=["smoke"],
+                          tracker_options={"console": False})
+    status, out, _ = run(capsys, "show", run_id, "--runs-dir", str(tmp_path / "runs"))
+    text = " ".join(out.split())
+    assert status == 0 and f"run {run_id} of tiny, tagged smoke" in text and "finished at" in text
+    assert "versions: cadence" in text and f"torch {torch.__version__}" in text and "command: " in text
+    assert "train.loss 0" in text and "valid.loss(epoch)" in text

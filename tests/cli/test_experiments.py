@@ -251,3 +251,84 @@ def test_data_parallel_mnist_from_the_command_line(tmp_path, data_dir, launcher)
     assert result.stdout.count(f"run {run.id} finished") == 1
     shard = -(-len(MNIST(data_dir, train=True).labels) // 2)
     assert [p.name for p in (runs / run.id / "checkpoints").iterdir()] == [f"step-{-(-shard // 128)}"]
+
+
+# -- sweeps (-m) -----------------------------------------------------------------------------------
+
+
+def sweep(tmp_path, *args: str) -> int:
+    return main(["train", "tiny", "-m", *args, "--runs-dir", str(tmp_path / "runs")])
+
+
+def test_a_sweep_trains_a_tagged_run_per_point_and_ends_with_their_final_and_best_metrics(tiny, tmp_path, capsys):
+    assert sweep(tmp_path, "lr=0.1,0.2,0.4", "epochs=2", "seed=0,1") == 0
+    captured = capsys.readouterr()
+    runs = sorted(runs_of(tmp_path), key=lambda r: r.start_time)
+    assert len(runs) == 6 and all(run.status == "finished" for run in runs)
+    [tag] = {tuple(run.tags) for run in runs}
+    assert len(tag) == 1 and tag[0].startswith("sweep-")
+    # The product, the first override varying slowest; the point's values recorded in its run's config.
+    assert [(run.config["lr"], run.config["seed"], run.config["epochs"]) for run in runs] == \
+        [(lr, seed, 2) for lr in (0.1, 0.2, 0.4) for seed in (0, 1)]
+    # The table: a row per point, its run, and each metric's final (best), as the run store has them.
+    out = captured.out
+    assert f"sweep {tag[0]}: final (best) of each point" in out and f"6 of 6 points finished (cadence runs --tag " \
+           f"{tag[0]})" in " ".join(out.split())
+    with RunStore(tmp_path / "runs") as store:
+        for run in runs:
+            losses = [value for _, _, value in store.metrics(run.id, "train.loss")]
+            row = next(line for line in out.splitlines() if run.id in line)
+            assert f"lr={run.config['lr']} seed={run.config['seed']}" in row and "finished" in row
+            assert len(losses) == 6
+    assert "point 1/6: lr=0.1 epochs=2 seed=0" in captured.err
+
+
+def test_a_failing_point_is_recorded_as_failed_and_the_sweep_goes_on(tiny, tmp_path, capsys):
+    """One point fails while building (a value error), one diverges while training (an infinite learning rate): both
+    are failed runs of the sweep, with their errors, and the others run."""
+    assert sweep(tmp_path, "lr=0.1,.inf", "fail='',value") == 1
+    captured = capsys.readouterr()
+    runs = {(run.config["lr"], run.config["fail"]): run for run in runs_of(tmp_path)}
+    assert len(runs) == 4 and len({tuple(run.tags) for run in runs.values()}) == 1
+    assert runs[(0.1, "")].status == "finished"
+    assert runs[(0.1, "value")].status == "failed" and runs[(0.1, "value")].error == \
+        f"ValueError: {BUILD_ERRORS['value']}"
+    diverged = runs[(float("inf"), "")]
+    assert diverged.status == "failed" and "NonFiniteError: step 2: the loss is nan" in diverged.error
+    assert f"point 4/4 failed (run {runs[(float('inf'), 'value')].id}): ValueError" in captured.err
+    assert "1 of 4 points finished" in " ".join(captured.out.split())
+    row = next(line for line in captured.out.splitlines() if diverged.id in line)
+    assert "lr=.inf fail=''" in row and "failed" in row
+
+
+def test_a_bug_in_a_point_shows_its_traceback_and_the_sweep_goes_on(tiny, tmp_path, capsys):
+    assert sweep(tmp_path, "fail=runtime-bug,''") == 1
+    err = capsys.readouterr().err
+    assert "point 1/2 failed" in err and "Traceback (most recent call last)" in err and "build_tiny" in err
+    assert sorted(run.status for run in runs_of(tmp_path)) == ["failed", "finished"]
+
+
+def test_a_mistyped_point_refuses_the_whole_sweep_before_any_run(tiny, tmp_path, capsys):
+    assert sweep(tmp_path, "lr=0.1,fast") == 2
+    assert "cadence train: error: sweep point lr=fast: override 'lr=fast': lr expects a value of type float" in \
+        capsys.readouterr().err
+    assert not (tmp_path / "runs").exists()
+
+
+def test_a_first_ctrl_c_stops_the_sweep_after_the_point_in_progress(tiny, tmp_path, capsys):
+    assert sweep(tmp_path, "lr=0.1,0.2", "epochs=3", "fail=ctrl-c") == 130
+    [run] = runs_of(tmp_path)
+    assert run.status == "interrupted" and run.config["lr"] == 0.1
+    assert "interrupted at point 1/2; the later points were not run" in capsys.readouterr().err
+
+
+def test_several_values_without_m_are_refused_with_a_hint(tiny, tmp_path, capsys):
+    assert tiny("lr=0.1,0.2") == 2
+    assert "lr=0.1,0.2: several values; to sweep them, add -m" in " ".join(capsys.readouterr().err.split())
+    assert not (tmp_path / "runs").exists()
+
+
+@pytest.mark.parametrize("option", [["--resume", "x"], ["--nproc", "2"]])
+def test_a_sweep_takes_neither_resume_nor_nproc(tiny, tmp_path, capsys, option):
+    assert sweep(tmp_path, "lr=0.1,0.2", *option) == 2
+    assert f"-m (a sweep) trains new runs in this process; it takes neither {option[0]}" in capsys.readouterr().err

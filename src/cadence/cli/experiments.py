@@ -1,4 +1,4 @@
-"""``cadence list``, ``cadence config`` and ``cadence train``: the built-in experiments."""
+"""``cadence list``, ``cadence config`` and ``cadence train``: the built-in experiments, and sweeps of them (``-m``)."""
 
 from __future__ import annotations
 
@@ -9,8 +9,9 @@ from rich.console import Console
 from rich.table import Table
 
 from cadence.cli.common import RUNS_DIR_HELP, UsageError, guarded
-from cadence.config import apply_overrides, to_yaml
+from cadence.config import ConfigError, apply_overrides, to_yaml
 from cadence.experiments import EXPERIMENTS, Experiment, get_experiment, resume_config, train_as_run
+from cadence.experiments.sweep import Point, final_and_best, run_sweep, split_values
 from cadence.train.checkpoint import CHECKPOINTS, latest_checkpoint
 from cadence.train.distributed import launch
 from cadence.train.interrupt import exit_code
@@ -27,9 +28,10 @@ def add_parsers(commands: argparse._SubParsersAction) -> None:
 
     train = commands.add_parser("train", help="train an experiment, recording it as a run",
                                 usage="cadence train EXPERIMENT [key=value ...] [--data-dir D] [--runs-dir R] "
-                                      "[--resume RUN] [--nproc N]",
+                                      "[--resume RUN] [--nproc N] [-m]",
                                 epilog="key=value: config overrides, e.g. optimizer.lr=3e-4 epochs=2 "
-                                       "(`cadence config EXPERIMENT` shows the keys)")
+                                       "(`cadence config EXPERIMENT` shows the keys); with -m, key=a,b,c sweeps "
+                                       "the values, e.g. -m optimizer.lr=1e-4,3e-4 optimizer.name=adam,ada_belief")
     train.add_argument("experiment")
     train.add_argument("--data-dir", help="data directory (default: $CADENCE_DATA, else the user cache)")
     train.add_argument("--runs-dir", help=RUNS_DIR_HELP)
@@ -37,6 +39,9 @@ def add_parsers(commands: argparse._SubParsersAction) -> None:
                                                        "(overrides: only those that do not change the result)")
     train.add_argument("--nproc", type=int, default=1, metavar="N",
                        help="train data parallel in N processes on this machine (as torchrun --nproc_per_node N)")
+    train.add_argument("-m", "--multirun", action="store_true",
+                       help="sweep: a run per point of the grid of the comma-separated values (Hydra's multirun), "
+                            "tagged alike, then a table of each point's final and best metrics")
     train.set_defaults(handler=train_experiment, overrides_allowed=True)
 
 
@@ -67,8 +72,9 @@ def show_config(args: argparse.Namespace, out: Console, err: Console) -> int:
 
 
 def train_experiment(args: argparse.Namespace, out: Console, err: Console) -> int:
-    """``cadence train EXPERIMENT [key=value ...] [--resume RUN] [--nproc N]``: build the experiment, then train it
-    as a recorded run (a new one, or RUN continued from its newest checkpoint).
+    """``cadence train EXPERIMENT [key=value ...] [--resume RUN] [--nproc N] [-m]``: build the experiment, then
+    train it as a recorded run (a new one, or RUN continued from its newest checkpoint); with ``-m``, sweep it
+    (:func:`sweep_experiment`).
 
     Errors while building (a mistyped override, missing data, an override a resumed run
     refuses) are reported in one line and record no run; errors while training are the
@@ -78,6 +84,8 @@ def train_experiment(args: argparse.Namespace, out: Console, err: Console) -> in
     if args.nproc < 1:
         err.print(f"cadence train: error: --nproc {args.nproc}; expected a number of processes >= 1", markup=False)
         return 2
+    if args.multirun:
+        return sweep_experiment(args, out, err)
     if args.nproc > 1 and "WORLD_SIZE" not in os.environ:
         return launch(args.nproc, _without_nproc(args.argv))
     pieces: dict = {}
@@ -85,7 +93,7 @@ def train_experiment(args: argparse.Namespace, out: Console, err: Console) -> in
     def build() -> int:
         experiment = _experiment(args.experiment)
         if args.resume is None:
-            pieces.update(config=apply_overrides(experiment.config(), args.overrides), run_id=None, note="")
+            pieces.update(config=_with_sweep_hint(experiment, args.overrides), run_id=None, note="")
         else:
             pieces.update(resume_config(experiment, args.resume, args.overrides, runs_dir=args.runs_dir))
         pieces["trainer"] = experiment.build(pieces["config"], args.data_dir)
@@ -108,6 +116,74 @@ def train_experiment(args: argparse.Namespace, out: Console, err: Console) -> in
                   f"{f' (resume: cadence train {args.experiment} --resume {run_id})' if trainer.status != 'finished' else ''}",
                   markup=False, highlight=False, soft_wrap=True)
     return exit_code(trainer.stopped_by) if trainer.status == "interrupted" else 0
+
+
+def _with_sweep_hint(experiment: Experiment, overrides: list[str]) -> object:
+    """The config of ``overrides``; an override refused for holding several values says how to sweep them."""
+    try:
+        return apply_overrides(experiment.config(), overrides)
+    except ConfigError as e:
+        swept = []
+        for override in overrides:
+            try:
+                if len(split_values(override)[1]) > 1:
+                    swept.append(override)
+            except ConfigError:
+                pass
+        if swept:
+            raise ConfigError(f"{e} ({', '.join(swept)}: several values; to sweep them, add -m)") from None
+        raise
+
+
+def sweep_experiment(args: argparse.Namespace, out: Console, err: Console) -> int:
+    """``cadence train EXPERIMENT -m key=a,b ...``: a recorded run per point of the grid, tagged alike, then a table
+    of each point's final and best metrics. Exit status 0 when every point finished, 1 when one failed, 130 or 143
+    when a Ctrl+C or SIGTERM stopped the sweep."""
+    if args.resume is not None or args.nproc > 1:
+        err.print(f"cadence train: error: -m (a sweep) trains new runs in this process; it takes neither "
+                  f"{'--resume' if args.resume is not None else '--nproc'}", markup=False)
+        return 2
+    log = (lambda message: err.print(message, markup=False, highlight=False, soft_wrap=True))
+    result: dict = {}
+
+    def work() -> int:
+        result["tag"], result["points"] = run_sweep(_experiment(args.experiment), args.overrides,
+                                                    data_dir=args.data_dir, runs_dir=args.runs_dir, log=log)
+        return 0
+
+    try:
+        status = guarded("train", err, work)
+    except KeyboardInterrupt:
+        err.print("cadence train: sweep stopped at once (a second Ctrl+C)", markup=False)
+        return 130
+    if status:
+        return status
+    tag, points = result["tag"], result["points"]
+    out.print(_sweep_table(args, tag, points))
+    out.print(f"sweep {tag}: {sum(p.status == 'finished' for p in points)} of {len(points)} points finished "
+              f"(cadence runs --tag {tag})", markup=False, highlight=False, soft_wrap=True)
+    interrupted = [p for p in points if p.status == "interrupted"]
+    if interrupted:
+        return exit_code(interrupted[0].stopped_by)
+    return 1 if any(p.status == "failed" for p in points) else 0
+
+
+def _sweep_table(args: argparse.Namespace, tag: str, points: list[Point]) -> Table:
+    """A row per point: what it set (the swept keys only), its run, its status, and per metric ``final (best)``."""
+    varying = [i for i in range(len(points[0].overrides)) if len({p.overrides[i] for p in points}) > 1]
+    values = final_and_best(args.runs_dir, [p.run_id for p in points if p.run_id is not None])
+    keys = sorted({key for run in values.values() for key in run}, key=lambda k: (not k.startswith("valid."), k))
+    table = Table("point", "run", "status", *keys, title=f"sweep {tag}: final (best) of each point",
+                  title_justify="left")
+    for point in points:
+        metrics = values.get(point.run_id, {})
+        cells = []
+        for key in keys:
+            final, best = metrics.get(key, (None, None))
+            cells.append("-" if final is None else f"{final[1]:.4g}" + (f" ({best[1]:.4g})" if best else ""))
+        table.add_row(" ".join(point.overrides[i] for i in varying) or "(one point)", point.run_id or "-",
+                      point.status, *cells)
+    return table
 
 
 def _without_nproc(argv: list[str]) -> list[str]:

@@ -8,19 +8,34 @@ brackets, parentheses, braces or quotes does not separate values:
 ``optimizer.schedule=Cosine(0.05, 625)`` is one value.
 
 Every point's config is resolved before the first run, so a mistyped key or value refuses the
-whole sweep and records nothing. The runs share a sweep tag (``sweep-<time>-<hex>``); a point
-that fails, building or training, is recorded as a failed run with its error, and the sweep
-goes on to the next. It ends with a table of each point's final and best values.
+whole sweep and records nothing. The runs share a sweep tag (``sweep-<time>-<hex>``, or one
+given), so ``cadence runs --tag`` lists them; a point that fails, building (missing data, a
+value its optimizer refuses) or training (a diverging loss, a bug), is recorded as a failed run
+with its error, and the sweep goes on to the next. A first Ctrl+C stops the sweep after the
+point in progress has saved its checkpoint. :func:`final_and_best` reads each point's final
+and best values as ``cadence show`` and ``cadence compare`` read them.
 """
 
 from __future__ import annotations
 
 import itertools
-from collections.abc import Sequence
+import secrets
+import time
+import traceback
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
-from cadence.config import ConfigError
+from cadence.config import ConfigError, apply_overrides, to_dict
+from cadence.experiments.runs import resolve_runs_dir, train_as_run
+from cadence.track import RunStore
+from cadence.track.history import better, histories
 
-__all__ = ["grid", "split_values"]
+if TYPE_CHECKING:
+    from cadence.experiments import Experiment
+
+__all__ = ["Point", "final_and_best", "grid", "run_sweep", "split_values", "sweep_tag"]
 
 _OPENING, _CLOSING = "([{", ")]}"
 
@@ -53,7 +68,7 @@ def split_values(override: str) -> tuple[str, list[str]]:
     values.append(text[start:])
     if len(values) > 1 and any(not value.strip() for value in values):
         raise ConfigError(f"override {override!r}: an empty value in the sweep {text!r}; expected values "
-                          f"separated by single commas, e.g. {key}=1e-4,3e-4")
+                          f"separated by single commas, e.g. {key}=1e-4,3e-4 (an empty string is '')")
     return key.strip(), values
 
 
@@ -72,3 +87,82 @@ def grid(overrides: Sequence[str]) -> list[list[str]]:
         seen.add(key)
         axes.append([f"{key}={value}" for value in values])
     return [list(point) for point in itertools.product(*axes)]
+
+
+def sweep_tag() -> str:
+    """A new sweep's tag: ``sweep-`` and the local time to the second and two random bytes."""
+    return f"sweep-{time.strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(2)}"
+
+
+@dataclass
+class Point:
+    """One point of a sweep: its overrides, and the run that trained it (``status``; ``error`` if it failed, the
+    signal that stopped it if interrupted)."""
+
+    overrides: list[str]
+    run_id: str | None = None
+    status: str = "pending"
+    error: str | None = None
+    stopped_by: int | None = None
+
+
+def run_sweep(experiment: Experiment, overrides: Sequence[str], *, tag: str | None = None,
+              data_dir: str | Path | None = None, runs_dir: str | Path | None = None,
+              tracker_options: dict[str, Any] | None = None,
+              log: Callable[[str], None] = lambda message: None) -> tuple[str, list[Point]]:
+    """Train every point of the grid of ``overrides`` as a run of ``experiment`` tagged ``tag``; return the tag
+    and the points.
+
+    Raises :class:`~cadence.config.ConfigError` before any run when a point's config does
+    not resolve. ``log`` is told of each point as it starts and of each failure (with its
+    traceback unless it is missing data, a bad value or a diverging loss). A point
+    interrupted by a first Ctrl+C ends the sweep (the later points stay ``pending``); a second
+    one raises ``KeyboardInterrupt``.
+    """
+    points = [Point(list(p)) for p in grid(overrides)]
+    configs = []
+    for point in points:
+        try:
+            configs.append(apply_overrides(experiment.config(), point.overrides))
+        except ConfigError as e:
+            raise ConfigError(f"sweep point {' '.join(point.overrides)}: {e}") from None
+    tag = tag or sweep_tag()
+    for i, (point, config) in enumerate(zip(points, configs), start=1):
+        log(f"sweep {tag}: point {i}/{len(points)}: {' '.join(point.overrides) or '(the defaults)'}")
+        trainer = None
+        try:
+            trainer = experiment.build(config, data_dir)
+            point.run_id = train_as_run(experiment.name, config, trainer, runs_dir=runs_dir,
+                                        tracker_options=tracker_options, tags=[tag])
+            point.status, point.stopped_by = trainer.status, trainer.stopped_by
+        except KeyboardInterrupt:
+            raise
+        except Exception as e:
+            point.status, point.error = "failed", "".join(traceback.format_exception_only(type(e), e)).strip()
+            if trainer is not None and trainer.run_dir is not None:
+                point.run_id = trainer.run_dir.name  # the run was created, and its trainer recorded the failure
+            else:  # failed while building: record the point as a failed run all the same
+                with RunStore(resolve_runs_dir(runs_dir)) as store:
+                    point.run_id = store.create_run(experiment.name, to_dict(config), tags=[tag])
+                    store.finish(point.run_id, "failed", point.error)
+            one_line = isinstance(e, (OSError, ValueError, ArithmeticError))  # missing data, a bad value, divergence
+            log(f"sweep {tag}: point {i}/{len(points)} failed (run {point.run_id}): {point.error}"
+                + ("" if one_line else "\n" + traceback.format_exc().rstrip()))
+        if point.status == "interrupted":
+            log(f"sweep {tag}: interrupted at point {i}/{len(points)}; the later points were not run")
+            break
+    return tag, points
+
+
+def final_and_best(runs_dir: str | Path | None, run_ids: Sequence[str]) -> dict[str, dict[str, tuple]]:
+    """Per run, per key that has a better direction (losses, accuracies, bits per character, ...): the final and
+    the best ``(step, value)``, each as the key's kind defines it (as ``cadence compare`` shows them), keyed by
+    the key's label (``valid.loss(epoch)``, ``train.loss(avg20)``)."""
+    table: dict[str, dict[str, tuple]] = {}
+    with RunStore(resolve_runs_dir(runs_dir)) as store:
+        for run_id in run_ids:
+            table[run_id] = {}
+            for key, history in histories(store, run_id).items():
+                if better(key) is not None and history.final() is not None:
+                    table[run_id][history.shown()[1]] = (history.final(), history.best())
+    return table

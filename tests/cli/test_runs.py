@@ -269,4 +269,4 @@ def test_a_trained_run_records_its_provenance_and_tags_and_show_reports_them(tmp
     text = " ".join(out.split())
     assert status == 0 and f"run {run_id} of tiny, tagged smoke" in text and "finished at" in text
     assert "versions: cadence" in text and f"torch {torch.__version__}" in text and "command: " in text
-    assert "train.loss 0" in text and "valid.loss(epoch)" in text
+    assert "train.loss(avg20) 0" in text and "valid.loss(epoch)" in text

@@ -281,6 +281,11 @@ def test_a_sweep_trains_a_tagged_run_per_point_and_ends_with_their_final_and_bes
             assert f"lr={run.config['lr']} seed={run.config['seed']}" in row and "finished" in row
             assert len(losses) == 6
     assert "point 1/6: lr=0.1 epochs=2 seed=0" in captured.err
+    # cadence compare --tag shows the sweep's runs side by side, in the order they ran, with the same metrics.
+    assert main(["compare", "--tag", tag[0], "--runs-dir", str(tmp_path / "runs")]) == 0
+    compared = capsys.readouterr().out
+    assert " ".join(compared.splitlines()[1].split()) == "key " + " ".join(run.id for run in runs)
+    assert "train.loss(avg" in compared and "lr 0.1 0.1 0.2 0.2 0.4 0.4" in " ".join(compared.split())
 
 
 def test_a_failing_point_is_recorded_as_failed_and_the_sweep_goes_on(tiny, tmp_path, capsys):

@@ -170,6 +170,16 @@ def test_compare_shows_only_what_differs_and_the_metrics_side_by_side(runs, caps
 def test_compare_needs_two_runs(runs, capsys):
     status, _, err = run(capsys, "compare", A, A[:19], "--runs-dir", str(runs))
     assert status == 2 and f"compare needs two runs or more; got {A} alone" in err
+    status, _, err = run(capsys, "compare", "--tag", "nothing", "--runs-dir", str(runs))
+    assert status == 2 and "compare needs two runs or more; got none (tagged nothing)" in err
+
+
+def test_compare_tag_adds_every_run_with_the_tags(runs, capsys):
+    status, out, _ = run(capsys, "compare", "--tag", "baseline", "--runs-dir", str(runs))
+    header = " ".join(out.splitlines()[1].split())
+    assert status == 0 and header == f"key {A} {C}"
+    status, out, _ = run(capsys, "compare", B, "--tag", "baseline", "--tag", "big", "--runs-dir", str(runs))
+    assert status == 0 and " ".join(out.splitlines()[1].split()) == f"key {B} {C}"
 
 
 # -- cadence plot ----------------------------------------------------------------------------------

@@ -49,7 +49,9 @@ def add_parsers(commands: argparse._SubParsersAction) -> None:
     show.set_defaults(handler=show_run)
 
     compare = commands.add_parser("compare", help="runs' config differences and metrics side by side")
-    compare.add_argument("runs", nargs="+", metavar="RUN")
+    compare.add_argument("runs", nargs="*", metavar="RUN")
+    compare.add_argument("--tag", action="append", default=[],
+                         help="also every run with this tag (repeat: with all of them), such as a sweep's")
     compare.set_defaults(handler=compare_runs)
 
     plot = commands.add_parser("plot", help="plot metrics of runs, overlaid, into an image",
@@ -218,11 +220,16 @@ def _cells(point: tuple[int, float]) -> tuple[str, str]:
 # -- cadence compare -------------------------------------------------------------------------------
 
 def compare_runs(args: argparse.Namespace, out: Console, err: Console) -> int:
-    """``cadence compare RUN RUN...``: the config and provenance entries that differ, and the final (best) metrics."""
+    """``cadence compare RUN RUN... [--tag TAG]``: the config and provenance entries that differ, and the final (best)
+    metrics, of the runs named and those tagged (oldest first, as a sweep ran them)."""
     def work(store: RunStore) -> int:
-        runs = _runs(store, args.runs)
+        tagged = sorted((run for run in store.list_runs() if args.tag and set(args.tag) <= set(run.tags)),
+                        key=lambda run: run.start_time)
+        runs = list({run.id: run for run in (*_runs(store, args.runs), *tagged)}.values())
         if len(runs) < 2:
-            raise UsageError(f"compare needs two runs or more; got {runs[0].id} alone")
+            got = runs[0].id + " alone" if runs else "none"
+            raise UsageError(f"compare needs two runs or more; got {got}" +
+                             (f" (tagged {', '.join(args.tag)})" if args.tag else ""))
         ids = [run.id for run in runs]
         configs = [{"name": run.name, "config": run.config,
                     "provenance": {k: v for k, v in run.provenance.items() if k != "cwd"}} for run in runs]

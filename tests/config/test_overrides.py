@@ -103,3 +103,25 @@ def test_only_dataclass_instances_are_accepted():
 def test_free_form_mappings_take_new_keys():
     config = apply_overrides(MNISTConfig(), ["optimizer.schedules.beta1=Linear(0.85, 0.95, 300)"])
     assert config.optimizer.schedules == {"beta1": "Linear(0.85, 0.95, 300)"}
+
+
+@dataclass
+class WithRecipe:
+    name: str = "adam"
+    lr: float = 1e-3
+    momentum: float = 0.0
+
+    RECIPES = {"name=sgd": ("lr=0.05", "momentum=0.9")}
+
+
+def test_an_override_brings_its_recipe():
+    assert apply_overrides(WithRecipe(), ["name=sgd"]) == WithRecipe("sgd", 0.05, 0.9)
+
+
+@pytest.mark.parametrize("overrides", [["lr=0.1", "name=sgd"], ["name=sgd", "lr=0.1"]])
+def test_a_value_given_wins_over_the_recipe_wherever_it_stands(overrides):
+    assert apply_overrides(WithRecipe(), overrides) == WithRecipe("sgd", 0.1, 0.9)
+
+
+def test_other_values_bring_no_recipe():
+    assert apply_overrides(WithRecipe(), ["name=lion"]) == WithRecipe("lion", 1e-3, 0.0)

@@ -24,11 +24,18 @@ def apply_overrides(config: C, overrides: Sequence[str]) -> C:
     field's type. Raises :class:`ConfigError` naming the override and, for an unknown key,
     the valid keys at that level and the nearest match; for a bad value, the key, the value
     and the expected type.
+
+    A config class may declare ``RECIPES``: overrides that one override implies, such as
+    ``{"optimizer.name=sgd": ("optimizer.lr=0.05", "optimizer.momentum=0.9")}``. A recipe's
+    overrides are applied before all of those given, so a value given always wins, wherever
+    it stands.
     """
     if not dataclasses.is_dataclass(config) or isinstance(config, type):
         raise TypeError(f"apply_overrides: expected a dataclass instance, got {config!r}")
     merged = OmegaConf.structured(config)
-    for override in overrides:
+    recipes = getattr(type(config), "RECIPES", {})
+    implied = [implied for override in overrides for implied in recipes.get(override, ())]
+    for override in [*implied, *overrides]:
         key, sep, value = override.partition("=")
         key = key.strip()
         if not sep or not key:

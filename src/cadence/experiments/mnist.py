@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import ClassVar
 from pathlib import Path
 
 import torch
@@ -20,6 +21,7 @@ from cadence.data import MNIST, InMemoryLoader
 from cadence.metrics import Accuracy
 from cadence.nn.norm import BatchChannelNorm, BatchNorm, GroupNorm, InstanceNorm, LayerNorm
 from cadence.experiments.runs import RunConfig, trainer_options
+from cadence.experiments.schedules import warmup_cosine
 from cadence.optim import OptimizerConfig, build_optimizer, build_schedules, optimizer_callbacks, param_groups
 from cadence.train import Trainer, resolve_device
 from cadence.train.distributed import init_from_environment, world
@@ -96,13 +98,26 @@ class MNISTConfig(RunConfig):
     valid_batch_size: int = 1000
     #: Give biases, normalization weights and embeddings no weight decay (nanoGPT's and timm's rule).
     no_decay_on_norms_and_biases: bool = True
+    #: Decay the learning rate along half a cosine to 0 over the run's steps (``optimizer.schedule`` replaces it).
+    cosine_decay: bool = False
     model: ModelConfig = field(default_factory=ModelConfig)
     optimizer: OptimizerConfig = field(default_factory=lambda: OptimizerConfig(name="adam", lr=1e-3))
+
+    #: ``optimizer.name=sgd`` brings the recipe that reaches 99% in 5 epochs, as Adam's defaults do: Nesterov
+    #: momentum 0.9, learning rate 0.05 on a cosine, L2 weight decay 5e-4. Any of them given on the command line wins.
+    RECIPES: ClassVar[dict[str, tuple[str, ...]]] = {
+        "optimizer.name=sgd": ("optimizer.lr=0.05", "optimizer.momentum=0.9", "optimizer.nesterov=true",
+                               "optimizer.weight_decay=5e-4", "cosine_decay=true"),
+    }
 
     def __post_init__(self) -> None:
         super().__post_init__()
         for name in ("batch_size", "valid_batch_size"):
             check_number("MNISTConfig", name, getattr(self, name), low=1, integer=True)
+
+    def safe_to_change(self) -> tuple[str, ...]:
+        """With ``cosine_decay`` the run's length sets the schedule, so ``epochs`` may not change when resuming."""
+        return tuple(key for key in self.SAFE_TO_CHANGE if key != "epochs" or not self.cosine_decay)
 
 
 def build(config: MNISTConfig, data_dir: str | Path | None = None) -> Trainer:
@@ -124,10 +139,13 @@ def build(config: MNISTConfig, data_dir: str | Path | None = None) -> Trainer:
     model = BatchNormCNN(config.model.norm)
     optimizer = build_optimizer(config.optimizer, param_groups(model, config.optimizer.weight_decay)
                                 if config.no_decay_on_norms_and_biases else model)
+    train_loader = InMemoryLoader(train_set.images, train_set.labels, config.batch_size, shuffle=True,
+                                  seed=config.seed, transform=MNIST.normalize, world_size=world_size, rank=rank)
+    if config.cosine_decay and "lr" not in schedules:
+        steps = config.epochs * -(-len(train_loader) // config.update_batches)
+        schedules["lr"] = warmup_cosine(config.optimizer.lr, 0, steps, where="MNISTConfig")
     return Trainer(
-        model, optimizer,
-        InMemoryLoader(train_set.images, train_set.labels, config.batch_size, shuffle=True, seed=config.seed,
-                       transform=MNIST.normalize, world_size=world_size, rank=rank),
+        model, optimizer, train_loader,
         InMemoryLoader(valid_set.images, valid_set.labels, config.valid_batch_size, transform=MNIST.normalize,
                        world_size=world_size, rank=rank),
         loss_fn=nn.CrossEntropyLoss(),

@@ -67,6 +67,8 @@ class RunConfig:
 
     #: Fields a resumed run may change: they change how long or how it runs, not what it computes.
     SAFE_TO_CHANGE: ClassVar[tuple[str, ...]] = ("epochs", "num_threads", "checkpoint_every", "keep_last")
+    #: Overrides that one override implies (see :func:`~cadence.config.apply_overrides`): an optimizer's recipe.
+    RECIPES: ClassVar[dict[str, tuple[str, ...]]] = {}
 
     def __post_init__(self) -> None:
         where = f"{type(self).__name__}"
@@ -78,6 +80,11 @@ class RunConfig:
         for name, allowed in (("precision", ("32", "bf16", "fp16")), ("nonfinite", ("raise", "skip"))):
             if getattr(self, name) not in allowed:
                 raise ValueError(f"{where}: {name}={getattr(self, name)!r}; expected one of {', '.join(allowed)}")
+
+    def safe_to_change(self) -> tuple[str, ...]:
+        """The fields a resumed run of this config may change (:attr:`SAFE_TO_CHANGE`, unless the config makes
+        one of them change the result)."""
+        return self.SAFE_TO_CHANGE
 
 
 def trainer_options(config: RunConfig) -> dict[str, Any]:
@@ -140,7 +147,7 @@ def resume_config(experiment: Experiment, run: str, overrides: list[str], *,
     """What resuming run ``run`` of ``experiment`` needs: ``{"config", "run_id", "note"}``.
 
     The config is the one recorded for the run with ``overrides`` applied; an override of a
-    field outside :attr:`RunConfig.SAFE_TO_CHANGE` that changes it is refused, naming it. The
+    field outside :meth:`RunConfig.safe_to_change` that changes it is refused, naming it. The
     run must be of ``experiment`` and have a checkpoint. ``note`` says what changed.
     """
     with RunStore(resolve_runs_dir(runs_dir)) as store:
@@ -156,11 +163,11 @@ def resume_config(experiment: Experiment, run: str, overrides: list[str], *,
     config = apply_overrides(recorded, overrides)
     before, after = _flat(to_dict(recorded)), _flat(to_dict(config))
     changed = [key for key in after if after[key] != before.get(key)]
-    refused = [key for key in changed if key not in experiment.config.SAFE_TO_CHANGE]
+    refused = [key for key in changed if key not in recorded.safe_to_change()]
     if refused:
         details = "; ".join(f"{key}: {before.get(key)!r} -> {after[key]!r}" for key in refused)
         raise ConfigError(f"--resume {summary.id}: an override would change what the run computes ({details}); "
-                          f"only {', '.join(experiment.config.SAFE_TO_CHANGE)} may change when resuming. Start a "
+                          f"only {', '.join(recorded.safe_to_change())} may change when resuming. Start a "
                           f"new run for another config")
     if latest_checkpoint(root) is None:
         raise FileNotFoundError(f"--resume {summary.id}: run {summary.id} has no checkpoint to resume from (none in "

@@ -37,6 +37,15 @@ def test_plain_lines_come_at_the_interval_with_speed_and_eta():
     assert out.getvalue().splitlines()[-1] == "epoch 2 train 100/100 loss=0.1 2.0 it/s"
 
 
+def test_a_plain_line_longer_than_the_console_stays_one_line():
+    out = io.StringIO()
+    sink = ConsoleSink(Console(file=out, width=40), live=False)
+    sink.start_phase("train", total=10, epoch=1)
+    sink.end_phase(10, {f"metric_{i}": 0.5 for i in range(8)})
+    [line] = out.getvalue().splitlines()
+    assert line.startswith("epoch 1 train 10/10 metric_0=0.5") and "metric_7=0.5" in line
+
+
 def test_live_bars_render_on_a_terminal():
     out = io.StringIO()
     sink = ConsoleSink(Console(file=out, force_terminal=True, width=120), clock=time.monotonic)

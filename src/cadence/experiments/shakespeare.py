@@ -242,7 +242,7 @@ class LSTMConfig:
     #: Width of the character embedding, the LSTM's input.
     d_embed: int = 128
     #: Units of each layer (the width of $h$ and $c$).
-    d_hidden: int = 384
+    d_hidden: int = 512
     n_layers: int = 2
 
     def __post_init__(self) -> None:
@@ -270,7 +270,7 @@ class ModelConfig:
     #: lstm or transformer.
     kind: str = "lstm"
     #: The probability of zeroing a unit on the model's non-recurrent connections, in training.
-    dropout: float = 0.0
+    dropout: float = 0.25
     lstm: LSTMConfig = field(default_factory=LSTMConfig)
     transformer: TransformerConfig = field(default_factory=TransformerConfig)
 
@@ -282,9 +282,17 @@ class ModelConfig:
 
 @dataclass
 class ShakespeareConfig(RunConfig):
-    """The configuration of ``cadence train shakespeare``; every field is a ``key=value`` override."""
+    """The configuration of ``cadence train shakespeare``; every field is a ``key=value`` override.
 
-    epochs: int = 8
+    The defaults were tuned on the validation text for 10 minutes of 2 CPU cores: a 2-layer
+    LSTM of 512 units with dropout 0.25, bf16 autocast (1.45x the speed of float32 there),
+    Adam 3e-3 along a cosine to 0 over 10 epochs. They reach 1.415 nats per character in 9
+    minutes (the README has the figures).
+    """
+
+    epochs: int = 10
+    #: bf16 autocast: as accurate here as float32 (1.426 and 1.429 nats after 12 epochs), and faster on CPUs.
+    precision: str = "bf16"
     #: Keep only the first this many characters of the text (0: all of it), for quick trials; split 90/10 as the whole.
     subset: int = 0
     #: Columns of text per batch (the LSTM carries a state per column).
@@ -296,9 +304,9 @@ class ShakespeareConfig(RunConfig):
     valid_seq_len: int = 512
     grad_clip_norm: float = 1.0
     #: Steps of linear warm-up of the learning rate, before its cosine decay.
-    warmup: int = 100
+    warmup: int = 0
     #: The learning rate at the end of the cosine decay.
-    min_lr: float = 1e-4
+    min_lr: float = 0.0
     #: Give biases, normalization weights and embeddings no weight decay (nanoGPT's and timm's rule).
     no_decay_on_norms_and_biases: bool = True
     #: The sample at each validation: its prompt, its length in characters, temperature and top-k (0: all).

@@ -83,8 +83,8 @@ class ConsoleSink:
             self.update(completed, metrics)
 
     def log(self, message: str) -> None:
-        """Write one line."""
-        self.console.print(message, markup=False, highlight=False)
+        """Write one line, never folded (a log read by grep or a CI page keeps one line per update)."""
+        self.console.print(message, markup=False, highlight=False, soft_wrap=True)
 
     def close(self) -> None:
         """Stop any live display."""

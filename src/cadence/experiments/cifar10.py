@@ -198,7 +198,7 @@ def build(config: CIFAR10Config, data_dir: str | Path | None = None) -> Trainer:
                                   world_size=world_size, rank=rank)
     schedules = build_schedules(config.optimizer)
     if "lr" not in schedules:
-        steps = config.epochs * -(-len(train_loader) // config.update_batches)
+        steps = config.optimizer_steps(len(train_loader))
         schedules["lr"] = warmup_cosine(config.optimizer.lr, config.warmup, steps, where="CIFAR10Config")
     return Trainer(
         model, optimizer, train_loader,

@@ -142,7 +142,7 @@ def build(config: MNISTConfig, data_dir: str | Path | None = None) -> Trainer:
     train_loader = InMemoryLoader(train_set.images, train_set.labels, config.batch_size, shuffle=True,
                                   seed=config.seed, transform=MNIST.normalize, world_size=world_size, rank=rank)
     if config.cosine_decay and "lr" not in schedules:
-        steps = config.epochs * -(-len(train_loader) // config.update_batches)
+        steps = config.optimizer_steps(len(train_loader))
         schedules["lr"] = warmup_cosine(config.optimizer.lr, 0, steps, where="MNISTConfig")
     return Trainer(
         model, optimizer, train_loader,

@@ -81,6 +81,11 @@ class RunConfig:
             if getattr(self, name) not in allowed:
                 raise ValueError(f"{where}: {name}={getattr(self, name)!r}; expected one of {', '.join(allowed)}")
 
+    def optimizer_steps(self, batches_per_epoch: int) -> int:
+        """The optimizer steps of the whole run: ``epochs`` times an epoch's, where the last window of an epoch
+        steps even when it is short of ``update_batches`` batches (the length of a schedule over the run)."""
+        return self.epochs * -(-batches_per_epoch // self.update_batches)
+
     def safe_to_change(self) -> tuple[str, ...]:
         """The fields a resumed run of this config may change (:attr:`SAFE_TO_CHANGE`, unless the config makes
         one of them change the result)."""

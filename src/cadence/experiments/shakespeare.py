@@ -521,7 +521,7 @@ def build(config: ShakespeareConfig, data_dir: str | Path | None = None) -> Char
                                 if config.no_decay_on_norms_and_biases else model)
     schedules = build_schedules(config.optimizer)
     if "lr" not in schedules:
-        steps = config.epochs * -(-len(train_loader) // config.update_batches)
+        steps = config.optimizer_steps(len(train_loader))
         schedules["lr"] = warmup_cosine(config.optimizer.lr, config.warmup, steps, config.min_lr,
                                         where="ShakespeareConfig")
     return CharLMTrainer(

@@ -9,6 +9,11 @@ the loss of every step recorded:
 
 * ``raw loop``: forward, loss, backward, step, zero_grad, and the step's loss kept (the
   least a loop that tracks its loss does);
+* ``raw loop + cadence's work``: the raw loop doing by hand the per-step work cadence's
+  trainer does by default: the fused non-finite check of the gradients and loss
+  (``nonfinite="raise"``) and handing the loss and the sample count to a tracker writing to
+  a run store. What the trainer costs beyond this row is its own machinery (hooks,
+  signal-safe stops, accumulation windows, per-phase losses);
 * ``cadence Trainer``: ``Trainer(...).run()`` with its defaults (progress on the console,
   non-finite check) and a tracker writing every step's loss to a SQLite run store;
 * ``Lightning Trainer``: a ``LightningModule`` whose ``training_step`` logs its loss at
@@ -79,6 +84,27 @@ def raw_loop(data: list) -> None:
     torch.stack(losses).tolist()
 
 
+def raw_loop_with_work(data: list, runs: Path) -> None:
+    m = model()
+    optimizer = torch.optim.Adam(m.parameters(), lr=1e-3)
+    params, found, one = list(m.parameters()), torch.zeros(1), torch.ones(1)
+    losses = []
+    with RunStore(runs) as store:
+        tracker = Tracker(store=store, run_id=store.create_run("overhead-work", {}), console=False)
+        for step, (x, y) in enumerate(data, start=1):
+            loss = nn.functional.cross_entropy(m(x), y)
+            optimizer.zero_grad()
+            loss.backward()
+            torch._amp_foreach_non_finite_check_and_unscale_([*(p.grad for p in params), loss], found, one)
+            if found.item():
+                raise FloatingPointError(f"step {step}: a non-finite loss or gradient")
+            optimizer.step()
+            losses.append(loss.detach())
+            tracker.add(step, {"train.loss": losses[-1], "train.samples": step * len(y)})
+        tracker.close()
+    torch.stack(losses).tolist()
+
+
 def cadence_loop(data: list, runs: Path) -> None:
     m = model()
     with RunStore(runs) as store:
@@ -128,6 +154,7 @@ def main() -> None:
     cases = {}
     for n in STEPS:
         cases[("raw loop", n)] = lambda n=n: raw_loop(data[n])
+        cases[("raw loop + cadence's work", n)] = lambda n=n: raw_loop_with_work(data[n], folder / "work")
         cases[("cadence Trainer", n)] = lambda n=n: cadence_loop(data[n], folder / "runs")
         if lightning_available:
             cases[("Lightning Trainer", n)] = lambda n=n: lightning_loop(data[n], folder / "lightning")

@@ -37,6 +37,16 @@ def test_plain_lines_come_at_the_interval_with_speed_and_eta():
     assert out.getvalue().splitlines()[-1] == "epoch 2 train 100/100 loss=0.1 2.0 it/s"
 
 
+def test_a_phase_started_part_way_shows_its_position_and_the_speed_of_the_steps_taken():
+    out, clock = io.StringIO(), Clock()
+    sink = ConsoleSink(Console(file=out, width=200), live=False, interval=10.0, clock=clock)
+    sink.start_phase("train", total=100, epoch=1, done=80)
+    clock.now += 10.0
+    sink.update(90, {})
+    sink.end_phase(100, {})
+    assert out.getvalue().splitlines() == ["epoch 1 train 90/100 1.0 it/s eta 0:00:10", "epoch 1 train 100/100 2.0 it/s"]
+
+
 def test_a_plain_line_longer_than_the_console_stays_one_line():
     out = io.StringIO()
     sink = ConsoleSink(Console(file=out, width=40), live=False)

@@ -43,13 +43,16 @@ class ConsoleSink:
         self._task: TaskID | None = None
         self._label = ""
         self._total = 0
+        self._done = 0
         self._start = 0.0
         self._last = 0.0
 
-    def start_phase(self, name: str, total: int, epoch: int | None = None) -> None:
-        """Begin showing phase ``name`` of ``total`` steps."""
+    def start_phase(self, name: str, total: int, epoch: int | None = None, done: int = 0) -> None:
+        """Begin showing phase ``name`` of ``total`` steps, from step ``done`` (speed and time left count
+        the steps from there)."""
         self._label = f"epoch {epoch} {name}" if epoch is not None else name
         self._total = total
+        self._done = done
         self._start = self._last = self.clock()
         if self.live:
             if self._progress is None:
@@ -58,7 +61,7 @@ class ConsoleSink:
                                           TextColumn("{task.fields[speed]}"), TimeRemainingColumn(),
                                           console=self.console, transient=False)
                 self._progress.start()
-            self._task = self._progress.add_task(self._label, total=total, metrics="", speed="")
+            self._task = self._progress.add_task(self._label, total=total, completed=done, metrics="", speed="")
 
     def due(self) -> bool:
         """Whether enough time has passed for the next update."""
@@ -98,14 +101,14 @@ class ConsoleSink:
                                           self._speed(completed), f"eta {eta}" if eta else "") if part)
 
     def _speed(self, completed: int) -> str:
-        elapsed = self.clock() - self._start
-        return f"{completed / elapsed:.1f} it/s" if elapsed > 0 and completed else ""
+        elapsed, steps = self.clock() - self._start, completed - self._done
+        return f"{steps / elapsed:.1f} it/s" if elapsed > 0 and steps > 0 else ""
 
     def _eta(self, completed: int) -> str:
-        elapsed = self.clock() - self._start
-        if not completed or elapsed <= 0 or completed >= self._total:
+        elapsed, steps = self.clock() - self._start, completed - self._done
+        if steps <= 0 or elapsed <= 0 or completed >= self._total:
             return ""
-        return format_duration((self._total - completed) * elapsed / completed)
+        return format_duration((self._total - completed) * elapsed / steps)
 
 
 def _format(metrics: Mapping[str, float]) -> str:

@@ -349,11 +349,12 @@ class Tracker:
 
     # -- phases and messages -----------------------------------------------------------------
 
-    def start_phase(self, name: str, total: int, epoch: int | None = None) -> None:
-        """Begin phase ``name`` (the namespace of the metrics it shows) of ``total`` steps."""
-        self._phase, self._completed = name, 0
+    def start_phase(self, name: str, total: int, epoch: int | None = None, done: int = 0) -> None:
+        """Begin phase ``name`` (the namespace of the metrics it shows) of ``total`` steps, ``done`` of them
+        already (a phase resumed, or continued after a validation)."""
+        self._phase, self._completed = name, done
         if self.console is not None:
-            self.console.start_phase(name, total, epoch)
+            self.console.start_phase(name, total, epoch, done)
 
     def advance(self, n: int = 1) -> None:
         """Count ``n`` more steps of the phase; refresh the display when it is due."""

@@ -387,7 +387,7 @@ class Trainer:
         is_train = phase == TRAIN
         self._phase = phase
         self.model.train(is_train)
-        self.tracker.start_phase(phase, total=stop - start, epoch=self.epoch + 1)
+        self.tracker.start_phase(phase, total=total, epoch=self.epoch + 1, done=start)
         done, advance, work = self._done, self.tracker.advance, self._train_batch if is_train else self._valid_batch
         with torch.set_grad_enabled(is_train), self.mode.update(is_train=is_train, is_optimize=False):
             for idx in range(start, stop):
@@ -429,8 +429,7 @@ class Trainer:
             self._validating = False
         self.model.train(True)
         if within:
-            remaining = len(self.train_loader) - self._done[TRAIN]
-            self.tracker.start_phase(TRAIN, total=remaining, epoch=self.epoch + 1)
+            self.tracker.start_phase(TRAIN, total=len(self.train_loader), epoch=self.epoch + 1, done=self._done[TRAIN])
 
     def _train_batch(self, batch: Any, batch_index: BatchIndex) -> None:
         idx, update_batches = batch_index.idx, self.update_batches

@@ -12,6 +12,7 @@ import pytest
 import cadence.track.store as store_module
 from cadence.cli import main
 from cadence.track import RunStore, Series
+from cadence.track.checkpoints import FORMAT
 
 A, B, C = "20261124-101010-abcd", "20261124-101010-abff", "20261125-090000-0123"
 
@@ -44,7 +45,7 @@ def runs(tmp_path, monkeypatch):
     for step, epoch in ((2, 1), (4, 2)):
         checkpoint = folder / A / "checkpoints" / f"step-{step}"
         checkpoint.mkdir(parents=True)
-        (checkpoint / "meta.json").write_text(json.dumps({"step": step, "epoch": epoch,
+        (checkpoint / "meta.json").write_text(json.dumps({"format": FORMAT, "step": step, "epoch": epoch,
                                                           "metrics": {"valid.accuracy": 0.4 + 0.25 * epoch}}))
     return folder
 

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from cadence.track import RunStore, Series, moving_average
-from cadence.track.history import MISSING, better, checkpoints, config_differences, flatten, histories
+from cadence.track.history import MISSING, better, config_differences, flatten, histories
 
 
 def test_the_moving_average_is_the_mean_of_the_last_values_and_a_nan_spoils_only_its_windows():
@@ -50,15 +50,3 @@ def test_config_differences_list_only_what_differs():
     assert flatten(configs[0]) == {"seed": 0, "optimizer.name": "adam", "optimizer.lr": 0.1, "tags": [1]}
     assert config_differences(configs) == {"optimizer.lr": [0.1, 0.01, 0.1], "extra": [MISSING, True, MISSING]}
     assert config_differences([{"a": 1}, {"a": 1.0}, {"a": True}]) == {"a": [1, 1.0, True]}
-
-
-def test_checkpoints_are_listed_oldest_first_with_what_their_meta_says(tmp_path):
-    for step in (10, 2):
-        folder = tmp_path / "checkpoints" / f"step-{step}"
-        folder.mkdir(parents=True)
-        (folder / "meta.json").write_text(json.dumps({"step": step, "epoch": step // 2, "metrics": {"valid.loss": 1.0}}))
-    (tmp_path / "checkpoints" / "step-11").mkdir()  # no meta.json: still listed
-    (tmp_path / "checkpoints" / ".step-12.x.part").mkdir()  # a partial write: not a checkpoint
-    found = checkpoints(tmp_path)
-    assert [(c.step, c.epoch, c.metrics) for c in found] == [(2, 1, {"valid.loss": 1.0}), (10, 5, {"valid.loss": 1.0}),
-                                                             (11, None, {})]

@@ -12,7 +12,7 @@ from cadence.cli.common import RUNS_DIR_HELP, UsageError, guarded
 from cadence.config import ConfigError, apply_overrides, to_yaml
 from cadence.experiments import EXPERIMENTS, Experiment, get_experiment, resume_config, train_as_run
 from cadence.experiments.sweep import Point, final_and_best, run_sweep, split_values
-from cadence.train.checkpoint import CHECKPOINTS, latest_checkpoint
+from cadence.track.checkpoints import CHECKPOINTS, latest_checkpoint
 from cadence.train.distributed import launch
 from cadence.train.interrupt import exit_code
 

@@ -10,7 +10,7 @@ from cadence.cli.common import RUNS_DIR_HELP, UsageError, guarded
 from cadence.config import from_dict
 from cadence.experiments import EXPERIMENTS, get_experiment, resolve_runs_dir
 from cadence.track import RunStore
-from cadence.train.checkpoint import CHECKPOINTS, latest_checkpoint
+from cadence.track.checkpoints import CHECKPOINTS, latest_checkpoint
 
 
 def add_parsers(commands: argparse._SubParsersAction) -> None:

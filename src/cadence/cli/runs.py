@@ -27,7 +27,8 @@ from cadence.config import to_yaml
 from cadence.experiments import resolve_runs_dir
 from cadence.track import STATES, RunStore, RunSummary, format_runs
 from cadence.track.console import format_duration
-from cadence.track.history import MISSING, better, checkpoints, config_differences, histories
+from cadence.track.checkpoints import CheckpointError, list_checkpoints, read_meta
+from cadence.track.history import MISSING, better, config_differences, histories
 from cadence.track.plot import X_AXES, plot_runs
 
 
@@ -162,13 +163,17 @@ def show_run(args: argparse.Namespace, out: Console, err: Console) -> int:
         _lines(out, ["  " + line for line in to_yaml(run.config).rstrip("\n").splitlines()] if run.config
                else ["  (empty)"])
         out.print(_metrics_table(store, run.id))
-        found = checkpoints(store.run_dir(run.id))
+        found = list_checkpoints(store.run_dir(run.id))
         if found:
             table = Table("checkpoint", "step", "epoch", "metrics", title="checkpoints", title_justify="left",
                           box=None, padding=(0, 2, 0, 0))
-            for c in found:
-                table.add_row(str(c.path), _or_dash(c.step), _or_dash(c.epoch),
-                              " ".join(f"{k}={_number(v)}" for k, v in c.metrics.items()))
+            for path in found:
+                try:
+                    meta = read_meta(path)
+                except CheckpointError:  # listed all the same, without what its meta.json would say
+                    meta = {}
+                table.add_row(str(path), _or_dash(meta.get("step")), _or_dash(meta.get("epoch")),
+                              " ".join(f"{k}={_number(v)}" for k, v in (meta.get("metrics") or {}).items()))
             out.print(table)
         else:
             _lines(out, ["checkpoints: none"])

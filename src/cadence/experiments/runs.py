@@ -28,7 +28,7 @@ from cadence.checks import check_number
 from cadence.config import ConfigError, apply_overrides, from_dict, to_dict
 from cadence.track import RunStore, Tracker
 from cadence.train import Trainer
-from cadence.train.checkpoint import CHECKPOINTS, latest_checkpoint
+from cadence.track.checkpoints import CHECKPOINTS, latest_checkpoint
 from cadence.train.distributed import world
 
 if TYPE_CHECKING:

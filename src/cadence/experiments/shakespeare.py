@@ -81,7 +81,7 @@ from cadence.metrics import BitsPerCharacter
 from cadence.nn.norm import LayerNorm
 from cadence.optim import OptimizerConfig, build_optimizer, build_schedules, optimizer_callbacks, param_groups
 from cadence.train import BatchIndex, CheckpointError, Trainer, load_checkpoint, resolve_device
-from cadence.train.checkpoint import STATE_FILE
+from cadence.track.checkpoints import STATE_FILE
 from cadence.train.distributed import init_from_environment, world
 
 __all__ = ["CharLMTrainer", "LSTMConfig", "LSTMLanguageModel", "ModelConfig", "ShakespeareConfig",

@@ -1,5 +1,5 @@
 """A recorded run read back: its series as their kinds define them, final and best values, config
-differences and checkpoints. What ``cadence show``, ``compare``, ``plot`` and ``export`` print.
+differences. What ``cadence show``, ``compare``, ``plot`` and ``export`` print.
 
 **Final and best.** A series' final value is its value at its largest step, and its best the
 lowest or highest of its values, each *as its kind defines it*: for a moving series the
@@ -11,11 +11,9 @@ and F1 scores; for any other key there is no best (:func:`better`).
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -119,33 +117,3 @@ def config_differences(configs: Sequence[Mapping[str, Any]]) -> dict[str, list[A
 def _same(a: Any, b: Any) -> bool:
     return a is b or (a == b and type(a) is type(b)) or (isinstance(a, float) and isinstance(b, float)
                                                           and math.isnan(a) and math.isnan(b))
-
-
-@dataclass(frozen=True)
-class Checkpoint:
-    """A checkpoint in a run's folder: its path, and what its ``meta.json`` says (step, epoch, metrics)."""
-
-    path: Path
-    step: int | None
-    epoch: int | None
-    metrics: dict[str, Any]
-
-
-def checkpoints(run_dir: str | Path) -> list[Checkpoint]:
-    """The run's checkpoints, oldest first: ``checkpoints/step-<N>/`` folders (their ``meta.json``
-    read; one without a readable one shows without step details), and an older cadence's single
-    ``checkpoint.pt``."""
-    run_dir = Path(run_dir)
-    found = []
-    for folder in (run_dir / "checkpoints").glob("step-*"):
-        if not folder.is_dir() or not folder.name[5:].isdigit():
-            continue
-        try:
-            meta = json.loads((folder / "meta.json").read_text())
-        except (OSError, ValueError):
-            meta = {}
-        found.append(Checkpoint(folder, int(folder.name[5:]), meta.get("epoch"), dict(meta.get("metrics") or {})))
-    found.sort(key=lambda c: c.step)
-    if (run_dir / "checkpoint.pt").is_file():
-        found.append(Checkpoint(run_dir / "checkpoint.pt", None, None, {}))
-    return found

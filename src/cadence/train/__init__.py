@@ -1,13 +1,13 @@
 """The trainer, its loop, hooks and callbacks, checkpoints, interruption, devices and data parallel set-up."""
 
+from cadence.track.checkpoints import (CheckpointError, best_checkpoint, latest_checkpoint, list_checkpoints,
+                                       load_checkpoint, prune_checkpoints, read_meta, save_checkpoint)
 from cadence.train.batch_index import BatchIndex
 from cadence.train.callbacks import HOOKS, Callback, EarlyStopping
-from cadence.train.checkpoint import (CheckpointError, latest_checkpoint, list_checkpoints, load_checkpoint,
-                                      prune_checkpoints, save_checkpoint)
 from cadence.train.device import DeviceError, resolve_device
 from cadence.train.mode import Mode
 from cadence.train.trainer import NonFiniteError, Trainer
 
 __all__ = ["HOOKS", "BatchIndex", "Callback", "CheckpointError", "DeviceError", "EarlyStopping", "Mode",
-           "NonFiniteError", "Trainer", "latest_checkpoint", "list_checkpoints", "load_checkpoint",
-           "prune_checkpoints", "resolve_device", "save_checkpoint"]
+           "NonFiniteError", "Trainer", "best_checkpoint", "latest_checkpoint", "list_checkpoints", "load_checkpoint",
+           "prune_checkpoints", "read_meta", "resolve_device", "save_checkpoint"]

@@ -22,7 +22,7 @@ scaler or the ``nonfinite="skip"`` policy skips is not taken, and moves nothing.
 apart), and the hooks (:mod:`cadence.train.callbacks`), or pass callbacks with the same hook
 names. The loop itself knows no particular optimizer, model or metric.
 
-**Checkpoints and resume.** With a ``run_dir``, a checkpoint (:mod:`cadence.train.checkpoint`)
+**Checkpoints and resume.** With a ``run_dir``, a checkpoint (:mod:`cadence.track.checkpoints`)
 is written every ``checkpoint_every`` optimizer steps, at each epoch's end, and when the run
 is interrupted. It holds everything the run's future depends on: the model, the optimizer,
 the gradient scaler, every random generator, each loader's position, the loop's own position
@@ -62,7 +62,7 @@ from cadence.schedule import Schedule
 from cadence.track import SAMPLES_KEY, ModelSnapshot, Tracker, model_statistics
 from cadence.train.batch_index import BatchIndex
 from cadence.train.callbacks import HOOKS
-from cadence.train.checkpoint import CHECKPOINTS, latest_checkpoint, load_checkpoint, prune_checkpoints, save_checkpoint
+from cadence.track.checkpoints import CHECKPOINTS, latest_checkpoint, load_checkpoint, prune_checkpoints, save_checkpoint
 from cadence.train.device import resolve_device
 from cadence.train.distributed import world
 from cadence.train.interrupt import Interrupts
@@ -649,7 +649,7 @@ class Trainer:
     def resume(self, path: str | Path) -> Path:
         """Load a checkpoint (a ``step-<N>`` folder, or a run folder: its newest checkpoint); return its path.
 
-        The model must fit the checkpoint's weights (see :func:`~cadence.train.checkpoint.load_checkpoint`),
+        The model must fit the checkpoint's weights (see :func:`~cadence.track.checkpoints.load_checkpoint`),
         and the checkpoint must be of this trainer's ``experiment`` when one is set.
         """
         path = Path(path)

@@ -17,7 +17,9 @@ checkpoints written before it are never touched. A partial folder left by a kill
 is removed by a later write once it has been untouched for an hour.
 
 **Found without guessing.** :func:`latest_checkpoint` is the ``step-<N>`` folder with the
-largest ``N``.
+largest ``N``; :func:`best_checkpoint` the one whose ``meta.json`` holds the best value of a
+metric. Every reader of checkpoints (the trainer, ``cadence show``, ``cadence generate``) goes
+through this module, the one place that knows the layout.
 
 **Loaded without running code.** Weights come from safetensors, the rest from
 ``torch.load(weights_only=True)`` (tensors, numbers, strings and containers only; the
@@ -46,8 +48,9 @@ from cadence.data.partial import partial_path
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["CHECKPOINTS", "FORMAT", "CheckpointError", "latest_checkpoint", "list_checkpoints", "load_checkpoint",
-           "prune_checkpoints", "save_checkpoint"]
+__all__ = ["CHECKPOINTS", "FORMAT", "META_FILE", "MODEL_FILE", "STATE_FILE", "CheckpointError", "best_checkpoint",
+           "checkpoints_root", "latest_checkpoint", "list_checkpoints", "load_checkpoint", "prune_checkpoints",
+           "read_meta", "save_checkpoint"]
 
 #: The folder of a run's checkpoints.
 CHECKPOINTS = "checkpoints"
@@ -96,17 +99,59 @@ def save_checkpoint(root: str | os.PathLike, step: int, model: nn.Module, state:
     return final
 
 
+def checkpoints_root(path: str | os.PathLike) -> Path:
+    """The folder holding the ``step-<N>`` checkpoints of ``path``: a run's folder (its ``checkpoints/``) or
+    that folder itself."""
+    path = Path(path)
+    return path / CHECKPOINTS if (path / CHECKPOINTS).is_dir() else path
+
+
 def list_checkpoints(root: str | os.PathLike) -> list[Path]:
-    """The complete checkpoints under ``root``, oldest (smallest step) first."""
-    root = Path(root)
+    """The complete checkpoints under ``root`` (a run's folder, or its ``checkpoints/``), oldest (smallest step)
+    first."""
+    root = checkpoints_root(root)
     found = [(int(m[1]), p) for p in root.glob("step-*") if (m := _STEP.fullmatch(p.name)) and p.is_dir()]
     return [p for _, p in sorted(found)]
 
 
 def latest_checkpoint(root: str | os.PathLike) -> Path | None:
-    """The newest complete checkpoint under ``root`` (the largest step), or ``None``."""
+    """The newest complete checkpoint under ``root`` (a run's folder, or its ``checkpoints/``): the largest step,
+    or ``None``."""
     checkpoints = list_checkpoints(root)
     return checkpoints[-1] if checkpoints else None
+
+
+def best_checkpoint(root: str | os.PathLike, metric: str = "valid.loss", mode: str = "min") -> Path:
+    """The checkpoint under ``root`` (a run's folder, or its ``checkpoints/``) whose ``meta.json`` holds the best
+    value of ``metric``: the lowest (``mode="min"``) or the highest (``"max"``); the newest of equals.
+
+    The trainer writes each checkpoint's latest reported values into its ``meta.json``, so any
+    key the run reported (``valid.loss``, ``valid.accuracy``) can be asked for. A folder
+    without checkpoints, or none holding ``metric``, is an error listing what they hold.
+    """
+    if mode not in ("min", "max"):
+        raise ValueError(f"best_checkpoint: mode={mode!r}; expected 'min' or 'max'")
+    found = list_checkpoints(root)
+    if not found:
+        raise FileNotFoundError(f"best_checkpoint: no checkpoint in {root}: expected step-<N> folders in it or in "
+                                f"its {CHECKPOINTS}/")
+    scored = _scored(found, metric, mode)
+    if not scored:
+        held = sorted({key for path in found for key in read_meta(path).get("metrics", {})})
+        raise KeyError(f"best_checkpoint: no checkpoint in {root} holds a value of {metric!r}; they hold: "
+                       f"{', '.join(held) or 'no metrics'}")
+    return min(scored)[2]
+
+
+def _scored(checkpoints: list[Path], metric: str, mode: str) -> list[tuple[float, int, Path]]:
+    """``(score, -step, path)`` of each checkpoint holding a number for ``metric``: the smallest score is the best,
+    and of equal scores the newest."""
+    scored = []
+    for path in checkpoints:
+        value = read_meta(path).get("metrics", {}).get(metric)
+        if isinstance(value, (int, float)) and value == value:
+            scored.append((value if mode == "min" else -value, -int(_STEP.fullmatch(path.name)[1]), path))
+    return scored
 
 
 def read_meta(path: str | os.PathLike) -> dict[str, Any]:
@@ -167,12 +212,7 @@ def prune_checkpoints(root: str | os.PathLike, keep_last: int, keep_best: int = 
     checkpoints = list_checkpoints(root)
     keep = set(checkpoints[-max(keep_last, 1):])
     if keep_best and metric is not None:
-        scored = []
-        for path in checkpoints:
-            value = read_meta(path).get("metrics", {}).get(metric)
-            if isinstance(value, (int, float)) and value == value:
-                scored.append((value if mode == "min" else -value, path))
-        keep.update(path for _, path in sorted(scored)[:keep_best])
+        keep.update(path for _, _, path in sorted(_scored(checkpoints, metric, mode))[:keep_best])
     deleted = [path for path in checkpoints if path not in keep]
     for path in deleted:
         shutil.rmtree(path)

@@ -1,4 +1,4 @@
-"""Tests of cadence.train.checkpoint: the folder layout, atomic writes, retention and refusals."""
+"""Tests of cadence.track.checkpoints: the folder layout, atomic writes, retention and refusals."""
 
 from __future__ import annotations
 
@@ -13,8 +13,8 @@ import torch
 from torch import nn
 
 from cadence import __version__
-from cadence.train.checkpoint import (FORMAT, CheckpointError, latest_checkpoint, list_checkpoints, load_checkpoint,
-                                      prune_checkpoints, save_checkpoint)
+from cadence.track.checkpoints import (FORMAT, CheckpointError, best_checkpoint, latest_checkpoint, list_checkpoints,
+                                       load_checkpoint, prune_checkpoints, read_meta, save_checkpoint)
 
 
 def model() -> nn.Module:
@@ -101,7 +101,7 @@ def test_a_write_killed_outright_leaves_the_previous_checkpoint_loadable(tmp_pat
     script = textwrap.dedent(f"""
         import os, signal, torch
         from torch import nn
-        from cadence.train.checkpoint import save_checkpoint
+        from cadence.track.checkpoints import save_checkpoint
         def dying_save(obj, f):
             f.write(b"partial")
             f.flush()
@@ -181,3 +181,31 @@ def test_prune_keeps_the_newest_and_the_best(tmp_path):
     assert [p.name for p in list_checkpoints(tmp_path)] == ["step-2", "step-4", "step-5", "step-6"]
     prune_checkpoints(tmp_path, keep_last=1)
     assert [p.name for p in list_checkpoints(tmp_path)] == ["step-6"]
+
+
+def test_prune_by_a_metric_where_higher_is_better_keeps_the_highest(tmp_path):
+    m = model()
+    accuracies = {1: 0.5, 2: 0.9, 3: 0.7, 4: 0.6, 5: 0.4}
+    for step, accuracy in accuracies.items():
+        save_checkpoint(tmp_path, step, m, {}, {"metrics": {"valid.accuracy": accuracy}})
+    prune_checkpoints(tmp_path, keep_last=1, keep_best=2, metric="valid.accuracy", mode="max")
+    assert [p.name for p in list_checkpoints(tmp_path)] == ["step-2", "step-3", "step-5"]
+
+
+def test_the_best_checkpoint_of_a_run_folder_by_any_reported_metric(tmp_path):
+    m = model()
+    root = tmp_path / "checkpoints"
+    for step, (loss, accuracy) in {1: (0.9, 0.5), 2: (0.3, 0.8), 3: (0.3, 0.9), 4: (0.6, 0.7)}.items():
+        save_checkpoint(root, step, m, {}, {"metrics": {"valid.loss": loss, "valid.accuracy": accuracy}})
+    save_checkpoint(root, 5, m, {}, {"metrics": {}})  # an interruption before any validation
+    # Of equal losses, the newer; the run's folder or its checkpoints/ folder alike.
+    assert best_checkpoint(tmp_path) == root / "step-3" == best_checkpoint(root, "valid.loss", "min")
+    assert best_checkpoint(tmp_path, "valid.accuracy", "max") == root / "step-3"
+    assert read_meta(best_checkpoint(tmp_path, "valid.accuracy", mode="min"))["step"] == 1
+    with pytest.raises(KeyError, match=r"no checkpoint in .* holds a value of 'valid.f1'; they hold: valid.accuracy, "
+                                       r"valid.loss"):
+        best_checkpoint(tmp_path, "valid.f1")
+    with pytest.raises(FileNotFoundError, match="no checkpoint in"):
+        best_checkpoint(tmp_path / "elsewhere")
+    with pytest.raises(ValueError, match=r"mode='best'; expected 'min' or 'max'"):
+        best_checkpoint(tmp_path, mode="best")

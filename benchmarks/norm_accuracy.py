@@ -24,15 +24,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import parse_args  # noqa: E402
 
 from cadence.experiments.mnist import NORMS, MNISTConfig, ModelConfig, build  # noqa: E402
-from cadence.track import Tracker  # noqa: E402
 
 PEER = "batch"
 
 
 def train(norm: str, epochs: int, seed: int, data_dir: Path) -> tuple[float, float]:
     """The validation accuracy after ``epochs`` epochs, and the seconds per epoch (validation included)."""
-    trainer = build(MNISTConfig(seed=seed, epochs=epochs, model=ModelConfig(norm=norm)), data_dir)
-    trainer.tracker = Tracker(console=False)
+    trainer = build(MNISTConfig(seed=seed, epochs=epochs, model=ModelConfig(norm=norm)), data_dir).trainer(
+        console=False)
     start = time.perf_counter()
     trainer.run()
     return trainer.tracker.latest("valid.accuracy"), (time.perf_counter() - start) / epochs

@@ -9,12 +9,12 @@ tensors, and four Python floats (learning rate, samples, epoch, step). Two group
 
 * the store: ``tracking off``, the loop dropping the values (the peer); ``tracking off, again``,
   the same loop timed as a case of its own (its ratio is the noise of the measurement);
-  ``tracker, no sink``, ``Tracker(console=False)`` keeping the values (``add``, the kinds, the
-  moving average of ``train.loss``); ``tracker -> SQLite store``, a run in a
+  ``tracker, no sink``, ``Tracker()`` keeping the values (``add``, the kinds, the moving
+  average of ``train.loss``, resolved on its background thread); ``tracker -> SQLite store``, a run in a
   :class:`~cadence.track.RunStore` written by the background thread, with the tracker's
   defaults (a hand-over every 10,000 values or 2 s);
 * the opt-in extras: the store and TensorBoard event files (``tensorboard_dir=True``), and the
-  same with a console sink writing plain lines (to memory). They are timed apart: interleaved
+  same with the console's :class:`~cadence.track.PhaseDisplay` writing plain lines (to memory). They are timed apart: interleaved
   with them, the store's case measured up to 1.05x, where timed apart it measures 1.01-1.02x
   (TensorBoard's writer, in Python, churns through objects and memory between the cases).
 
@@ -46,13 +46,14 @@ from torch import nn
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import parse_args, setting  # noqa: E402
 
-from cadence.track import ConsoleSink, RunStore, Tracker  # noqa: E402
+from cadence.track import PhaseDisplay, RunStore, Tracker  # noqa: E402
 
 BATCH = 64
 
 
-def make_loop(steps: int, tracker: Tracker | None) -> Callable[[], None]:
-    """A block of ``steps`` training steps of a fresh tiny MLP, adding its 10 values to ``tracker`` (or not)."""
+def make_loop(steps: int, tracker: Tracker | None, console: bool = False) -> Callable[[], None]:
+    """A block of ``steps`` training steps of a fresh tiny MLP, adding its 10 values to ``tracker`` (or not), shown
+    on a console (to memory) with ``console``."""
     torch.manual_seed(0)
     model = nn.Sequential(nn.Linear(784, 128), nn.ReLU(), nn.Linear(128, 10))
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
@@ -60,8 +61,11 @@ def make_loop(steps: int, tracker: Tracker | None) -> Callable[[], None]:
     if tracker is not None:
         tracker.declare("train.loss", "moving")
     state = {"step": 0}
+    display = PhaseDisplay(tracker, Console(file=io.StringIO(), width=200), live=False) if console else None
 
     def block() -> None:
+        if display is not None:
+            display.start_phase("train", total=steps)
         for _ in range(steps):
             output = model(x)
             loss = nn.functional.cross_entropy(output, y)
@@ -77,6 +81,10 @@ def make_loop(steps: int, tracker: Tracker | None) -> Callable[[], None]:
                       "train.epoch": float(step // 1000), "train.step": float(step)}
             if tracker is not None:
                 tracker.add(step, values)
+            if display is not None:
+                display.advance()
+        if display is not None:
+            display.end_phase()
         if tracker is not None:
             tracker.flush()
 
@@ -90,22 +98,22 @@ def main() -> None:
         def recorded(**options) -> Tracker:
             return Tracker(store, store.create_run("benchmark", {}, provenance={}), **options)
 
-        console = ConsoleSink(Console(file=io.StringIO(), width=200), live=False, interval=10.0)
         groups = {
             "the store (the target: at most 1.02x)": {
                 "tracking off": None,
                 "tracking off, again": None,
-                "tracker, no sink": Tracker(console=False),
-                "tracker -> SQLite store": recorded(console=False),
+                "tracker, no sink": Tracker(),
+                "tracker -> SQLite store": recorded(),
             },
             "the opt-in extras": {
                 "tracking off": None,
-                "tracker -> store + TensorBoard": recorded(console=False, tensorboard_dir=True),
-                "tracker -> store + TensorBoard + console": recorded(console=console, tensorboard_dir=True),
+                "tracker -> store + TensorBoard": recorded(tensorboard_dir=True),
+                "tracker -> store + TensorBoard + console": recorded(tensorboard_dir=True),
             },
         }
         for title, trackers in groups.items():
-            cases = {name: make_loop(args.steps, tracker) for name, tracker in trackers.items()}
+            cases = {name: make_loop(args.steps, tracker, console="console" in name)
+                     for name, tracker in trackers.items()}
             wall, cpu = interleaved_wall_and_cpu(cases, args.repeats, warmup=2)
             for tracker in trackers.values():
                 if tracker is not None:

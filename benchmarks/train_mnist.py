@@ -30,7 +30,6 @@ from common import parse_args  # noqa: E402
 from cadence.data import MNIST  # noqa: E402
 from cadence.experiments.mnist import BatchNormCNN, MNISTConfig, build  # noqa: E402
 from cadence.optim import Adam  # noqa: E402
-from cadence.track import Tracker  # noqa: E402
 
 
 class TorchBatchNormCNN(nn.Module):
@@ -50,9 +49,8 @@ class TorchBatchNormCNN(nn.Module):
 
 
 def cadence_trainer_epoch(data_dir: Path) -> float:
-    trainer = build(MNISTConfig(epochs=1), data_dir)
+    trainer = build(MNISTConfig(epochs=1), data_dir).trainer(console=False)
     trainer.valid_loader = None
-    trainer.tracker = Tracker(console=False)
     start = time.perf_counter()
     trainer.run()
     return time.perf_counter() - start

@@ -10,10 +10,12 @@ the loss of every step recorded:
 * ``raw loop``: forward, loss, backward, step, zero_grad, and the step's loss kept (the
   least a loop that tracks its loss does);
 * ``raw loop + cadence's work``: the raw loop doing by hand the per-step work cadence's
-  trainer does by default: the fused non-finite check of the gradients and loss
-  (``nonfinite="raise"``) and handing the loss and the sample count to a tracker writing to
-  a run store. What the trainer costs beyond this row is its own machinery (hooks,
-  signal-safe stops, accumulation windows, per-phase losses);
+  trainer does by default: the non-finite check (``nonfinite="raise"``) kept on the device
+  (each gradient's norm and the loss, the first non-finite step's norms kept, the gradients
+  masked when one is not finite) and read back every 20 steps, and handing the loss, the
+  learning rate and the sample count to a tracker writing to a run store. What the trainer
+  costs beyond this row is its own machinery (hooks, signal-safe stops, accumulation windows,
+  per-phase losses);
 * ``cadence Trainer``: ``Trainer(...).run()`` with its defaults (progress on the console,
   non-finite check) and a tracker writing every step's loss to a SQLite run store;
 * ``Lightning Trainer``: a ``LightningModule`` whose ``training_step`` logs its loss at
@@ -42,7 +44,7 @@ from torch import nn
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import interleaved_medians, parse_args, setting  # noqa: E402
 
-from cadence.track import RunStore, Tracker  # noqa: E402
+from cadence.track import RunContext, RunStore, Tracker  # noqa: E402
 from cadence.train import Trainer  # noqa: E402
 
 STEPS = (1000, 2000)
@@ -87,20 +89,30 @@ def raw_loop(data: list) -> None:
 def raw_loop_with_work(data: list, runs: Path) -> None:
     m = model()
     optimizer = torch.optim.Adam(m.parameters(), lr=1e-3)
-    params, found, one = list(m.parameters()), torch.zeros(1), torch.ones(1)
+    params, one = list(m.parameters()), torch.ones(1)
+    found, found_bool, bad_steps = torch.zeros(1), torch.zeros((), dtype=torch.bool), torch.zeros(1)
+    first = torch.zeros(len(params) + 1)
     losses = []
     with RunStore(runs) as store:
-        tracker = Tracker(store=store, run_id=store.create_run("overhead-work", {}), console=False)
+        tracker = Tracker(store=store, run_id=store.create_run("overhead-work", {}))
         for step, (x, y) in enumerate(data, start=1):
             loss = nn.functional.cross_entropy(m(x), y)
             optimizer.zero_grad()
             loss.backward()
-            torch._amp_foreach_non_finite_check_and_unscale_([*(p.grad for p in params), loss], found, one)
-            if found.item():
-                raise FloatingPointError(f"step {step}: a non-finite loss or gradient")
+            grads = [p.grad for p in params]
+            norms = torch.stack([*torch._foreach_norm(grads, 2, dtype=torch.float32), loss.detach()])
+            torch.where(found_bool, first, norms, out=first)
+            torch._amp_foreach_non_finite_check_and_unscale_([norms], found, one)
+            torch.gt(found.view(()), 0, out=found_bool)
+            bad_steps.add_(found)
+            for g in grads:
+                g.masked_fill_(found_bool, 0)
             optimizer.step()
+            if step % 20 == 0 and torch.cat([found, bad_steps]).tolist()[0]:
+                raise FloatingPointError(f"a non-finite loss or gradient by step {step}")
             losses.append(loss.detach())
-            tracker.add(step, {"train.loss": losses[-1], "train.samples": step * len(y)})
+            tracker.add(step, {"train.lr": optimizer.param_groups[0]["lr"], "train.loss": losses[-1],
+                               "train.samples": step * len(y)})
         tracker.close()
     torch.stack(losses).tolist()
 
@@ -111,7 +123,7 @@ def cadence_loop(data: list, runs: Path) -> None:
         run_id = store.create_run("overhead", {})
         tracker = Tracker(store=store, run_id=run_id)
         Trainer(m, torch.optim.Adam(m.parameters(), lr=1e-3), data, loss_fn=nn.functional.cross_entropy,
-                tracker=tracker).run()
+                run=RunContext(tracker)).run()
         tracker.close()
 
 

@@ -7,7 +7,7 @@ import shutil
 import signal
 import subprocess
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import pytest
 import safetensors.torch
@@ -16,7 +16,9 @@ from torch import nn
 
 from cadence.cli import main
 from cadence.data import MNIST
-from cadence.experiments import EXPERIMENTS, Experiment, RunConfig, trainer_options
+from cadence.experiments import EXPERIMENTS, Experiment, RunConfig
+from cadence.experiments.runs import build_trainer, prepare
+from cadence.optim import OptimizerConfig
 from cadence.track import RunStore
 from cadence.train import Trainer
 
@@ -76,8 +78,8 @@ class TinyConfig(RunConfig):
     """A tiny experiment for the command's own paths: ``fail`` names what goes wrong, and where."""
 
     epochs: int = 1
-    lr: float = 0.1
     fail: str = ""
+    optimizer: OptimizerConfig = field(default_factory=lambda: OptimizerConfig(name="sgd", lr=0.1))
 
 
 class CtrlCAt:
@@ -107,15 +109,15 @@ BUILD_ERRORS = {
 }
 
 
-def build_tiny(config: TinyConfig, data_dir) -> Trainer:
+def build_tiny(config: TinyConfig, data_dir):
     if config.fail in BUILD_ERRORS:
         raise BUILD_ERRORS[config.fail]
-    torch.manual_seed(0)
+    setup = prepare(config)
     model = nn.Linear(2, 2)
     data = [(torch.randn(4, 2), torch.randint(0, 2, (4,))) for _ in range(3)]
-    trainer = InterruptedTrainer if config.fail == "interrupt-train" else Trainer
-    return trainer(model, torch.optim.SGD(model.parameters(), lr=config.lr), data, loss_fn=nn.functional.cross_entropy,
-                   callbacks=[CtrlCAt(4)] if config.fail == "ctrl-c" else (), **trainer_options(config))
+    return build_trainer(setup, model, data, None, loss_fn=nn.functional.cross_entropy,
+                         trainer=InterruptedTrainer if config.fail == "interrupt-train" else Trainer,
+                         callbacks=[CtrlCAt(4)] if config.fail == "ctrl-c" else ())
 
 
 @pytest.fixture
@@ -190,7 +192,7 @@ def test_resume_continues_the_run_in_its_record_and_records_more_epochs(tiny, tm
     [resumed] = runs_of(tmp_path)
     assert resumed.id == run.id and resumed.status == "finished" and resumed.config["epochs"] == 3
     with RunStore(tmp_path / "runs") as store:
-        assert [step for step, _, _ in store.metrics(run.id, "train.loss")] == list(range(1, 10))
+        assert store.values(run.id, "train.loss")[0].tolist() == list(range(1, 10))
     # The same weights as a run of 3 epochs never stopped.
     assert tiny("epochs=3") == 0
     straight = next(r for r in runs_of(tmp_path) if r.id != run.id)
@@ -201,11 +203,13 @@ def test_resume_continues_the_run_in_its_record_and_records_more_epochs(tiny, tm
 def test_resume_refuses_an_override_that_changes_the_result(tiny, tmp_path, capsys):
     assert tiny("epochs=1") == 0
     [run] = runs_of(tmp_path)
-    assert main(["train", "tiny", "--resume", run.id, "lr=0.2", "seed=3", "--runs-dir", str(tmp_path / "runs")]) == 2
+    assert main(["train", "tiny", "--resume", run.id, "optimizer.lr=0.2", "seed=3",
+                 "--runs-dir", str(tmp_path / "runs")]) == 2
     err = " ".join(capsys.readouterr().err.split())
     assert (f"cadence train: error: --resume {run.id}: an override would change what the run computes "
-            f"(seed: 0 -> 3; lr: 0.1 -> 0.2); only epochs, num_threads, checkpoint_every, keep_last may change") in err
-    assert runs_of(tmp_path)[0].config["lr"] == 0.1
+            f"(seed: 0 -> 3; optimizer.lr: 0.1 -> 0.2); only epochs, max_steps, num_threads, checkpoint_every, "
+            f"keep_last may change") in err
+    assert runs_of(tmp_path)[0].config["optimizer"]["lr"] == 0.1
 
 
 def test_resume_of_an_unknown_run_another_experiments_run_or_one_without_checkpoints(tiny, tmp_path, capsys,
@@ -260,14 +264,14 @@ def sweep(tmp_path, *args: str) -> int:
 
 
 def test_a_sweep_trains_a_tagged_run_per_point_and_ends_with_their_final_and_best_metrics(tiny, tmp_path, capsys):
-    assert sweep(tmp_path, "lr=0.1,0.2,0.4", "epochs=2", "seed=0,1") == 0
+    assert sweep(tmp_path, "optimizer.lr=0.1,0.2,0.4", "epochs=2", "seed=0,1") == 0
     captured = capsys.readouterr()
     runs = sorted(runs_of(tmp_path), key=lambda r: r.start_time)
     assert len(runs) == 6 and all(run.status == "finished" for run in runs)
     [tag] = {tuple(run.tags) for run in runs}
     assert len(tag) == 1 and tag[0].startswith("sweep-")
     # The product, the first override varying slowest; the point's values recorded in its run's config.
-    assert [(run.config["lr"], run.config["seed"], run.config["epochs"]) for run in runs] == \
+    assert [(run.config["optimizer"]["lr"], run.config["seed"], run.config["epochs"]) for run in runs] == \
         [(lr, seed, 2) for lr in (0.1, 0.2, 0.4) for seed in (0, 1)]
     # The table: a row per point, its run, and each metric's final (best), as the run store has them.
     out = captured.out
@@ -275,11 +279,12 @@ def test_a_sweep_trains_a_tagged_run_per_point_and_ends_with_their_final_and_bes
            f"{tag[0]})" in " ".join(out.split())
     with RunStore(tmp_path / "runs") as store:
         for run in runs:
-            losses = [value for _, _, value in store.metrics(run.id, "train.loss")]
+            losses = store.values(run.id, "train.loss")[1].tolist()
             row = next(line for line in out.splitlines() if run.id in line)
-            assert f"lr={run.config['lr']} seed={run.config['seed']}" in row and "finished" in row
+            assert f"optimizer.lr={run.config['optimizer']['lr']} seed={run.config['seed']}" in row \
+                and "finished" in row
             assert len(losses) == 6
-    assert "point 1/6: lr=0.1 epochs=2 seed=0" in captured.err
+    assert "point 1/6: optimizer.lr=0.1 epochs=2 seed=0" in captured.err
     # cadence compare --tag shows the sweep's runs side by side, in the order they ran, with the same metrics.
     assert main(["compare", "--tag", tag[0], "--runs-dir", str(tmp_path / "runs")]) == 0
     compared = capsys.readouterr().out
@@ -290,9 +295,9 @@ def test_a_sweep_trains_a_tagged_run_per_point_and_ends_with_their_final_and_bes
 def test_a_failing_point_is_recorded_as_failed_and_the_sweep_goes_on(tiny, tmp_path, capsys):
     """One point fails while building (a value error), one diverges while training (an infinite learning rate): both
     are failed runs of the sweep, with their errors, and the others run."""
-    assert sweep(tmp_path, "lr=0.1,.inf", "fail='',value") == 1
+    assert sweep(tmp_path, "optimizer.lr=0.1,.inf", "fail='',value") == 1
     captured = capsys.readouterr()
-    runs = {(run.config["lr"], run.config["fail"]): run for run in runs_of(tmp_path)}
+    runs = {(run.config["optimizer"]["lr"], run.config["fail"]): run for run in runs_of(tmp_path)}
     assert len(runs) == 4 and len({tuple(run.tags) for run in runs.values()}) == 1
     assert runs[(0.1, "")].status == "finished"
     assert runs[(0.1, "value")].status == "failed" and runs[(0.1, "value")].error == \
@@ -302,7 +307,7 @@ def test_a_failing_point_is_recorded_as_failed_and_the_sweep_goes_on(tiny, tmp_p
     assert f"point 4/4 failed (run {runs[(float('inf'), 'value')].id}): ValueError" in captured.err
     assert "1 of 4 points finished" in " ".join(captured.out.split())
     row = next(line for line in captured.out.splitlines() if diverged.id in line)
-    assert "lr=.inf fail=''" in row and "failed" in row
+    assert "optimizer.lr=.inf fail=''" in row and "failed" in row
 
 
 def test_a_bug_in_a_point_shows_its_traceback_and_the_sweep_goes_on(tiny, tmp_path, capsys):
@@ -313,26 +318,27 @@ def test_a_bug_in_a_point_shows_its_traceback_and_the_sweep_goes_on(tiny, tmp_pa
 
 
 def test_a_mistyped_point_refuses_the_whole_sweep_before_any_run(tiny, tmp_path, capsys):
-    assert sweep(tmp_path, "lr=0.1,fast") == 2
-    assert "cadence train: error: sweep point lr=fast: override 'lr=fast': lr expects a value of type float" in \
+    assert sweep(tmp_path, "optimizer.lr=0.1,fast") == 2
+    assert "cadence train: error: sweep point optimizer.lr=fast: override 'optimizer.lr=fast': optimizer.lr expects " \
+           "a value of type float" in \
         capsys.readouterr().err
     assert not (tmp_path / "runs").exists()
 
 
 def test_a_first_ctrl_c_stops_the_sweep_after_the_point_in_progress(tiny, tmp_path, capsys):
-    assert sweep(tmp_path, "lr=0.1,0.2", "epochs=3", "fail=ctrl-c") == 130
+    assert sweep(tmp_path, "optimizer.lr=0.1,0.2", "epochs=3", "fail=ctrl-c") == 130
     [run] = runs_of(tmp_path)
-    assert run.status == "interrupted" and run.config["lr"] == 0.1
+    assert run.status == "interrupted" and run.config["optimizer"]["lr"] == 0.1
     assert "interrupted at point 1/2; the later points were not run" in capsys.readouterr().err
 
 
 def test_several_values_without_m_are_refused_with_a_hint(tiny, tmp_path, capsys):
-    assert tiny("lr=0.1,0.2") == 2
-    assert "lr=0.1,0.2: several values; to sweep them, add -m" in " ".join(capsys.readouterr().err.split())
+    assert tiny("optimizer.lr=0.1,0.2") == 2
+    assert "optimizer.lr=0.1,0.2: several values; to sweep them, add -m" in " ".join(capsys.readouterr().err.split())
     assert not (tmp_path / "runs").exists()
 
 
 @pytest.mark.parametrize("option", [["--resume", "x"], ["--nproc", "2"]])
 def test_a_sweep_takes_neither_resume_nor_nproc(tiny, tmp_path, capsys, option):
-    assert sweep(tmp_path, "lr=0.1,0.2", *option) == 2
+    assert sweep(tmp_path, "optimizer.lr=0.1,0.2", *option) == 2
     assert f"-m (a sweep) trains new runs in this process; it takes neither {option[0]}" in capsys.readouterr().err

@@ -266,16 +266,16 @@ def test_a_trained_run_records_its_provenance_and_tags_and_show_reports_them(tmp
     import torch
     from torch import nn
 
-    from cadence.experiments import train_as_run
+    from cadence.track import recorded_run
     from cadence.train import Trainer
 
     torch.manual_seed(0)
     model = nn.Linear(2, 2)
     data = [(torch.randn(4, 2), torch.randint(0, 2, (4,))) for _ in range(3)]
-    trainer = Trainer(model, torch.optim.SGD(model.parameters(), lr=0.1), data, data,
-                      loss_fn=nn.functional.cross_entropy)
-    run_id = train_as_run("tiny", {"lr": 0.1}, trainer, runs_dir=tmp_path / "runs", tags=["smoke"],
-                          tracker_options={"console": False})
+    with recorded_run("tiny", {"lr": 0.1}, runs_dir=tmp_path / "runs", tags=["smoke"]) as recorded:
+        Trainer(model, torch.optim.SGD(model.parameters(), lr=0.1), data, data, loss_fn=nn.functional.cross_entropy,
+                run=recorded, console=False).run()
+    run_id = recorded.run_id
     status, out, _ = run(capsys, "show", run_id, "--runs-dir", str(tmp_path / "runs"))
     text = " ".join(out.split())
     assert status == 0 and f"run {run_id} of tiny, tagged smoke" in text and "finished at" in text

@@ -67,12 +67,12 @@ def test_the_defaults_are_the_papers_recipe_with_a_cosine_schedule(tmp_path):
     assert (config.model.depth, config.batch_size, config.epochs) == (20, 128, 164)
     assert (config.optimizer.name, config.optimizer.lr, config.optimizer.momentum,
             config.optimizer.weight_decay) == ("sgd", 0.1, 0.9, 1e-4)
-    trainer = build(apply_overrides(config, ["batch_size=32", "num_threads=1"]), tmp_path)
+    trainer = build(apply_overrides(config, ["batch_size=32", "num_threads=1"]), tmp_path).trainer(console=False)
     # 200 generated training images: 6 batches of 32 an epoch (the short last one dropped), 164 epochs.
-    assert trainer.schedules.schedules["lr"][2] == Cosine(0.1, 164 * 6, floor=0.0)
+    assert trainer.optimizer_step.schedules.schedules["lr"][2] == Cosine(0.1, 164 * 6, floor=0.0)
     assert repr(trainer.train_loader.augment) == "Compose(RandomCrop(padding=4, fill=0), RandomHorizontalFlip(p=0.5))"
     assert {g["weight_decay"] for g in trainer.optimizer.param_groups} == {1e-4}
-    assert "epochs" not in CIFAR10Config.SAFE_TO_CHANGE
+    assert "epochs" not in CIFAR10Config.SAFE_TO_CHANGE and "max_steps" not in CIFAR10Config.SAFE_TO_CHANGE
 
 
 def test_cadence_train_cifar10_on_generated_archives(tmp_path, capsys):
@@ -87,11 +87,11 @@ def test_cadence_train_cifar10_on_generated_archives(tmp_path, capsys):
     assert (tmp_path / "data" / "cifar10" / "cifar-10-batches-py" / "data_batch_5").is_file()
     with RunStore(runs) as store:
         [run] = store.list_runs()
-        accuracy = store.metrics(run.id, "valid.accuracy")
-        lr = [value for _, _, value in store.metrics(run.id, "train.lr")]
+        steps, accuracy = store.values(run.id, "valid.accuracy")
+        lr = store.values(run.id, "train.lr")[1].tolist()
     # 100 images in batches of 16, the short last one dropped: 6 steps an epoch, 12 in all.
-    assert run.status == "finished" and [step for step, _, _ in accuracy] == [6, 12]
-    assert all(0 <= value <= 1 for _, _, value in accuracy)
+    assert run.status == "finished" and steps.tolist() == [6, 12]
+    assert all(0 <= value <= 1 for value in accuracy)
     assert lr[:4] == pytest.approx([0, 0.1 / 3, 0.2 / 3, 0.1]) and lr[-1] < lr[4]
     assert (runs / run.id / "checkpoints" / "step-12" / "model.safetensors").is_file()
     assert f"run {run.id} finished" in capsys.readouterr().out

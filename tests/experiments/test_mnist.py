@@ -53,10 +53,10 @@ def test_five_epochs_reach_98_percent_validation_accuracy(tmp_path, data_dir, op
     """The defaults (Adam) and the SGD recipe; 99.0% or more on the official split and on the CI's subset as measured,
     with a margin here for other CPUs' arithmetic."""
     config = apply_overrides(MNISTConfig(), ["epochs=5", f"optimizer.name={optimizer}"])
-    run_id = run_experiment("mnist", config, data_dir=data_dir, runs_dir=tmp_path, tracker_options={"console": False})
+    run_id = run_experiment("mnist", config, data_dir=data_dir, runs_dir=tmp_path, console=False).run_context.run_id
     with RunStore(tmp_path) as store:
         run = store.get_run(run_id)
-        accuracy = [value for _, _, value in store.metrics(run_id, "valid.accuracy")]
+        accuracy = store.values(run_id, "valid.accuracy")[1].tolist()
     assert run.status == "finished"
     assert len(accuracy) == 5
     assert accuracy[-1] >= 0.98, f"validation accuracy after 5 epochs: {accuracy}"
@@ -68,9 +68,9 @@ def test_the_config_wires_schedules_clipping_and_no_decay_groups(data_dir):
 
     config = apply_overrides(MNISTConfig(), ["optimizer.name=radam", "optimizer.weight_decay=0.01",
                                              "optimizer.schedule=Cosine(0.003, 500)", "grad_clip_norm=1.0"])
-    trainer = build(config, data_dir)
-    assert trainer.grad_clip_norm == 1.0
-    assert trainer.schedules.schedules["lr"][2] == Cosine(0.003, 500)
+    trainer = build(config, data_dir).trainer(console=False)
+    assert trainer.optimizer_step.grad_clip_norm == 1.0
+    assert trainer.optimizer_step.schedules.schedules["lr"][2] == Cosine(0.003, 500)
     assert sorted(g["weight_decay"] for g in trainer.optimizer.param_groups) == [0.0, 0.01]
     decayed = [g for g in trainer.optimizer.param_groups if g["weight_decay"]][0]
     assert sorted(decayed["names"]) == ["conv1.weight", "conv2.weight", "fc1.weight", "fc2.weight"]
@@ -83,13 +83,13 @@ def test_optimizer_name_sgd_brings_its_recipe_and_a_cosine_over_the_run(data_dir
     config = apply_overrides(MNISTConfig(), ["optimizer.name=sgd", "epochs=2"])
     assert (config.optimizer.lr, config.optimizer.momentum, config.optimizer.nesterov) == (0.05, 0.9, True)
     assert config.optimizer.weight_decay == 5e-4 and config.cosine_decay
-    trainer = build(config, data_dir)
+    trainer = build(config, data_dir).trainer(console=False)
     steps = 2 * len(trainer.train_loader)
-    assert trainer.schedules.schedules["lr"][2] == Cosine(0.05, steps, floor=0.0)
+    assert trainer.optimizer_step.schedules.schedules["lr"][2] == Cosine(0.05, steps, floor=0.0)
     group = trainer.optimizer.param_groups[0]
     assert isinstance(trainer.optimizer, torch.optim.SGD) and group["nesterov"] and group["momentum"] == 0.9
     # A value given wins; an explicit schedule replaces the cosine; resuming may not change the run's length.
     assert apply_overrides(MNISTConfig(), ["optimizer.lr=0.1", "optimizer.name=sgd"]).optimizer.lr == 0.1
     config = apply_overrides(MNISTConfig(), ["optimizer.name=sgd", "optimizer.schedule=Flat(0.01)"])
-    assert trainer.schedules.schedules["lr"][2] != build(config, data_dir).schedules.schedules["lr"][2]
+    assert trainer.optimizer_step.schedules.schedules["lr"][2] != build(config, data_dir).trainer(console=False).optimizer_step.schedules.schedules["lr"][2]
     assert "epochs" not in config.safe_to_change() and "epochs" in MNISTConfig().safe_to_change()

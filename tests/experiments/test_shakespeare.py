@@ -15,7 +15,7 @@ from cadence.config import ConfigError, apply_overrides
 from cadence.experiments import run_experiment
 from cadence.experiments.shakespeare import (CharLMTrainer, LSTMLanguageModel, ShakespeareConfig,
                                              TransformerLanguageModel, Vocabulary, build)
-from cadence.track import RunStore, Tracker
+from cadence.track import RunStore
 from cadence.train import BatchIndex
 
 #: A run of a few steps on the first characters of the real text, with a tiny model.
@@ -86,11 +86,11 @@ def test_epochs_may_not_change_when_resuming_since_they_set_the_schedule():
 
 
 def test_the_step_carries_a_detached_state_resets_it_at_each_pass_and_counts_characters(data_dir):
-    trainer = build(tiny("epochs=1", "model.dropout=0", "precision=32"), data_dir)  # the same sums as below
+    trainer = build(tiny("epochs=1", "model.dropout=0", "precision=32"), data_dir).trainer(console=False)
     batches = list(trainer.train_loader)
     x, y = batches[0]
     with torch.no_grad():
-        expected = F.cross_entropy(trainer.module(x)[0].flatten(0, 1), y.flatten())
+        expected = F.cross_entropy(trainer.raw_model(x)[0].flatten(0, 1), y.flatten())
     calls, forward = [], trainer.model.forward
     trainer.model.forward = lambda x, state=None: (calls.append(state), forward(x, state))[1]
     with trainer.mode.update(is_train=True):
@@ -108,20 +108,20 @@ def test_the_step_carries_a_detached_state_resets_it_at_each_pass_and_counts_cha
 def test_a_run_reports_loss_and_bits_per_character_and_stores_its_samples(tmp_path, data_dir, kind):
     config = tiny(f"model.kind={kind}")
     run_id = run_experiment("shakespeare", config, data_dir=data_dir, runs_dir=tmp_path,
-                            tracker_options={"console": False})
+                            console=False).run_context.run_id
     with RunStore(tmp_path) as store:
         run = store.get_run(run_id)
-        loss = store.metrics(run_id, "valid.loss")
-        bpc = store.metrics(run_id, "valid.bpc")
-        speed = store.metrics(run_id, "train.chars_per_second")
+        steps, loss = store.values(run_id, "valid.loss")
+        bpc = store.values(run_id, "valid.bpc")[1]
+        speed = store.values(run_id, "train.chars_per_second")[1]
     assert run.status == "finished" and len(loss) == 2 and len(speed) == 2
-    assert [b for _, _, b in bpc] == pytest.approx([v / math.log(2) for _, _, v in loss])
+    assert bpc.tolist() == pytest.approx([v / math.log(2) for v in loss])
     # The validation loss is over the whole validation split: every character but the first of each column (and
     # the fewer than batch_size left over when the columns are cut).
-    trainer = build(config, data_dir)
+    trainer = build(config, data_dir).trainer(console=False)
     assert sum(y.numel() for _, y in trainer.valid_loader) == len(trainer.valid_loader.data.flatten()) - 2
     samples = sorted((tmp_path / run_id / "samples").iterdir())
-    assert [p.name for p in samples] == [f"step-{step}.txt" for step, _, _ in loss]
+    assert [p.name for p in samples] == [f"step-{step}.txt" for step in steps]
     text = samples[-1].read_text()
     assert text.startswith("\n") and len(text) == 41
 
@@ -130,10 +130,8 @@ def test_a_run_interrupted_mid_epoch_resumes_with_its_carried_state_to_the_same_
                                                                                       monkeypatch):
     """The carried LSTM state is part of the checkpoint: a run stopped within an epoch and resumed ends
     bit-identical to one never stopped."""
-    def trainer(runs_dir) -> CharLMTrainer:
-        built = build(tiny(), data_dir)
-        built.tracker, built.run_dir = Tracker(console=False), runs_dir
-        return built
+    def trainer(run_dir) -> CharLMTrainer:
+        return build(tiny(), data_dir).trainer(run=run_dir, console=False)
 
     straight = trainer(tmp_path / "straight")
     assert straight.run() == "finished"
@@ -147,5 +145,5 @@ def test_a_run_interrupted_mid_epoch_resumes_with_its_carried_state_to_the_same_
     resumed.resume(tmp_path / "stopped")
     assert all(torch.equal(a, b) for a, b in zip(resumed.carried["train"], stopped.carried["train"]))
     assert resumed.run() == "finished" and resumed.global_step == straight.global_step
-    for key, value in straight.module.state_dict().items():
-        assert torch.equal(value, resumed.module.state_dict()[key]), key
+    for key, value in straight.raw_model.state_dict().items():
+        assert torch.equal(value, resumed.raw_model.state_dict()[key]), key

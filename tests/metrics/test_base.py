@@ -303,7 +303,7 @@ def test_a_torchmetrics_mean_goes_through_the_same_protocol():
 
 
 def test_the_trainer_treats_a_torchmetrics_metric_as_a_cadence_one():
-    from cadence.track import Tracker
+    from cadence.track import RunContext, Tracker
     from cadence.train import Trainer
 
     torch.manual_seed(0)
@@ -311,12 +311,12 @@ def test_the_trainer_treats_a_torchmetrics_metric_as_a_cadence_one():
     train, valid = classifier_batches([8, 8, 8, 8, 5]), classifier_batches([7, 7, 7, 3])
     x_train = [(torch.randn(len(t), 16), t) for _, t in train]
     x_valid = [(torch.randn(len(t), 16), t) for _, t in valid]
-    tracker = Tracker(console=False)
+    tracker = Tracker()
     Trainer(model, torch.optim.SGD(model.parameters(), lr=0.1), x_train, x_valid, loss_fn=nn.functional.cross_entropy,
             metrics={"ours": Accuracy(top_k=2),
                      "theirs": torchmetrics.classification.MulticlassAccuracy(num_classes=10, top_k=2,
                                                                               average="micro")},
-            epochs=2, inner_iterations=2, tracker=tracker).run()
+            epochs=2, inner_iterations=2, run=RunContext(tracker), console=False).run()
     for phase in ("train", "valid"):
         assert tracker.latest(f"{phase}.ours") == pytest.approx(tracker.latest(f"{phase}.theirs"), abs=1e-6)
     # The last validation value is over the whole validation set with the final model.

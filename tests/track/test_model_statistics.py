@@ -57,7 +57,7 @@ def test_a_parameter_without_a_gradient_counts_as_zero_and_the_values_go_to_a_tr
     values = model_statistics(ModelSnapshot(model, prefix="net"), model)
     assert values["net.0.grad_norm"].item() == 0 and values["net.1.grad_norm"].item() == pytest.approx(2.0)
     assert values["net.1.update_ratio"].item() == 0  # no step taken
-    tracker = Tracker(console=False)
+    tracker = Tracker()
     tracker.add(10, values)
     assert tracker.latest("net.1.grad_norm") == pytest.approx(2.0)
 

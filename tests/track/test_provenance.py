@@ -2,15 +2,21 @@
 
 from __future__ import annotations
 
+import json
 import platform
 import shutil
 import subprocess
+import sys
+import types
+from pathlib import Path
 
 import pytest
 import torch
 
+import cadence
 from cadence import __version__
 from cadence.track import RunStore, collect_provenance
+from cadence.track.provenance import running_code
 
 pytestmark = pytest.mark.skipif(shutil.which("git") is None, reason="needs git")
 
@@ -78,3 +84,34 @@ def test_a_run_created_in_a_repository_keeps_its_diff(repo, monkeypatch):
         run = store.get_run(store.create_run("a", {}))
     assert run.provenance["git"]["commit"] == git(repo, "rev-parse", "HEAD")
     assert "+lr = 0.3" in (repo / "runs" / run.id / "source.diff").read_text()
+
+
+def test_the_repository_recorded_is_the_one_of_the_script_run_not_of_the_folder_it_runs_in(repo, tmp_path_factory):
+    (repo / "train.py").write_text("import json\nfrom cadence.track import collect_provenance\n"
+                                   "print(json.dumps(collect_provenance()[0]['git']))\n")
+    elsewhere = tmp_path_factory.mktemp("elsewhere")
+    git(elsewhere, "init", "-q")
+    result = subprocess.run([sys.executable, str(repo / "train.py")], cwd=elsewhere, capture_output=True, text=True,
+                            timeout=120, check=True)
+    recorded = json.loads(result.stdout)
+    assert recorded["root"] == str(repo) and recorded["commit"] == git(repo, "rev-parse", "HEAD")
+    assert recorded["dirty"]  # train.py, as run, differs from its commit
+
+
+@pytest.mark.parametrize("entry", ["cadence/__main__.py", "bin/cadence"])
+def test_the_cadence_command_records_cadences_own_code(monkeypatch, tmp_path, entry):
+    package = Path(cadence.__file__).parent.resolve()
+    main = types.ModuleType("__main__")
+    main.__file__ = str(package / "__main__.py" if entry.startswith("cadence/") else tmp_path / entry)
+    monkeypatch.setitem(sys.modules, "__main__", main)
+    assert running_code() == package
+
+
+def test_an_installed_tool_or_a_notebook_records_the_folder_it_runs_in(monkeypatch, tmp_path):
+    main = types.ModuleType("__main__")
+    main.__file__ = str(tmp_path / "venv" / "lib" / "site-packages" / "pytest" / "__main__.py")
+    monkeypatch.setitem(sys.modules, "__main__", main)
+    assert running_code(tmp_path) == tmp_path
+    del main.__file__  # an interactive session
+    monkeypatch.chdir(tmp_path)
+    assert running_code() == tmp_path

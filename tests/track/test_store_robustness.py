@@ -47,7 +47,7 @@ WRITER = """
     store = RunStore(runs_dir)
     run_id = store.create_run(name, {"name": name}, provenance={})
     print(run_id, flush=True)
-    tracker = Tracker(store, run_id, console=False, tensorboard_dir=False, flush_every=50)
+    tracker = Tracker(store, run_id, tensorboard_dir=False, flush_every=50)
     tracker.declare("train.loss", "moving")
     for step in range(1, 5001):
         tracker.add(step, {"train.loss": float(step)})

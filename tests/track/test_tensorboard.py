@@ -20,7 +20,7 @@ def scalars(folder) -> dict[str, list[tuple[int, float]]]:
 def test_each_kind_has_its_tag_in_the_runs_folder(tmp_path):
     with RunStore(tmp_path) as store:
         run_id = store.create_run("a", {}, provenance={})
-        tracker = Tracker(store, run_id, console=False, smoothing=2, tensorboard_dir=True)
+        tracker = Tracker(store, run_id, smoothing=2, tensorboard_dir=True)
         tracker.declare("train.loss", "moving")
         for step in (1, 2, 3):
             tracker.add(step, {"train.loss": float(step), "train.lr": step / 10})
@@ -36,7 +36,7 @@ def test_each_kind_has_its_tag_in_the_runs_folder(tmp_path):
 
 
 def test_a_resumed_run_replaces_the_later_events_and_continues_the_averages(tmp_path):
-    first = Tracker(console=False, tensorboard_dir=tmp_path, smoothing=3)
+    first = Tracker(tensorboard_dir=tmp_path, smoothing=3)
     first.declare("train.loss", "moving")
     for step in range(1, 7):
         first.add(step, {"train.loss": float(step)})
@@ -44,7 +44,7 @@ def test_a_resumed_run_replaces_the_later_events_and_continues_the_averages(tmp_
             checkpoint = first.state_dict()
     first.close()
 
-    resumed = Tracker(console=False, tensorboard_dir=tmp_path, smoothing=3)
+    resumed = Tracker(tensorboard_dir=tmp_path, smoothing=3)
     resumed.load_state_dict(checkpoint)
     resumed.truncate(4)
     for step in (5, 6):
@@ -60,7 +60,7 @@ def test_tensorboard_is_off_unless_asked_for(tmp_path):
     with RunStore(tmp_path) as store:
         run_id = store.create_run("a", {}, provenance={})
         for option in ({}, {"tensorboard_dir": False}):
-            tracker = Tracker(store, run_id, console=False, **option)
+            tracker = Tracker(store, run_id, **option)
             tracker.add(1, {"train.loss": 1.0})
             tracker.close()
     assert not (tmp_path / run_id / "tensorboard").exists()
@@ -68,7 +68,7 @@ def test_tensorboard_is_off_unless_asked_for(tmp_path):
 
 def test_tensorboard_in_the_runs_folder_needs_a_store():
     with pytest.raises(ValueError, match="tensorboard_dir=True puts the event files in the run's folder"):
-        Tracker(console=False, tensorboard_dir=True)
+        Tracker(tensorboard_dir=True)
 
 
 def test_without_the_extra_events_are_refused_by_name(tmp_path, monkeypatch):
@@ -76,4 +76,4 @@ def test_without_the_extra_events_are_refused_by_name(tmp_path, monkeypatch):
     with RunStore(tmp_path) as store:
         run_id = store.create_run("a", {}, provenance={})
         with pytest.raises(ImportError, match=r"need the tensorboard package: pip install 'cadence\[tensorboard\]'"):
-            Tracker(store, run_id, console=False, tensorboard_dir=True)
+            Tracker(store, run_id, tensorboard_dir=True)

@@ -1,18 +1,16 @@
-"""The tracker: kinds, key checks, tensors held without host syncs, batched writes off the training thread,
-failing sinks, state for resuming, truncation."""
+"""The tracker: kinds, key checks, tensors read on the writer's thread only, batched writes off the training
+thread, failing sinks, state for resuming, truncation."""
 
 from __future__ import annotations
 
-import io
 import sqlite3
 import threading
 
 import pytest
 import torch
-from rich.console import Console
 
 import cadence.track.tracker as tracker_module
-from cadence.track import ConsoleSink, RunStore, Tracker
+from cadence.track import RunStore, Tracker
 
 WAIT = 10.0  # seconds any test waits for the writer's thread before failing
 
@@ -46,12 +44,12 @@ class ListSink:
 
 
 def quiet(**kwargs) -> Tracker:
-    return Tracker(console=False, tensorboard_dir=False, **kwargs)
+    return Tracker(tensorboard_dir=False, **kwargs)
 
 
-def plain(out: io.StringIO, **kwargs) -> Tracker:
-    """A tracker writing plain lines to ``out`` only at the end of each phase."""
-    return Tracker(console=ConsoleSink(Console(file=out, width=300), live=False, interval=1e9), **kwargs)
+def reports(caplog) -> list[str]:
+    """The lines the tracker reported (warnings of the ``cadence.track`` logger)."""
+    return [record.getMessage() for record in caplog.records if record.name == "cadence.track"]
 
 
 # -- kinds -------------------------------------------------------------------------------------
@@ -62,7 +60,7 @@ def test_a_moving_key_shows_the_mean_of_its_last_values_and_keeps_every_raw_valu
     tracker.declare("train.loss", "moving")
     for step, value in enumerate([1.0, 2.0, 3.0, 4.0, 5.0], start=1):
         tracker.add(step, {"train.loss": value})
-    assert tracker.smoothed("train.loss") == pytest.approx(4.0) and tracker.shown("train.loss") == pytest.approx(4.0)
+    assert tracker.shown("train.loss") == pytest.approx(4.0)
     assert tracker.latest("train.loss") == 5.0 and tracker.label("train.loss") == "train.loss(avg3)"
     tracker.flush()
     assert [v for _, _, v in sink.rows] == [1.0, 2.0, 3.0, 4.0, 5.0]
@@ -77,8 +75,6 @@ def test_a_value_key_shows_its_latest_value_and_an_epoch_key_its_latest_mean():
     assert tracker.shown("train.lr") == pytest.approx(0.2) and tracker.label("train.lr") == "train.lr"
     assert tracker.shown("valid.accuracy") == pytest.approx(0.7)
     assert tracker.label("valid.accuracy") == "valid.accuracy(epoch)" and tracker.kind("valid.accuracy") == "epoch"
-    with pytest.raises(ValueError, match=r"'train.lr' is a 'value' key; only 'moving' keys have a moving average"):
-        tracker.smoothed("train.lr")
 
 
 def test_a_kind_is_fixed_once_declared_or_first_added_and_a_conflict_names_both():
@@ -100,76 +96,57 @@ def test_a_kind_is_fixed_once_declared_or_first_added_and_a_conflict_names_both(
     assert tracker.latest("train.loss") == 1.0 and "train.acc" not in tracker.keys()
 
 
-def test_smooth_is_a_deprecated_alias_of_the_kinds():
-    tracker = quiet()
-    with pytest.warns(DeprecationWarning, match=r"use kind='epoch' \(for smooth=False\)"):
-        tracker.add(1, {"valid.accuracy": 0.9}, smooth=False)
-    with pytest.warns(DeprecationWarning):
-        tracker.add(1, {"train.loss": 0.9}, smooth=True)
-    assert tracker.kind("valid.accuracy") == "epoch" and tracker.kind("train.loss") == "moving"
-
-
-def test_the_console_names_each_value_by_its_kind():
-    out = io.StringIO()
-    tracker = plain(out, smoothing=2)
-    tracker.declare("train.loss", "moving")
-    tracker.start_phase("train", total=3, epoch=1)
-    for step, loss in enumerate([3.0, 2.0, 1.0], start=1):
-        tracker.add(step, {"train.loss": loss, "train.lr": 0.01 * step})
-        tracker.add(step, {"valid.loss": 9.0})
-        tracker.advance()
-    tracker.add(3, {"train.accuracy": 0.75}, kind="epoch")
-    tracker.end_phase()
-    line = out.getvalue().splitlines()[-1]
-    assert line.startswith("epoch 1 train 3/3 loss(avg2)=1.5 lr=0.03 accuracy(epoch)=0.75 ")
-    assert "valid" not in out.getvalue()  # another phase's values are not this phase's
-
-
 # -- values --------------------------------------------------------------------------------------
 
-def test_tensors_are_held_without_host_syncs_until_flushed(tmp_path, monkeypatch):
+def test_tensors_are_read_on_the_writers_thread_never_on_the_training_thread(tmp_path, monkeypatch):
     with RunStore(tmp_path) as store:
         run_id = store.create_run("a", {}, provenance={})
-        tracker = Tracker(store, run_id, console=False, tensorboard_dir=False, flush_every=10_000)
+        tracker = Tracker(store, run_id, tensorboard_dir=False, flush_every=7)
 
-        def forbidden(*args, **kwargs):
-            raise AssertionError("the tracker synchronised with the device while adding")
+        def guarded(name):
+            original = getattr(torch.Tensor, name)
+
+            def read(self, *args, **kwargs):
+                assert threading.current_thread() is not threading.main_thread(), \
+                    f"the tracker read a tensor ({name}) on the training thread"
+                return original(self, *args, **kwargs)
+            return read
 
         values = [torch.tensor(float(i)) for i in range(50)]
         with monkeypatch.context() as patch:
-            for name in ("item", "tolist", "__float__"):
-                patch.setattr(torch.Tensor, name, forbidden)
+            for name in ("item", "tolist", "__float__", "__bool__"):
+                patch.setattr(torch.Tensor, name, guarded(name))
             for step, value in enumerate(values, start=1):
                 tracker.add(step, {"train.loss": value * 2, "train.count": torch.tensor(step)})
-        assert store.metrics(run_id) == []
-        tracker.flush()
-        assert [v for _, _, v in store.metrics(run_id, "train.loss")] == [2.0 * i for i in range(50)]
-        assert [v for _, _, v in store.metrics(run_id, "train.count")] == list(range(1, 51))
+            tracker.flush()  # a read on the writer's thread, waited for here
+        assert store.values(run_id, "train.loss")[1].tolist() == [2.0 * i for i in range(50)]
+        assert store.values(run_id, "train.count")[1].tolist() == list(range(1, 51))
         tracker.close()
 
 
-def test_a_tensor_that_requires_grad_is_detached():
+def test_a_tensor_that_requires_grad_is_read_detached():
     tracker = quiet()
     x = torch.tensor([2.0], requires_grad=True)
     tracker.add(1, {"train.loss": (x * 3).sum()})
-    held = tracker._keys["train.loss"].values[-1]
-    assert not held.requires_grad and held.dim() == 0 and tracker.latest("train.loss") == 6.0
+    assert tracker.latest("train.loss") == 6.0
 
 
 def test_later_values_of_a_key_are_checked_too():
-    """After a key's first value, values of the same keys are checked a column at a time, later."""
+    """After a key's first value, values of the same keys are checked a column at a time on the writer's thread,
+    and a value refused there is raised on the training thread at the next hand-over."""
     tracker = quiet()
     x = torch.tensor([2.0], requires_grad=True)
     for step in range(1, 4):
         tracker.add(step, {"train.loss": (x * step).sum(), "train.count": step, "train.acc": torch.ones(1)})
-    loss = tracker._keys["train.loss"].values
-    assert tracker.latest("train.loss") == 6.0 and all(not v.requires_grad and v.dim() == 0 for v in loss)
+    assert tracker.latest("train.loss") == 6.0
     assert tracker.latest("train.count") == 3 and tracker.latest("train.acc") == 1.0
-    tracker.add(4, {"train.loss": 1.0, "train.count": "four", "train.acc": 1.0})
-    with pytest.raises(TypeError, match=r"tracker value of 'train.count' at step 4 is a str; expected a number"):
+    for step, count, acc in ((4, 4, 1.0), (5, "five", 1.0)):  # step 4 checked in full, step 5 on the writer's thread
+        tracker.add(step, {"train.loss": 1.0, "train.count": count, "train.acc": acc})
+    with pytest.raises(TypeError, match=r"tracker value of 'train.count' at step 5 is a str; expected a number"):
         tracker.flush()
-    tracker.add(5, {"train.loss": 1.0, "train.count": 5, "train.acc": torch.ones(2)})
-    with pytest.raises(ValueError, match=r"tracker value of 'train.acc' at step 5 has shape \[2\]; expected a scalar"):
+    for step, acc in ((6, 1.0), (7, torch.ones(2))):
+        tracker.add(step, {"train.loss": 1.0, "train.count": step, "train.acc": acc})
+    with pytest.raises(ValueError, match=r"tracker value of 'train.acc' at step 7 has shape \[2\]; expected a scalar"):
         tracker.latest("train.acc")
 
 
@@ -238,9 +215,9 @@ def test_values_and_steps_must_be_numbers():
     with pytest.raises(KeyError, match=r"tracker has no values for 'valid.loss'"):
         tracker.latest("valid.loss")
     with pytest.raises(ValueError, match="store and run_id go together"):
-        Tracker(run_id="x", console=False)
+        Tracker(run_id="x")
     with pytest.raises(ValueError, match="Tracker: smoothing=0 is out of range; expected smoothing >= 1"):
-        Tracker(console=False, smoothing=0)
+        Tracker(smoothing=0)
 
 
 # -- failing sinks -------------------------------------------------------------------------------
@@ -259,35 +236,27 @@ class Failing(ListSink):
         super().write(columns, series)
 
 
-def test_a_failing_sink_is_reported_once_and_training_goes_on():
-    out, sink, other = io.StringIO(), Failing(failures=3), ListSink()
-    tracker = plain(out, flush_every=2, sinks=[sink, other])
+def test_a_failing_sink_is_reported_once_and_training_goes_on(caplog):
+    sink, other = Failing(failures=3), ListSink()
+    tracker = quiet(flush_every=2, sinks=[sink, other])
     for step in range(1, 11):
         tracker.add(step, {"train.loss": float(step)})
         tracker.flush()  # each batch written (or not) before the next
     tracker.finish("finished")
     tracker.close()
-    lines = out.getvalue().splitlines()
-    reports = [line for line in lines if "the flaky sink failed" in line]
-    assert len(reports) == 1 and "OSError: [Errno 28] No space left on device; training goes on" in reports[0]
+    lines = reports(caplog)
+    failures = [line for line in lines if "the flaky sink failed" in line]
+    assert len(failures) == 1 and "OSError: [Errno 28] No space left on device; training goes on" in failures[0]
     assert lines[-1] == "tracker: flaky: 3 write(s) failed, 3 value(s) not recorded"
     assert [s for s, _, _ in sink.rows] == list(range(4, 11))  # tried again, and recorded once it worked
     assert [s for s, _, _ in other.rows] == list(range(1, 11))  # the other sink missed nothing
     assert ("finish", "finished", None) in sink.calls
 
 
-def test_without_a_console_a_failing_sink_is_a_warning():
-    tracker = quiet(sinks=[Failing(failures=1)])
-    tracker.add(1, {"train.loss": 1.0})
-    with pytest.warns(RuntimeWarning, match=r"tracker: the flaky sink failed to write 1 values: OSError"):
-        tracker.flush()
-
-
-def test_a_locked_database_is_reported_and_the_values_after_it_are_written(tmp_path):
-    out = io.StringIO()
+def test_a_locked_database_is_reported_and_the_values_after_it_are_written(tmp_path, caplog):
     with RunStore(tmp_path, timeout=0.05) as store:
         run_id = store.create_run("a", {}, provenance={})
-        tracker = plain(out, store=store, run_id=run_id, tensorboard_dir=False)
+        tracker = quiet(store=store, run_id=run_id)
         locker = sqlite3.connect(tmp_path / "runs.sqlite", isolation_level=None)
         locker.execute("BEGIN EXCLUSIVE")  # another process holding the database
         tracker.add(1, {"train.loss": 1.0})
@@ -297,25 +266,24 @@ def test_a_locked_database_is_reported_and_the_values_after_it_are_written(tmp_p
         tracker.add(2, {"train.loss": 2.0})
         tracker.finish("finished")
         tracker.close()
-        assert [s for s, _, _ in store.metrics(run_id)] == [2] and store.get_run(run_id).status == "finished"
-    text = out.getvalue()
+        assert store.values(run_id, "train.loss")[0].tolist() == [2] and store.get_run(run_id).status == "finished"
+    text = "\n".join(reports(caplog))
     assert text.count("the store sink failed") == 1 and "database is locked" in text
     assert "store: 1 write(s) failed, 1 value(s) not recorded" in text
 
 
-def test_a_full_disk_under_the_database_is_reported_and_training_goes_on(tmp_path):
-    out = io.StringIO()
+def test_a_full_disk_under_the_database_is_reported_and_training_goes_on(tmp_path, caplog):
     with RunStore(tmp_path) as store:
         run_id = store.create_run("a", {}, provenance={})
-        tracker = plain(out, store=store, run_id=run_id, tensorboard_dir=False, flush_every=500)
+        tracker = quiet(store=store, run_id=run_id, flush_every=500)
         pages = store._db.execute("PRAGMA page_count").fetchone()[0]
         store._db.execute(f"PRAGMA max_page_count = {pages + 1}")  # SQLite's own "disk full"
         for step in range(1, 2001):
             tracker.add(step, {"train.loss": float(step)})
         tracker.flush()
         tracker.close()
-        assert len(store.metrics(run_id)) < 2000
-    text = out.getvalue()
+        assert len(store.values(run_id, "train.loss")[0]) < 2000
+    text = "\n".join(reports(caplog))
     assert text.count("the store sink failed") == 1 and "database or disk is full" in text
 
 
@@ -337,7 +305,7 @@ def test_state_dict_restores_the_display_of_a_resumed_run(tmp_path):
         assert resumed.shown(key) == pytest.approx(tracker.shown(key)) and resumed.label(key) == tracker.label(key)
     resumed.add(6, {"train.loss": 6.0})
     tracker.add(6, {"train.loss": 6.0})
-    assert resumed.smoothed("train.loss") == pytest.approx(tracker.smoothed("train.loss")) == 5.0
+    assert resumed.shown("train.loss") == pytest.approx(tracker.shown("train.loss")) == 5.0
     resumed.flush()
     assert sink.calls[0] == ("restore", {"train.loss": [3.0, 4.0, 5.0]})
 
@@ -356,7 +324,7 @@ def test_a_state_whose_kinds_conflict_is_refused():
 def test_a_resumed_run_replaces_the_values_after_its_checkpoint(tmp_path):
     with RunStore(tmp_path) as store:
         run_id = store.create_run("a", {}, provenance={})
-        first = Tracker(store, run_id, console=False, tensorboard_dir=False, smoothing=4)
+        first = Tracker(store, run_id, tensorboard_dir=False, smoothing=4)
         first.declare("train.loss", "moving")
         for step in range(1, 11):
             first.add(step, {"train.loss": float(step)})
@@ -365,17 +333,17 @@ def test_a_resumed_run_replaces_the_values_after_its_checkpoint(tmp_path):
         first.finish("interrupted", "KeyboardInterrupt")
         first.close()
 
-        resumed = Tracker(store, run_id, console=False, tensorboard_dir=False, smoothing=4)
+        resumed = Tracker(store, run_id, tensorboard_dir=False, smoothing=4)
         resumed.load_state_dict(checkpoint)
         resumed.truncate(6)
-        assert resumed.smoothed("train.loss") == pytest.approx(4.5) and resumed.latest("train.loss") == 6.0
+        assert resumed.shown("train.loss") == pytest.approx(4.5) and resumed.latest("train.loss") == 6.0
         assert store.get_run(run_id).status == "running"
         for step in range(7, 9):
             resumed.add(step, {"train.loss": float(step) + 0.5})
         resumed.finish("finished")
         resumed.close()
-        assert store.metrics(run_id) == [(s, "train.loss", float(s)) for s in range(1, 7)] + \
-            [(7, "train.loss", 7.5), (8, "train.loss", 8.5)]
+        steps, values = store.values(run_id, "train.loss")
+        assert steps.tolist() == list(range(1, 9)) and values.tolist() == [1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.5, 8.5]
         assert store.get_run(run_id).status == "finished"
 
 
@@ -385,7 +353,7 @@ def test_truncate_forgets_the_later_values_held_here():
     for step in range(1, 6):
         tracker.add(step, {"train.loss": float(step), "train.lr": float(step)})
     tracker.truncate(3)
-    assert tracker.smoothed("train.loss") == pytest.approx(2.5)  # its window still holds steps 1 to 3
+    assert tracker.shown("train.loss") == pytest.approx(2.5)  # its window still holds steps 1 to 3
     with pytest.raises(KeyError, match="tracker has no values for 'train.lr' yet"):  # only step 5 was held
         tracker.latest("train.lr")
 
@@ -396,5 +364,5 @@ def test_closing_twice_is_harmless_and_adding_after_close_fails_clearly():
     tracker.close()
     tracker.close()
     assert sink.calls == [("close",)]
-    with pytest.raises(RuntimeError, match="the tracker's writer is closed; cannot write 1 values"):
+    with pytest.raises(RuntimeError, match="the tracker's writer is closed; cannot record more values"):
         tracker.add(1, {"train.loss": 1.0})

@@ -29,6 +29,7 @@ from cadence.data import InMemoryLoader
 from cadence.metrics import Accuracy
 from cadence.optim import Adam
 from cadence.schedule import LinearWarmup
+from cadence.track import RunContext
 from cadence.train import Trainer
 from cadence.train.interrupt import exit_code
 
@@ -94,11 +95,12 @@ def main() -> int:
                   InMemoryLoader(xv, yv, 32),
                   metrics={"accuracy": Accuracy()}, epochs=args.epochs, inner_iterations=2, update_batches=2,
                   schedules={"lr": LinearWarmup(1e-2, 5)}, checkpoint_every=3, keep_last=100,
-                  run_dir=args.run_dir, experiment="resumable", callbacks=[Chores()], console=False)
+                  run=RunContext(run_dir=args.run_dir, experiment="resumable"), callbacks=[Chores()], console=False)
     if args.resume:
         trainer.resume(args.run_dir)
     status = trainer.run()
-    torch.save({"params": [p.detach() for p in model.parameters()], "latest": trainer._latest,
+    reported = {key: trainer.latest(key) for key in trainer.tracker.keys() if trainer.tracker.kind(key) == "epoch"}
+    torch.save({"params": [p.detach() for p in model.parameters()], "latest": reported,
                 "status": status, "step": trainer.global_step}, os.path.join(args.run_dir, "final.pt"))
     return 0 if status == "finished" else exit_code(trainer.stopped_by)
 

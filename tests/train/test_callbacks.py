@@ -79,12 +79,12 @@ def test_early_stopping_stops_after_patience_validations_without_improvement(tmp
     stopper = EarlyStopping("valid.loss", patience=2)
     trainer = Trainer(model, torch.optim.SGD(model.parameters(), lr=0.0), batches(4, 8, 0), batches(2, 8, 1),
                       loss_fn=nn.functional.cross_entropy, epochs=10, inner_iterations=2, callbacks=[stopper],
-                      run_dir=tmp_path, console=False)
+                      run=tmp_path, console=False)
     assert trainer.run() == "finished"
     # Validations at steps 2 (the best), 4 and 6: the third is the second without improvement.
     assert trainer.global_step == 6 and stopper.bad == 2
     state, _ = load_checkpoint(latest_checkpoint(tmp_path / "checkpoints"), mlp())
-    assert state["callbacks"] == [{"best": stopper.best, "bad": 2}]
+    assert state["parts"]["callbacks"] == {0: {"best": stopper.best, "bad": 2}}
 
 
 def test_early_stopping_arguments_and_unknown_metric():
@@ -95,5 +95,5 @@ def test_early_stopping_arguments_and_unknown_metric():
     model = mlp()
     trainer = Trainer(model, torch.optim.SGD(model.parameters(), lr=0.1), batches(2, 8, 0), batches(2, 8, 1),
                       loss_fn=nn.functional.cross_entropy, callbacks=[EarlyStopping("valid.acuracy")], console=False)
-    with pytest.raises(KeyError, match=r"nothing reported as 'valid.acuracy' yet; reported so far: valid.loss"):
+    with pytest.raises(KeyError, match=r"tracker has no values for 'valid.acuracy'; it has: .*valid.loss"):
         trainer.run()

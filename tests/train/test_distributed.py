@@ -52,7 +52,7 @@ def train(batch_size: int, fused: bool, world_size: int = 1, rank: int = 0, run_
                       InMemoryLoader(x, y, batch_size, shuffle=True, seed=0, world_size=world_size, rank=rank),
                       InMemoryLoader(xv, yv, 50, world_size=world_size, rank=rank),
                       loss_fn=nn.functional.cross_entropy, metrics={"accuracy": Accuracy()}, console=False,
-                      run_dir=run_dir, callbacks=[StopAt(stop_at)] if stop_at else ())
+                      run=run_dir, callbacks=[StopAt(stop_at)] if stop_at else ())
     if run_dir is not None and os.path.isdir(os.path.join(run_dir, "checkpoints")):
         trainer.resume(run_dir)
     trainer.run()
@@ -111,7 +111,7 @@ def test_a_data_parallel_run_resumes_from_rank_0s_checkpoint(tmp_path):
     checkpoints = os.listdir(os.path.join(run_dir, "checkpoints"))
     assert checkpoints == ["step-30"]
     state = torch.load(os.path.join(run_dir, "checkpoints", "step-30", "state.pt"), weights_only=True)
-    assert len(state["rng"]) == 2
+    assert len(state["processes"]) == 2
     launch(False, out, run_dir)
     single, _ = train(64, fused=False)
     for rank in range(2):

@@ -13,7 +13,7 @@ import pytest
 import torch
 from torch import nn
 
-from cadence.track import RunStore, Tracker
+from cadence.track import RunContext, RunStore, Tracker
 from cadence.train import Trainer, latest_checkpoint
 
 from .test_resume import SCRIPT, TIMEOUT, assert_same_run, final, run, uninterrupted  # noqa: F401 (a fixture)
@@ -72,8 +72,8 @@ def test_from_python_the_first_ctrl_c_returns_control_to_the_caller(tmp_path):
     with RunStore(tmp_path / "runs") as store:
         run_id = store.create_run("unit", {})
         trainer = Trainer(model, torch.optim.SGD(model.parameters(), lr=0.1), data, loss_fn=nn.functional.cross_entropy,
-                          epochs=2, callbacks=[CtrlC()], run_dir=store.run_dir(run_id),
-                          tracker=Tracker(store=store, run_id=run_id, console=False))
+                          epochs=2, callbacks=[CtrlC()], run=RunContext(Tracker(store, run_id), store.run_dir(run_id)),
+                          console=False)
         assert trainer.run() == "interrupted"  # no KeyboardInterrupt: the caller (a notebook cell) goes on
         assert trainer.stopped_by == signal.SIGINT and trainer.global_step == 3
         assert store.get_run(run_id).status == "interrupted"

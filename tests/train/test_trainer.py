@@ -10,12 +10,11 @@ import torch
 from rich.console import Console
 from torch import nn
 
-import cadence.train.trainer as trainer_module
+import cadence.train.optimizer_step as optimizer_step_module
 from cadence.metrics import Accuracy, ConfusionMatrix, Recall
 from cadence.optim import Adam
 from cadence.schedule import Piecewise
-from cadence.track import RunStore, Tracker
-from cadence.track.console import ConsoleSink
+from cadence.track import RunContext, RunStore, Tracker
 from cadence.train import DeviceError, NonFiniteError, Trainer, list_checkpoints, load_checkpoint
 
 
@@ -100,7 +99,7 @@ def test_is_optimize_marks_the_batch_before_each_optimizer_step():
 def test_schedules_and_tracked_steps_count_optimizer_steps_not_batches():
     model = mlp()
     schedule = Piecewise([(0, 1.0), (4, 0.0)])
-    tracker = Tracker(console=False)
+    tracker = Tracker()
     seen = []
     optimizer = torch.optim.SGD(model.parameters(), lr=123.0)
     original_step = optimizer.step
@@ -111,7 +110,7 @@ def test_schedules_and_tracked_steps_count_optimizer_steps_not_batches():
 
     optimizer.step = spy_step
     trainer = Trainer(model, optimizer, batches(8, 4, 0), loss_fn=nn.functional.cross_entropy, update_batches=2,
-                      schedules={"lr": schedule}, tracker=tracker)
+                      schedules={"lr": schedule}, run=RunContext(tracker), console=False)
     trainer.run()
     assert seen == [1.0, 0.75, 0.5, 0.25]
     assert trainer.global_step == 4
@@ -120,10 +119,10 @@ def test_schedules_and_tracked_steps_count_optimizer_steps_not_batches():
 def test_metrics_keep_one_state_per_phase_equal_to_direct_computation():
     model = mlp()
     train_data, valid_data = batches(6, 8, 0), batches(5, 7, 1)
-    store_dir_tracker = Tracker(console=False)
+    store_dir_tracker = Tracker()
     trainer = Trainer(model, torch.optim.SGD(model.parameters(), lr=0.0), train_data, valid_data,
                       loss_fn=nn.functional.cross_entropy, metrics={"accuracy": Accuracy()},
-                      inner_iterations=2, tracker=store_dir_tracker)
+                      inner_iterations=2, run=RunContext(store_dir_tracker), console=False)
     trainer.run()
 
     def direct(data):
@@ -145,17 +144,17 @@ def test_checkpoints_at_epoch_ends_hold_model_optimizer_and_config(tmp_path):
     model = mlp()
     optimizer = Adam(model.parameters())
     trainer = Trainer(model, optimizer, batches(4, 8, 0), loss_fn=nn.functional.cross_entropy, epochs=2,
-                      run_dir=tmp_path, config={"seed": 0}, experiment="unit", console=False)
+                      run=RunContext(run_dir=tmp_path, config={"seed": 0}, experiment="unit"), console=False)
     trainer.run()
     assert [p.name for p in list_checkpoints(tmp_path / "checkpoints")] == ["step-4", "step-8"]
     restored = mlp()
     state, meta = load_checkpoint(tmp_path / "checkpoints" / "step-8", restored, experiment="unit")
     assert meta["epoch"] == 2 and meta["step"] == 8 and state["config"] == {"seed": 0}
-    assert state["loop"]["global_step"] == 8 and state["loop"]["epoch"] == 2
+    assert state["parts"]["optimizer_step"]["taken"] == 8 and state["parts"]["position"]["epoch"] == 2
     for p, q in zip(model.parameters(), restored.parameters()):
         assert torch.equal(p, q)
     fresh = Adam(restored.parameters())
-    fresh.load_state_dict(state["optimizer"])
+    fresh.load_state_dict(state["parts"]["optimizer"])
     assert fresh.state_dict()["state"][0]["step"] == 8
 
 
@@ -179,8 +178,7 @@ def test_a_failing_step_marks_the_run_and_reraises(tmp_path, error, status):
         run_id = store.create_run("unit", {"seed": 0})
         trainer = Exploding(model, torch.optim.SGD(model.parameters(), lr=0.1), batches(4, 8, 0),
                             loss_fn=nn.functional.cross_entropy, epochs=3, error=error, at=6,
-                            tracker=Tracker(store=store, run_id=run_id, console=False),
-                            run_dir=store.run_dir(run_id))
+                            run=RunContext(Tracker(store, run_id), store.run_dir(run_id)), console=False)
         with pytest.raises(type(error)):
             trainer.run()
         run = store.get_run(run_id)
@@ -197,9 +195,9 @@ def test_a_finished_run_is_recorded_with_its_metrics(tmp_path):
     with RunStore(tmp_path / "runs") as store:
         run_id = store.create_run("unit", {})
         Trainer(model, torch.optim.SGD(model.parameters(), lr=0.1), batches(4, 8, 0), batches(2, 8, 1),
-                loss_fn=nn.functional.cross_entropy, tracker=Tracker(store=store, run_id=run_id, console=False)).run()
+                loss_fn=nn.functional.cross_entropy, run=RunContext(Tracker(store, run_id)), console=False).run()
         run = store.get_run(run_id)
-        steps = [step for step, _, _ in store.metrics(run_id, "train.loss")]
+        steps = store.values(run_id, "train.loss")[0].tolist()
     assert run.status == "finished" and run.end_time is not None
     assert steps == [1, 2, 3, 4] and "valid.loss" in run.last_metrics
 
@@ -226,7 +224,7 @@ def test_a_loader_without_len_and_a_missing_loss_fail_clearly():
 
 def test_gradients_are_clipped_before_each_step_and_the_norm_tracked():
     model = mlp()
-    tracker = Tracker(console=False)
+    tracker = Tracker()
     seen = []
     optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
     original_step = optimizer.step
@@ -237,16 +235,16 @@ def test_gradients_are_clipped_before_each_step_and_the_norm_tracked():
 
     optimizer.step = spy_step
     data = [(x * 100, y) for x, y in batches(4, 8, 0)]
-    Trainer(model, optimizer, data, loss_fn=nn.functional.cross_entropy, grad_clip_norm=0.5, tracker=tracker).run()
+    Trainer(model, optimizer, data, loss_fn=nn.functional.cross_entropy, grad_clip_norm=0.5, run=RunContext(tracker), console=False).run()
     assert all(n == pytest.approx(0.5, rel=1e-4) for n in seen)
     assert tracker.latest("train.grad_norm") > 0.5
 
 
 def test_betas_can_follow_a_schedule_and_are_tracked():
     model = mlp()
-    tracker = Tracker(console=False)
+    tracker = Tracker()
     optimizer = Adam(model.parameters())
-    Trainer(model, optimizer, batches(4, 8, 0), loss_fn=nn.functional.cross_entropy, tracker=tracker,
+    Trainer(model, optimizer, batches(4, 8, 0), loss_fn=nn.functional.cross_entropy, run=RunContext(tracker), console=False,
             schedules={"betas[0]": Piecewise([(0, 0.8), (4, 0.9)])}).run()
     assert tracker.latest("train.betas[0]") == pytest.approx(0.875)
     assert optimizer.param_groups[0]["betas"][0] == pytest.approx(0.875)
@@ -295,8 +293,8 @@ class Trap(nn.Module):
 def test_a_non_finite_loss_fails_naming_the_step(tmp_path):
     model = mlp()
     trainer = Trainer(model, torch.optim.SGD(model.parameters(), lr=0.1), poisoned(3, "loss"),
-                      loss_fn=nn.functional.cross_entropy, run_dir=tmp_path, checkpoint_every=1, console=False)
-    with pytest.raises(NonFiniteError, match=r"step 4: the loss is nan \(epoch 1\); nonfinite='skip' skips"):
+                      loss_fn=nn.functional.cross_entropy, run=tmp_path, checkpoint_every=1, console=False)
+    with pytest.raises(NonFiniteError, match=r"^step 4: the loss is nan; nonfinite='skip' skips"):
         trainer.run()
     # Nothing written was corrupted: the checkpoints before it are the steps before it, with finite weights.
     assert [p.name for p in list_checkpoints(tmp_path / "checkpoints")] == ["step-1", "step-2", "step-3"]
@@ -318,7 +316,7 @@ def test_a_non_finite_gradient_fails_naming_the_parameter():
 
 def test_skip_leaves_the_model_as_it_was_and_counts_the_skipped_update():
     model = mlp()
-    tracker = Tracker(console=False)
+    tracker = Tracker()
     seen = []
 
     class Watch:
@@ -326,9 +324,9 @@ def test_skip_leaves_the_model_as_it_was_and_counts_the_skipped_update():
             seen.append((trainer.global_step, [p.detach().clone() for p in model.parameters()]))
 
     trainer = Trainer(model, torch.optim.SGD(model.parameters(), lr=0.1), poisoned(3, "loss"),
-                      loss_fn=nn.functional.cross_entropy, nonfinite="skip", tracker=tracker, callbacks=[Watch()])
+                      loss_fn=nn.functional.cross_entropy, nonfinite="skip", run=RunContext(tracker), console=False, callbacks=[Watch()])
     trainer.run()
-    assert trainer.global_step == 5 and trainer.skipped_steps == 1
+    assert trainer.global_step == 5 and trainer.optimizer_step.skipped == 1
     assert tracker.latest("train.skipped_steps") == 1
     assert all(torch.isfinite(p).all() for p in model.parameters())
     assert [step for step, _ in seen] == [1, 2, 3, 4, 5]
@@ -350,7 +348,7 @@ def test_bf16_autocast_trains_on_the_cpu_with_float32_weights():
 
 def test_fp16_clips_unscaled_gradients_and_a_skipped_step_moves_no_schedule():
     model = mlp()
-    tracker = Tracker(console=False)
+    tracker = Tracker()
     scaler = torch.amp.GradScaler("cpu", init_scale=2.0 ** 16)
     seen = []
     optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
@@ -365,9 +363,9 @@ def test_fp16_clips_unscaled_gradients_and_a_skipped_step_moves_no_schedule():
     data = batches(4, 8, 0)
     data[1] = (data[1][0] * 1e30, data[1][1])  # overflows in float16: the scaler skips this step
     trainer = Trainer(model, optimizer, data, loss_fn=nn.functional.cross_entropy, precision="fp16", scaler=scaler,
-                      grad_clip_norm=0.5, schedules={"lr": Piecewise([(0, 1.0), (10, 0.0)])}, tracker=tracker)
+                      grad_clip_norm=0.5, schedules={"lr": Piecewise([(0, 1.0), (10, 0.0)])}, run=RunContext(tracker), console=False)
     trainer.run()
-    assert trainer.global_step == 3 and trainer.skipped_steps == 1
+    assert trainer.global_step == 3 and trainer.optimizer_step.skipped == 1
     # The schedule's steps 0, 1, 2: the skipped update did not advance it; clipped to 0.5 in unscaled units.
     assert [lr for lr, _ in seen] == pytest.approx([1.0, 0.9, 0.8])
     assert all(norm == pytest.approx(0.5, rel=1e-3) for _, norm in seen)
@@ -407,8 +405,8 @@ def test_the_mean_loss_weights_each_batch_by_the_count_the_step_returns():
             x, y = batch
             return nn.functional.cross_entropy(self.model(x).flatten(0, 1), y.flatten()), y.numel()
 
-    tracker = Tracker(console=False)
-    Text(embed, torch.optim.SGD(embed.parameters(), lr=0.0), data, data, tracker=tracker).run()
+    tracker = Tracker()
+    Text(embed, torch.optim.SGD(embed.parameters(), lr=0.0), data, data, run=RunContext(tracker), console=False).run()
     with torch.no_grad():
         total = sum(nn.functional.cross_entropy(embed(x).flatten(0, 1), y.flatten(), reduction="sum").item()
                     for x, y in data)
@@ -442,7 +440,7 @@ def test_checkpoints_every_n_steps_keep_the_last_and_the_best(tmp_path):
     # A large learning rate: the validation loss goes up and down, so the best is not simply the newest.
     trainer = Trainer(model, torch.optim.SGD(model.parameters(), lr=3.0), batches(12, 8, 0), batches(2, 8, 1),
                       loss_fn=nn.functional.cross_entropy, valid_every=2, checkpoint_every=2, keep_last=2,
-                      keep_best=1, best_metric="valid.loss", run_dir=tmp_path, callbacks=[Watch()], console=False)
+                      keep_best=1, best_metric="valid.loss", run=tmp_path, callbacks=[Watch()], console=False)
     trainer.run()
     best = min(losses, key=losses.get)
     assert best < 10  # so that the best is kept for being the best
@@ -456,9 +454,9 @@ def test_checkpoints_every_n_steps_keep_the_last_and_the_best(tmp_path):
 
 def test_a_metric_of_several_values_is_tracked_per_element():
     model = mlp()
-    tracker = Tracker(console=False)
+    tracker = Tracker()
     Trainer(model, torch.optim.SGD(model.parameters(), lr=0.1), batches(4, 8, 0), batches(2, 8, 1),
-            loss_fn=nn.functional.cross_entropy, tracker=tracker,
+            loss_fn=nn.functional.cross_entropy, run=RunContext(tracker), console=False,
             metrics={"recall": Recall(3, average=None), "confusion": ConfusionMatrix(3)}).run()
     keys = set(tracker.keys())
     assert {"valid.recall[0]", "valid.recall[1]", "valid.recall[2]"} <= keys
@@ -490,9 +488,9 @@ def test_an_accumulation_window_spans_a_validation_slice(tmp_path):
         run_id = store.create_run("unit", {})
         trainer = Recorder(model, torch.optim.SGD(model.parameters(), lr=0.5), data, valid,
                            loss_fn=nn.functional.cross_entropy, inner_iterations=2, update_batches=4,
-                           tracker=Tracker(store=store, run_id=run_id, console=False))
+                           run=RunContext(Tracker(store, run_id)), console=False)
         trainer.run()
-        first_validation = store.metrics(run_id, "valid.loss")[0]
+        first_validation = [array[0] for array in store.values(run_id, "valid.loss")]
     # Window 0..3 opens before the first validation slice and closes after it; 4..5 is cut short by the epoch's end.
     assert [(phase, idx, optimize) for _, phase, idx, _, optimize in trainer.calls] == [
         ("train", 0, False), ("train", 1, False), ("train", 2, False), ("valid", 0, False), ("valid", 1, False),
@@ -502,7 +500,7 @@ def test_an_accumulation_window_spans_a_validation_slice(tmp_path):
     untrained = mlp()
     with torch.no_grad():
         expected = sum(nn.functional.cross_entropy(untrained(x), y, reduction="sum").item() for x, y in valid[:2]) / 16
-    assert first_validation[0] == 0 and first_validation[2] == pytest.approx(expected, rel=1e-6)
+    assert first_validation[0] == 0 and first_validation[1] == pytest.approx(expected, rel=1e-6)
     sgd_by_hand(untrained, [data[0:4], data[4:6]], lr=0.5)
     for p, q in zip(untrained.parameters(), model.parameters()):
         torch.testing.assert_close(p, q, rtol=0, atol=1e-6)
@@ -511,9 +509,9 @@ def test_an_accumulation_window_spans_a_validation_slice(tmp_path):
 def test_more_inner_iterations_than_batches_visits_each_batch_once_and_shows_no_empty_slices():
     out = io.StringIO()
     model = mlp()
-    tracker = Tracker(console=ConsoleSink(Console(file=out, width=200), live=False))
     trainer = Recorder(model, torch.optim.SGD(model.parameters(), lr=0.1), batches(2, 4, 0), batches(3, 4, 1),
-                       loss_fn=nn.functional.cross_entropy, epochs=2, inner_iterations=5, tracker=tracker)
+                       loss_fn=nn.functional.cross_entropy, epochs=2, inner_iterations=5,
+                       console=Console(file=out, width=200))
     trainer.run()
     for epoch in (0, 1):
         assert [(phase, idx) for e, phase, idx, _, _ in trainer.calls if e == epoch] == [
@@ -529,12 +527,12 @@ def test_more_inner_iterations_than_batches_visits_each_batch_once_and_shows_no_
 def test_grad_clip_value_clamps_the_accumulated_gradient_once_per_window(monkeypatch):
     data = [(x * 100, y) for x, y in batches(5, 8, 0)]
     clips = []
-    real_clip = trainer_module.clip_grad_value
-    monkeypatch.setattr(trainer_module, "clip_grad_value", lambda *args: clips.append(args[1]) or real_clip(*args))
+    real_clip = optimizer_step_module.clip_grad_value
+    monkeypatch.setattr(optimizer_step_module, "clip_grad_value", lambda *args: clips.append(args[1]) or real_clip(*args))
     model = mlp()
-    tracker = Tracker(console=False)
+    tracker = Tracker()
     trainer = Trainer(model, torch.optim.SGD(model.parameters(), lr=0.1), data, loss_fn=nn.functional.cross_entropy,
-                      update_batches=2, grad_clip_value=0.01, tracker=tracker)
+                      update_batches=2, grad_clip_value=0.01, run=RunContext(tracker), console=False)
     trainer.run()
     assert clips == [0.01] * 3 and trainer.global_step == 3
     # Clamping each batch's gradient before accumulating would give another update: the sum is clamped.
@@ -554,8 +552,8 @@ def test_the_tracked_training_loss_is_the_mean_loss_of_each_window(tmp_path):
         run_id = store.create_run("unit", {})
         # lr 0: the model stays as it is, so each batch's loss is known beforehand.
         Trainer(model, torch.optim.SGD(model.parameters(), lr=0.0), data, loss_fn=nn.functional.cross_entropy,
-                epochs=2, update_batches=3, tracker=Tracker(store=store, run_id=run_id, console=False)).run()
-        tracked = store.metrics(run_id, "train.loss")
+                epochs=2, update_batches=3, run=RunContext(Tracker(store, run_id)), console=False).run()
+        tracked = [(step, None, value) for step, value in zip(*store.values(run_id, "train.loss"))]
     windows = [losses[0:3], losses[3:6], losses[6:7]]
     expected = [sum(window) / len(window) for window in windows] * 2
     assert [step for step, _, _ in tracked] == [1, 2, 3, 4, 5, 6]
@@ -611,7 +609,7 @@ def test_a_loader_shorter_than_its_len_fails_the_run_with_both_counts(tmp_path, 
     with RunStore(tmp_path) as store:
         run_id = store.create_run("unit", {})
         trainer = Trainer(model, torch.optim.SGD(model.parameters(), lr=0.1), loaders["train"], loaders["valid"],
-                          loss_fn=nn.functional.cross_entropy, tracker=Tracker(store=store, run_id=run_id, console=False))
+                          loss_fn=nn.functional.cross_entropy, run=RunContext(Tracker(store, run_id)), console=False)
         n = len(list(iter(loaders[phase])))
         message = f"the {phase} loader stopped after {n} batches but len() said {n + 2}"
         with pytest.raises(RuntimeError, match=re.escape(message)):
@@ -623,9 +621,9 @@ def test_a_loader_shorter_than_its_len_fails_the_run_with_both_counts(tmp_path, 
 def test_with_both_clippings_the_tracked_norm_is_the_one_before_any_clipping():
     data = [(x * 100, y) for x, y in batches(2, 8, 0)]
     model = mlp()
-    tracker = Tracker(console=False)
+    tracker = Tracker()
     Trainer(model, torch.optim.SGD(model.parameters(), lr=0.1), data, loss_fn=nn.functional.cross_entropy,
-            update_batches=2, grad_clip_value=0.01, grad_clip_norm=0.001, tracker=tracker).run()
+            update_batches=2, grad_clip_value=0.01, grad_clip_norm=0.001, run=RunContext(tracker), console=False).run()
     norms = sgd_by_hand(mlp(), [data], lr=0.1)
     assert tracker.latest("train.grad_norm") == pytest.approx(norms[0], rel=1e-5)
 
@@ -635,11 +633,11 @@ def test_the_loss_is_a_moving_average_and_samples_are_counted(tmp_path):
     model = mlp()
     with RunStore(tmp_path) as store:
         run_id = store.create_run("unit", {})
-        tracker = Tracker(store=store, run_id=run_id, console=False)
+        tracker = Tracker(store, run_id)
         Trainer(model, torch.optim.SGD(model.parameters(), lr=0.1), batches(5, 8, 0),
-                loss_fn=nn.functional.cross_entropy, update_batches=2, tracker=tracker).run()
+                loss_fn=nn.functional.cross_entropy, update_batches=2, run=RunContext(tracker), console=False).run()
         tracker.flush()
-        samples = [(step, value) for step, _, value in store.metrics(run_id, "train.samples")]
+        samples = list(zip(*(array.tolist() for array in store.values(run_id, "train.samples"))))
     assert tracker.kind("train.loss") == "moving" and tracker.label("train.loss").startswith("train.loss(avg")
     # Windows of 2, 2 and 1 batches of 8 samples: 16, 32, 40 samples by steps 1, 2, 3.
     assert samples == [(1, 16), (2, 32), (3, 40)]
@@ -647,7 +645,7 @@ def test_the_loss_is_a_moving_average_and_samples_are_counted(tmp_path):
 
 def test_model_statistics_every_n_steps_only():
     model = mlp()
-    tracker = Tracker(console=False)
+    tracker = Tracker()
     steps = []
 
     class Watch:
@@ -655,7 +653,7 @@ def test_model_statistics_every_n_steps_only():
             steps.append((trainer.global_step, "model.0.update_ratio" in tracker.keys()))
 
     Trainer(model, torch.optim.SGD(model.parameters(), lr=0.1), batches(6, 8, 0), loss_fn=nn.functional.cross_entropy,
-            track_model_every=3, tracker=tracker, callbacks=[Watch()]).run()
+            track_model_every=3, run=RunContext(tracker), console=False, callbacks=[Watch()]).run()
     assert steps == [(1, False), (2, False), (3, True), (4, True), (5, True), (6, True)]
     assert {"model.0.param_norm", "model.0.grad_norm", "model.2.update_ratio"} <= set(tracker.keys())
     assert 0 < tracker.latest("model.0.update_ratio") < 1

@@ -10,9 +10,9 @@ from rich.table import Table
 
 from cadence.cli.common import RUNS_DIR_HELP, UsageError, guarded
 from cadence.config import ConfigError, apply_overrides, to_yaml
-from cadence.experiments import EXPERIMENTS, Experiment, get_experiment, resume_config, train_as_run
+from cadence.experiments import EXPERIMENTS, Experiment, experiment_run, get_experiment, resume_config
 from cadence.experiments.sweep import Point, final_and_best, run_sweep, split_values
-from cadence.track.checkpoints import CHECKPOINTS, latest_checkpoint
+from cadence.track.checkpoints import latest_checkpoint
 from cadence.train.distributed import launch
 from cadence.train.interrupt import exit_code
 
@@ -96,22 +96,23 @@ def train_experiment(args: argparse.Namespace, out: Console, err: Console) -> in
             pieces.update(config=_with_sweep_hint(experiment, args.overrides), run_id=None, note="")
         else:
             pieces.update(resume_config(experiment, args.resume, args.overrides, runs_dir=args.runs_dir))
-        pieces["trainer"] = experiment.build(pieces["config"], args.data_dir)
+        pieces["built"] = experiment.build(pieces["config"], args.data_dir)
         return 0
 
     status = guarded("train", err, build)
     if status:
         return status
-    trainer = pieces["trainer"]
     try:
-        run_id = train_as_run(args.experiment, pieces["config"], trainer, runs_dir=args.runs_dir,
-                              run_id=pieces["run_id"], note=pieces["note"])
+        with experiment_run(args.experiment, pieces["built"], runs_dir=args.runs_dir, run_id=pieces["run_id"],
+                            note=pieces["note"]) as trainer:
+            trainer.run()
     except KeyboardInterrupt:
         err.print("cadence train: stopped at once (a second Ctrl+C); the run is marked interrupted, its last "
                   "checkpoint kept", markup=False)
         return 130
+    run_id = trainer.run_context.run_id
     if trainer.rank == 0:
-        newest = latest_checkpoint(trainer.run_dir / CHECKPOINTS)
+        newest = latest_checkpoint(trainer.run_dir)
         out.print(f"run {run_id} {trainer.status}{f'; newest checkpoint: {newest}' if newest else ''}"
                   f"{f' (resume: cadence train {args.experiment} --resume {run_id})' if trainer.status != 'finished' else ''}",
                   markup=False, highlight=False, soft_wrap=True)

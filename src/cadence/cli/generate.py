@@ -8,8 +8,8 @@ from rich.console import Console
 
 from cadence.cli.common import RUNS_DIR_HELP, UsageError, guarded
 from cadence.config import from_dict
-from cadence.experiments import EXPERIMENTS, get_experiment, resolve_runs_dir
-from cadence.track import RunStore
+from cadence.experiments import EXPERIMENTS, get_experiment
+from cadence.track import RunStore, resolve_runs_dir
 from cadence.track.checkpoints import CHECKPOINTS, latest_checkpoint
 
 

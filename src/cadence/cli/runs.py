@@ -24,7 +24,7 @@ from rich.table import Table
 
 from cadence.cli.common import RUNS_DIR_HELP, UsageError, guarded
 from cadence.config import to_yaml
-from cadence.experiments import resolve_runs_dir
+from cadence.track import resolve_runs_dir
 from cadence.track import STATES, RunStore, RunSummary, format_runs
 from cadence.track.console import format_duration
 from cadence.track.checkpoints import CheckpointError, list_checkpoints, read_meta
@@ -165,8 +165,11 @@ def show_run(args: argparse.Namespace, out: Console, err: Console) -> int:
         out.print(_metrics_table(store, run.id))
         found = list_checkpoints(store.run_dir(run.id))
         if found:
-            table = Table("checkpoint", "step", "epoch", "metrics", title="checkpoints", title_justify="left",
-                          box=None, padding=(0, 2, 0, 0))
+            table = Table(title="checkpoints", title_justify="left", box=None, padding=(0, 2, 0, 0))
+            table.add_column("checkpoint", no_wrap=True, min_width=max(len(str(path)) for path in found))
+            for column in ("step", "epoch"):
+                table.add_column(column, no_wrap=True)
+            table.add_column("metrics", overflow="fold")
             for path in found:
                 try:
                     meta = read_meta(path)

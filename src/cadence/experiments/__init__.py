@@ -8,16 +8,17 @@ from pathlib import Path
 from typing import Any
 
 from cadence.experiments import cifar10, mnist, shakespeare
-from cadence.experiments.runs import RunConfig, resolve_runs_dir, resume_config, train_as_run, trainer_options
+from cadence.experiments.runs import Built, RunConfig, experiment_run, resume_config
 from cadence.train import Trainer
 
-__all__ = ["EXPERIMENTS", "Experiment", "RunConfig", "get_experiment", "resolve_runs_dir", "resume_config",
-           "run_experiment", "train_as_run", "trainer_options"]
+__all__ = ["EXPERIMENTS", "Built", "Experiment", "RunConfig", "experiment_run", "get_experiment", "resume_config",
+           "run_experiment"]
 
 
 @dataclass(frozen=True)
 class Experiment:
-    """A named experiment: its config class (a :class:`RunConfig`) and how to build its trainer from a config.
+    """A named experiment: its config class (a :class:`RunConfig`) and how to build it from a config and a data
+    directory (a :class:`Built`: the config as it runs, and its trainer once given a run's context).
 
     ``generate``, for a language model, samples text from a run's checkpoint:
     ``generate(config, checkpoint, prompt, length, temperature=..., top_k=..., seed=...)``
@@ -27,7 +28,7 @@ class Experiment:
     name: str
     description: str
     config: type[RunConfig]
-    build: Callable[[Any, str | Path | None], Trainer]
+    build: Callable[[Any, str | Path | None], Built]
     generate: Callable[..., str] | None = None
 
 
@@ -49,8 +50,10 @@ def get_experiment(name: str) -> Experiment:
 
 
 def run_experiment(name: str, config: Any, *, data_dir: str | Path | None = None,
-                   runs_dir: str | Path | None = None, tracker_options: dict[str, Any] | None = None,
-                   tags: Sequence[str] = ()) -> str:
-    """Build experiment ``name`` from ``config``, then train it as a recorded run; return the run id."""
-    trainer = get_experiment(name).build(config, data_dir)
-    return train_as_run(name, config, trainer, runs_dir=runs_dir, tracker_options=tracker_options, tags=tags)
+                   runs_dir: str | Path | None = None, console: bool = True, tags: Sequence[str] = ()) -> Trainer:
+    """Build experiment ``name`` from ``config``, then train it as a recorded run; return its trainer, run
+    (``trainer.run_context.run_id``, ``trainer.status``)."""
+    built = get_experiment(name).build(config, data_dir)
+    with experiment_run(name, built, runs_dir=runs_dir, tags=tags, console=console) as trainer:
+        trainer.run()
+    return trainer

@@ -46,13 +46,11 @@ from torch import nn
 
 from cadence.checks import check_number
 from cadence.data import CIFAR10, Compose, InMemoryLoader, RandomCrop, RandomHorizontalFlip
-from cadence.experiments.runs import RunConfig, trainer_options
+from cadence.experiments.runs import Built, RunConfig, build_trainer, prepare
 from cadence.experiments.schedules import warmup_cosine
 from cadence.metrics import Accuracy
 from cadence.nn.norm import BatchNorm
-from cadence.optim import OptimizerConfig, build_optimizer, build_schedules, optimizer_callbacks, param_groups
-from cadence.train import Trainer, resolve_device
-from cadence.train.distributed import init_from_environment, world
+from cadence.optim import OptimizerConfig
 
 __all__ = ["BasicBlock", "CIFAR10Config", "ModelConfig", "ResNet", "build"]
 
@@ -168,7 +166,7 @@ class CIFAR10Config(RunConfig):
     optimizer: OptimizerConfig = field(default_factory=lambda: OptimizerConfig(
         name="sgd", lr=0.1, momentum=0.9, weight_decay=1e-4))
 
-    #: ``epochs`` sets the length of the learning-rate schedule, so a resumed run may not change it.
+    #: ``epochs`` and ``max_steps`` set the length of the learning-rate schedule: a resumed run may not change them.
     SAFE_TO_CHANGE: ClassVar[tuple[str, ...]] = ("num_threads", "checkpoint_every", "keep_last")
 
     def __post_init__(self) -> None:
@@ -178,35 +176,20 @@ class CIFAR10Config(RunConfig):
         check_number("CIFAR10Config", "warmup", self.warmup, low=0, integer=True)
 
 
-def build(config: CIFAR10Config, data_dir: str | Path | None = None) -> Trainer:
-    """Load CIFAR-10 (downloaded into the data directory when missing), build the ResNet and the optimizer, and
-    return the trainer (not yet run)."""
-    if config.num_threads:
-        torch.set_num_threads(config.num_threads)
-    device = resolve_device(config.device)
-    init_from_environment(device)
-    world_size, rank = world()
-    train_set = CIFAR10(data_dir, train=True)
-    valid_set = CIFAR10(data_dir, train=False)
-    torch.manual_seed(config.seed)
-    model = ResNet(config.model.depth, config.model.width, len(train_set.classes), config.model.shortcut)
-    optimizer = build_optimizer(config.optimizer, param_groups(model, config.optimizer.weight_decay)
-                                if config.no_decay_on_norms_and_biases else model)
+def build(config: CIFAR10Config, data_dir: str | Path | None = None) -> Built:
+    """Load CIFAR-10 (downloaded into the data directory when missing) and build the ResNet: the experiment, ready
+    to train once its run is recorded."""
+    setup = prepare(config)
+    train_set, valid_set = CIFAR10(data_dir, train=True), CIFAR10(data_dir, train=False)
+    shard = {"world_size": setup.world_size, "rank": setup.rank}
     train_loader = InMemoryLoader(train_set.images, train_set.labels, config.batch_size, shuffle=True,
                                   seed=config.seed, drop_last=True, transform=CIFAR10.normalize,
                                   augment=Compose(RandomCrop(4), RandomHorizontalFlip()) if config.augment else None,
-                                  world_size=world_size, rank=rank)
-    schedules = build_schedules(config.optimizer)
-    if "lr" not in schedules:
-        steps = config.optimizer_steps(len(train_loader))
-        schedules["lr"] = warmup_cosine(config.optimizer.lr, config.warmup, steps, where="CIFAR10Config")
-    return Trainer(
-        model, optimizer, train_loader,
-        InMemoryLoader(valid_set.images, valid_set.labels, config.valid_batch_size, transform=CIFAR10.normalize,
-                       world_size=world_size, rank=rank),
-        loss_fn=nn.CrossEntropyLoss(),
-        metrics={"accuracy": Accuracy()},
-        schedules=schedules,
-        callbacks=optimizer_callbacks(optimizer),
-        **trainer_options(config),
-    )
+                                  **shard)
+    valid_loader = InMemoryLoader(valid_set.images, valid_set.labels, config.valid_batch_size,
+                                  transform=CIFAR10.normalize, **shard)
+    model = ResNet(config.model.depth, config.model.width, len(train_set.classes), config.model.shortcut)
+    schedules = {"lr": warmup_cosine(config.optimizer.lr, config.warmup, config.optimizer_steps(len(train_loader)),
+                                     where="CIFAR10Config")}
+    return build_trainer(setup, model, train_loader, valid_loader, schedules=schedules,
+                         loss_fn=nn.CrossEntropyLoss(), metrics={"accuracy": Accuracy()})

@@ -20,11 +20,9 @@ from cadence.checks import check_number
 from cadence.data import MNIST, InMemoryLoader
 from cadence.metrics import Accuracy
 from cadence.nn.norm import BatchChannelNorm, BatchNorm, GroupNorm, InstanceNorm, LayerNorm
-from cadence.experiments.runs import RunConfig, trainer_options
+from cadence.experiments.runs import Built, RunConfig, build_trainer, prepare
 from cadence.experiments.schedules import warmup_cosine
-from cadence.optim import OptimizerConfig, build_optimizer, build_schedules, optimizer_callbacks, param_groups
-from cadence.train import Trainer, resolve_device
-from cadence.train.distributed import init_from_environment, world
+from cadence.optim import OptimizerConfig
 
 
 #: Channel groups of the group and batch-channel normalizations (it divides 20, 50 and 500).
@@ -96,8 +94,6 @@ class MNISTConfig(RunConfig):
     batch_size: int = 64
     #: Batches of validation (no gradients): as large as is convenient.
     valid_batch_size: int = 1000
-    #: Give biases, normalization weights and embeddings no weight decay (nanoGPT's and timm's rule).
-    no_decay_on_norms_and_biases: bool = True
     #: Decay the learning rate along half a cosine to 0 over the run's steps (``optimizer.schedule`` replaces it).
     cosine_decay: bool = False
     model: ModelConfig = field(default_factory=ModelConfig)
@@ -120,37 +116,21 @@ class MNISTConfig(RunConfig):
         return tuple(key for key in self.SAFE_TO_CHANGE if key != "epochs" or not self.cosine_decay)
 
 
-def build(config: MNISTConfig, data_dir: str | Path | None = None) -> Trainer:
-    """Load the data, build the model and optimizer, and return the trainer (not yet run).
+def build(config: MNISTConfig, data_dir: str | Path | None = None) -> Built:
+    """Load the data and build the model: the experiment, ready to train once its run is recorded.
 
     In a data parallel run (``cadence train mnist --nproc 2``, or ``torchrun``) each process
-    joins the process group first and reads its shard of every epoch; its batch normalization
-    normalizes by its own batch, as torch's layers do under ``DistributedDataParallel``.
+    reads its shard of every epoch; its batch normalization normalizes by its own batch, as
+    torch's layers do under ``DistributedDataParallel``.
     """
-    if config.num_threads:
-        torch.set_num_threads(config.num_threads)
-    device = resolve_device(config.device)
-    init_from_environment(device)
-    world_size, rank = world()
-    schedules = build_schedules(config.optimizer)
-    train_set = MNIST(data_dir, train=True)
-    valid_set = MNIST(data_dir, train=False)
-    torch.manual_seed(config.seed)
-    model = BatchNormCNN(config.model.norm)
-    optimizer = build_optimizer(config.optimizer, param_groups(model, config.optimizer.weight_decay)
-                                if config.no_decay_on_norms_and_biases else model)
+    setup = prepare(config)
+    train_set, valid_set = MNIST(data_dir, train=True), MNIST(data_dir, train=False)
+    shard = {"world_size": setup.world_size, "rank": setup.rank}
     train_loader = InMemoryLoader(train_set.images, train_set.labels, config.batch_size, shuffle=True,
-                                  seed=config.seed, transform=MNIST.normalize, world_size=world_size, rank=rank)
-    if config.cosine_decay and "lr" not in schedules:
-        steps = config.optimizer_steps(len(train_loader))
-        schedules["lr"] = warmup_cosine(config.optimizer.lr, 0, steps, where="MNISTConfig")
-    return Trainer(
-        model, optimizer, train_loader,
-        InMemoryLoader(valid_set.images, valid_set.labels, config.valid_batch_size, transform=MNIST.normalize,
-                       world_size=world_size, rank=rank),
-        loss_fn=nn.CrossEntropyLoss(),
-        metrics={"accuracy": Accuracy()},
-        schedules=schedules,
-        callbacks=optimizer_callbacks(optimizer),
-        **trainer_options(config),
-    )
+                                  seed=config.seed, transform=MNIST.normalize, **shard)
+    valid_loader = InMemoryLoader(valid_set.images, valid_set.labels, config.valid_batch_size,
+                                  transform=MNIST.normalize, **shard)
+    schedules = {"lr": warmup_cosine(config.optimizer.lr, 0, config.optimizer_steps(len(train_loader)),
+                                     where="MNISTConfig")} if config.cosine_decay else {}
+    return build_trainer(setup, BatchNormCNN(config.model.norm), train_loader, valid_loader,
+                         schedules=schedules, loss_fn=nn.CrossEntropyLoss(), metrics={"accuracy": Accuracy()})

@@ -1,14 +1,18 @@
-"""Running an experiment as a recorded run: a new one, or one resumed from its newest checkpoint.
+"""What every experiment shares: its config's run settings, the prologue of its build, and running it as a run.
 
-Every experiment's config is a :class:`RunConfig` (the trainer's settings, shared) extended
-with its own fields. A run is created in the run store once the experiment is built (a typo
-or missing data leaves no run behind), its checkpoints go to its folder, and its values to
-the store.
+Every experiment's config is a :class:`RunConfig` (the trainer's settings and the optimizer)
+extended with its own fields. Its ``build`` loads the data and makes the model, between the
+two steps every experiment shares: :func:`prepare` (threads, device, process group, seed, the
+precision resolved) and :func:`build_trainer` (parameter groups, optimizer, schedules over the
+run's length, the optimizer's callbacks, the trainer's options). It returns a :class:`Built`:
+the config as it will run and a trainer waiting for its run's context, so that a typo or a
+missing data file fails before any run is recorded. :func:`experiment_run` then records the run
+(:func:`cadence.track.recorded_run`) and makes the trainer in it.
 
 **Resuming** (``cadence train mnist --resume RUN``) continues a run in the same run record,
 from its newest checkpoint, with the config recorded for it. An override that would change
 the result (a learning rate, a seed) is refused, naming it; the ones in
-:attr:`RunConfig.SAFE_TO_CHANGE` (more epochs, say) are accepted and recorded in the run's
+:meth:`RunConfig.safe_to_change` (more epochs, say) are accepted and recorded in the run's
 config. The store forgets the values recorded after the checkpoint's step, which the resumed
 run records again.
 """
@@ -16,41 +20,51 @@ run records again.
 from __future__ import annotations
 
 import contextlib
-import os
-from collections.abc import Sequence
-from dataclasses import dataclass
+import dataclasses
+import functools
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
-import torch.distributed as dist
+import torch
+from torch import nn
 
+import cadence
 from cadence.checks import check_number
 from cadence.config import ConfigError, apply_overrides, from_dict, to_dict
-from cadence.track import RunStore, Tracker
-from cadence.train import Trainer
-from cadence.track.checkpoints import CHECKPOINTS, latest_checkpoint
-from cadence.train.distributed import world
+from cadence.optim import OptimizerConfig, build_optimizer, build_schedules, optimizer_callbacks, param_groups
+from cadence.schedule import Schedule
+from cadence.track import RunContext, RunStore, recorded_run, resolve_runs_dir
+from cadence.track.checkpoints import latest_checkpoint
+from cadence.track.history import flatten
+from cadence.train import Trainer, resolve_device
+from cadence.train.distributed import init_from_environment, world
+from cadence.train.precision import PRECISIONS, check_precision, resolve_precision
 
 if TYPE_CHECKING:
     from cadence.experiments import Experiment
 
-__all__ = ["RunConfig", "resolve_runs_dir", "resume_config", "train_as_run", "trainer_options"]
+__all__ = ["Built", "RunConfig", "Setup", "build_trainer", "experiment_run", "prepare", "resume_config"]
 
 
 @dataclass
 class RunConfig:
-    """The trainer's settings, shared by every experiment's config (each ``key=value`` on the command line)."""
+    """The settings every experiment shares (each a ``key=value`` on the command line)."""
 
     #: Seeds the model's initialisation and the shuffling of the training batches.
     seed: int = 0
     epochs: int = 5
+    #: Stop after this many optimizer steps (0: after the epochs); the run ends with a validation pass.
+    max_steps: int = 0
     #: Alternations of training and validation slices per epoch.
     inner_iterations: int = 1
     #: Batches whose gradients are averaged into each optimizer step.
     update_batches: int = 1
     #: auto (CUDA, else MPS, else CPU), cpu, cuda, cuda:<index> or mps.
     device: str = "auto"
-    #: 32, bf16 (autocast) or fp16 (autocast and a gradient scaler).
+    #: auto (bf16 where the device computes it natively, else 32; the run records which), 32, bf16
+    #: (autocast) or fp16 (autocast and a gradient scaler).
     precision: str = "32"
     #: torch.compile the model.
     compile: bool = False
@@ -64,9 +78,13 @@ class RunConfig:
     checkpoint_every: int = 0
     #: Checkpoints kept: the newest this many.
     keep_last: int = 3
+    #: Give biases, normalization weights and embeddings no weight decay (nanoGPT's and timm's rule).
+    no_decay_on_norms_and_biases: bool = True
+    optimizer: OptimizerConfig = field(default_factory=OptimizerConfig)
 
     #: Fields a resumed run may change: they change how long or how it runs, not what it computes.
-    SAFE_TO_CHANGE: ClassVar[tuple[str, ...]] = ("epochs", "num_threads", "checkpoint_every", "keep_last")
+    SAFE_TO_CHANGE: ClassVar[tuple[str, ...]] = ("epochs", "max_steps", "num_threads", "checkpoint_every",
+                                                 "keep_last")
     #: Overrides that one override implies (see :func:`~cadence.config.apply_overrides`): an optimizer's recipe.
     RECIPES: ClassVar[dict[str, tuple[str, ...]]] = {}
 
@@ -74,17 +92,19 @@ class RunConfig:
         where = f"{type(self).__name__}"
         for name in ("epochs", "inner_iterations", "update_batches", "keep_last"):
             check_number(where, name, getattr(self, name), low=1, integer=True)
-        for name in ("seed", "num_threads", "checkpoint_every"):
+        for name in ("seed", "max_steps", "num_threads", "checkpoint_every"):
             check_number(where, name, getattr(self, name), low=0, integer=True)
         check_number(where, "grad_clip_norm", self.grad_clip_norm, low=0)
-        for name, allowed in (("precision", ("32", "bf16", "fp16")), ("nonfinite", ("raise", "skip"))):
+        for name, allowed in (("precision", PRECISIONS), ("nonfinite", ("raise", "skip"))):
             if getattr(self, name) not in allowed:
                 raise ValueError(f"{where}: {name}={getattr(self, name)!r}; expected one of {', '.join(allowed)}")
 
     def optimizer_steps(self, batches_per_epoch: int) -> int:
-        """The optimizer steps of the whole run: ``epochs`` times an epoch's, where the last window of an epoch
-        steps even when it is short of ``update_batches`` batches (the length of a schedule over the run)."""
-        return self.epochs * -(-batches_per_epoch // self.update_batches)
+        """The optimizer steps of the whole run: ``epochs`` times an epoch's (the last window of an epoch steps even
+        when it is short of ``update_batches`` batches), or ``max_steps`` when fewer: the length of a schedule over
+        the run."""
+        steps = self.epochs * -(-batches_per_epoch // self.update_batches)
+        return min(steps, self.max_steps) if self.max_steps else steps
 
     def safe_to_change(self) -> tuple[str, ...]:
         """The fields a resumed run of this config may change (:attr:`SAFE_TO_CHANGE`, unless the config makes
@@ -92,59 +112,81 @@ class RunConfig:
         return self.SAFE_TO_CHANGE
 
 
-def trainer_options(config: RunConfig) -> dict[str, Any]:
-    """The :class:`~cadence.train.Trainer` arguments a :class:`RunConfig` sets."""
-    return {"epochs": config.epochs, "inner_iterations": config.inner_iterations,
-            "update_batches": config.update_batches, "device": config.device, "precision": config.precision,
-            "compile": config.compile, "grad_clip_norm": config.grad_clip_norm or None,
-            "nonfinite": config.nonfinite, "checkpoint_every": config.checkpoint_every,
-            "keep_last": config.keep_last}
+@dataclass(frozen=True)
+class Setup:
+    """What :func:`prepare` made ready: the config as it will run (``precision`` resolved), the device, and this
+    process's place in the process group."""
+
+    config: RunConfig
+    device: torch.device
+    world_size: int
+    rank: int
 
 
-def resolve_runs_dir(runs_dir: str | os.PathLike | None = None) -> Path:
-    """The runs directory: the argument, else ``CADENCE_RUNS``, else ``./runs``."""
-    return Path(runs_dir or os.environ.get("CADENCE_RUNS") or "runs")
+@dataclass(frozen=True)
+class Built:
+    """An experiment built: its config as it will run, and its trainer, made once given the run's context."""
+
+    config: RunConfig
+    #: The trainer, made when called with the run's context (``run=``) and the trainer's display (``console=``).
+    trainer: Callable[..., Trainer]
 
 
-def train_as_run(name: str, config: Any, trainer: Trainer, *, runs_dir: str | Path | None = None,
-                 tracker_options: dict[str, Any] | None = None, run_id: str | None = None, note: str = "",
-                 tags: Sequence[str] = ()) -> str:
-    """Train ``trainer`` as a run of experiment ``name``: a new run, or run ``run_id`` resumed; return the run id.
-
-    Call it once the data and model are ready, so that a typo or a missing data file leaves
-    no run behind. The run ends ``finished``, ``failed`` (with the error) or ``interrupted``
-    (:attr:`Trainer.status`); its checkpoints are written to the run's folder. In a data
-    parallel run, rank 0 creates and records the run (with its provenance and ``tags``) and the
-    others learn its id. ``note`` is shown when the run resumes (what changed).
-    """
+def prepare(config: RunConfig) -> Setup:
+    """The prologue of every experiment's build: torch's threads, the device, the process group of a data parallel
+    run, the precision resolved for the device (``auto``: the run records which it is) and the seed."""
+    if config.num_threads:
+        torch.set_num_threads(config.num_threads)
+    device = resolve_device(config.device)
+    init_from_environment(device)
     world_size, rank = world()
-    resolved = to_dict(config)
-    runs = resolve_runs_dir(runs_dir)
-    # Only rank 0 touches the run store; the others learn the run's id from it.
-    with RunStore(runs) if rank == 0 else contextlib.nullcontext() as store:
-        if store is not None:
-            if run_id is None:
-                run_id = store.create_run(name, resolved, tags=tags)  # and its provenance
-            else:
-                store.update_config(run_id, resolved)
-            trainer.tracker = Tracker(store=store, run_id=run_id, **(tracker_options or {}))
-        else:
-            trainer.tracker = Tracker(console=False)
-        if world_size > 1:
-            shared = [run_id]
-            dist.broadcast_object_list(shared, src=0)
-            run_id = shared[0]
-        trainer.run_dir = runs / run_id
-        trainer.experiment, trainer.config = name, resolved
-        try:
-            if latest_checkpoint(trainer.run_dir / CHECKPOINTS) is not None:
-                path = trainer.resume(trainer.run_dir)
-                trainer.log(f"resumed run {run_id} from {path} (step {trainer.global_step}, epoch {trainer.epoch + 1})"
-                            f"{'; ' + note if note else ''}")
-            trainer.run()
-        finally:
-            trainer.tracker.close()
-    return run_id
+    config = dataclasses.replace(config, precision=resolve_precision(config.precision, device))
+    torch.manual_seed(config.seed)
+    return Setup(config, device, world_size, rank)
+
+
+def build_trainer(setup: Setup, model: nn.Module, train_loader: Iterable, valid_loader: Iterable | None, *,
+                  trainer: Callable[..., Trainer] = Trainer, schedules: dict[str, Schedule] | None = None,
+                  callbacks: Sequence[Any] = (), **options: Any) -> Built:
+    """The rest of every experiment's build: ``model``'s parameter groups (``no_decay_on_norms_and_biases``), the
+    optimizer and its schedules over the run's length, its callbacks, and ``trainer`` (a :class:`Trainer` class)
+    with the config's options and ``options``, waiting for the run's context. ``schedules`` adds schedules the
+    config does not give (an experiment's default learning-rate schedule), ``callbacks`` callbacks after the
+    optimizer's own."""
+    config = setup.config
+    check_precision(config.precision, setup.device, model)
+    optimizer = build_optimizer(config.optimizer, param_groups(model, config.optimizer.weight_decay)
+                                if config.no_decay_on_norms_and_biases else model)
+    schedules = {**(schedules or {}), **build_schedules(config.optimizer)}
+    return Built(config, functools.partial(
+        trainer, model, optimizer, train_loader, valid_loader, schedules=schedules,
+        callbacks=[*optimizer_callbacks(optimizer), *callbacks], epochs=config.epochs, max_steps=config.max_steps,
+        inner_iterations=config.inner_iterations, update_batches=config.update_batches, device=setup.device,
+        precision=config.precision, compile=config.compile, grad_clip_norm=config.grad_clip_norm or None,
+        nonfinite=config.nonfinite, checkpoint_every=config.checkpoint_every, keep_last=config.keep_last,
+        **options))
+
+
+@contextlib.contextmanager
+def experiment_run(name: str, built: Built, *, runs_dir: str | Path | None = None,
+                   tracker_options: dict[str, Any] | None = None, run_id: str | None = None, note: str = "",
+                   tags: Sequence[str] = (), console: bool = True) -> Iterator[Trainer]:
+    """For the ``with`` block, the trainer of experiment ``name`` ``built``, in a recorded run: a new one (with
+    ``tags``), or run ``run_id`` continued from its newest checkpoint (``note`` says what changed);
+    ``console``: show its progress.
+
+    The run records the config as it runs, and cadence's own code as its provenance. The run ends
+    ``finished``, ``failed`` (with the error) or ``interrupted``; its checkpoints are in its folder.
+    In a data parallel run, rank 0 records the run and the others learn its id.
+    """
+    with recorded_run(name, to_dict(built.config), runs_dir=runs_dir, resume=run_id, tags=tags,
+                      code=Path(cadence.__file__).parent, **(tracker_options or {})) as run:
+        trainer = built.trainer(run=run, console=console)
+        if latest_checkpoint(run.run_dir) is not None:
+            path = trainer.resume(run.run_dir)
+            trainer.log(f"resumed run {run.run_id} from {path} (step {trainer.global_step}, epoch {trainer.epoch + 1})"
+                        f"{'; ' + note if note else ''}")
+        yield trainer
 
 
 def resume_config(experiment: Experiment, run: str, overrides: list[str], *,
@@ -160,13 +202,13 @@ def resume_config(experiment: Experiment, run: str, overrides: list[str], *,
             summary = store.get_run(run)
         except KeyError as e:  # an unknown or ambiguous id: what to type instead
             raise ConfigError(f"--resume {run}: {e.args[0]}") from None
-        root = store.run_dir(summary.id) / CHECKPOINTS
+        run_dir = store.run_dir(summary.id)
     if summary.name != experiment.name:
         raise ConfigError(f"--resume {summary.id}: run {summary.id} is a run of {summary.name!r}, not of "
                           f"{experiment.name!r}; resume it with `cadence train {summary.name} --resume {summary.id}`")
     recorded = from_dict(experiment.config, summary.config)
     config = apply_overrides(recorded, overrides)
-    before, after = _flat(to_dict(recorded)), _flat(to_dict(config))
+    before, after = flatten(to_dict(recorded)), flatten(to_dict(config))
     changed = [key for key in after if after[key] != before.get(key)]
     refused = [key for key in changed if key not in recorded.safe_to_change()]
     if refused:
@@ -174,18 +216,8 @@ def resume_config(experiment: Experiment, run: str, overrides: list[str], *,
         raise ConfigError(f"--resume {summary.id}: an override would change what the run computes ({details}); "
                           f"only {', '.join(recorded.safe_to_change())} may change when resuming. Start a "
                           f"new run for another config")
-    if latest_checkpoint(root) is None:
+    if latest_checkpoint(run_dir) is None:
         raise FileNotFoundError(f"--resume {summary.id}: run {summary.id} has no checkpoint to resume from (none in "
-                                f"{root})")
+                                f"{run_dir / 'checkpoints'})")
     note = ", ".join(f"{key}: {before.get(key)!r} -> {after[key]!r}" for key in changed)
     return {"config": config, "run_id": summary.id, "note": note}
-
-
-def _flat(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    flat = {}
-    for key, value in tree.items():
-        if isinstance(value, dict):
-            flat.update(_flat(value, f"{prefix}{key}."))
-        else:
-            flat[f"{prefix}{key}"] = value
-    return flat

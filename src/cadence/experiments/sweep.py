@@ -25,11 +25,11 @@ import traceback
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from cadence.config import ConfigError, apply_overrides, to_dict
-from cadence.experiments.runs import resolve_runs_dir, train_as_run
-from cadence.track import RunStore
+from cadence.experiments.runs import experiment_run
+from cadence.track import RunStore, resolve_runs_dir
 from cadence.track.history import better, histories
 
 if TYPE_CHECKING:
@@ -107,8 +107,7 @@ class Point:
 
 
 def run_sweep(experiment: Experiment, overrides: Sequence[str], *, tag: str | None = None,
-              data_dir: str | Path | None = None, runs_dir: str | Path | None = None,
-              tracker_options: dict[str, Any] | None = None,
+              data_dir: str | Path | None = None, runs_dir: str | Path | None = None, console: bool = True,
               log: Callable[[str], None] = lambda message: None) -> tuple[str, list[Point]]:
     """Train every point of the grid of ``overrides`` as a run of ``experiment`` tagged ``tag``; return the tag
     and the points.
@@ -129,19 +128,17 @@ def run_sweep(experiment: Experiment, overrides: Sequence[str], *, tag: str | No
     tag = tag or sweep_tag()
     for i, (point, config) in enumerate(zip(points, configs), start=1):
         log(f"sweep {tag}: point {i}/{len(points)}: {' '.join(point.overrides) or '(the defaults)'}")
-        trainer = None
         try:
-            trainer = experiment.build(config, data_dir)
-            point.run_id = train_as_run(experiment.name, config, trainer, runs_dir=runs_dir,
-                                        tracker_options=tracker_options, tags=[tag])
+            built = experiment.build(config, data_dir)
+            with experiment_run(experiment.name, built, runs_dir=runs_dir, tags=[tag], console=console) as trainer:
+                point.run_id = trainer.run_context.run_id
+                trainer.run()
             point.status, point.stopped_by = trainer.status, trainer.stopped_by
         except KeyboardInterrupt:
             raise
         except Exception as e:
             point.status, point.error = "failed", "".join(traceback.format_exception_only(type(e), e)).strip()
-            if trainer is not None and trainer.run_dir is not None:
-                point.run_id = trainer.run_dir.name  # the run was created, and its trainer recorded the failure
-            else:  # failed while building: record the point as a failed run all the same
+            if point.run_id is None:  # failed while building: record the point as a failed run all the same
                 with RunStore(resolve_runs_dir(runs_dir)) as store:
                     point.run_id = store.create_run(experiment.name, to_dict(config), tags=[tag])
                     store.finish(point.run_id, "failed", point.error)

@@ -1,4 +1,4 @@
-"""Progress on the console, through rich.
+"""The console, through rich: the progress of a run's phases, and the tables of ``cadence runs``.
 
 On a terminal the running phase (``epoch 2 train``) has a live progress bar with its metrics,
 speed and time left, which turns into a plain line when the phase ends. Elsewhere (CI, a log
@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING
 
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeRemainingColumn
@@ -22,18 +23,27 @@ from rich.table import Table
 
 from cadence.track.store import RunSummary
 
+if TYPE_CHECKING:
+    from cadence.track.tracker import Tracker
 
-class ConsoleSink:
-    """Shows phases and their metrics on a rich ``console`` (standard error by default).
+
+class PhaseDisplay:
+    """Shows the phases of a run and their values on a rich ``console`` (standard error by default).
+
+    The values are those ``tracker`` has resolved (:meth:`Tracker.resolved`), read at the
+    display's own rate: a phase's step count moves at every :meth:`advance`, its values as the
+    tracker hands them over, and :meth:`end_phase` waits for the last of them, so that the line
+    a phase ends with holds its final values.
 
     * ``live``: draw progress bars (default: when the console is a terminal),
     * ``interval``: seconds between plain lines when not live,
-    * ``refresh``: seconds between metric updates of a live bar,
+    * ``refresh``: seconds between updates of a live bar,
     * ``clock``: the time source (for tests).
     """
 
-    def __init__(self, console: Console | None = None, *, live: bool | None = None, interval: float = 10.0,
-                 refresh: float = 0.5, clock: Callable[[], float] = time.monotonic):
+    def __init__(self, tracker: Tracker, console: Console | None = None, *, live: bool | None = None,
+                 interval: float = 10.0, refresh: float = 0.5, clock: Callable[[], float] = time.monotonic):
+        self.tracker = tracker
         self.console = console if console is not None else Console(stderr=True)
         self.live = self.console.is_terminal if live is None else live
         self.interval = interval
@@ -41,18 +51,21 @@ class ConsoleSink:
         self.clock = clock
         self._progress: Progress | None = None
         self._task: TaskID | None = None
+        self._phase: str | None = None
         self._label = ""
         self._total = 0
-        self._done = 0
+        self._started_at = 0
+        self._completed = 0
         self._start = 0.0
         self._last = 0.0
 
     def start_phase(self, name: str, total: int, epoch: int | None = None, done: int = 0) -> None:
-        """Begin showing phase ``name`` of ``total`` steps, from step ``done`` (speed and time left count
-        the steps from there)."""
+        """Begin showing phase ``name`` (the namespace of the values it shows) of ``total`` steps, from step
+        ``done`` (a phase resumed, or continued after a validation: speed and time left count from there)."""
+        self._phase = name
         self._label = f"epoch {epoch} {name}" if epoch is not None else name
         self._total = total
-        self._done = done
+        self._started_at = self._completed = done
         self._start = self._last = self.clock()
         if self.live:
             if self._progress is None:
@@ -63,27 +76,27 @@ class ConsoleSink:
                 self._progress.start()
             self._task = self._progress.add_task(self._label, total=total, completed=done, metrics="", speed="")
 
-    def due(self) -> bool:
-        """Whether enough time has passed for the next update."""
-        return self.clock() - self._last >= (self.refresh if self.live else self.interval)
+    def advance(self, n: int = 1) -> None:
+        """Count ``n`` more steps of the phase; show them, with the values resolved so far, when it is due."""
+        self._completed += n
+        if self.clock() - self._last >= (self.refresh if self.live else self.interval):
+            self._show(self.tracker.resolved(self._phase))
 
-    def update(self, completed: int, metrics: Mapping[str, float]) -> None:
-        """Show ``completed`` steps of the phase and its ``metrics``."""
-        self._last = self.clock()
-        if self.live and self._progress is not None and self._task is not None:
-            self._progress.update(self._task, completed=completed, metrics=_format(metrics),
-                                  speed=self._speed(completed))
-        elif not self.live:
-            self.log(self._line(completed, metrics))
-
-    def end_phase(self, completed: int, metrics: Mapping[str, float]) -> None:
-        """Finish the phase: its final state as a plain line (a live bar is replaced by it)."""
-        if self.live and self._progress is not None and self._task is not None:
+    def end_phase(self) -> None:
+        """Finish the phase: its final values (waited for) as a plain line, which replaces a live bar."""
+        self.tracker.flush()
+        values = self.tracker.resolved(self._phase)
+        if self.live and self._task is not None:
             self._progress.remove_task(self._task)
             self._task = None
-            self.log(self._line(completed, metrics))
+            self.log(self._line(values))
         else:
-            self.update(completed, metrics)
+            self._show(values)
+        self._phase = None
+
+    def in_phase(self) -> bool:
+        """Whether a phase has started and not ended."""
+        return self._phase is not None
 
     def log(self, message: str) -> None:
         """Write one line, never folded (a log read by grep or a CI page keeps one line per update)."""
@@ -95,20 +108,29 @@ class ConsoleSink:
             self._progress.stop()
             self._progress = None
 
-    def _line(self, completed: int, metrics: Mapping[str, float]) -> str:
-        eta = self._eta(completed)
-        return " ".join(part for part in (self._label, f"{completed}/{self._total}", _format(metrics),
-                                          self._speed(completed), f"eta {eta}" if eta else "") if part)
+    def _show(self, values: Mapping[str, float]) -> None:
+        self._last = self.clock()
+        if self.live:
+            if self._task is not None:
+                self._progress.update(self._task, completed=self._completed, metrics=_format(values),
+                                      speed=self._speed())
+        else:
+            self.log(self._line(values))
 
-    def _speed(self, completed: int) -> str:
-        elapsed, steps = self.clock() - self._start, completed - self._done
+    def _line(self, values: Mapping[str, float]) -> str:
+        eta = self._eta()
+        return " ".join(part for part in (self._label, f"{self._completed}/{self._total}", _format(values),
+                                          self._speed(), f"eta {eta}" if eta else "") if part)
+
+    def _speed(self) -> str:
+        elapsed, steps = self.clock() - self._start, self._completed - self._started_at
         return f"{steps / elapsed:.1f} it/s" if elapsed > 0 and steps > 0 else ""
 
-    def _eta(self, completed: int) -> str:
-        elapsed, steps = self.clock() - self._start, completed - self._done
-        if steps <= 0 or elapsed <= 0 or completed >= self._total:
+    def _eta(self) -> str:
+        elapsed, steps = self.clock() - self._start, self._completed - self._started_at
+        if steps <= 0 or elapsed <= 0 or self._completed >= self._total:
             return ""
-        return format_duration((self._total - completed) * elapsed / steps)
+        return format_duration((self._total - self._completed) * elapsed / steps)
 
 
 def _format(metrics: Mapping[str, float]) -> str:

@@ -12,6 +12,10 @@ HEAD``: staged and unstaged changes to tracked files) are returned as text, whic
 writes to ``source.diff`` in the run's folder: the commit and that diff give back the code
 that ran. Untracked files are listed by name, not copied. Outside a repository, or without
 ``git``, ``git`` is ``None``.
+
+The repository is the one of **the code being run** (:func:`running_code`), not of whatever
+folder the command was started in: ``python ~/lm/train.py`` started in ``~/data`` records
+``~/lm``'s commit and diff; ``cadence train`` records cadence's own.
 """
 
 from __future__ import annotations
@@ -37,15 +41,17 @@ GIT_TIMEOUT = 10.0
 MAX_UNTRACKED = 200
 
 
-def collect_provenance(argv: Sequence[str] | None = None, cwd: str | os.PathLike | None = None) -> tuple[dict[str, Any], str]:
+def collect_provenance(argv: Sequence[str] | None = None, cwd: str | os.PathLike | None = None,
+                       code: str | os.PathLike | None = None) -> tuple[dict[str, Any], str]:
     """``(provenance, diff)`` of a run started now by the command ``argv`` (default ``sys.argv``) in
-    ``cwd`` (default the current folder): see the module docstring. ``diff`` is ``""`` outside a
-    repository or with no uncommitted change."""
+    ``cwd`` (default the current folder), running the code in folder ``code`` (default
+    :func:`running_code`), whose repository's state is recorded: see the module docstring.
+    ``diff`` is ``""`` outside a repository or with no uncommitted change."""
     cwd = Path.cwd() if cwd is None else Path(cwd)
     argv = list(sys.argv if argv is None else argv)
     if argv:
         argv[0] = Path(argv[0]).name or argv[0]
-    git, diff = _git(cwd)
+    git, diff = _git(running_code(cwd) if code is None else Path(code))
     return {
         "cadence": __version__,
         "torch": torch.__version__,
@@ -56,6 +62,20 @@ def collect_provenance(argv: Sequence[str] | None = None, cwd: str | os.PathLike
         "host": socket.gethostname(),
         "git": git,
     }, diff
+
+
+def running_code(cwd: str | os.PathLike | None = None) -> Path:
+    """The folder of the code this process runs: its script's (``python train.py``, ``python -m pkg.train``), or
+    cadence's own package for the ``cadence`` command (and ``python -m cadence``); ``cwd`` (default: the current
+    folder) where there is no script of the user's (an interactive session, a notebook, an installed tool such as
+    ``python -m pytest`` running code from there)."""
+    file = getattr(sys.modules.get("__main__"), "__file__", None)
+    script, package = Path(file or ".").resolve(), Path(__file__).resolve().parents[1]
+    if file is not None and (script.name == "cadence" or script.is_relative_to(package)):
+        return package
+    if file is None or {"site-packages", "dist-packages"} & set(script.parts):
+        return Path.cwd() if cwd is None else Path(cwd)
+    return script.parent
 
 
 def _git(cwd: Path) -> tuple[dict[str, Any] | None, str]:

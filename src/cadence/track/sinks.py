@@ -1,14 +1,14 @@
 """Where recorded values go, off the training thread: the sink protocol, the store's sink and the writer.
 
-The tracker hands batches of resolved values, ``{key: (steps, values)}``, to a
-:class:`BackgroundWriter`, whose thread passes them to every :class:`RecordSink` in order
-(the SQLite store, TensorBoard, any sink of the user's). The training step never waits on a
-disk, a lock or a full file system; only :meth:`BackgroundWriter.wait` (at the end of a run,
-before a checkpoint, on resume) waits for the writes handed over so far.
+The tracker hands batches of values to a :class:`BackgroundWriter`, whose thread resolves
+them to floats and passes them, ``{key: (steps, values)}``, to every :class:`RecordSink` in
+order (the SQLite store, TensorBoard, any sink of the user's). The training step never waits
+on the device, a disk, a lock or a full file system; only :meth:`BackgroundWriter.wait` (at
+the end of a run, before a checkpoint, on resume) waits for the work handed over so far.
 
 **A failing sink does not stop training.** Each job runs on each sink on its own: an error
 (a full disk, a database locked past its timeout, a file system gone read-only) is caught,
-reported once per sink (:meth:`BackgroundWriter.reports`, which the tracker shows), and the
+reported once per sink (a warning of the ``cadence.track`` logger), and the
 sink is tried again with the next batch, which may succeed. The values of the failed
 batches are not recorded; the report at the end of the run counts them.
 """
@@ -79,40 +79,64 @@ class StoreSink:
 
 
 class BackgroundWriter:
-    """A thread that runs jobs (a sink method call) on every sink, in the order they were submitted."""
+    """A thread that runs jobs in the order they were submitted: the tracker's resolving of values, and their
+    writing to every sink (:meth:`to_sinks`).
 
-    def __init__(self, sinks: Sequence[RecordSink]):
+    ``report`` is told, once per sink, when that sink first fails. A job's own error (a value
+    that cannot be recorded) is kept and raised on the submitting thread by :meth:`raise_error`,
+    at the next submission or wait.
+    """
+
+    def __init__(self, sinks: Sequence[RecordSink], report: Callable[[str], None]):
         self.sinks = list(sinks)
-        self._jobs: queue.Queue[tuple[str, Callable[[RecordSink], None], int] | None] = queue.Queue()
+        self.report = report
+        self._jobs: queue.Queue[Callable[[], None] | None] = queue.Queue()
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
-        self._reports: list[str] = []
+        self._error: BaseException | None = None
         #: Per sink: jobs failed, rows not recorded.
         self._failed: dict[str, list[int]] = {sink.name: [0, 0] for sink in self.sinks}
-        self._closed = False
+        self.closed = False
 
-    def submit(self, what: str, job: Callable[[RecordSink], None], rows: int = 0) -> None:
-        """Run ``job(sink)`` on every sink, on the writer's thread; ``what`` (and the ``rows`` it writes)
-        describe it in reports."""
-        if self._closed:
-            raise RuntimeError(f"the tracker's writer is closed; cannot {what}")
-        if not self.sinks:
-            return
+    def submit(self, job: Callable[[], None]) -> None:
+        """Run ``job()`` on the writer's thread, after every job submitted before it."""
+        if self.closed:
+            raise RuntimeError("the tracker's writer is closed; cannot record more values")
+        self.raise_error()
         if self._thread is None:
             self._thread = threading.Thread(target=self._work, name="cadence-tracker-writer", daemon=True)
             self._thread.start()
-        self._jobs.put((what, job, rows))
+        self._jobs.put(job)
+
+    def to_sinks(self, what: str, call: Callable[[RecordSink], None], rows: int = 0) -> None:
+        """On the writer's thread: ``call(sink)`` on every sink, each on its own; ``what`` (and the ``rows`` it
+        writes) describe it in reports. A sink that fails is reported once and tried again next time."""
+        for sink in self.sinks:
+            try:
+                call(sink)
+            except Exception as e:  # any failure of a sink is reported, never raised into training
+                with self._lock:
+                    counts = self._failed[sink.name]
+                    first = not counts[0]
+                    counts[0] += 1
+                    counts[1] += rows
+                if first:
+                    self.report(f"tracker: the {sink.name} sink failed to {what}: {type(e).__name__}: {e}; training "
+                                f"goes on, and later writes are still tried (this is reported once; the end of the "
+                                f"run counts what was not recorded)")
 
     def wait(self) -> None:
-        """Block until every job submitted so far has run on every sink."""
+        """Block until every job submitted so far has run; raise a job's error."""
         if self._thread is not None:
             self._jobs.join()
+        self.raise_error()
 
-    def reports(self) -> list[str]:
-        """The failure reports not yet taken: one per sink that failed for the first time."""
+    def raise_error(self) -> None:
+        """Raise (once) the error of a job that failed on the writer's thread."""
         with self._lock:
-            reports, self._reports = self._reports, []
-        return reports
+            error, self._error = self._error, None
+        if error is not None:
+            raise error
 
     def losses(self) -> list[str]:
         """A line per sink that failed at all: how many jobs failed and values went unrecorded."""
@@ -121,31 +145,28 @@ class BackgroundWriter:
                     for name, (jobs, rows) in self._failed.items() if jobs]
 
     def close(self) -> None:
-        """Run what is queued, stop the thread, close every sink."""
-        if self._closed:
+        """Run what is queued, close every sink, stop the thread; report what was lost."""
+        if self.closed:
             return
-        self.submit("close", lambda sink: sink.close())
-        self.wait()
-        self._closed = True
-        if self._thread is not None:
-            self._jobs.put(None)
-            self._thread.join()
+        try:
+            self.submit(lambda: self.to_sinks("close", lambda sink: sink.close()))
+            self.wait()
+        finally:
+            self.closed = True
+            if self._thread is not None:
+                self._jobs.put(None)
+                self._thread.join()
+            for line in self.losses():
+                self.report(f"tracker: {line}")
 
     def _work(self) -> None:
-        while (item := self._jobs.get()) is not None:
-            what, job, rows = item
-            for sink in self.sinks:
-                try:
-                    job(sink)
-                except Exception as e:  # any failure of a sink is reported, never raised into training
-                    with self._lock:
-                        counts = self._failed[sink.name]
-                        if not counts[0]:
-                            self._reports.append(
-                                f"tracker: the {sink.name} sink failed to {what}: {type(e).__name__}: {e}; training "
-                                f"goes on, and later writes are still tried (this is reported once; the end of "
-                                f"the run counts what was not recorded)")
-                        counts[0] += 1
-                        counts[1] += rows
-            self._jobs.task_done()
+        while (job := self._jobs.get()) is not None:
+            try:
+                job()
+            except BaseException as e:  # raised on the submitting thread, at its next submission or wait
+                with self._lock:
+                    if self._error is None:
+                        self._error = e
+            finally:
+                self._jobs.task_done()
         self._jobs.task_done()

@@ -1,27 +1,30 @@
-"""The tracker: named scalars at a step, each of a declared kind, shown on the console and recorded.
+"""The tracker: named scalars at a step, each of a declared kind, buffered and handed to sinks.
 
-Values are named ``phase.metric`` (``train.loss``, ``valid.accuracy``); each key is of one kind
-(:mod:`cadence.track.kinds`), fixed when it is declared or first added, and shown under a name
-that says which: ``train.lr`` (the raw value), ``train.loss(avg20)`` (the moving average of the
-last 20), ``valid.accuracy(epoch)`` (the phase's mean over the epoch so far).
+That is its one job. Values are named ``phase.metric`` (``train.loss``, ``valid.accuracy``);
+each key is of one kind (:mod:`cadence.track.kinds`), fixed when it is declared or first
+added, and known under a name that says which: ``train.lr`` (the raw value),
+``train.loss(avg20)`` (the moving average of the last 20), ``valid.accuracy(epoch)`` (the
+phase's mean over the epoch so far). Showing them is the console's part
+(:class:`cadence.track.display.PhaseDisplay`), which reads what the tracker resolved.
 
-**No sync per step.** A value may be a 0-d tensor still on its device: the tracker keeps it
-as it is and converts every pending tensor at once (one ``stack`` per dtype and one
-``tolist`` per device) when values are shown or handed to the sinks, so a loop that adds its
-loss every step synchronises with the device only at display and flush intervals.
+**No host read on the training thread.** A value may be a 0-d tensor still on its device:
+:meth:`Tracker.add` keeps it as it is. Every ``flush_every`` values (or ``flush_seconds``)
+the values held go, still as tensors, to a background thread (:mod:`cadence.track.sinks`),
+which reads them to the host (one ``stack`` and one ``tolist`` per device), checks them,
+keeps each key's last value and moving-average window as floats, and writes them to the
+sinks: the run store, TensorBoard, any sink given. A loop that adds its loss every step
+therefore never waits for the device on its own thread; only the calls that need the
+values now wait for that thread: :meth:`Tracker.flush`, :meth:`Tracker.latest`,
+:meth:`Tracker.state_dict` (a checkpoint's values are then in the store),
+:meth:`Tracker.truncate`, :meth:`Tracker.finish`, :meth:`Tracker.close`.
 
-**A cheap add.** ``add`` checks a key in full once, when it first sees it. A call with the
-keys of the previous one, in the same order (a training loop's), appends its values as one
-row of a block; the block is split into the keys' columns and checked a column at a time
-(types, tensors' shapes and gradients, by C-level maps) when it is folded, at the next
-hand-over or display. A value refused then names its key and step.
-
-**No wait on disk.** Every ``flush_every`` values (or ``flush_seconds``, or at the end of a
-phase) the pending values go, resolved, to a background thread that writes them to the sinks
-(:mod:`cadence.track.sinks`): the run store, TensorBoard, any sink given. A sink that fails is
-reported once and training goes on. :meth:`Tracker.flush` waits for the writes; so do
-:meth:`Tracker.state_dict` (a checkpoint's values are then in the store), :meth:`Tracker.truncate`,
-:meth:`Tracker.finish` and :meth:`Tracker.close`.
+**A cheap add.** :meth:`Tracker.add` checks a call's keys and values in full the first time
+it sees its keys (a key's form, its kind, each value's type). A call with the keys of the
+previous one (a training loop's) appends its values as one row; rows are checked a column
+at a time on the background thread, and a value refused there (a tensor of several
+elements, a string) is raised on the training thread at the next hand-over, naming its key
+and step. A sink that fails is reported once (a warning of the ``cadence.track`` logger)
+and training goes on.
 
 A loop that counts the samples it has trained on adds them as :data:`SAMPLES_KEY`, which
 ``cadence plot --x samples`` puts on the x axis.
@@ -29,12 +32,13 @@ A loop that counts the samples it has trained on adds them as :data:`SAMPLES_KEY
 
 from __future__ import annotations
 
+import difflib
+import logging
 import re
-import warnings
+import threading
 from collections import deque
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from numbers import Real
-from operator import attrgetter
 from pathlib import Path
 from time import monotonic
 from typing import Any
@@ -42,93 +46,82 @@ from typing import Any
 import torch
 
 from cadence.checks import check_number
-from cadence.track.console import ConsoleSink
 from cadence.track.kinds import KINDS, check_kind, label
 from cadence.track.sinks import BackgroundWriter, RecordSink, StoreSink
 from cadence.track.store import RunStore, Series
 from cadence.track.tensorboard import TensorBoardSink
+
+logger = logging.getLogger("cadence.track")
 
 _KEY = re.compile(r"^[A-Za-z0-9_\-]+(\.[A-Za-z0-9_\-\[\]]+)+$")
 
 #: The cumulative count of training samples, by step, when a loop records it.
 SAMPLES_KEY = "train.samples"
 
-Value = float | torch.Tensor
+Value = float | int | torch.Tensor
 
-#: The types of values kept as they are: numbers, and tensors once checked (0-d, without gradient).
-_FLOAT, _NUMBER, _PLAIN = {float}, {float, int}, {float, int, torch.Tensor}
-
-
-_TENSOR, _requires_grad = {torch.Tensor}, attrgetter("requires_grad")
+_NUMBERS, _TENSORS = {float, int}, {torch.Tensor}
 
 
-def _stacked(held: Iterable[Any]) -> torch.Tensor:
-    """``held`` (numbers and 0-d tensors) as one float64 tensor on the tensors' device: a single stack
-    when they are all tensors of one dtype and device."""
-    held = list(held)
-    try:
-        if set(map(type, held)) == _TENSOR:
-            return torch.stack(held).to(torch.float64)
-    except RuntimeError:  # several dtypes or devices in one sequence
-        pass
-    device = next(v.device for v in held if type(v) is torch.Tensor)
-    return torch.stack([torch.as_tensor(v, dtype=torch.float64).to(device) for v in held])
+class _Block:
+    """Rows of :meth:`Tracker.add` calls with the same keys, in order: their steps and values."""
 
+    __slots__ = ("keys", "steps", "rows")
 
-def _irregular(column: tuple[Any, ...], types: set[type]) -> bool:
-    """Whether a column of numbers and tensors holds a tensor with dimensions or a gradient (a column of
-    tensors only is checked by C-level maps, not a Python call per value)."""
-    if torch.Tensor not in types:
-        return False
-    if types == _TENSOR:
-        return any(map(_requires_grad, column)) or any(map(torch.Tensor.dim, column))
-    return any(type(v) is torch.Tensor and (v.dim() != 0 or v.requires_grad) for v in column)
-
-
-class _Key:
-    """What the tracker holds of a key: its kind, its pending steps and values (not yet handed to the
-    sinks), its last value handed over, and (moving keys) the steps and values of its window."""
-
-    __slots__ = ("kind", "steps", "values", "last", "window", "window_steps")
-
-    def __init__(self, kind: str, smoothing: int):
-        self.kind = kind
+    def __init__(self, keys: tuple[str, ...]):
+        self.keys = keys
         self.steps: list[int] = []
-        self.values: list[float | torch.Tensor] = []
-        self.last: tuple[int, float | torch.Tensor] | None = None
-        moving = kind == "moving"
-        self.window: deque[float | torch.Tensor] | None = deque(maxlen=smoothing) if moving else None
-        self.window_steps: deque[int] | None = deque(maxlen=smoothing) if moving else None
+        self.rows: list[tuple[Value, ...]] = []
 
-    def latest(self) -> tuple[int, float | torch.Tensor] | None:
-        """``(step, value)`` of the last value added, or ``None``."""
-        return (self.steps[-1], self.values[-1]) if self.steps else self.last
+
+class _Resolved:
+    """What the writer's thread has resolved of every key, as floats: its last ``(step, value)`` and, for a
+    moving key, the ``(step, value)`` of its window. Written on that thread only; read under :attr:`lock`."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.last: dict[str, tuple[int, float]] = {}
+        self.windows: dict[str, deque[tuple[int, float]]] = {}
+
+    def fold(self, columns: Mapping[str, tuple[list[int], list[float]]]) -> None:
+        with self.lock:
+            for key, (steps, values) in columns.items():
+                self.last[key] = (steps[-1], values[-1])
+                window = self.windows.get(key)
+                if window is not None:
+                    window.extend(zip(steps, values))
+
+    def shown(self, key: str) -> float | None:
+        """The moving average of a moving key, else the last value; ``None`` before any value."""
+        window = self.windows.get(key)
+        if window:
+            return sum(v for _, v in window) / len(window)
+        last = self.last.get(key)
+        return None if last is None else last[1]
 
 
 class Tracker:
-    """Collects scalars, shows them and hands them to sinks that record them.
+    """Collects scalars and hands them, resolved off the training thread, to sinks that record them.
 
     * ``store`` / ``run_id``: the run store and the run to record values in (nothing is
       recorded without them: on data-parallel ranks other than 0, say),
-    * ``console``: a :class:`ConsoleSink`; ``None`` makes the default one (live bars on a
-      terminal, plain lines elsewhere); ``False`` shows nothing,
     * ``smoothing``: the window ``N`` of the ``"moving"`` keys' averages,
-    * ``flush_every`` / ``flush_seconds``: pending values, or seconds since the last hand-over,
-      that hand the pending values to the sinks. A hand-over costs about a millisecond of CPU
-      (the conversion of the tensors, the store's transaction) whatever its size, so on a fast
-      loop it happens every ``flush_every`` values, on a slow one every ``flush_seconds``; a
-      process killed outright loses what is pending (at most that), and
-      :meth:`state_dict` flushes, so a checkpoint's values are always in the store,
+    * ``flush_every`` / ``flush_seconds``: values held, or seconds since the last hand-over,
+      that hand the values held to the background thread. A hand-over costs the training
+      thread little, but the thread's work (the conversion of the tensors, the store's
+      transaction) about a millisecond of CPU whatever its size, so on a fast loop it comes
+      every ``flush_every`` values, on a slow one every ``flush_seconds``; a process killed
+      outright loses what is held (at most that), and :meth:`state_dict` flushes, so a
+      checkpoint's values are always in the store,
     * ``tensorboard_dir``: where TensorBoard event files go (the ``tensorboard`` extra): ``True``
       into the run's folder (``<run dir>/tensorboard``), a path there, ``None`` or ``False``
       nowhere (their writer costs far more than the store's: see :mod:`cadence.track.tensorboard`),
     * ``sinks``: more sinks (:class:`cadence.track.sinks.RecordSink`) to record values in.
     """
 
-    def __init__(self, store: RunStore | None = None, run_id: str | None = None,
-                 console: ConsoleSink | bool | None = None, smoothing: int = 20, flush_every: int = 10_000, *,
-                 flush_seconds: float = 2.0, tensorboard_dir: str | Path | bool | None = None,
-                 sinks: Iterable[RecordSink] = ()):
+    def __init__(self, store: RunStore | None = None, run_id: str | None = None, smoothing: int = 20,
+                 flush_every: int = 10_000, *, flush_seconds: float = 2.0,
+                 tensorboard_dir: str | Path | bool | None = None, sinks: Iterable[RecordSink] = ()):
         if (store is None) != (run_id is None):
             raise ValueError("Tracker: store and run_id go together; give both or neither")
         self.smoothing = check_number("Tracker", "smoothing", smoothing, low=1, integer=True)
@@ -136,22 +129,17 @@ class Tracker:
         self.flush_seconds = check_number("Tracker", "flush_seconds", flush_seconds, low=0, low_open=True)
         self.store = store
         self.run_id = run_id
-        self.console = ConsoleSink() if console is None or console is True else (console or None)
-        self._writer = BackgroundWriter(self._sinks(tensorboard_dir, sinks))
-        self._keys: dict[str, _Key] = {}
+        self._writer = BackgroundWriter(self._sinks(tensorboard_dir, sinks), report=logger.warning)
+        self._kinds: dict[str, str] = {}
         #: What each key is, as the sinks are told (made again when a key is added).
         self._series: dict[str, Series] | None = None
-        self._pending = 0
-        self._unresolved = False
-        #: Rows of the calls of :meth:`add` since the last one with other keys (or a kind): their keys
-        #: (in order), steps and values. They join the keys' columns when folded.
-        self._block_keys: tuple[str, ...] | None = None
-        self._block_steps: list[int] = []
-        self._block_rows: list[tuple[Value, ...]] = []
+        self._blocks: list[_Block] = []
+        self._block: _Block | None = None
+        self._held = 0
         self._handed = monotonic()
-        self._closed = False
-        self._phase: str | None = None
-        self._completed = 0
+        self._resolved = _Resolved()
+        #: How the run ended, once :meth:`finish` recorded it: ``"finished"``, ``"failed"``, ``"interrupted"``.
+        self.status: str | None = None
 
     def _sinks(self, tensorboard_dir: str | Path | bool | None, extra: Iterable[RecordSink]) -> list[RecordSink]:
         sinks: list[RecordSink] = []
@@ -181,114 +169,88 @@ class Tracker:
         Declaring a key again with the same kind does nothing; with another, it is an error
         naming both.
         """
-        self._entry(key, check_kind(kind, f"Tracker.declare({key!r})"))
+        self._kind(key, check_kind(kind, f"Tracker.declare({key!r})"))
 
-    def add(self, step: int, values: Mapping[str, Value], kind: str | None = None,
-            smooth: bool | None = None) -> None:
+    def add(self, step: int, values: Mapping[str, Value], kind: str | None = None) -> None:
         """Record ``values`` (``"phase.name"`` to a number or a one-element tensor) at ``step``.
 
         ``kind=None`` takes each key's declared kind (``"value"`` for a key never declared);
-        a kind given must be the key's. ``smooth`` is the deprecated form of the kinds:
-        ``smooth=False`` is ``kind="epoch"``, ``smooth=True`` is ``kind="moving"``.
+        a kind given must be the key's.
         """
-        if smooth is not None:
-            warnings.warn("Tracker.add(smooth=...) is deprecated; use kind='epoch' (for smooth=False) or "
-                          "kind='moving' (for smooth=True)", DeprecationWarning, stacklevel=2)
-            kind = "moving" if smooth else "epoch"
-        if kind is None and type(step) is int and tuple(values) == self._block_keys:
-            # The keys of the previous call, in its order: the row joins the block (checked when folded).
-            self._block_steps.append(step)
-            self._block_rows.append(tuple(values.values()))
-            self._pending += len(values)
-            if self._pending >= self.flush_every or monotonic() - self._handed >= self.flush_seconds:
-                self._hand_over()
-        else:
-            self._add_checked(step, values, kind)
-
-    def _add_checked(self, step: int, values: Mapping[str, Value], kind: str | None) -> None:
-        """:meth:`add`, checking each key and value: the first call with these keys, or with a kind."""
-        self._fold()
-        if type(step) is not int:
-            step = check_number("Tracker.add", "step", step, integer=True)
-        entries = [(self._keys.get(key), key, value) for key, value in values.items()]
-        entries = [(entry if entry is not None and (kind is None or kind == entry.kind) else self._entry(key, kind),
-                    self._scalar(key, value)) for entry, key, value in entries]
-        for entry, value in entries:
-            entry.steps.append(step)
-            entry.values.append(value)
-            if entry.window is not None:
-                entry.window.append(value)
-                entry.window_steps.append(step)
-        self._block_keys = tuple(values) if kind is None else None
-        self._pending += len(entries)
-        if self._pending >= self.flush_every or monotonic() - self._handed >= self.flush_seconds:
+        keys = tuple(values)
+        block = self._block
+        if kind is not None or block is None or keys != block.keys or type(step) is not int:
+            step = self._check(step, values, kind)
+            block = self._block = _Block(keys)
+            self._blocks.append(block)
+        block.steps.append(step)
+        block.rows.append(tuple(values.values()))
+        self._held += len(keys)
+        if self._held >= self.flush_every or monotonic() - self._handed >= self.flush_seconds:
             self._hand_over()
 
-    def _fold(self) -> None:
-        """Move the block of rows into the keys' columns (and the moving keys' windows), a column at a
-        time: each is checked as a whole (its values' types; its tensors' shapes and gradients), and a
-        value that :meth:`_scalar` would change or refuse sends it through :meth:`_scalar`."""
-        if not self._block_steps:
-            return
-        steps, rows = self._block_steps, self._block_rows
-        self._block_steps, self._block_rows = [], []
-        columns = []
-        for key, column in zip(self._block_keys, zip(*rows)):
-            types = set(map(type, column))
-            if not types <= _FLOAT:
-                if types <= _PLAIN and not _irregular(column, types):
-                    self._unresolved = self._unresolved or torch.Tensor in types
-                else:
-                    column = tuple(self._scalar(key, value, step) for step, value in zip(steps, column))
-            columns.append((self._keys[key], column))
-        for entry, column in columns:
-            entry.steps += steps
-            entry.values += column
-            if entry.window is not None:
-                entry.window.extend(column)
-                entry.window_steps.extend(steps)
+    def _check(self, step: Any, values: Mapping[str, Value], kind: str | None) -> int:
+        """Check a call's step, keys and values in full (its keys' first call, or one with a kind)."""
+        if type(step) is not int:
+            step = check_number("Tracker.add", "step", step, integer=True)
+        for key, value in values.items():
+            _check_value(key, value)
+        for key in values:
+            self._kind(key, kind)
+        return step
 
     def keys(self) -> list[str]:
         """Every key declared or added so far."""
-        return list(self._keys)
+        return list(self._kinds)
 
     def kind(self, key: str) -> str:
         """The kind of ``key``."""
-        return self._known(key).kind
-
-    def latest(self, key: str) -> float:
-        """The last value added for ``key``."""
-        self._fold()
-        latest = self._known(key).latest()
-        if latest is None:
-            raise KeyError(f"tracker has no values for {key!r} yet (it is declared)")
-        self._resolve()
-        return float(self._known(key).latest()[1])
-
-    def smoothed(self, key: str) -> float:
-        """The mean of the last ``smoothing`` values of moving key ``key``."""
-        self._fold()
-        entry = self._known(key)
-        if entry.window is None:
-            raise ValueError(f"tracker key {key!r} is a {entry.kind!r} key; only 'moving' keys have a moving average")
-        if not entry.window:
-            raise KeyError(f"tracker has no values for {key!r} yet (it is declared)")
-        self._resolve()
-        return sum(entry.window) / len(entry.window)
-
-    def shown(self, key: str) -> float:
-        """The value the console shows for ``key``: the moving average of a moving key, else the latest value."""
-        return self.smoothed(key) if self._known(key).kind == "moving" else self.latest(key)
+        return self._known(key)
 
     def label(self, key: str) -> str:
         """The name ``key`` is shown under: ``train.loss(avg20)``, ``valid.accuracy(epoch)``, ``train.lr``."""
-        return label(key, self._known(key).kind, self.smoothing)
+        return label(key, self._known(key), self.smoothing)
+
+    def latest(self, key: str) -> float:
+        """The last value added for ``key`` (waits for the values held to be resolved)."""
+        self._known(key)
+        self.flush()
+        last = self._resolved.last.get(key)
+        if last is None:
+            raise KeyError(f"tracker has no values for {key!r} yet (it is declared)")
+        return last[1]
+
+    def shown(self, key: str) -> float:
+        """The value shown for ``key``: the mean of the last ``smoothing`` values of a moving key, else the
+        latest value (waits for the values held to be resolved)."""
+        self._known(key)
+        self.flush()
+        value = self._resolved.shown(key)
+        if value is None:
+            raise KeyError(f"tracker has no values for {key!r} yet (it is declared)")
+        return value
+
+    def snapshot(self) -> dict[str, float]:
+        """Every key's value as shown now (:meth:`shown`; waits for the values held), for the keys with values."""
+        self.flush()
+        with self._resolved.lock:
+            shown = {key: self._resolved.shown(key) for key in self._kinds}
+        return {key: value for key, value in shown.items() if value is not None}
+
+    def resolved(self, phase: str) -> dict[str, float]:
+        """The values of ``phase``'s keys resolved so far, as shown (moving averages, latest values), named by
+        their labels without the phase (``loss(avg20)``, ``accuracy(epoch)``). Never waits: a display calls it
+        at its own rate, and values still held show once they are handed over."""
+        prefix = f"{phase}."
+        with self._resolved.lock:
+            shown = {key: self._resolved.shown(key) for key in self._kinds if key.startswith(prefix)}
+        return {label(key[len(prefix):], self._kinds[key], self.smoothing): value
+                for key, value in shown.items() if value is not None}
 
     def flush(self) -> None:
-        """Hand every pending value to the sinks and wait until they are written."""
+        """Hand every value held to the background thread and wait until it is resolved and written."""
         self._hand_over()
         self._writer.wait()
-        self._report()
 
     # -- resuming ----------------------------------------------------------------------------
 
@@ -297,107 +259,84 @@ class Tracker:
         window, as plain lists and floats (``torch.load(weights_only=True)`` reads them). Flushes
         first, so the store holds every value up to the checkpoint this state goes into."""
         self.flush()
-        return {"smoothing": self.smoothing,
-                "kinds": {key: entry.kind for key, entry in self._keys.items()},
-                "last": {key: [int(e.last[0]), float(e.last[1])] for key, e in self._keys.items() if e.last},
-                "windows": {key: [[int(step), float(value)] for step, value in zip(e.window_steps, e.window)]
-                            for key, e in self._keys.items() if e.window is not None}}
+        resolved = self._resolved
+        return {"smoothing": self.smoothing, "kinds": dict(self._kinds),
+                "last": {key: [step, value] for key, (step, value) in resolved.last.items()},
+                "windows": {key: [[step, value] for step, value in window]
+                            for key, window in resolved.windows.items()}}
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
         """Restore :meth:`state_dict`: the kinds (a key declared here with another kind is an error),
         the last values and the moving-average windows (their last ``smoothing`` values)."""
         where = "Tracker.load_state_dict"
-        self._fold()
         missing = [name for name in ("kinds", "last", "windows") if name not in state]
         if missing:
             raise ValueError(f"{where}: the state has no {', '.join(missing)}; expected a Tracker.state_dict()")
         for key, kind in state["kinds"].items():
-            self._entry(key, check_kind(kind, f"{where}: key {key!r}"))
-        for key, (step, value) in state["last"].items():
-            self._known(key).last = (int(step), float(value))
-        for key, rows in state["windows"].items():
-            entry = self._known(key)
-            if entry.window is None:
-                raise ValueError(f"{where}: key {key!r} has a moving-average window but is a {entry.kind!r} key")
-            entry.window.clear()
-            entry.window_steps.clear()
-            for step, value in rows:
-                entry.window_steps.append(int(step))
-                entry.window.append(float(value))
-        windows = {key: list(e.window) for key, e in self._keys.items() if e.window}
-        self._writer.submit("restore the moving averages", lambda sink: sink.restore(windows))
+            self._kind(key, check_kind(kind, f"{where}: key {key!r}"))
+        for key in state["windows"]:
+            if self._kinds[key] != "moving":
+                raise ValueError(f"{where}: key {key!r} has a moving-average window but is a "
+                                 f"{self._kinds[key]!r} key")
+        self.flush()
+        last = {key: (int(step), float(value)) for key, (step, value) in state["last"].items()}
+        windows = {key: [(int(step), float(value)) for step, value in rows] for key, rows in state["windows"].items()}
+
+        def restore() -> None:
+            with self._resolved.lock:
+                self._resolved.last = last
+                for key, rows in windows.items():
+                    self._resolved.windows[key].clear()
+                    self._resolved.windows[key].extend(rows)
+            raw = {key: [value for _, value in rows] for key, rows in windows.items() if rows}
+            self._writer.to_sinks("restore the moving averages", lambda sink: sink.restore(raw))
+
+        self._writer.submit(restore)
 
     def truncate(self, step: int) -> None:
-        """The run resumes at ``step``: write what is pending, then delete the values recorded after
-        ``step`` (in the store, which marks the run running again; TensorBoard discards them from its
-        display) and forget them here."""
+        """The run resumes at ``step``: write what is held, then delete the values recorded after ``step``
+        (in the store, which marks the run running again; TensorBoard discards them from its display)
+        and forget them here."""
         step = check_number("Tracker.truncate", "step", step, low=0, integer=True)
+
+        def forget() -> None:
+            resolved = self._resolved
+            with resolved.lock:
+                for window in resolved.windows.values():
+                    kept = [(t, v) for t, v in window if t <= step]
+                    window.clear()
+                    window.extend(kept)
+                for key, (t, _) in list(resolved.last.items()):
+                    if t > step:
+                        window = resolved.windows.get(key)
+                        if window:
+                            resolved.last[key] = window[-1]
+                        else:
+                            del resolved.last[key]
+            self._writer.to_sinks(f"delete the values after step {step}", lambda sink: sink.truncate(step))
+
         self._hand_over()
-        self._resolve()
-        for entry in self._keys.values():
-            if entry.window is not None:
-                kept = [(t, v) for t, v in zip(entry.window_steps, entry.window) if t <= step]
-                entry.window.clear()
-                entry.window_steps.clear()
-                for t, v in kept:
-                    entry.window_steps.append(t)
-                    entry.window.append(v)
-            if entry.last is not None and entry.last[0] > step:
-                entry.last = (entry.window_steps[-1], entry.window[-1]) if entry.window else None
-        self._writer.submit(f"delete the values after step {step}", lambda sink: sink.truncate(step))
-        self.flush()
+        self._writer.submit(forget)
+        self._writer.wait()
 
-    # -- phases and messages -----------------------------------------------------------------
-
-    def start_phase(self, name: str, total: int, epoch: int | None = None, done: int = 0) -> None:
-        """Begin phase ``name`` (the namespace of the metrics it shows) of ``total`` steps, ``done`` of them
-        already (a phase resumed, or continued after a validation)."""
-        self._phase, self._completed = name, done
-        if self.console is not None:
-            self.console.start_phase(name, total, epoch, done)
-
-    def advance(self, n: int = 1) -> None:
-        """Count ``n`` more steps of the phase; refresh the display when it is due."""
-        self._completed += n
-        if self.console is not None and self.console.due():
-            self.console.update(self._completed, self._phase_metrics())
-
-    def end_phase(self) -> None:
-        """End the phase: show its final metrics and hand the pending values to the sinks."""
-        if self.console is not None:
-            self.console.end_phase(self._completed, self._phase_metrics())
-        self._phase = None
-        self._hand_over()
-
-    def in_phase(self) -> bool:
-        """Whether a phase has started and not ended."""
-        return self._phase is not None
-
-    def log(self, message: str) -> None:
-        """Show a one-line message."""
-        if self.console is not None:
-            self.console.log(message)
+    # -- the end -----------------------------------------------------------------------------
 
     def finish(self, status: str, error: str | None = None) -> None:
-        """Write what is pending and record how the run ended (``finished``, ``failed``, ``interrupted``)."""
+        """Write what is held and record how the run ended (``finished``, ``failed``, ``interrupted``)."""
+        self.status = status
         self._hand_over()
-        self._writer.submit(f"record the run as {status}", lambda sink: sink.finish(status, error))
+        self._writer.submit(lambda: self._writer.to_sinks(f"record the run as {status}",
+                                                          lambda sink: sink.finish(status, error)))
         self._writer.wait()
-        self._report()
-        self.log(" ".join(part for part in ("run", self.run_id, status) if part) + (f": {error}" if error else ""))
 
     def close(self) -> None:
-        """Write what is pending, close the sinks and stop the display. Once closed, it stays closed."""
-        if self._closed:
+        """Write what is held and close the sinks. Once closed, it stays closed."""
+        if self._writer.closed:
             return
-        self._closed = True
-        self._hand_over()
-        self._writer.close()
-        self._report()
-        for line in self._writer.losses():
-            self._warn(f"tracker: {line}")
-        if self.console is not None:
-            self.console.close()
+        try:
+            self._hand_over()
+        finally:
+            self._writer.close()
 
     def __enter__(self) -> Tracker:
         return self
@@ -407,120 +346,100 @@ class Tracker:
 
     # -- internals ---------------------------------------------------------------------------
 
-    def _entry(self, key: str, kind: str | None) -> _Key:
-        """``key``'s entry, made (after checking the key) on first sight; a kind other than its own is an error."""
-        entry = self._keys.get(key)
-        if entry is None:
+    def _kind(self, key: str, kind: str | None) -> str:
+        """``key``'s kind, fixed (after checking the key) on first sight; a kind other than its own is an error."""
+        known = self._kinds.get(key)
+        if known is None:
             if not isinstance(key, str) or not _KEY.match(key):
                 raise ValueError(f"tracker key {key!r} is not of the form 'phase.name' (letters, digits, _ and -, "
                                  f"parts joined by dots, no spaces)")
-            entry = self._keys[key] = _Key(check_kind(kind or "value", f"Tracker.add({key!r})"), self.smoothing)
+            known = self._kinds[key] = check_kind(kind or "value", f"Tracker.add({key!r})")
+            if known == "moving":
+                with self._resolved.lock:
+                    self._resolved.windows[key] = deque(maxlen=self.smoothing)
             self._series = None
-        elif kind is not None and kind != entry.kind:
-            raise ValueError(f"tracker key {key!r} is a {entry.kind!r} key ({KINDS[entry.kind]}); it cannot also be "
+        elif kind is not None and kind != known:
+            raise ValueError(f"tracker key {key!r} is a {known!r} key ({KINDS[known]}); it cannot also be "
                              f"{kind!r} ({KINDS.get(kind, 'not a kind')}): a key's kind is fixed when it is declared "
                              f"or first added")
-        return entry
+        return known
 
-    def _scalar(self, key: str, value: Any, step: int | None = None) -> float | int | torch.Tensor:
-        """``value`` as a number, or a 0-d detached tensor left on its device; ``step`` names where a
-        value refused was added."""
-        if type(value) in _NUMBER:
-            return value
-        at = "" if step is None else f" at step {step}"
-        if isinstance(value, torch.Tensor):
-            if value.numel() != 1:
-                raise ValueError(f"tracker value of {key!r}{at} has shape {list(value.shape)}; expected a scalar "
-                                 f"(a number or a one-element tensor)")
-            if value.dim() or value.requires_grad:
-                value = value.detach().reshape(())
-            self._unresolved = True
-            return value
-        if isinstance(value, Real) and not isinstance(value, bool):
-            return float(value)
-        raise TypeError(f"tracker value of {key!r}{at} is a {type(value).__name__}; expected a number or a tensor")
-
-    def _known(self, key: str) -> _Key:
-        entry = self._keys.get(key)
-        if entry is None:
-            raise KeyError(f"tracker has no values for {key!r}; it has: {', '.join(self._keys) or 'none'}")
-        return entry
-
-    def _phase_metrics(self) -> dict[str, float]:
-        self._fold()
-        self._resolve()
-        prefix = f"{self._phase}."
-        shown = {}
-        for key, entry in self._keys.items():
-            latest = entry.latest()
-            if key.startswith(prefix) and latest is not None:
-                name = label(key[len(prefix):], entry.kind, self.smoothing)
-                shown[name] = sum(entry.window) / len(entry.window) if entry.window else latest[1]
-        return shown
+    def _known(self, key: str) -> str:
+        kind = self._kinds.get(key)
+        if kind is None:
+            close = difflib.get_close_matches(key, self._kinds, n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            raise KeyError(f"tracker has no values for {key!r}{hint}; it has: {', '.join(self._kinds) or 'none'}")
+        return kind
 
     def _hand_over(self) -> None:
-        """Give the pending values, resolved, to the writer's thread: ``{key: (steps, values)}``."""
+        """Give the rows held to the background thread, which resolves, checks and writes them."""
         self._handed = monotonic()
-        if not self._pending:
+        self._writer.raise_error()
+        if not self._held:
             return
-        self._fold()
-        self._pending = 0
-        if self._writer.sinks:
-            self._resolve()
-        columns = {}
-        for key, entry in self._keys.items():
-            if entry.steps:
-                columns[key] = (entry.steps, entry.values)
-                entry.last = (entry.steps[-1], entry.values[-1])
-                entry.steps, entry.values = [], []
-        if not self._writer.sinks:
-            return
+        blocks, self._blocks, self._block, self._held = self._blocks, [], None, 0
         if self._series is None:
-            self._series = {key: Series(e.kind, self.smoothing if e.kind == "moving" else None)
-                            for key, e in self._keys.items()}
+            self._series = {key: Series(kind, self.smoothing if kind == "moving" else None)
+                            for key, kind in self._kinds.items()}
         series = self._series
-        count = sum(len(steps) for steps, _ in columns.values())
-        self._writer.submit(f"write {count} values", lambda sink: sink.write(columns, series), rows=count)
-        self._report()
 
-    def _resolve(self) -> None:
-        """Turn every tensor value still held into a float: one copy to the host per device.
+        def write() -> None:
+            columns = _resolve(blocks)
+            self._resolved.fold(columns)
+            count = sum(len(steps) for steps, _ in columns.values())
+            self._writer.to_sinks(f"write {count} values", lambda sink: sink.write(columns, series), rows=count)
 
-        Each held sequence of tensors (a key's pending values, a moving key's window) is stacked
-        whole, in one call; a sequence mixing numbers, dtypes or devices goes a value at a time.
-        """
-        if not self._unresolved:
-            return
-        # (owner, field, stacked values) of every held sequence with tensors, by device.
-        parts: dict[torch.device, list[tuple[_Key, str, torch.Tensor]]] = {}
-        for entry in self._keys.values():
-            for field in ("values", "window"):
-                held = getattr(entry, field)
-                if held and torch.Tensor in set(map(type, held)):
-                    stacked = _stacked(held)
-                    parts.setdefault(stacked.device, []).append((entry, field, stacked))
-            if entry.last is not None and type(entry.last[1]) is torch.Tensor:
-                parts.setdefault(entry.last[1].device, []).append((entry, "last", entry.last[1].reshape(1)))
-        for device_parts in parts.values():
-            values = torch.cat([stacked for _, _, stacked in device_parts]).tolist()
-            start = 0
-            for entry, field, stacked in device_parts:
-                floats, start = values[start:start + len(stacked)], start + len(stacked)
-                if field == "values":
-                    entry.values = floats
-                elif field == "window":
-                    entry.window = deque(floats, maxlen=entry.window.maxlen)
-                else:
-                    entry.last = (entry.last[0], floats[0])
-        self._unresolved = False
+        self._writer.submit(write)
 
-    def _report(self) -> None:
-        for message in self._writer.reports():
-            self._warn(message)
 
-    def _warn(self, message: str) -> None:
-        """Show ``message`` on the console, or as a warning without one."""
-        if self.console is not None:
-            self.console.log(message)
-        else:
-            warnings.warn(message, RuntimeWarning, stacklevel=3)
+def _check_value(key: str, value: Any, step: int | None = None) -> None:
+    """A number, or a tensor of one element; else an error naming ``key`` (and the ``step`` it was added at)."""
+    at = "" if step is None else f" at step {step}"
+    if isinstance(value, torch.Tensor):
+        if value.numel() != 1:
+            raise ValueError(f"tracker value of {key!r}{at} has shape {list(value.shape)}; expected a scalar "
+                             f"(a number or a one-element tensor)")
+    elif not isinstance(value, Real) or isinstance(value, bool):
+        raise TypeError(f"tracker value of {key!r}{at} is a {type(value).__name__}; expected a number or a tensor")
+
+
+@torch.no_grad()
+def _resolve(blocks: Sequence[_Block]) -> dict[str, tuple[list[int], list[float]]]:
+    """The rows of ``blocks`` as columns ``{key: (steps, floats)}``, in order, every tensor read to the host in
+    one ``tolist`` per device. A column of numbers is taken as it is, a column of 0-d tensors of one dtype and
+    device is stacked whole; any other goes a value at a time, where a value that is neither a number nor a
+    one-element tensor is an error naming its key and step."""
+    columns: dict[str, tuple[list[int], list[Any]]] = {}
+    for block in blocks:
+        for key, column in zip(block.keys, zip(*block.rows)):
+            steps, values = columns.setdefault(key, ([], []))
+            steps += block.steps
+            values += column
+    # (key, first index, values as a float64 vector) of every run of tensors, by device
+    held: dict[torch.device, list[tuple[str, int, torch.Tensor]]] = {}
+    for key, (steps, values) in columns.items():
+        types = set(map(type, values))
+        if types <= _NUMBERS:
+            continue
+        if types == _TENSORS:
+            try:
+                stacked = torch.stack(values)
+            except RuntimeError:  # several dtypes, devices or shapes: value by value
+                stacked = None
+            if stacked is not None and stacked.dim() == 1:
+                held.setdefault(stacked.device, []).append((key, 0, stacked.to(torch.float64)))
+                continue
+        for i, value in enumerate(values):
+            _check_value(key, value, steps[i])
+            if isinstance(value, torch.Tensor):
+                held.setdefault(value.device, []).append((key, i, value.reshape(1).to(torch.float64)))
+            else:
+                values[i] = float(value)
+    for parts in held.values():
+        read = torch.cat([vector for _, _, vector in parts]).tolist()
+        start = 0
+        for key, i, vector in parts:
+            columns[key][1][i:i + len(vector)] = read[start:start + len(vector)]
+            start += len(vector)
+    return columns

@@ -21,7 +21,7 @@ from collections.abc import Sequence
 import torch
 import torch.distributed as dist
 
-__all__ = ["init_from_environment", "is_main", "launch", "world"]
+__all__ = ["StopAgreement", "init_from_environment", "launch", "world"]
 
 
 def world() -> tuple[int, int]:
@@ -31,9 +31,23 @@ def world() -> tuple[int, int]:
     return 1, 0
 
 
-def is_main() -> bool:
-    """Whether this process is rank 0, the one that prints, records and checkpoints."""
-    return world()[1] == 0
+class StopAgreement:
+    """Every process's reasons to stop, agreed at a safe point of the loop: the first signal any process received
+    (by number, or ``None``) and whether any asked to stop. The processes stop together, at the same step.
+
+    It is one all-reduce of two numbers on the CPU, through gloo (a gloo group of its own beside an NCCL
+    one), so it never waits for a device: a data parallel run's one read per safe point.
+    """
+
+    def __init__(self) -> None:
+        self.group = None if dist.get_backend() == "gloo" else dist.new_group(backend="gloo")
+
+    def agree(self, signum: int | None, stop: bool) -> tuple[int | None, bool]:
+        """``(signal, stop)`` over every process, given this process's own."""
+        flags = torch.tensor([signum or 0, int(stop)])
+        dist.all_reduce(flags, op=dist.ReduceOp.MAX, group=self.group)
+        agreed_signal, agreed_stop = flags.tolist()
+        return agreed_signal or None, bool(agreed_stop)
 
 
 def init_from_environment(device: torch.device) -> bool:

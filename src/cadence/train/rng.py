@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 import torch
 
-__all__ = ["rng_state", "set_rng_state"]
+__all__ = ["RandomGenerators", "rng_state", "set_rng_state"]
 
 
 def rng_state() -> dict[str, Any]:
@@ -46,3 +46,15 @@ def set_rng_state(state: dict[str, Any]) -> None:
     torch.set_rng_state(state["torch"])
     if state["cuda"] and torch.cuda.is_available() and torch.cuda.device_count() == len(state["cuda"]):
         torch.cuda.set_rng_state_all(state["cuda"])
+
+
+class RandomGenerators:
+    """Every random generator of this process as one stateful part of a checkpoint (:mod:`cadence.train.checkpointer`)."""
+
+    def state_dict(self) -> dict[str, Any]:
+        """:func:`rng_state`."""
+        return rng_state()
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """:func:`set_rng_state`."""
+        set_rng_state(state)

@@ -1,0 +1,290 @@
+"""The optimizer step: its accumulation window, the gradient scaler, clipping, the non-finite policy, schedules.
+
+**The window.** Gradients accumulate over ``update_batches`` training batches. Each batch's
+loss is divided by the number of batches in its window, so the accumulated gradient is the
+*mean* over the window: two batches of 32 give the update of one batch of 64
+(normalization statistics aside). A window cut short by the end of the epoch is divided by
+its own, smaller, count and still applied. A window's gradients are zeroed just before its
+first backward pass.
+
+**The step**, after the window's last batch: the schedules set their hyper-parameters; the
+gradient scaler unscales; the gradients are clipped (by value, then by global norm: the
+norm before clipping is tracked as ``train.grad_norm``); the non-finite policy guards the
+update; the optimizer steps; a ``torch.optim.lr_scheduler`` stepped per step steps.
+:attr:`OptimizerStep.taken` counts the steps taken: the run's clock (``Trainer.global_step``).
+
+**Non-finite values, without a host read per step.** Each step computes, on the device, the
+2-norm of every gradient and the window's loss; a NaN or an infinity in any of them (or a
+norm past float32's range) sets a flag that stays set. The flag is the optimizer's
+``found_inf`` (torch's fused optimizers and cadence's read it, see
+``GenericAdaptiveOptimizer.supports_found_inf``: the update is then skipped on the device),
+or, for any other optimizer, masks every gradient to zero before its step. Either way nothing
+non-finite reaches the parameters. The norms of the first such step are kept on the device.
+
+* ``nonfinite="raise"`` (the default) reads the flag back every ``check_every`` optimizer
+  steps (20) and no more often than every ``check_seconds`` (the tracker's flush interval),
+  before every checkpoint and at the end of a run (:meth:`OptimizerStep.check`), and raises
+  :class:`NonFiniteError` naming the first such step and its first non-finite parameter. The
+  steps after it until the read are taken, their updates masked.
+* ``nonfinite="skip"`` reads the flag at every step: a skipped update must not advance the
+  clock, the schedules or the hooks, which live on the host. It is one read per step.
+* Under a gradient scaler (float16), the scaler's own check skips an overflowing step, as
+  torch's does (it reads its flag at every step, and so does the step's count of skips).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from time import monotonic
+from typing import Any
+
+import torch
+import torch.distributed as dist
+from torch import nn
+
+from cadence.optim import HyperParameterScheduler, clip_grad_norm, clip_grad_value
+from cadence.schedule import Schedule
+from cadence.track import ModelSnapshot, model_statistics
+from cadence.train.batch_index import BatchIndex
+
+__all__ = ["NONFINITE", "NonFiniteError", "OptimizerStep"]
+
+#: ``nonfinite=`` values: fail naming the step and parameter, or skip the update and count it.
+NONFINITE = ("raise", "skip")
+
+LR_SCHEDULER_INTERVALS = ("step", "epoch")
+
+
+class NonFiniteError(FloatingPointError):
+    """A loss or gradient that is NaN or infinite, under ``nonfinite="raise"``."""
+
+
+class OptimizerStep:
+    """The optimizer steps of a training run (see the module docstring).
+
+    * ``optimizer``; ``update_batches``, the batches of an accumulation window;
+    * ``schedules``: group hyper-parameters (``"lr"``, ``"betas[0]"``) to schedules of the step,
+      applied to every group before each step; ``lr_scheduler``: a ``torch.optim.lr_scheduler``
+      instead, stepped every optimizer step or every epoch (``lr_scheduler_every``);
+    * ``grad_clip_norm`` / ``grad_clip_value``; ``nonfinite``; ``scaler``, a gradient scaler;
+    * ``names``: each parameter's name, by ``id``, for errors; ``check_every`` / ``check_seconds``:
+      how often ``nonfinite="raise"`` reads its flag back;
+    * ``statistics_every`` and ``model``: every this many steps, ``model``'s per-layer
+      parameter norms, gradient norms and update ratios go with the step's values;
+    * ``log``: where a skipped update is reported, in one line.
+    """
+
+    def __init__(self, optimizer: torch.optim.Optimizer, *, update_batches: int = 1,
+                 schedules: Mapping[str, Schedule] | None = None, lr_scheduler: Any = None,
+                 lr_scheduler_every: str = "step", grad_clip_norm: float | None = None,
+                 grad_clip_value: float | None = None, nonfinite: str = "raise", scaler: Any = None,
+                 names: Mapping[int, str] | None = None, check_every: int = 20, check_seconds: float = 0.0,
+                 statistics_every: int = 0, model: nn.Module | None = None,
+                 log: Callable[[str], None]):
+        self.optimizer = optimizer
+        self.update_batches = update_batches
+        self.schedules = HyperParameterScheduler(optimizer, schedules or {})
+        self.lr_scheduler = lr_scheduler
+        self.lr_scheduler_every = lr_scheduler_every
+        self.grad_clip_norm, self.grad_clip_value = grad_clip_norm, grad_clip_value
+        self.nonfinite = nonfinite
+        self.scaler = scaler
+        self.names = dict(names or {})
+        self.check_every, self.check_seconds = check_every, check_seconds
+        self.statistics_every, self.model = statistics_every, model
+        self.log = log
+        #: Optimizer steps taken: the run's clock.
+        self.taken = 0
+        #: Updates skipped (``nonfinite="skip"``, or a float16 overflow under the scaler).
+        self.skipped = 0
+        #: Training samples (the counts the batches came with) the steps were taken on.
+        self.samples = 0
+        self._losses: list[torch.Tensor] = []
+        self._window_samples: int | torch.Tensor = 0
+        self._flags: _Flags | None = None
+        self._unchecked, self._checked_at = 0, monotonic()
+        self._masked_by_optimizer = bool(getattr(optimizer, "supports_found_inf", False)
+                                         or getattr(optimizer, "_step_supports_amp_scaling", False))
+
+    # -- the window ------------------------------------------------------------------------
+
+    def window(self, index: BatchIndex) -> tuple[int, int]:
+        """``(first batch, batches)`` of the accumulation window of training batch ``index``."""
+        start = index.idx - index.idx % self.update_batches
+        return start, min(self.update_batches, index.total - start)
+
+    def ends_window(self, index: BatchIndex) -> bool:
+        """Whether training batch ``index`` is the last of its window: the optimizer steps after it."""
+        start, size = self.window(index)
+        return index.idx == start + size - 1
+
+    def backward(self, loss: torch.Tensor, count: int | torch.Tensor, index: BatchIndex) -> None:
+        """Back-propagate training batch ``index``'s mean loss as its share of its window's mean (the window's
+        gradients zeroed first at its first batch), through the scaler when there is one."""
+        start, size = self.window(index)
+        if index.idx == start:
+            # Dropped just before they are made again (on a tiny model 5% faster than after the step: the
+            # allocator reuses warm memory).
+            self.optimizer.zero_grad()
+        scaled = loss / size if size > 1 else loss
+        (self.scaler.scale(scaled) if self.scaler is not None else scaled).backward()
+        self._losses.append(loss.detach())
+        self._window_samples += count
+
+    # -- the step --------------------------------------------------------------------------
+
+    def step(self) -> dict[str, Any] | None:
+        """Take the window's optimizer step; return the values to track at it (``train.loss``, the window's mean
+        loss; ``train.lr`` as the optimizer has it; scheduled keys; ``train.grad_norm``; ``train.samples``;
+        model statistics when due), or ``None`` when the update was skipped (counted in :attr:`skipped`)."""
+        values = {f"train.{key}": value for key, value in self.schedules.step(self.taken).items()
+                  if key != "lr" and not key.startswith("lr.")} if self.schedules.schedules else {}
+        values.update(_rates(self.optimizer))
+        losses, self._losses = self._losses, []
+        loss = losses[0] if len(losses) == 1 else torch.stack(losses).mean()
+        samples, self._window_samples = self._window_samples, 0
+        if self.scaler is not None:
+            self.scaler.unscale_(self.optimizer)
+        params = [p for group in self.optimizer.param_groups for p in group["params"] if p.grad is not None]
+        norms = []
+        if self.grad_clip_value is not None:
+            norms.append(clip_grad_value(params, self.grad_clip_value))
+        if self.grad_clip_norm is not None:
+            norms.append(clip_grad_norm(params, self.grad_clip_norm))
+        if norms:  # the norm before any clipping: with both, not the one left by clipping by value
+            values["train.grad_norm"] = norms[0]
+        snapshot = ModelSnapshot(self.model) if self.statistics_every and \
+            (self.taken + 1) % self.statistics_every == 0 else None
+        if not self._update(params, loss):
+            self.skipped += 1
+            return None
+        if self.lr_scheduler is not None and self.lr_scheduler_every == "step":
+            self.lr_scheduler.step()
+        self.taken += 1
+        self.samples += samples
+        if snapshot is not None:
+            values.update(model_statistics(snapshot, self.model))
+        values["train.loss"] = loss
+        values["train.samples"] = self.samples
+        if self.nonfinite == "raise" and self.scaler is None:
+            self._unchecked += 1
+            if self._unchecked >= self.check_every and monotonic() - self._checked_at >= self.check_seconds:
+                self.check()
+        return values
+
+    def end_epoch(self) -> None:
+        """Step a ``torch.optim.lr_scheduler`` stepped per epoch."""
+        if self.lr_scheduler is not None and self.lr_scheduler_every == "epoch":
+            self.lr_scheduler.step()
+
+    def _update(self, params: list[torch.Tensor], loss: torch.Tensor) -> bool:
+        """Step the optimizer as the non-finite policy and the scaler say; return whether the step was taken."""
+        if self.scaler is not None:
+            scale = self.scaler.get_scale()
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
+            return self.scaler.get_scale() >= scale  # a skipped step halves the scale
+        flags = self._flags_for(params, loss)
+        flags.update([p.grad for p in params], loss)
+        if self.nonfinite == "skip":
+            if flags.found.item():
+                self.log(f"step {self.taken + 1}: non-finite loss or gradient; the update is skipped")
+                flags.reset()
+                return False
+            self.optimizer.step()
+            return True
+        if self._masked_by_optimizer:
+            self.optimizer.found_inf = flags.found
+            try:
+                self.optimizer.step()
+            finally:
+                del self.optimizer.found_inf
+        else:
+            for p in params:
+                p.grad.masked_fill_(flags.found_bool, 0)
+            self.optimizer.step()
+        return True
+
+    def _flags_for(self, params: list[torch.Tensor], loss: torch.Tensor) -> _Flags:
+        """The flags of ``params``' gradients and the loss: made again when the parameters with a gradient change."""
+        names = [self.names.get(id(p), "?") for p in params] if self._flags is None or \
+            len(params) != len(self._flags.names) else None
+        if names is not None:
+            self.check()  # a flag set for the parameters before is read before they are forgotten
+            self._flags = _Flags(names, loss.device)
+        return self._flags
+
+    def check(self) -> None:
+        """Read the non-finite flag back (once, every process agreeing); raise :class:`NonFiniteError` naming the
+        first step it was set at and its first non-finite parameter. Free when no step was taken since the last."""
+        self._unchecked, self._checked_at = 0, monotonic()
+        flags = self._flags
+        if flags is None or self.nonfinite != "raise":
+            return
+        counts = torch.cat([flags.found, flags.steps])
+        if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
+            dist.all_reduce(counts, op=dist.ReduceOp.MAX)
+        found, steps = counts.tolist()
+        if not found:
+            return
+        step = self.taken - int(steps) + 1
+        norms = flags.first.tolist()
+        hint = "nonfinite='skip' skips such updates instead"
+        if norms[-1] != norms[-1] or abs(norms[-1]) == float("inf"):
+            raise NonFiniteError(f"step {step}: the loss is {norms[-1]}; {hint}")
+        name = next((n for n, v in zip(flags.names, norms) if v != v or abs(v) == float("inf")), None)
+        if name is None:  # another process's loss or gradients
+            raise NonFiniteError(f"step {step}: a loss or gradient of another process is not finite; {hint}")
+        raise NonFiniteError(f"step {step}: the gradient of parameter {name!r} is not finite; {hint}")
+
+    # -- checkpoints -------------------------------------------------------------------------
+
+    def state_dict(self) -> dict[str, Any]:
+        """The counts, the gradient scaler and the learning-rate scheduler (the schedules are functions of the
+        step, restored with it)."""
+        return {"taken": self.taken, "skipped": self.skipped, "samples": self.samples,
+                "scaler": self.scaler.state_dict() if self.scaler is not None else None,
+                "lr_scheduler": self.lr_scheduler.state_dict() if self.lr_scheduler is not None else None}
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        """Restore :meth:`state_dict`."""
+        self.taken, self.skipped, self.samples = int(state["taken"]), int(state["skipped"]), state["samples"]
+        if self.scaler is not None and state["scaler"] is not None:
+            self.scaler.load_state_dict(state["scaler"])
+        if self.lr_scheduler is not None and state["lr_scheduler"] is not None:
+            self.lr_scheduler.load_state_dict(state["lr_scheduler"])
+
+
+class _Flags:
+    """On the device: ``found``, set (and left set) by a step with a non-finite loss or gradient norm; ``steps``,
+    the steps since it was set, that one included; ``first``, the norms and loss of that step."""
+
+    def __init__(self, names: Sequence[str], device: torch.device):
+        self.names = list(names)
+        self.found = torch.zeros(1, device=device)
+        self.found_bool = torch.zeros((), dtype=torch.bool, device=device)
+        self.steps = torch.zeros(1, device=device)
+        self.first = torch.zeros(len(names) + 1, device=device)
+        self._one = torch.ones(1, device=device)
+
+    def update(self, grads: list[torch.Tensor], loss: torch.Tensor) -> None:
+        """Flag this step's gradients and loss (6 operations on the device, none read back)."""
+        norms = torch.stack([*torch._foreach_norm(grads, 2, dtype=torch.float32),
+                             loss if loss.dtype == torch.float32 else loss.float()])
+        torch.where(self.found_bool, self.first, norms, out=self.first)  # frozen once found
+        torch._amp_foreach_non_finite_check_and_unscale_([norms], self.found, self._one)
+        torch.gt(self.found.view(()), 0, out=self.found_bool)
+        self.steps.add_(self.found)
+
+    def reset(self) -> None:
+        for flag in (self.found, self.found_bool, self.steps):
+            flag.zero_()
+
+
+def _rates(optimizer: torch.optim.Optimizer) -> dict[str, Any]:
+    """``train.lr`` as the optimizer's groups have it now (``train.lr.group<i>`` each when they differ): the rate a
+    schedule, a scheduler or a callback set. A rate held as a tensor is tracked as it is, never read here."""
+    rates = [group["lr"] for group in optimizer.param_groups]
+    if len(rates) == 1 or (not any(isinstance(rate, torch.Tensor) for rate in rates) and len(set(rates)) == 1):
+        return {"train.lr": rates[0]}
+    return {f"train.lr.group{i}": rate for i, rate in enumerate(rates)}

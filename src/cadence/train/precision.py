@@ -1,0 +1,122 @@
+"""The numeric precision of a run: float32, bfloat16 or float16 autocast, or the best this machine computes natively.
+
+``precision`` is one of :data:`PRECISIONS`:
+
+* ``"32"``: float32 throughout;
+* ``"bf16"``: ``torch.autocast`` to bfloat16 (on CPUs too), parameters and optimizer in float32;
+* ``"fp16"``: autocast to float16 with a gradient scaler (``torch.amp.GradScaler``);
+* ``"auto"``: ``"bf16"`` where the device computes bfloat16 natively, else ``"32"``, decided once
+  per process by :func:`resolve_precision`. A run records the resolved value in its config,
+  so that a resume on another machine computes the same.
+
+**Native bfloat16 on a CPU** needs two things, and both are checked: the CPU's instructions
+(CPUID shows ``avx512_bf16`` or ``amx_bf16``; ``bf16`` on Arm) and oneDNN's kernels using
+them, which ``ONEDNN_MAX_CPU_ISA`` may forbid. torch's own ``torch.cpu._is_*_supported()``
+read CPUID only, and a bfloat16 ``Linear`` runs anywhere, emulated (8x slower than float32
+on an AVX2-only CPU), while oneDNN's LSTM refuses bfloat16 outright there ("could not create
+a primitive descriptor for the LSTM forward propagation primitive"). So :func:`bf16_support`
+reads the flags and then runs a tiny bfloat16 ``nn.LSTM`` forward and backward.
+
+Forcing ``precision="bf16"`` where bfloat16 is not native warns once that it will be slow;
+with a recurrent layer that oneDNN refuses it fails at once, in one line naming what the CPU
+lacks (:class:`PrecisionError`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import os
+import platform
+import warnings
+from pathlib import Path
+
+import torch
+from torch import nn
+
+__all__ = ["PRECISIONS", "PrecisionError", "bf16_support", "check_precision", "resolve_precision"]
+
+#: The values of ``precision``.
+PRECISIONS = ("auto", "32", "bf16", "fp16")
+
+#: oneDNN ISA limits (``ONEDNN_MAX_CPU_ISA``) below its first ISA with bfloat16 instructions.
+_ONEDNN_WITHOUT_BF16 = ("SSE41", "AVX", "AVX2", "AVX2_VNNI", "AVX2_VNNI_2", "AVX512_CORE", "AVX512_CORE_VNNI")
+
+#: The CPU flags of native bfloat16 arithmetic: x86's AVX-512 BF16 and AMX BF16, Arm's BF16.
+_BF16_FLAGS = ("avx512_bf16", "amx_bf16", "bf16")
+
+#: The layers whose bfloat16 kernels oneDNN refuses on a CPU without native bfloat16.
+_REFUSED = (nn.LSTM,)
+
+
+class PrecisionError(ValueError):
+    """A precision this machine cannot compute."""
+
+
+def resolve_precision(precision: str, device: torch.device) -> str:
+    """``precision`` with ``"auto"`` resolved for ``device``: ``"bf16"`` where it computes bfloat16 natively
+    (see :func:`bf16_support`), else ``"32"``; the others as they are. An unknown value is a ``ValueError``."""
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision={precision!r}; expected one of {', '.join(map(repr, PRECISIONS))}")
+    if precision != "auto":
+        return precision
+    return "bf16" if bf16_support(device) is None else "32"
+
+
+def bf16_support(device: torch.device) -> str | None:
+    """``None`` where ``device`` computes bfloat16 natively, else why not (what the machine lacks), in words."""
+    if device.type == "cuda":
+        return None if torch.cuda.is_bf16_supported() else f"{torch.cuda.get_device_name(device)} has no bfloat16"
+    if device.type == "cpu":
+        return _cpu_bf16_support()
+    return f"cadence does not use bfloat16 autocast on {device.type} devices"
+
+
+def check_precision(precision: str, device: torch.device, model: nn.Module) -> None:
+    """Before training ``model`` on ``device`` at a resolved ``precision``: where bfloat16 is asked for but not
+    native, a layer oneDNN refuses is a :class:`PrecisionError` naming it and what the CPU lacks; otherwise one
+    warning says that it will be slow."""
+    if precision != "bf16":
+        return
+    missing = bf16_support(device)
+    if missing is None:
+        return
+    refused = [name or type(module).__name__ for name, module in model.named_modules() if isinstance(module, _REFUSED)]
+    if refused and device.type == "cpu":
+        raise PrecisionError(f"precision='bf16': {missing}, and oneDNN has no bfloat16 kernel of the model's "
+                             f"{type(model.get_submodule(refused[0])).__name__} {refused[0]!r} without it; use "
+                             f"precision='auto' (float32 on this machine) or '32'")
+    warnings.warn(f"precision='bf16': {missing}, so bfloat16 is emulated here and training will be several times "
+                  f"slower than in float32; precision='auto' picks float32 on this machine", RuntimeWarning,
+                  stacklevel=3)
+
+
+@functools.cache
+def _cpu_bf16_support() -> str | None:
+    """Whether this process's CPU computes bfloat16 natively (see the module docstring); asked once per process."""
+    flags = _cpu_flags()
+    if not flags & set(_BF16_FLAGS):
+        return (f"this CPU ({platform.processor() or platform.machine()}) has no bfloat16 instructions "
+                f"(none of {', '.join(_BF16_FLAGS)})")
+    limit = os.environ.get("ONEDNN_MAX_CPU_ISA", "").upper()
+    if limit in _ONEDNN_WITHOUT_BF16:
+        return f"ONEDNN_MAX_CPU_ISA={limit} keeps oneDNN from the CPU's bfloat16 instructions"
+    try:
+        with torch.random.fork_rng(), torch.autocast("cpu", dtype=torch.bfloat16):
+            lstm = nn.LSTM(4, 4)
+            output, _ = lstm(torch.zeros(2, 1, 4))
+        output.float().sum().backward()
+    except RuntimeError as e:
+        return f"oneDNN refuses a bfloat16 LSTM on this CPU ({str(e).splitlines()[0]})"
+    return None
+
+
+def _cpu_flags() -> set[str]:
+    """The CPU's feature flags: /proc/cpuinfo's on Linux, else what torch reads from CPUID."""
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            name, _, value = line.partition(":")
+            if name.strip() in ("flags", "Features"):
+                return set(value.split())
+    supported = getattr(torch.cpu, "_is_avx512_bf16_supported", None)
+    return {"avx512_bf16"} if supported is not None and supported() else set()

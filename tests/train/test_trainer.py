@@ -3,19 +3,19 @@
 from __future__ import annotations
 
 import io
+import os
 import re
+import signal
 
 import pytest
 import torch
 from rich.console import Console
 from torch import nn
 
-import cadence.train.optimizer_step as optimizer_step_module
 from cadence.metrics import Accuracy, ConfusionMatrix, Recall
 from cadence.optim import Adam
-from cadence.schedule import Piecewise
 from cadence.track import RunContext, RunStore, Tracker
-from cadence.train import DeviceError, NonFiniteError, Trainer, list_checkpoints, load_checkpoint
+from cadence.train import DeviceError, Trainer, latest_checkpoint, list_checkpoints, load_checkpoint
 
 
 def batches(n: int, size: int, seed: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
@@ -54,66 +54,12 @@ def test_inner_iterations_alternate_slices_that_end_at_the_loaders_end():
     assert len(trainer.calls) == 2 * 17 and trainer.global_step == 20
 
 
-def _train_sgd(data, update_batches, epochs=1):
-    model = mlp()
-    trainer = Trainer(model, torch.optim.SGD(model.parameters(), lr=0.5), data, loss_fn=nn.functional.cross_entropy,
-                      update_batches=update_batches, epochs=epochs)
-    trainer.run()
-    return model, trainer
-
-
-def test_two_batches_of_32_accumulate_to_the_update_of_one_batch_of_64():
-    big = batches(6, 64, 2)
-    halves = [(x[i:i + 32], y[i:i + 32]) for x, y in big for i in (0, 32)]
-    model_big, trainer_big = _train_sgd(big, update_batches=1)
-    model_acc, trainer_acc = _train_sgd(halves, update_batches=2)
-    assert trainer_big.global_step == trainer_acc.global_step == 6
-    for p, q in zip(model_big.parameters(), model_acc.parameters()):
-        torch.testing.assert_close(p, q, rtol=0, atol=1e-6)
-
-
-def test_a_short_last_window_is_a_mean_over_its_own_batches_and_still_applied():
-    data = batches(5, 16, 3)
-    model_acc, trainer = _train_sgd(data, update_batches=2)
-    assert trainer.global_step == 3
-    # The same three updates by hand: mean of batches (0, 1), mean of (2, 3), then batch 4 alone.
-    model = mlp()
-    sgd = torch.optim.SGD(model.parameters(), lr=0.5)
-    for window in (data[0:2], data[2:4], data[4:5]):
-        sgd.zero_grad()
-        for x, y in window:
-            (nn.functional.cross_entropy(model(x), y) / len(window)).backward()
-        sgd.step()
-    for p, q in zip(model.parameters(), model_acc.parameters()):
-        torch.testing.assert_close(p, q, rtol=0, atol=1e-6)
-
-
 def test_is_optimize_marks_the_batch_before_each_optimizer_step():
     model = mlp()
     trainer = Recorder(model, torch.optim.SGD(model.parameters(), lr=0.1), batches(5, 4, 0),
                        loss_fn=nn.functional.cross_entropy, update_batches=2)
     trainer.run()
     assert [call[4] for call in trainer.calls] == [False, True, False, True, True]
-
-
-def test_schedules_and_tracked_steps_count_optimizer_steps_not_batches():
-    model = mlp()
-    schedule = Piecewise([(0, 1.0), (4, 0.0)])
-    tracker = Tracker()
-    seen = []
-    optimizer = torch.optim.SGD(model.parameters(), lr=123.0)
-    original_step = optimizer.step
-
-    def spy_step(*args, **kwargs):
-        seen.append(optimizer.param_groups[0]["lr"])
-        return original_step(*args, **kwargs)
-
-    optimizer.step = spy_step
-    trainer = Trainer(model, optimizer, batches(8, 4, 0), loss_fn=nn.functional.cross_entropy, update_batches=2,
-                      schedules={"lr": schedule}, run=RunContext(tracker), console=False)
-    trainer.run()
-    assert seen == [1.0, 0.75, 0.5, 0.25]
-    assert trainer.global_step == 4
 
 
 def test_metrics_keep_one_state_per_phase_equal_to_direct_computation():
@@ -172,6 +118,8 @@ class Exploding(Trainer):
 
 @pytest.mark.parametrize("error, status", [(ValueError("loss went NaN at batch 3"), "failed"),
                                            (KeyboardInterrupt(), "interrupted")])
+
+
 def test_a_failing_step_marks_the_run_and_reraises(tmp_path, error, status):
     model = mlp()
     with RunStore(tmp_path / "runs") as store:
@@ -207,6 +155,8 @@ def test_a_finished_run_is_recorded_with_its_metrics(tmp_path):
     ({"inner_iterations": 1.5}, r"Trainer: inner_iterations=1.5 is a float; expected an integer"),
     ({"update_batches": -2}, r"Trainer: update_batches=-2 is out of range; expected update_batches >= 1"),
 ])
+
+
 def test_bad_arguments_fail_clearly(kwargs, message):
     model = mlp()
     with pytest.raises((ValueError, TypeError), match=message):
@@ -222,116 +172,6 @@ def test_a_loader_without_len_and_a_missing_loss_fail_clearly():
         trainer.run()
 
 
-def test_gradients_are_clipped_before_each_step_and_the_norm_tracked():
-    model = mlp()
-    tracker = Tracker()
-    seen = []
-    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
-    original_step = optimizer.step
-
-    def spy_step(*args, **kwargs):
-        seen.append(torch.linalg.vector_norm(torch.cat([p.grad.flatten() for p in model.parameters()])).item())
-        return original_step(*args, **kwargs)
-
-    optimizer.step = spy_step
-    data = [(x * 100, y) for x, y in batches(4, 8, 0)]
-    Trainer(model, optimizer, data, loss_fn=nn.functional.cross_entropy, grad_clip_norm=0.5, run=RunContext(tracker), console=False).run()
-    assert all(n == pytest.approx(0.5, rel=1e-4) for n in seen)
-    assert tracker.latest("train.grad_norm") > 0.5
-
-
-def test_betas_can_follow_a_schedule_and_are_tracked():
-    model = mlp()
-    tracker = Tracker()
-    optimizer = Adam(model.parameters())
-    Trainer(model, optimizer, batches(4, 8, 0), loss_fn=nn.functional.cross_entropy, run=RunContext(tracker), console=False,
-            schedules={"betas[0]": Piecewise([(0, 0.8), (4, 0.9)])}).run()
-    assert tracker.latest("train.betas[0]") == pytest.approx(0.875)
-    assert optimizer.param_groups[0]["betas"][0] == pytest.approx(0.875)
-
-
-def test_an_unknown_scheduled_hyper_parameter_fails_at_construction():
-    model = mlp()
-    with pytest.raises(ValueError, match="cannot schedule 'momentum'"):
-        Trainer(model, Adam(model.parameters()), batches(2, 4, 0), schedules={"momentum": Piecewise([(0, 1.0)])})
-
-
-# -- non-finite values -------------------------------------------------------------------------
-
-
-def poisoned(at: int, where: str) -> list[tuple[torch.Tensor, torch.Tensor]]:
-    """Batches of which batch ``at`` makes the loss NaN (``where="loss"``) or only a gradient infinite."""
-    data = batches(6, 8, 0)
-    x, y = data[at]
-    data[at] = (torch.full_like(x, float("nan")) if where == "loss" else x * 1e38, y)
-    return data
-
-
-class InfiniteGradient(torch.autograd.Function):
-    """Zero forward; an infinite gradient backward: a finite loss whose gradient is not."""
-
-    @staticmethod
-    def forward(ctx, w):
-        return w * 0
-
-    @staticmethod
-    def backward(ctx, grad):
-        return torch.full_like(grad, float("inf"))
-
-
-class Trap(nn.Module):
-    """Adds 0, with an infinite gradient for its ``scale`` on inputs marked by a huge value."""
-
-    def __init__(self):
-        super().__init__()
-        self.scale = nn.Parameter(torch.ones(()))
-
-    def forward(self, x):
-        return x + (InfiniteGradient.apply(self.scale) if x.abs().max() > 1e30 else self.scale * 0)
-
-
-def test_a_non_finite_loss_fails_naming_the_step(tmp_path):
-    model = mlp()
-    trainer = Trainer(model, torch.optim.SGD(model.parameters(), lr=0.1), poisoned(3, "loss"),
-                      loss_fn=nn.functional.cross_entropy, run=tmp_path, checkpoint_every=1, console=False)
-    with pytest.raises(NonFiniteError, match=r"^step 4: the loss is nan; nonfinite='skip' skips"):
-        trainer.run()
-    # Nothing written was corrupted: the checkpoints before it are the steps before it, with finite weights.
-    assert [p.name for p in list_checkpoints(tmp_path / "checkpoints")] == ["step-1", "step-2", "step-3"]
-    restored = mlp()
-    load_checkpoint(tmp_path / "checkpoints" / "step-3", restored)
-    assert all(torch.isfinite(p).all() for p in restored.parameters())
-
-
-def test_a_non_finite_gradient_fails_naming_the_parameter():
-    torch.manual_seed(0)
-    model = nn.Sequential(Trap(), nn.Linear(6, 3))
-    data = batches(4, 8, 0)
-    data[2][0][0, 0] = 1e31
-    trainer = Trainer(model, torch.optim.SGD(model.parameters(), lr=0.1), data, loss_fn=nn.functional.cross_entropy,
-                      console=False)
-    with pytest.raises(NonFiniteError, match=r"step 3: the gradient of parameter '0.scale' is not finite"):
-        trainer.run()
-
-
-def test_skip_leaves_the_model_as_it_was_and_counts_the_skipped_update():
-    model = mlp()
-    tracker = Tracker()
-    seen = []
-
-    class Watch:
-        def on_optimizer_step(self, trainer):
-            seen.append((trainer.global_step, [p.detach().clone() for p in model.parameters()]))
-
-    trainer = Trainer(model, torch.optim.SGD(model.parameters(), lr=0.1), poisoned(3, "loss"),
-                      loss_fn=nn.functional.cross_entropy, nonfinite="skip", run=RunContext(tracker), console=False, callbacks=[Watch()])
-    trainer.run()
-    assert trainer.global_step == 5 and trainer.optimizer_step.skipped == 1
-    assert tracker.latest("train.skipped_steps") == 1
-    assert all(torch.isfinite(p).all() for p in model.parameters())
-    assert [step for step, _ in seen] == [1, 2, 3, 4, 5]
-
-
 # -- precision, devices, the console ------------------------------------------------------------
 
 
@@ -344,32 +184,6 @@ def test_bf16_autocast_trains_on_the_cpu_with_float32_weights():
     trainer.run()
     assert set(dtypes) == {torch.bfloat16} and trainer.global_step == 4
     assert all(p.dtype == torch.float32 for p in model.parameters())
-
-
-def test_fp16_clips_unscaled_gradients_and_a_skipped_step_moves_no_schedule():
-    model = mlp()
-    tracker = Tracker()
-    scaler = torch.amp.GradScaler("cpu", init_scale=2.0 ** 16)
-    seen = []
-    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
-    original = optimizer.step
-
-    def spy(*args, **kwargs):
-        seen.append((optimizer.param_groups[0]["lr"],
-                     torch.linalg.vector_norm(torch.cat([p.grad.flatten() for p in model.parameters()])).item()))
-        return original(*args, **kwargs)
-
-    optimizer.step = spy
-    data = batches(4, 8, 0)
-    data[1] = (data[1][0] * 1e30, data[1][1])  # overflows in float16: the scaler skips this step
-    trainer = Trainer(model, optimizer, data, loss_fn=nn.functional.cross_entropy, precision="fp16", scaler=scaler,
-                      grad_clip_norm=0.5, schedules={"lr": Piecewise([(0, 1.0), (10, 0.0)])}, run=RunContext(tracker), console=False)
-    trainer.run()
-    assert trainer.global_step == 3 and trainer.optimizer_step.skipped == 1
-    # The schedule's steps 0, 1, 2: the skipped update did not advance it; clipped to 0.5 in unscaled units.
-    assert [lr for lr, _ in seen] == pytest.approx([1.0, 0.9, 0.8])
-    assert all(norm == pytest.approx(0.5, rel=1e-3) for _, norm in seen)
-    assert scaler.get_scale() < 2.0 ** 16
 
 
 def test_a_device_the_machine_lacks_fails_at_construction_in_one_line(monkeypatch):
@@ -464,48 +278,6 @@ def test_a_metric_of_several_values_is_tracked_per_element():
     assert sum(tracker.latest(f"valid.confusion[{i}][{j}]") for i in range(3) for j in range(3)) == 16
 
 
-def sgd_by_hand(model: nn.Module, windows, lr: float, clip_value: float | None = None) -> list[float]:
-    """Train ``model`` with SGD, one step per window of batches (the mean of their losses); return each step's
-    gradient 2-norm before clipping."""
-    sgd = torch.optim.SGD(model.parameters(), lr=lr)
-    norms = []
-    for window in windows:
-        sgd.zero_grad()
-        for x, y in window:
-            (nn.functional.cross_entropy(model(x), y) / len(window)).backward()
-        norms.append(torch.linalg.vector_norm(torch.cat([p.grad.flatten() for p in model.parameters()])).item())
-        if clip_value is not None:
-            for p in model.parameters():
-                p.grad.clamp_(-clip_value, clip_value)
-        sgd.step()
-    return norms
-
-
-def test_an_accumulation_window_spans_a_validation_slice(tmp_path):
-    data, valid = batches(6, 8, 4), batches(4, 8, 5)
-    model = mlp()
-    with RunStore(tmp_path) as store:
-        run_id = store.create_run("unit", {})
-        trainer = Recorder(model, torch.optim.SGD(model.parameters(), lr=0.5), data, valid,
-                           loss_fn=nn.functional.cross_entropy, inner_iterations=2, update_batches=4,
-                           run=RunContext(Tracker(store, run_id)), console=False)
-        trainer.run()
-        first_validation = [array[0] for array in store.values(run_id, "valid.loss")]
-    # Window 0..3 opens before the first validation slice and closes after it; 4..5 is cut short by the epoch's end.
-    assert [(phase, idx, optimize) for _, phase, idx, _, optimize in trainer.calls] == [
-        ("train", 0, False), ("train", 1, False), ("train", 2, False), ("valid", 0, False), ("valid", 1, False),
-        ("train", 3, True), ("train", 4, False), ("train", 5, True), ("valid", 2, False), ("valid", 3, False)]
-    assert trainer.global_step == 2
-    # The validation inside the window saw the untrained model and left the accumulating gradients alone.
-    untrained = mlp()
-    with torch.no_grad():
-        expected = sum(nn.functional.cross_entropy(untrained(x), y, reduction="sum").item() for x, y in valid[:2]) / 16
-    assert first_validation[0] == 0 and first_validation[1] == pytest.approx(expected, rel=1e-6)
-    sgd_by_hand(untrained, [data[0:4], data[4:6]], lr=0.5)
-    for p, q in zip(untrained.parameters(), model.parameters()):
-        torch.testing.assert_close(p, q, rtol=0, atol=1e-6)
-
-
 def test_more_inner_iterations_than_batches_visits_each_batch_once_and_shows_no_empty_slices():
     out = io.StringIO()
     model = mlp()
@@ -522,42 +294,6 @@ def test_more_inner_iterations_than_batches_visits_each_batch_once_and_shows_no_
     assert [line.split(" ")[3] for line in lines if line.startswith("epoch 1 train")] == ["1/2", "2/2"]
     assert [line.split(" ")[3] for line in lines if line.startswith("epoch 1 valid")] == ["1/3", "2/3", "3/3"]
     assert not [line for line in lines if " 0/0" in line], lines
-
-
-def test_grad_clip_value_clamps_the_accumulated_gradient_once_per_window(monkeypatch):
-    data = [(x * 100, y) for x, y in batches(5, 8, 0)]
-    clips = []
-    real_clip = optimizer_step_module.clip_grad_value
-    monkeypatch.setattr(optimizer_step_module, "clip_grad_value", lambda *args: clips.append(args[1]) or real_clip(*args))
-    model = mlp()
-    tracker = Tracker()
-    trainer = Trainer(model, torch.optim.SGD(model.parameters(), lr=0.1), data, loss_fn=nn.functional.cross_entropy,
-                      update_batches=2, grad_clip_value=0.01, run=RunContext(tracker), console=False)
-    trainer.run()
-    assert clips == [0.01] * 3 and trainer.global_step == 3
-    # Clamping each batch's gradient before accumulating would give another update: the sum is clamped.
-    by_hand = mlp()
-    norms = sgd_by_hand(by_hand, [data[0:2], data[2:4], data[4:5]], lr=0.1, clip_value=0.01)
-    for p, q in zip(by_hand.parameters(), model.parameters()):
-        torch.testing.assert_close(p, q, rtol=0, atol=1e-6)
-    assert tracker.latest("train.grad_norm") == pytest.approx(norms[-1], rel=1e-5) and norms[-1] > 0.01
-
-
-def test_the_tracked_training_loss_is_the_mean_loss_of_each_window(tmp_path):
-    data = batches(7, 8, 2)
-    model = mlp()
-    with torch.no_grad():
-        losses = [nn.functional.cross_entropy(model(x), y).item() for x, y in data]
-    with RunStore(tmp_path) as store:
-        run_id = store.create_run("unit", {})
-        # lr 0: the model stays as it is, so each batch's loss is known beforehand.
-        Trainer(model, torch.optim.SGD(model.parameters(), lr=0.0), data, loss_fn=nn.functional.cross_entropy,
-                epochs=2, update_batches=3, run=RunContext(Tracker(store, run_id)), console=False).run()
-        tracked = [(step, None, value) for step, value in zip(*store.values(run_id, "train.loss"))]
-    windows = [losses[0:3], losses[3:6], losses[6:7]]
-    expected = [sum(window) / len(window) for window in windows] * 2
-    assert [step for step, _, _ in tracked] == [1, 2, 3, 4, 5, 6]
-    assert [value for _, _, value in tracked] == pytest.approx(expected, rel=1e-6)
 
 
 class Probe(Trainer):
@@ -618,42 +354,245 @@ def test_a_loader_shorter_than_its_len_fails_the_run_with_both_counts(tmp_path, 
     assert run.status == "failed" and message in run.error
 
 
-def test_with_both_clippings_the_tracked_norm_is_the_one_before_any_clipping():
-    data = [(x * 100, y) for x, y in batches(2, 8, 0)]
+# -- errors of a step ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("returned, message", [
+    (lambda loss: loss.expand(3), r"Trainer.step returned a tensor of shape \[3\]; expected the batch's mean loss as a "
+                                  r"0-d tensor, or \(loss, count\)"),
+    (lambda loss: 0.5, r"Trainer.step returned float; expected the batch's mean loss as a 0-d tensor"),
+    (lambda loss: loss.detach(), r"Trainer.step returned a loss that does not require grad in a training phase"),
+])
+
+
+def test_a_step_returning_something_else_than_a_differentiable_scalar_loss_fails_clearly(returned, message):
+    class Wrong(Trainer):
+        def step(self, batch, batch_index):
+            x, y = batch
+            return returned(nn.functional.cross_entropy(self.model(x), y))
+
     model = mlp()
-    tracker = Tracker()
-    Trainer(model, torch.optim.SGD(model.parameters(), lr=0.1), data, loss_fn=nn.functional.cross_entropy,
-            update_batches=2, grad_clip_value=0.01, grad_clip_norm=0.001, run=RunContext(tracker), console=False).run()
-    norms = sgd_by_hand(mlp(), [data], lr=0.1)
-    assert tracker.latest("train.grad_norm") == pytest.approx(norms[0], rel=1e-5)
+    with pytest.raises(TypeError, match=message):
+        Wrong(model, torch.optim.SGD(model.parameters(), lr=0.1), batches(2, 4, 0), console=False).run()
 
 
+# -- max_steps, stop(), evaluate(), latest() ------------------------------------------------------
 
-def test_the_loss_is_a_moving_average_and_samples_are_counted(tmp_path):
+
+def full_pass(model: nn.Module, data) -> tuple[float, float]:
+    """The mean loss and accuracy of ``model`` over every sample of ``data``."""
+    with torch.no_grad():
+        loss = sum(nn.functional.cross_entropy(model(x), y, reduction="sum").item() for x, y in data)
+        correct = sum((model(x).argmax(-1) == y).sum().item() for x, y in data)
+    n = sum(len(y) for _, y in data)
+    return loss / n, correct / n
+
+
+def test_max_steps_stops_mid_epoch_after_a_whole_validation_pass_of_the_final_model(tmp_path):
+    model, valid = mlp(), batches(3, 8, 1)
+    with RunStore(tmp_path / "runs") as store:
+        run_id = store.create_run("unit", {}, provenance={})
+        trainer = Trainer(model, torch.optim.SGD(model.parameters(), lr=0.5), batches(5, 8, 0), valid,
+                          loss_fn=nn.functional.cross_entropy, metrics={"accuracy": Accuracy()}, epochs=10,
+                          max_steps=7, run=RunContext(Tracker(store, run_id), store.run_dir(run_id)), console=False)
+        assert trainer.run() == "finished"
+        steps, losses = store.values(run_id, "valid.loss")
+    assert trainer.global_step == 7 and trainer.epoch == 1 and trainer.position.done["train"] == 2
+    # Epoch 1's validation at step 5, then the final model's whole pass at step 7.
+    assert steps.tolist() == [5, 7]
+    loss, accuracy = full_pass(model, valid)
+    assert losses[-1] == pytest.approx(loss, rel=1e-6) and trainer.latest("valid.accuracy") == pytest.approx(accuracy)
+    assert latest_checkpoint(tmp_path / "runs" / run_id).name == "step-7"
+
+
+def test_a_stop_never_reports_a_partial_validation_pass_as_a_whole_one():
+    """stop() from on_optimizer_step, the step a valid_every pass follows: the pass runs whole, and the callbacks
+    acting on it see the whole pass's loss."""
+    model, valid = mlp(), batches(4, 8, 1)
+    seen = []
+
+    class StopAt4:
+        def on_optimizer_step(self, trainer):
+            if trainer.global_step == 4:
+                trainer.stop("enough")
+
+        def on_validation_end(self, trainer):
+            seen.append((trainer.global_step, trainer.position.done["valid"], trainer.latest("valid.loss")))
+
+    trainer = Trainer(model, torch.optim.SGD(model.parameters(), lr=0.5), batches(10, 8, 0), valid,
+                      loss_fn=nn.functional.cross_entropy, valid_every=2, callbacks=[StopAt4()], console=False)
+    assert trainer.run() == "finished" and trainer.global_step == 4
+    assert [(step, done) for step, done, _ in seen] == [(2, 4), (4, 4)]
+    assert seen[-1][2] == pytest.approx(full_pass(model, valid)[0], rel=1e-6)
+
+
+def test_evaluate_gives_the_metrics_of_any_loader_and_tracks_them(tmp_path):
     model = mlp()
-    with RunStore(tmp_path) as store:
-        run_id = store.create_run("unit", {})
-        tracker = Tracker(store, run_id)
-        Trainer(model, torch.optim.SGD(model.parameters(), lr=0.1), batches(5, 8, 0),
-                loss_fn=nn.functional.cross_entropy, update_batches=2, run=RunContext(tracker), console=False).run()
-        tracker.flush()
-        samples = list(zip(*(array.tolist() for array in store.values(run_id, "train.samples"))))
-    assert tracker.kind("train.loss") == "moving" and tracker.label("train.loss").startswith("train.loss(avg")
-    # Windows of 2, 2 and 1 batches of 8 samples: 16, 32, 40 samples by steps 1, 2, 3.
-    assert samples == [(1, 16), (2, 32), (3, 40)]
+    test = batches(3, 7, 9)
+    trainer = Trainer(model, torch.optim.SGD(model.parameters(), lr=0.5), batches(4, 8, 0), batches(2, 8, 1),
+                      loss_fn=nn.functional.cross_entropy, metrics={"accuracy": Accuracy()}, run=tmp_path,
+                      console=False)
+    before = trainer.evaluate(test)  # before run(), as after a resume
+    trainer.run()
+    model.train()
+    after = trainer.evaluate(test, phase="test")
+    loss, accuracy = full_pass(model, test)
+    assert set(after) == {"loss", "accuracy"} and after["loss"] == pytest.approx(loss, rel=1e-6)
+    assert after["accuracy"] == pytest.approx(accuracy) and before["loss"] != after["loss"]
+    assert trainer.latest("test.loss") == after["loss"] and model.training  # tracked; the model's mode given back
+    # The training's own validation metrics were left alone.
+    assert trainer.latest("valid.loss") == pytest.approx(full_pass(model, batches(2, 8, 1))[0], rel=1e-6)
 
 
-def test_model_statistics_every_n_steps_only():
+def test_latest_answers_for_every_tracked_key():
     model = mlp()
-    tracker = Tracker()
-    steps = []
+    data = batches(3, 8, 0)
+    trainer = Trainer(model, torch.optim.SGD(model.parameters(), lr=0.0), data, loss_fn=nn.functional.cross_entropy,
+                      console=False)
+    trainer.run()
+    with torch.no_grad():
+        assert trainer.latest("train.loss") == pytest.approx(nn.functional.cross_entropy(model(data[-1][0]),
+                                                                                          data[-1][1]).item())
+    assert trainer.latest("train.lr") == 0.0 and trainer.latest("train.samples") == 24
+    with pytest.raises(KeyError, match=r"tracker has no values for 'train.los' \(did you mean 'train.loss'\?\)"):
+        trainer.latest("train.los")
+
+
+# -- state a step carries, resumed ---------------------------------------------------------------
+
+
+class Carrying(Trainer):
+    """A step that carries state across batches: a running sum of its inputs, which shifts the model's input."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.register_state("running", torch.zeros(6))
+
+    def step(self, batch, batch_index):
+        x, y = batch
+        self.running = 0.9 * self.running + 0.1 * x.mean(0)
+        return nn.functional.cross_entropy(self.model(x + self.running), y)
+
+
+def carrying_run(run_dir, stop_at: int = 0, resume: bool = False) -> Carrying:
+    class StopAt:
+        def on_optimizer_step(self, trainer):
+            if trainer.global_step == stop_at:
+                trainer.stop("stopped for the test")
+
+    model = mlp()
+    trainer = Carrying(model, torch.optim.SGD(model.parameters(), lr=0.5), batches(6, 8, 0), batches(2, 8, 1),
+                       loss_fn=nn.functional.cross_entropy, epochs=2, run=run_dir, console=False,
+                       callbacks=[StopAt()] if stop_at else ())
+    if resume:
+        trainer.resume(run_dir)
+    trainer.run()
+    return trainer
+
+
+def test_registered_state_is_saved_and_restored_so_that_a_resumed_run_is_exact(tmp_path):
+    straight = carrying_run(tmp_path / "straight")
+    stopped = carrying_run(tmp_path / "stopped", stop_at=4)  # mid-epoch
+    assert stopped.global_step == 4 and not torch.equal(stopped.running, straight.running)
+    resumed = carrying_run(tmp_path / "stopped", resume=True)
+    assert resumed.global_step == 12 and torch.equal(resumed.running, straight.running)
+    for p, q in zip(straight.raw_model.parameters(), resumed.raw_model.parameters()):
+        assert torch.equal(p, q)
+
+
+def test_registering_a_trainer_attribute_is_refused():
+    model = mlp()
+    trainer = Trainer(model, torch.optim.SGD(model.parameters(), lr=0.1), batches(2, 8, 0), console=False)
+    for name in ("model", "global_step", "not an identifier"):
+        with pytest.raises(ValueError, match=rf"Trainer.register_state: {name!r} is not a free attribute name"):
+            trainer.register_state(name, 0)
+
+
+def test_a_mid_epoch_resume_with_a_plain_list_loader_skips_the_batches_done(tmp_path):
+    """A loader without a state of its own (a list): the resumed epoch starts after the batches already done."""
+    def run(run_dir, stop_at=0, resume=False):
+        seen = []
+
+        class Watch:
+            def on_optimizer_step(self, trainer):
+                seen.append(trainer.batch_index.idx)
+                if trainer.global_step == stop_at:
+                    trainer.stop("stopped for the test")
+
+        model = mlp()
+        trainer = Trainer(model, torch.optim.SGD(model.parameters(), lr=0.5), batches(7, 8, 0),
+                          loss_fn=nn.functional.cross_entropy, epochs=2, run=run_dir, console=False,
+                          callbacks=[Watch()])
+        if resume:
+            trainer.resume(run_dir)
+        trainer.run()
+        return model, seen
+
+    straight, order = run(tmp_path / "straight")
+    run(tmp_path / "stopped", stop_at=3)
+    resumed, rest = run(tmp_path / "stopped", resume=True)
+    assert order == list(range(7)) * 2 and rest == list(range(3, 7)) + list(range(7))
+    for p, q in zip(straight.parameters(), resumed.parameters()):
+        assert torch.equal(p, q)
+
+
+def test_a_run_interrupted_during_validation_resumes_within_it_and_reports_the_whole_pass(tmp_path):
+    """The first Ctrl+C in the middle of a validation slice: no partial pass is reported, the checkpoint is of the
+    middle of the pass, and the resumed run reports the pass whole, as the run never stopped does."""
+    def run(run_dir, interrupt=False, resume=False):
+        class CtrlCInValidation(Trainer):
+            def step(self, batch, batch_index):
+                if interrupt and not self.mode.is_train and self.epoch == 1 and batch_index.idx == 1:
+                    os.kill(os.getpid(), signal.SIGINT)
+                return super().step(batch, batch_index)
+
+        model = mlp()
+        validations = []
+
+        class Watch:
+            def on_validation_end(self, trainer):
+                validations.append((trainer.global_step, trainer.latest("valid.loss")))
+
+        trainer = CtrlCInValidation(model, torch.optim.SGD(model.parameters(), lr=0.5), batches(4, 8, 0),
+                                    batches(4, 8, 1), loss_fn=nn.functional.cross_entropy, epochs=3, run=run_dir,
+                                    console=False, callbacks=[Watch()])
+        if resume:
+            trainer.resume(run_dir)
+        return trainer, trainer.run(), validations
+
+    straight, _, all_validations = run(tmp_path / "straight")
+    stopped, status, before = run(tmp_path / "stopped", interrupt=True)
+    assert status == "interrupted" and stopped.position.validating is False and stopped.position.done["valid"] == 2
+    assert before == all_validations[:1]  # epoch 2's pass, cut, was not reported
+    resumed, status, after = run(tmp_path / "stopped", resume=True)
+    assert status == "finished" and after == all_validations[1:]
+    for p, q in zip(straight.raw_model.parameters(), resumed.raw_model.parameters()):
+        assert torch.equal(p, q)
+
+
+# -- hooks and what they see -----------------------------------------------------------------------
+
+
+def test_hooks_see_the_batch_that_ended_each_window():
+    model = mlp()
+    seen = []
 
     class Watch:
         def on_optimizer_step(self, trainer):
-            steps.append((trainer.global_step, "model.0.update_ratio" in tracker.keys()))
+            seen.append((trainer.global_step, trainer.batch_index.idx, trainer.batch_index.total))
 
-    Trainer(model, torch.optim.SGD(model.parameters(), lr=0.1), batches(6, 8, 0), loss_fn=nn.functional.cross_entropy,
-            track_model_every=3, run=RunContext(tracker), console=False, callbacks=[Watch()]).run()
-    assert steps == [(1, False), (2, False), (3, True), (4, True), (5, True), (6, True)]
-    assert {"model.0.param_norm", "model.0.grad_norm", "model.2.update_ratio"} <= set(tracker.keys())
-    assert 0 < tracker.latest("model.0.update_ratio") < 1
+    Trainer(model, torch.optim.SGD(model.parameters(), lr=0.1), batches(7, 4, 0), loss_fn=nn.functional.cross_entropy,
+            update_batches=3, callbacks=[Watch()], console=False).run()
+    assert seen == [(1, 2, 7), (2, 5, 7), (3, 6, 7)]
+
+
+@pytest.mark.slow
+def test_compile_trains_as_the_eager_model_does():
+    eager, compiled = mlp(), mlp()
+    for model, compile in ((eager, False), (compiled, True)):
+        trainer = Trainer(model, torch.optim.SGD(model.parameters(), lr=0.5), batches(6, 8, 0),
+                          loss_fn=nn.functional.cross_entropy, compile=compile, console=False)
+        trainer.run()
+        assert (trainer.model is not trainer.raw_model) == compile
+    for p, q in zip(eager.parameters(), compiled.parameters()):
+        torch.testing.assert_close(p, q, rtol=1e-5, atol=1e-6)

@@ -24,10 +24,9 @@ from rich.table import Table
 
 from cadence.cli.common import RUNS_DIR_HELP, UsageError, guarded
 from cadence.config import to_yaml
-from cadence.track import resolve_runs_dir
-from cadence.track import STATES, RunStore, RunSummary, format_runs
-from cadence.track.console import format_duration
+from cadence.track import STATES, RunStore, RunSummary, format_runs, resolve_runs_dir
 from cadence.track.checkpoints import CheckpointError, list_checkpoints, read_meta
+from cadence.track.console import format_duration
 from cadence.track.history import MISSING, better, config_differences, histories
 from cadence.track.plot import X_AXES, plot_runs
 

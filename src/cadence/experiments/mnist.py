@@ -18,12 +18,11 @@ from torch import nn
 
 from cadence.checks import check_number
 from cadence.data import MNIST, InMemoryLoader
-from cadence.metrics import Accuracy
-from cadence.nn.norm import BatchChannelNorm, BatchNorm, GroupNorm, InstanceNorm, LayerNorm
 from cadence.experiments.runs import Built, RunConfig, build_trainer, prepare
 from cadence.experiments.schedules import warmup_cosine
+from cadence.metrics import Accuracy
+from cadence.nn.norm import BatchChannelNorm, BatchNorm, GroupNorm, InstanceNorm, LayerNorm
 from cadence.optim import OptimizerConfig
-
 
 #: Channel groups of the group and batch-channel normalizations (it divides 20, 50 and 500).
 GROUPS = 5

@@ -35,7 +35,7 @@ from cadence.checks import check_number
 from cadence.config import ConfigError, apply_overrides, from_dict, to_dict
 from cadence.optim import OptimizerConfig, build_optimizer, build_schedules, optimizer_callbacks, param_groups
 from cadence.schedule import Schedule
-from cadence.track import RunContext, RunStore, recorded_run, resolve_runs_dir
+from cadence.track import RunStore, recorded_run, resolve_runs_dir
 from cadence.track.checkpoints import latest_checkpoint
 from cadence.track.history import flatten
 from cadence.train import Trainer, resolve_device

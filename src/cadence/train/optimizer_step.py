@@ -217,10 +217,10 @@ class OptimizerStep:
     def check(self) -> None:
         """Read the non-finite flag back (once, every process agreeing); raise :class:`NonFiniteError` naming the
         first step it was set at and its first non-finite parameter. Free when no step was taken since the last."""
-        self._unchecked, self._checked_at = 0, monotonic()
         flags = self._flags
-        if flags is None or self.nonfinite != "raise":
+        if not self._unchecked or flags is None:
             return
+        self._unchecked, self._checked_at = 0, monotonic()
         counts = torch.cat([flags.found, flags.steps])
         if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
             dist.all_reduce(counts, op=dist.ReduceOp.MAX)

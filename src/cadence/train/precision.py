@@ -81,11 +81,12 @@ def check_precision(precision: str, device: torch.device, model: nn.Module) -> N
     missing = bf16_support(device)
     if missing is None:
         return
-    refused = [name or type(module).__name__ for name, module in model.named_modules() if isinstance(module, _REFUSED)]
+    refused = [(name, module) for name, module in model.named_modules() if isinstance(module, _REFUSED)]
     if refused and device.type == "cpu":
-        raise PrecisionError(f"precision='bf16': {missing}, and oneDNN has no bfloat16 kernel of the model's "
-                             f"{type(model.get_submodule(refused[0])).__name__} {refused[0]!r} without it; use "
-                             f"precision='auto' (float32 on this machine) or '32'")
+        name, module = refused[0]
+        layer = f"the model's {type(module).__name__} {name!r}" if name else f"the model, an {type(module).__name__}"
+        raise PrecisionError(f"precision='bf16': {missing}, and oneDNN has no bfloat16 kernel of {layer} without it; "
+                             f"use precision='auto' (float32 on this machine) or '32'")
     warnings.warn(f"precision='bf16': {missing}, so bfloat16 is emulated here and training will be several times "
                   f"slower than in float32; precision='auto' picks float32 on this machine", RuntimeWarning,
                   stacklevel=3)

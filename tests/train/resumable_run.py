@@ -8,7 +8,8 @@ It draws on every source of randomness a run has: a shuffled, augmented loader, 
 epoch. ``--kill-at`` SIGKILLs the process right after optimizer step STEP; ``--kill-in-save``
 SIGKILLs it in the middle of writing the checkpoint of step STEP; ``--slow-after`` prints
 ``step N`` after every optimizer step after STEP and then sleeps ``--sleep`` seconds (for
-signal tests). At the end the model's
+signal tests; the trainer's lines go to standard output then, so that a test can wait for them). At the end the
+model's
 parameters go to ``RUN_DIR/final.pt``.
 """
 
@@ -23,6 +24,7 @@ import time
 
 import numpy as np
 import torch
+from rich.console import Console
 from torch import nn
 
 from cadence.data import InMemoryLoader
@@ -95,7 +97,8 @@ def main() -> int:
                   InMemoryLoader(xv, yv, 32),
                   metrics={"accuracy": Accuracy()}, epochs=args.epochs, inner_iterations=2, update_batches=2,
                   schedules={"lr": LinearWarmup(1e-2, 5)}, checkpoint_every=3, keep_last=100,
-                  run=RunContext(run_dir=args.run_dir, experiment="resumable"), callbacks=[Chores()], console=False)
+                  run=RunContext(run_dir=args.run_dir, experiment="resumable"), callbacks=[Chores()],
+                  console=Console(file=sys.stdout) if args.slow_after >= 0 else False)
     if args.resume:
         trainer.resume(args.run_dir)
     status = trainer.run()

@@ -51,7 +51,8 @@ def test_a_second_ctrl_c_stops_at_once(tmp_path):
     process = start(tmp_path, "--slow-after", "4", "--sleep", "60")
     wait_for_line(process, "step 5")
     process.send_signal(signal.SIGINT)
-    time.sleep(0.5)
+    wait_for_line(process, "SIGINT: finishing the current step, then saving a checkpoint; press Ctrl+C again to stop "
+                           "at once")
     started = time.monotonic()
     process.send_signal(signal.SIGINT)
     code = process.wait(TIMEOUT)

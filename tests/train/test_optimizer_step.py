@@ -322,3 +322,155 @@ def test_model_statistics_every_n_steps_only():
     assert steps == [(1, False), (2, False), (3, True), (4, True), (5, True), (6, True)]
     assert {"model.0.param_norm", "model.0.grad_norm", "model.2.update_ratio"} <= set(tracker.keys())
     assert 0 < tracker.latest("model.0.update_ratio") < 1
+
+
+# -- the non-finite flag, kept on the device -------------------------------------------------------
+
+
+class CountingSGD(torch.optim.SGD):
+    """torch's SGD, counting its steps."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.steps = 0
+
+    def step(self, closure=None):
+        self.steps += 1
+        return super().step(closure)
+
+
+class FoundInfSGD(torch.optim.Optimizer):
+    """Plain SGD that declares it honours ``found_inf`` (as cadence's and torch's fused optimizers do): an update with
+    the flag set leaves the parameters as they are, without reading the flag."""
+
+    supports_found_inf = True
+
+    def __init__(self, params, lr):
+        super().__init__(params, {"lr": lr})
+        self.steps = 0
+
+    @torch.no_grad()
+    def step(self, closure=None):
+        self.steps += 1
+        for group in self.param_groups:
+            for p in group["params"]:
+                p.copy_(torch.where(self.found_inf.bool(), p, p - group["lr"] * p.grad))
+
+
+@pytest.mark.parametrize("optimizer", [CountingSGD, FoundInfSGD], ids=["masked-gradients", "found-inf"])
+def test_a_non_finite_step_masks_every_update_until_the_flag_is_read_and_raised(optimizer):
+    """The bad step and the ones after it until the read leave the parameters finite and as they were; the error
+    names the first bad step though the read came later."""
+    model = mlp()
+    data = poisoned(3, "loss") + batches(20, 8, 5)
+    sgd = optimizer(model.parameters(), lr=0.1)
+    seen = []
+
+    class Watch:
+        def on_optimizer_step(self, trainer):
+            seen.append([p.detach().clone() for p in model.parameters()])
+
+    trainer = Trainer(model, sgd, data, loss_fn=nn.functional.cross_entropy, callbacks=[Watch()], console=False)
+    trainer.optimizer_step.check_every, trainer.optimizer_step.check_seconds = 10, 0.0
+    with pytest.raises(NonFiniteError, match=r"^step 4: the loss is nan"):
+        trainer.run()
+    assert trainer.global_step == 10 and sgd.steps == 10  # read at step 10, raised there
+    for after in seen[3:]:
+        assert all(torch.isfinite(p).all() for p in after)
+        assert all(torch.equal(p, q) for p, q in zip(after, seen[2])), "an update after the bad step moved the model"
+
+
+def test_no_checkpoint_holds_a_non_finite_state(tmp_path):
+    model = mlp()
+    trainer = Trainer(model, torch.optim.SGD(model.parameters(), lr=0.1), poisoned(3, "loss") + batches(30, 8, 5),
+                      loss_fn=nn.functional.cross_entropy, checkpoint_every=5, run=tmp_path, console=False)
+    with pytest.raises(NonFiniteError, match=r"^step 4: the loss is nan"):
+        trainer.run()
+    assert trainer.global_step == 5  # the flag read before the checkpoint of step 5, which was never written
+    assert list_checkpoints(tmp_path) == []
+
+
+# -- the learning rate as the optimizer has it, torch's schedulers ------------------------------------
+
+
+def test_the_tracked_learning_rate_is_the_optimizers_own_whoever_set_it():
+    model = mlp()
+    tracker = Tracker()
+
+    class Halve:
+        def on_optimizer_step(self, trainer):
+            for group in trainer.optimizer.param_groups:
+                group["lr"] /= 2
+
+    trainer = Trainer(model, torch.optim.SGD(model.parameters(), lr=0.8), batches(4, 8, 0),
+                      loss_fn=nn.functional.cross_entropy, callbacks=[Halve()], run=RunContext(tracker), console=False)
+    trainer.run()
+    tracker.flush()
+    assert tracker.latest("train.lr") == 0.1  # the rate step 4 was taken at: 0.8 halved three times
+
+
+@pytest.mark.parametrize("every", ["step", "epoch"])
+def test_a_torch_lr_scheduler_steps_per_step_or_per_epoch_as_torchs_own_loop_does(every, tmp_path):
+    data = batches(3, 8, 0)
+
+    def scheduler(optimizer):
+        return torch.optim.lr_scheduler.StepLR(optimizer, step_size=2, gamma=0.5)
+
+    model = mlp()
+    sgd = torch.optim.SGD(model.parameters(), lr=0.8)
+    with RunStore(tmp_path) as store:
+        run_id = store.create_run("unit", {}, provenance={})
+        Trainer(model, sgd, data, loss_fn=nn.functional.cross_entropy, epochs=3, lr_scheduler=scheduler(sgd),
+                lr_scheduler_every=every, run=RunContext(Tracker(store, run_id)), console=False).run()
+        rates = store.values(run_id, "train.lr")[1].tolist()
+    by_hand, expected = mlp(), []
+    sgd = torch.optim.SGD(by_hand.parameters(), lr=0.8)
+    steps = scheduler(sgd)
+    for _ in range(3):
+        for x, y in data:
+            expected.append(sgd.param_groups[0]["lr"])
+            sgd.zero_grad()
+            nn.functional.cross_entropy(by_hand(x), y).backward()
+            sgd.step()
+            if every == "step":
+                steps.step()
+        if every == "epoch":
+            steps.step()
+    assert rates == pytest.approx(expected)
+    for p, q in zip(model.parameters(), by_hand.parameters()):
+        torch.testing.assert_close(p, q, rtol=0, atol=1e-6)
+
+
+def test_a_torch_lr_scheduler_resumes_with_the_run(tmp_path):
+    def run(run_dir, stop_at=0, resume=False):
+        class StopAt:
+            def on_optimizer_step(self, trainer):
+                if trainer.global_step == stop_at:
+                    trainer.stop("stopped for the test")
+
+        model = mlp()
+        sgd = torch.optim.SGD(model.parameters(), lr=0.8)
+        trainer = Trainer(model, sgd, batches(6, 8, 0), loss_fn=nn.functional.cross_entropy, epochs=2,
+                          lr_scheduler=torch.optim.lr_scheduler.ExponentialLR(sgd, gamma=0.7), run=run_dir,
+                          callbacks=[StopAt()], console=False)
+        if resume:
+            trainer.resume(run_dir)
+        trainer.run()
+        return model, sgd.param_groups[0]["lr"]
+
+    straight, rate = run(tmp_path / "a")
+    run(tmp_path / "b", stop_at=4)
+    resumed, resumed_rate = run(tmp_path / "b", resume=True)
+    assert resumed_rate == rate == pytest.approx(0.8 * 0.7 ** 12)
+    for p, q in zip(straight.parameters(), resumed.parameters()):
+        assert torch.equal(p, q)
+
+
+def test_two_schedules_of_the_learning_rate_are_refused():
+    model = mlp()
+    sgd = torch.optim.SGD(model.parameters(), lr=0.8)
+    with pytest.raises(ValueError, match=r"lr_scheduler and schedules=\{'lr': ...\} would both set the learning rate"):
+        Trainer(model, sgd, batches(2, 8, 0), lr_scheduler=torch.optim.lr_scheduler.StepLR(sgd, 2),
+                schedules={"lr": Piecewise([(0, 1.0)])})
+    with pytest.raises(ValueError, match=r"lr_scheduler_every='batch'; expected one of 'step', 'epoch'"):
+        Trainer(model, sgd, batches(2, 8, 0), lr_scheduler_every="batch")

@@ -190,7 +190,7 @@ def test_resume_continues_the_run_in_its_record_and_records_more_epochs(tiny, tm
     [resumed] = runs_of(tmp_path)
     assert resumed.id == run.id and resumed.status == "finished" and resumed.config["epochs"] == 3
     with RunStore(tmp_path / "runs") as store:
-        assert [step for step, _, _ in store.metrics(run.id, "train.loss")] == list(range(1, 10))
+        assert store.values(run.id, "train.loss")[0].tolist() == list(range(1, 10))
     # The same weights as a run of 3 epochs never stopped.
     assert tiny("epochs=3") == 0
     straight = next(r for r in runs_of(tmp_path) if r.id != run.id)
@@ -275,7 +275,7 @@ def test_a_sweep_trains_a_tagged_run_per_point_and_ends_with_their_final_and_bes
            f"{tag[0]})" in " ".join(out.split())
     with RunStore(tmp_path / "runs") as store:
         for run in runs:
-            losses = [value for _, _, value in store.metrics(run.id, "train.loss")]
+            losses = store.values(run.id, "train.loss")[1]
             row = next(line for line in out.splitlines() if run.id in line)
             assert f"lr={run.config['lr']} seed={run.config['seed']}" in row and "finished" in row
             assert len(losses) == 6

@@ -87,11 +87,11 @@ def test_cadence_train_cifar10_on_generated_archives(tmp_path, capsys):
     assert (tmp_path / "data" / "cifar10" / "cifar-10-batches-py" / "data_batch_5").is_file()
     with RunStore(runs) as store:
         [run] = store.list_runs()
-        accuracy = store.metrics(run.id, "valid.accuracy")
-        lr = [value for _, _, value in store.metrics(run.id, "train.lr")]
+        accuracy_steps, accuracy = store.values(run.id, "valid.accuracy")
+        lr = store.values(run.id, "train.lr")[1].tolist()
     # 100 images in batches of 16, the short last one dropped: 6 steps an epoch, 12 in all.
-    assert run.status == "finished" and [step for step, _, _ in accuracy] == [6, 12]
-    assert all(0 <= value <= 1 for _, _, value in accuracy)
+    assert run.status == "finished" and accuracy_steps.tolist() == [6, 12]
+    assert all(0 <= value <= 1 for value in accuracy)
     assert lr[:4] == pytest.approx([0, 0.1 / 3, 0.2 / 3, 0.1]) and lr[-1] < lr[4]
     assert (runs / run.id / "checkpoints" / "step-12" / "model.safetensors").is_file()
     assert f"run {run.id} finished" in capsys.readouterr().out

@@ -56,7 +56,7 @@ def test_five_epochs_reach_98_percent_validation_accuracy(tmp_path, data_dir, op
     run_id = run_experiment("mnist", config, data_dir=data_dir, runs_dir=tmp_path, tracker_options={"console": False})
     with RunStore(tmp_path) as store:
         run = store.get_run(run_id)
-        accuracy = [value for _, _, value in store.metrics(run_id, "valid.accuracy")]
+        accuracy = store.values(run_id, "valid.accuracy")[1].tolist()
     assert run.status == "finished"
     assert len(accuracy) == 5
     assert accuracy[-1] >= 0.98, f"validation accuracy after 5 epochs: {accuracy}"

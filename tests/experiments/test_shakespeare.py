@@ -111,17 +111,17 @@ def test_a_run_reports_loss_and_bits_per_character_and_stores_its_samples(tmp_pa
                             tracker_options={"console": False})
     with RunStore(tmp_path) as store:
         run = store.get_run(run_id)
-        loss = store.metrics(run_id, "valid.loss")
-        bpc = store.metrics(run_id, "valid.bpc")
-        speed = store.metrics(run_id, "train.chars_per_second")
+        loss_steps, loss = store.values(run_id, "valid.loss")
+        bpc = store.values(run_id, "valid.bpc")[1]
+        speed = store.values(run_id, "train.chars_per_second")[1]
     assert run.status == "finished" and len(loss) == 2 and len(speed) == 2
-    assert [b for _, _, b in bpc] == pytest.approx([v / math.log(2) for _, _, v in loss])
+    assert bpc.tolist() == pytest.approx((loss / math.log(2)).tolist())
     # The validation loss is over the whole validation split: every character but the first of each column (and
     # the fewer than batch_size left over when the columns are cut).
     trainer = build(config, data_dir)
     assert sum(y.numel() for _, y in trainer.valid_loader) == len(trainer.valid_loader.data.flatten()) - 2
     samples = sorted((tmp_path / run_id / "samples").iterdir())
-    assert [p.name for p in samples] == [f"step-{step}.txt" for step, _, _ in loss]
+    assert [p.name for p in samples] == [f"step-{step}.txt" for step in loss_steps]
     text = samples[-1].read_text()
     assert text.startswith("\n") and len(text) == 41
 

@@ -21,7 +21,7 @@ from collections.abc import Sequence
 import torch
 import torch.distributed as dist
 
-__all__ = ["init_from_environment", "is_main", "launch", "world"]
+__all__ = ["init_from_environment", "launch", "world"]
 
 
 def world() -> tuple[int, int]:
@@ -29,11 +29,6 @@ def world() -> tuple[int, int]:
     if dist.is_available() and dist.is_initialized():
         return dist.get_world_size(), dist.get_rank()
     return 1, 0
-
-
-def is_main() -> bool:
-    """Whether this process is rank 0, the one that prints, records and checkpoints."""
-    return world()[1] == 0
 
 
 def init_from_environment(device: torch.device) -> bool:

@@ -38,11 +38,6 @@ class Interrupts:
         self.signal: int | None = None
         self._previous: dict[int, object] = {}
 
-    @property
-    def requested(self) -> bool:
-        """Whether a stop was asked for."""
-        return self.signal is not None
-
     def _handle(self, signum: int, frame: FrameType | None) -> None:
         if self.signal is not None and signum == signal.SIGINT:
             raise KeyboardInterrupt

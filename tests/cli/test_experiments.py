@@ -18,6 +18,7 @@ from cadence.cli import main
 from cadence.data import MNIST
 from cadence.experiments import EXPERIMENTS, Experiment, RunConfig, trainer_options
 from cadence.track import RunStore
+from cadence.track.history import histories
 from cadence.train import Trainer
 
 
@@ -255,6 +256,11 @@ def test_data_parallel_mnist_from_the_command_line(tmp_path, data_dir, launcher)
 # -- sweeps (-m) -----------------------------------------------------------------------------------
 
 
+def cells(line: str) -> list[str]:
+    """The cells of a row of a table the command printed (rich's box drawing: ``┃`` in the header, ``│`` below)."""
+    return [cell.strip() for cell in line.replace("┃", "│").strip().strip("│").split("│")]
+
+
 def sweep(tmp_path, *args: str) -> int:
     return main(["train", "tiny", "-m", *args, "--runs-dir", str(tmp_path / "runs")])
 
@@ -273,12 +279,16 @@ def test_a_sweep_trains_a_tagged_run_per_point_and_ends_with_their_final_and_bes
     out = captured.out
     assert f"sweep {tag[0]}: final (best) of each point" in out and f"6 of 6 points finished (cadence runs --tag " \
            f"{tag[0]})" in " ".join(out.split())
+    # Each metric's cell is its final (best) value as the store has it: tiny's one metric is its moving train.loss.
+    rows = [cells(line) for line in out.splitlines() if "│" in line or "┃" in line]
+    assert rows[0][:3] == ["point", "run", "status"]
     with RunStore(tmp_path / "runs") as store:
         for run in runs:
-            losses = store.values(run.id, "train.loss")[1]
-            row = next(line for line in out.splitlines() if run.id in line)
-            assert f"lr={run.config['lr']} seed={run.config['seed']}" in row and "finished" in row
-            assert len(losses) == 6
+            loss = histories(store, run.id)["train.loss"]
+            (_, final), (_, best) = loss.final(), loss.best()
+            assert len(loss.steps) == 6 and final > 0 and rows[0][3:] == [loss.shown()[1]]
+            assert next(row for row in rows if run.id in row) == [
+                f"lr={run.config['lr']} seed={run.config['seed']}", run.id, "finished", f"{final:.4g} ({best:.4g})"]
     assert "point 1/6: lr=0.1 epochs=2 seed=0" in captured.err
     # cadence compare --tag shows the sweep's runs side by side, in the order they ran, with the same metrics.
     assert main(["compare", "--tag", tag[0], "--runs-dir", str(tmp_path / "runs")]) == 0

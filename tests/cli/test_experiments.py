@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import os
+import queue
+import re
 import shutil
 import signal
 import subprocess
 import sys
+import threading
+import time
 from dataclasses import dataclass
 
 import pytest
@@ -18,6 +22,7 @@ from cadence.cli import main
 from cadence.data import MNIST
 from cadence.experiments import EXPERIMENTS, Experiment, RunConfig, trainer_options
 from cadence.track import RunStore
+from cadence.track.checkpoints import latest_checkpoint, read_meta
 from cadence.track.history import histories
 from cadence.train import Trainer
 
@@ -178,8 +183,6 @@ def test_a_mistyped_override_of_any_experiment_exits_2(tiny, tmp_path, capsys):
 
 
 def weights(run_dir) -> dict:
-    from cadence.train import latest_checkpoint
-
     return safetensors.torch.load_file(latest_checkpoint(run_dir / "checkpoints") / "model.safetensors")
 
 
@@ -232,6 +235,73 @@ def test_a_first_ctrl_c_saves_marks_the_run_and_exits_130_telling_how_to_resume(
     assert run.status == "interrupted"
     assert f"run {run.id} interrupted; newest checkpoint: {tmp_path / 'runs' / run.id / 'checkpoints' / 'step-4'}" \
            f" (resume: cadence train tiny --resume {run.id})" in out
+
+
+#: Seconds a wait on a `cadence` subprocess may take before the test fails (it is killed, not waited for).
+TIMEOUT = 300
+
+
+def lines(stream) -> queue.Queue:
+    """The lines of ``stream`` as a reader thread gets them, then ``None`` at its end."""
+    found: queue.Queue = queue.Queue()
+
+    def read() -> None:
+        for line in stream:
+            found.put(line.rstrip("\n"))
+        found.put(None)
+
+    threading.Thread(target=read, daemon=True).start()
+    return found
+
+
+def wait_for(found: queue.Queue, prefix: str, deadline: float, seen: list[str]) -> str:
+    """The first line from ``found`` that starts with ``prefix``, by ``deadline`` (``time.monotonic()``); every line
+    read is kept in ``seen``."""
+    while True:
+        try:
+            line = found.get(timeout=max(deadline - time.monotonic(), 0))
+        except queue.Empty:
+            pytest.fail(f"no line starting {prefix!r} within {TIMEOUT} s; got {seen[-20:]}")
+        if line is None:
+            pytest.fail(f"the process ended before printing a line starting {prefix!r}; got {seen[-20:]}")
+        seen.append(line)
+        if line.startswith(prefix):
+            return line
+
+
+@pytest.mark.slow
+def test_sigterm_to_cadence_train_saves_a_checkpoint_marks_the_run_interrupted_and_exits_143(tmp_path, data_dir):
+    """As a scheduler stops a job: the real command in its own process, sent SIGTERM once it is training (its first
+    checkpoint written); far more epochs than it can train meanwhile, so the signal finds it training."""
+    runs = tmp_path / "runs"
+    process = subprocess.Popen([sys.executable, "-m", "cadence", "train", "mnist", "epochs=1000", "checkpoint_every=2",
+                                "num_threads=1", "--data-dir", str(data_dir), "--runs-dir", str(runs)],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    err: list[str] = []
+    try:
+        stderr = lines(process.stderr)
+        wait_for(stderr, "checkpoint saved to ", time.monotonic() + TIMEOUT, err)
+        process.send_signal(signal.SIGTERM)
+        code = process.wait(TIMEOUT)
+        out = process.stdout.read()
+        while (line := stderr.get(timeout=TIMEOUT)) is not None:
+            err.append(line)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait(TIMEOUT)
+    assert code == 143, err[-20:]
+    assert "SIGTERM: finishing the current step, then saving a checkpoint" in err
+    [run] = runs_of(tmp_path)
+    stopped = re.fullmatch(r"SIGTERM: stopped at step (\d+)", run.error or "")
+    assert run.status == "interrupted" and stopped, (run.status, run.error)
+    # The step it stopped at is saved: the newest checkpoint, complete, named in the closing line.
+    step = int(stopped[1])
+    newest = latest_checkpoint(runs / run.id / "checkpoints")
+    assert step >= 2 and newest.name == f"step-{step}" and read_meta(newest)["step"] == step
+    assert (newest / "model.safetensors").is_file()
+    assert f"run {run.id} interrupted; newest checkpoint: {newest} (resume: cadence train mnist --resume {run.id})" \
+        in " ".join(out.split())
 
 
 @pytest.mark.slow

@@ -11,6 +11,7 @@ import pytest
 
 import cadence.track.store as store_module
 from cadence.cli import main
+from cadence.data import MNIST
 from cadence.track import RunStore, Series
 from cadence.track.checkpoints import FORMAT
 from cadence.track.history import histories
@@ -106,13 +107,15 @@ def test_train_records_a_run_listed_by_cadence_runs(tmp_path, capsys, data_dir):
     captured = capsys.readouterr()
     with sqlite3.connect(runs_dir / "runs.sqlite") as db:
         (run_id, status), = db.execute("SELECT id, status FROM runs").fetchall()
-    newest = runs_dir / run_id / "checkpoints" / "step-32"
+    # One epoch of batches of 256, the last one short: the step count of the data set at hand (subset or full).
+    steps = -(-len(MNIST(data_dir, train=True).labels) // 256)
+    newest = runs_dir / run_id / "checkpoints" / f"step-{steps}"
     assert "finished" in captured.err and f"run {run_id} finished; newest checkpoint: {newest}" in captured.out
     assert status == "finished" and (newest / "model.safetensors").is_file()
     status, listing, _ = run(capsys, "runs", "--runs-dir", str(runs_dir))
     assert run_id in listing and "finished" in listing and "valid.accuracy(epoch)=" in listing
     status, shown, _ = run(capsys, "show", run_id[:-1], "--runs-dir", str(runs_dir))
-    assert status == 0 and f"{newest} 32 " in " ".join(shown.split())
+    assert status == 0 and f"{newest} {steps} " in " ".join(shown.split())
 
 
 # -- run ids ---------------------------------------------------------------------------------------

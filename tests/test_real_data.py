@@ -141,6 +141,7 @@ def offline_pytest(tmp_path):
     return run
 
 
+@pytest.mark.slow
 def test_offline_without_data_the_session_stops_before_any_test_with_one_message(offline_pytest, tmp_path):
     result = offline_pytest()
     output = result.stdout + result.stderr
@@ -153,6 +154,7 @@ def test_offline_without_data_the_session_stops_before_any_test_with_one_message
     assert not (tmp_path / "empty" / "test ran").exists()
 
 
+@pytest.mark.slow
 def test_a_session_that_needs_no_data_runs_without_it(offline_pytest, tmp_path):
     result = offline_pytest("-k", "needs_nothing")
     assert result.returncode == 0, result.stdout + result.stderr

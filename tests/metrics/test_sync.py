@@ -179,6 +179,7 @@ def single_process_values() -> list[dict[str, list]]:
     return reports
 
 
+@pytest.mark.slow
 def test_two_processes_with_uneven_batches_give_the_value_of_one_over_all_the_data():
     outcomes = launch("stages", expected=2)
     expected = single_process_values()
@@ -193,6 +194,7 @@ def test_two_processes_with_uneven_batches_give_the_value_of_one_over_all_the_da
     assert all(not np.isnan(v).any() for report in expected for v in report.values())
 
 
+@pytest.mark.slow
 def test_a_sync_with_a_process_gone_fails_naming_the_metric():
     outcomes = launch("gone", expected=2)
     outcome, payload = outcomes[0]
@@ -204,6 +206,7 @@ def test_a_sync_with_a_process_gone_fails_naming_the_metric():
     assert state["total"] == 3  # the metric's own counts are left as they were
 
 
+@pytest.mark.slow
 def test_a_sync_with_a_process_that_never_joins_fails_after_its_timeout():
     outcomes = launch("silent", expected=1)
     outcome, payload = outcomes[0]

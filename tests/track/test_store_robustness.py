@@ -63,6 +63,7 @@ WRITER = """
 """
 
 
+@pytest.mark.slow
 def test_two_runs_write_at_the_same_time(tmp_path):
     runs = tmp_path / "runs"
     RunStore(runs).close()

@@ -95,6 +95,7 @@ def launch(*args) -> None:
             pytest.fail(f"the data parallel run did not end within {TIMEOUT} s")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("fused", [False, True], ids=["reference", "fused"])
 def test_two_processes_of_32_take_the_steps_of_one_of_64(tmp_path, fused):
     out = str(tmp_path / "result")
@@ -109,6 +110,7 @@ def test_two_processes_of_32_take_the_steps_of_one_of_64(tmp_path, fused):
     assert os.path.exists(f"{out}.1")
 
 
+@pytest.mark.slow
 def test_a_data_parallel_run_resumes_from_rank_0s_checkpoint(tmp_path):
     run_dir, out = str(tmp_path / "run"), str(tmp_path / "result")
     launch(False, out, run_dir, 30)

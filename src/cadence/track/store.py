@@ -463,10 +463,11 @@ def _checked_tags(tags: Iterable[str]) -> list[str]:
 
 def _other_schema_advice(version: int, runs_dir: Path) -> str:
     """What to do with a runs directory whose database has schema ``version``, not :data:`SCHEMA_VERSION`."""
-    elsewhere = f"move {runs_dir} aside, or choose another runs directory (--runs-dir or CADENCE_RUNS)"
+    elsewhere = (f"move {runs_dir} aside (cadence then starts a new database there), or choose another runs "
+                 f"directory (--runs-dir or CADENCE_RUNS)")
     if version > SCHEMA_VERSION:
         return f"A newer cadence wrote it: upgrade cadence to read it, or {elsewhere}"
-    return f"An earlier, unreleased cadence (or another program) wrote it: {elsewhere}, and cadence starts a new one there"
+    return f"An earlier, unreleased cadence (or another program) wrote it: {elsewhere}"
 
 
 def _new_run_id() -> str:

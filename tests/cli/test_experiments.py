@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import os
+import queue
+import re
 import shutil
 import signal
 import subprocess
 import sys
+import threading
+import time
 from dataclasses import dataclass, field
 
 import pytest
@@ -20,6 +24,8 @@ from cadence.experiments import EXPERIMENTS, Experiment, RunConfig
 from cadence.experiments.runs import build_trainer, prepare
 from cadence.optim import OptimizerConfig
 from cadence.track import RunStore
+from cadence.track.checkpoints import latest_checkpoint, read_meta
+from cadence.track.history import histories
 from cadence.train import Trainer
 
 
@@ -179,8 +185,6 @@ def test_a_mistyped_override_of_any_experiment_exits_2(tiny, tmp_path, capsys):
 
 
 def weights(run_dir) -> dict:
-    from cadence.train import latest_checkpoint
-
     return safetensors.torch.load_file(latest_checkpoint(run_dir / "checkpoints") / "model.safetensors")
 
 
@@ -237,6 +241,73 @@ def test_a_first_ctrl_c_saves_marks_the_run_and_exits_130_telling_how_to_resume(
            f" (resume: cadence train tiny --resume {run.id})" in out
 
 
+#: Seconds a wait on a `cadence` subprocess may take before the test fails (it is killed, not waited for).
+TIMEOUT = 300
+
+
+def lines(stream) -> queue.Queue:
+    """The lines of ``stream`` as a reader thread gets them, then ``None`` at its end."""
+    found: queue.Queue = queue.Queue()
+
+    def read() -> None:
+        for line in stream:
+            found.put(line.rstrip("\n"))
+        found.put(None)
+
+    threading.Thread(target=read, daemon=True).start()
+    return found
+
+
+def wait_for(found: queue.Queue, prefix: str, deadline: float, seen: list[str]) -> str:
+    """The first line from ``found`` that starts with ``prefix``, by ``deadline`` (``time.monotonic()``); every line
+    read is kept in ``seen``."""
+    while True:
+        try:
+            line = found.get(timeout=max(deadline - time.monotonic(), 0))
+        except queue.Empty:
+            pytest.fail(f"no line starting {prefix!r} within {TIMEOUT} s; got {seen[-20:]}")
+        if line is None:
+            pytest.fail(f"the process ended before printing a line starting {prefix!r}; got {seen[-20:]}")
+        seen.append(line)
+        if line.startswith(prefix):
+            return line
+
+
+@pytest.mark.slow
+def test_sigterm_to_cadence_train_saves_a_checkpoint_marks_the_run_interrupted_and_exits_143(tmp_path, data_dir):
+    """As a scheduler stops a job: the real command in its own process, sent SIGTERM once it is training (its first
+    checkpoint written); far more epochs than it can train meanwhile, so the signal finds it training."""
+    runs = tmp_path / "runs"
+    process = subprocess.Popen([sys.executable, "-m", "cadence", "train", "mnist", "epochs=1000", "checkpoint_every=2",
+                                "num_threads=1", "--data-dir", str(data_dir), "--runs-dir", str(runs)],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    err: list[str] = []
+    try:
+        stderr = lines(process.stderr)
+        wait_for(stderr, "checkpoint saved to ", time.monotonic() + TIMEOUT, err)
+        process.send_signal(signal.SIGTERM)
+        code = process.wait(TIMEOUT)
+        out = process.stdout.read()
+        while (line := stderr.get(timeout=TIMEOUT)) is not None:
+            err.append(line)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait(TIMEOUT)
+    assert code == 143, err[-20:]
+    assert "SIGTERM: finishing the current step, then saving a checkpoint" in err
+    [run] = runs_of(tmp_path)
+    stopped = re.fullmatch(r"SIGTERM: stopped at step (\d+)", run.error or "")
+    assert run.status == "interrupted" and stopped, (run.status, run.error)
+    # The step it stopped at is saved: the newest checkpoint, complete, named in the closing line.
+    step = int(stopped[1])
+    newest = latest_checkpoint(runs / run.id / "checkpoints")
+    assert step >= 2 and newest.name == f"step-{step}" and read_meta(newest)["step"] == step
+    assert (newest / "model.safetensors").is_file()
+    assert f"run {run.id} interrupted; newest checkpoint: {newest} (resume: cadence train mnist --resume {run.id})" \
+        in " ".join(out.split())
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("launcher", ["nproc", "torchrun"])
 def test_data_parallel_mnist_from_the_command_line(tmp_path, data_dir, launcher):
@@ -259,6 +330,11 @@ def test_data_parallel_mnist_from_the_command_line(tmp_path, data_dir, launcher)
 # -- sweeps (-m) -----------------------------------------------------------------------------------
 
 
+def cells(line: str) -> list[str]:
+    """The cells of a row of a table the command printed (rich's box drawing: ``┃`` in the header, ``│`` below)."""
+    return [cell.strip() for cell in line.replace("┃", "│").strip().strip("│").split("│")]
+
+
 def sweep(tmp_path, *args: str) -> int:
     return main(["train", "tiny", "-m", *args, "--runs-dir", str(tmp_path / "runs")])
 
@@ -277,13 +353,17 @@ def test_a_sweep_trains_a_tagged_run_per_point_and_ends_with_their_final_and_bes
     out = captured.out
     assert f"sweep {tag[0]}: final (best) of each point" in out and f"6 of 6 points finished (cadence runs --tag " \
            f"{tag[0]})" in " ".join(out.split())
+    # Each metric's cell is its final (best) value as the store has it: tiny's one metric is its moving train.loss.
+    rows = [cells(line) for line in out.splitlines() if "│" in line or "┃" in line]
+    assert rows[0][:3] == ["point", "run", "status"]
     with RunStore(tmp_path / "runs") as store:
         for run in runs:
-            losses = store.values(run.id, "train.loss")[1].tolist()
-            row = next(line for line in out.splitlines() if run.id in line)
-            assert f"optimizer.lr={run.config['optimizer']['lr']} seed={run.config['seed']}" in row \
-                and "finished" in row
-            assert len(losses) == 6
+            loss = histories(store, run.id)["train.loss"]
+            (_, final), (_, best) = loss.final(), loss.best()
+            assert len(loss.steps) == 6 and final > 0 and rows[0][3:] == [loss.shown()[1]]
+            assert next(row for row in rows if run.id in row) == [
+                f"optimizer.lr={run.config['optimizer']['lr']} seed={run.config['seed']}", run.id, "finished",
+                f"{final:.4g} ({best:.4g})"]
     assert "point 1/6: optimizer.lr=0.1 epochs=2 seed=0" in captured.err
     # cadence compare --tag shows the sweep's runs side by side, in the order they ran, with the same metrics.
     assert main(["compare", "--tag", tag[0], "--runs-dir", str(tmp_path / "runs")]) == 0

@@ -11,8 +11,10 @@ import pytest
 
 import cadence.track.store as store_module
 from cadence.cli import main
+from cadence.data import MNIST
 from cadence.track import RunStore, Series
 from cadence.track.checkpoints import FORMAT
+from cadence.track.history import histories
 
 A, B, C = "20261124-101010-abcd", "20261124-101010-abff", "20261125-090000-0123"
 
@@ -33,13 +35,13 @@ def runs(tmp_path, monkeypatch):
                                                   "git": {"root": "/src", "commit": "c0ffee", "branch": "main",
                                                           "untracked_total": 0}},
                                       diff="+x\n" if name == "cifar" else "")
-            store.add_metrics(run_id, [(s, "train.loss", v) for s, v in enumerate(losses, start=1)] +
-                              [(s, "train.lr", lr) for s in range(1, len(losses) + 1)] +
-                              [(s, "train.samples", 64.0 * s) for s in range(1, len(losses) + 1)] +
-                              [(2 * i, "valid.loss", v / 2) for i, v in enumerate(losses[1::2], start=1)] +
-                              [(2 * i, "valid.accuracy", v) for i, v in enumerate(accuracy, start=1)],
-                              {"train.loss": Series("moving", 2), "valid.loss": Series("epoch"),
-                               "valid.accuracy": Series("epoch")})
+            steps, epoch_ends = range(1, len(losses) + 1), range(2, len(losses) + 1, 2)
+            store.add_values(run_id, {"train.loss": (steps, losses), "train.lr": (steps, [lr] * len(steps)),
+                                      "train.samples": (steps, [64.0 * s for s in steps]),
+                                      "valid.loss": (epoch_ends, [v / 2 for v in losses[1::2]]),
+                                      "valid.accuracy": (epoch_ends, accuracy)},
+                             {"train.loss": Series("moving", 2), "valid.loss": Series("epoch"),
+                              "valid.accuracy": Series("epoch")})
         store.finish(A, "finished")
         store.finish(B, "failed", "ValueError: loss went NaN")
     for step, epoch in ((2, 1), (4, 2)):
@@ -105,13 +107,15 @@ def test_train_records_a_run_listed_by_cadence_runs(tmp_path, capsys, data_dir):
     captured = capsys.readouterr()
     with sqlite3.connect(runs_dir / "runs.sqlite") as db:
         (run_id, status), = db.execute("SELECT id, status FROM runs").fetchall()
-    newest = runs_dir / run_id / "checkpoints" / "step-32"
+    # One epoch of batches of 256, the last one short: the step count of the data set at hand (subset or full).
+    steps = -(-len(MNIST(data_dir, train=True).labels) // 256)
+    newest = runs_dir / run_id / "checkpoints" / f"step-{steps}"
     assert "finished" in captured.err and f"run {run_id} finished; newest checkpoint: {newest}" in captured.out
     assert status == "finished" and (newest / "model.safetensors").is_file()
     status, listing, _ = run(capsys, "runs", "--runs-dir", str(runs_dir))
     assert run_id in listing and "finished" in listing and "valid.accuracy(epoch)=" in listing
     status, shown, _ = run(capsys, "show", run_id[:-1], "--runs-dir", str(runs_dir))
-    assert status == 0 and f"{newest} 32 " in " ".join(shown.split())
+    assert status == 0 and f"{newest} {steps} " in " ".join(shown.split())
 
 
 # -- run ids ---------------------------------------------------------------------------------------
@@ -208,7 +212,8 @@ def test_export_csv_holds_every_value_with_its_kind(runs, capsys):
     status, out, _ = run(capsys, "export", A, "--format", "csv", "--runs-dir", str(runs))
     rows = list(csv.DictReader(io.StringIO(out)))
     with RunStore(runs) as store:
-        recorded = store.metrics(A)
+        recorded = [(step, key, value) for key, h in histories(store, A).items()
+                    for step, value in zip(h.steps.tolist(), h.values.tolist())]
     assert status == 0 and sorted((int(r["step"]), r["key"], float(r["value"])) for r in rows) == sorted(recorded)
     loss = [r for r in rows if r["key"] == "train.loss"]
     assert {(r["kind"], r["window"]) for r in loss} == {("moving", "2")}

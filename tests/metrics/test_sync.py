@@ -11,7 +11,6 @@ import os
 import queue
 import re
 import socket
-import time
 import traceback
 
 import numpy as np
@@ -29,6 +28,9 @@ from .conftest import classifier_batches
 
 #: Seconds any one wait of the parent may take before the test fails.
 WAIT = 120
+
+#: The sync timeout of the process whose peer is gone: long, so that failing at once shows it did not wait for it.
+GONE_TIMEOUT = 60
 
 #: The metrics synced, each with how it reads a batch of logits ``[B, S, 10]`` and padded targets ``[B, S]``.
 METRICS = {
@@ -92,8 +94,10 @@ def worker(rank: int, port: int, scenario: str, results, release) -> None:
     os.environ["GLOO_SOCKET_IFNAME"] = "lo"
     torch.set_num_threads(1)
     try:
+        # The group's own timeout outlasts the parent's WAIT, so that a sync that ignored its own timeout fails the
+        # test by WAIT's deadline rather than raising the group's timeout error in its place.
         dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=2,
-                                timeout=datetime.timedelta(seconds=60))
+                                timeout=datetime.timedelta(seconds=2 * WAIT))
         if scenario == "stages":
             metrics = {name: make() for name, (make, _) in METRICS.items()}
             results.put((rank, "ok", stages_worker(metrics, rank)))
@@ -108,13 +112,13 @@ def worker(rank: int, port: int, scenario: str, results, release) -> None:
         else:
             metric = Accuracy() if scenario == "gone" else Mean()
             metric.update(*((torch.randn(3, 4), torch.tensor([0, 1, 2])) if scenario == "gone" else (1.0, 2)))
-            start = time.monotonic()
             try:
-                metric.sync(timeout=3)
+                # Gone: a timeout far longer than the error takes, so that only the connection's end can raise it.
+                metric.sync(timeout=3 if scenario == "silent" else GONE_TIMEOUT)
                 results.put((rank, "no error", None))
             except RuntimeError as e:
                 own = {name: state.tolist() for name, state in metric.state_dict().items()}
-                results.put((rank, "raised", (str(e), time.monotonic() - start, own)))
+                results.put((rank, "raised", (str(e), own)))
     except BaseException:
         results.put((rank, "error", traceback.format_exc()))
     results.close()
@@ -175,6 +179,7 @@ def single_process_values() -> list[dict[str, list]]:
     return reports
 
 
+@pytest.mark.slow
 def test_two_processes_with_uneven_batches_give_the_value_of_one_over_all_the_data():
     outcomes = launch("stages", expected=2)
     expected = single_process_values()
@@ -189,24 +194,26 @@ def test_two_processes_with_uneven_batches_give_the_value_of_one_over_all_the_da
     assert all(not np.isnan(v).any() for report in expected for v in report.values())
 
 
+@pytest.mark.slow
 def test_a_sync_with_a_process_gone_fails_naming_the_metric():
     outcomes = launch("gone", expected=2)
     outcome, payload = outcomes[0]
     assert outcome == "raised", outcome
-    message, seconds, state = payload
+    message, state = payload
     assert message.startswith("Accuracy.sync: summing its states across the 2 processes failed")
-    assert "timeout 3 s" in message and seconds < 3
+    # It failed on the closed connection, at once, not when its timeout ran out (a hang fails by WAIT's deadline).
+    assert f"(timeout {GONE_TIMEOUT} s)" in message and "timed out" not in message.lower(), message
     assert state["total"] == 3  # the metric's own counts are left as they were
 
 
+@pytest.mark.slow
 def test_a_sync_with_a_process_that_never_joins_fails_after_its_timeout():
     outcomes = launch("silent", expected=1)
     outcome, payload = outcomes[0]
     assert outcome == "raised", outcome
-    message, seconds, _ = payload
+    message, _ = payload
     assert re.match(r"Mean\.sync: summing its states across the 2 processes failed after \d+\.\d s \(timeout 3 s\): "
                     r"Operation timed out", message), message
-    assert 2.9 < seconds < 10
 
 
 def test_a_timeout_is_a_positive_number():

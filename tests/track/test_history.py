@@ -30,10 +30,9 @@ def test_which_way_is_better_is_read_from_the_key(key, direction):
 def test_final_and_best_are_taken_as_the_kind_defines_the_values(tmp_path):
     with RunStore(tmp_path) as store:
         run_id = store.create_run("a", {}, provenance={})
-        store.add_metrics(run_id, [(1, "train.loss", 5.0), (2, "train.loss", 0.1), (3, "train.loss", 5.0),
-                                   (4, "train.loss", 3.0), (2, "valid.accuracy", 0.8), (4, "valid.accuracy", 0.7),
-                                   (1, "train.lr", 0.1)],
-                          {"train.loss": Series("moving", 2), "valid.accuracy": Series("epoch")})
+        store.add_values(run_id, {"train.loss": ([1, 2, 3, 4], [5.0, 0.1, 5.0, 3.0]),
+                                  "valid.accuracy": ([2, 4], [0.8, 0.7]), "train.lr": ([1], [0.1])},
+                         {"train.loss": Series("moving", 2), "valid.accuracy": Series("epoch")})
         h = histories(store, run_id)
     # train.loss averages over 2: 5, 2.55, 2.55, 4; the single batch at 0.1 is not the best loss.
     assert h["train.loss"].final() == (4, 4.0) and h["train.loss"].best() == (2, pytest.approx(2.55))

@@ -25,10 +25,11 @@ def store(tmp_path):
 def make_run(store, scale: float, samples: bool = True) -> str:
     run_id = store.create_run("a", {}, provenance={})
     steps = range(1, 101)
-    rows = [(s, "train.loss", scale * (2 + np.sin(s / 5)) / s ** 0.5) for s in steps]
-    rows += [(s, "valid.loss", scale / s ** 0.5) for s in steps[9::10]]
-    rows += [(s, "train.samples", 32.0 * s) for s in steps] if samples else []
-    store.add_metrics(run_id, rows, {"train.loss": Series("moving", 5), "valid.loss": Series("epoch")})
+    columns = {"train.loss": (steps, [scale * (2 + np.sin(s / 5)) / s ** 0.5 for s in steps]),
+               "valid.loss": (steps[9::10], [scale / s ** 0.5 for s in steps[9::10]])}
+    if samples:
+        columns["train.samples"] = (steps, [32.0 * s for s in steps])
+    store.add_values(run_id, columns, {"train.loss": Series("moving", 5), "valid.loss": Series("epoch")})
     return run_id
 
 

@@ -1,4 +1,4 @@
-"""The SQLite run store: runs, provenance, tags, kinds, statuses, batched writes, run ids, truncation, upgrades,
+"""The SQLite run store: runs, provenance, tags, kinds, statuses, batched writes, run ids, truncation, schemas,
 failure messages."""
 
 from __future__ import annotations
@@ -12,19 +12,23 @@ import pytest
 
 import cadence.track.store as store_module
 from cadence.track import RunStore, Series
+from cadence.track.history import histories
+
+
+def series(store: RunStore, run_id: str) -> dict[str, tuple[list[int], list[float]]]:
+    """Every key of run ``run_id`` with its steps and values, as plain lists, read back through the series API."""
+    return {key: (h.steps.tolist(), h.values.tolist()) for key, h in histories(store, run_id).items()}
 
 
 def test_run_round_trip(tmp_path):
     with RunStore(tmp_path / "runs") as store:
         run_id = store.create_run("mnist", {"epochs": 2, "optimizer": {"lr": 1e-3}})
-        store.add_metrics(run_id, [(1, "train.loss", 2.0), (2, "train.loss", 1.5), (2, "valid.accuracy", 0.9)])
-        store.add_metrics(run_id, [(3, "train.loss", 1.0)])
+        store.add_values(run_id, {"train.loss": ([1, 2], [2.0, 1.5]), "valid.accuracy": ([2], [0.9])})
+        store.add_values(run_id, {"train.loss": ([3], [1.0])})
         running = store.get_run(run_id)
         store.finish(run_id, "finished")
         run = store.get_run(run_id)
-        assert store.metrics(run_id, "train.loss") == [(1, "train.loss", 2.0), (2, "train.loss", 1.5),
-                                                       (3, "train.loss", 1.0)]
-        assert len(store.metrics(run_id)) == 4
+        assert series(store, run_id) == {"train.loss": ([1, 2, 3], [2.0, 1.5, 1.0]), "valid.accuracy": ([2], [0.9])}
     assert running.status == "running" and running.end_time is None and running.duration is None
     assert run.status == "finished" and run.duration >= 0 and run.error is None
     assert run.config == {"epochs": 2, "optimizer": {"lr": 1e-3}} and run.name == "mnist"
@@ -46,19 +50,40 @@ def test_runs_are_listed_newest_first_and_survive_reopening(tmp_path):
 def test_nan_is_stored_and_read_back(tmp_path):
     with RunStore(tmp_path) as store:
         run_id = store.create_run("a", {})
-        store.add_metrics(run_id, [(1, "train.loss", math.nan)])
-        assert math.isnan(store.metrics(run_id)[0][2]) and math.isnan(store.get_run(run_id).last_metrics["train.loss"])
+        store.add_values(run_id, {"train.loss": ([1], [math.nan])})
+        assert math.isnan(store.values(run_id, "train.loss")[1][0])
+        assert math.isnan(store.get_run(run_id).last_metrics["train.loss"])
 
 
-def test_metrics_are_written_in_one_transaction(tmp_path):
+def test_values_are_written_in_one_transaction(tmp_path):
     with RunStore(tmp_path) as store:
         run_id = store.create_run("a", {})
         statements = []
         store._db.set_trace_callback(statements.append)
-        store.add_metrics(run_id, ((step, "train.loss", float(step)) for step in range(1000)))
+        store.add_values(run_id, {key: (range(1000), [float(step) for step in range(1000)])
+                                  for key in ("train.loss", "train.lr")})
         store._db.set_trace_callback(None)
-        assert len(store.metrics(run_id)) == 1000
+        assert all(len(store.values(run_id, key)[0]) == 1000 for key in ("train.loss", "train.lr"))
     assert sum(s.strip().upper().startswith("COMMIT") for s in statements) == 1
+
+
+def test_a_series_written_in_many_chunks_reads_back_whole_and_in_step_order(tmp_path):
+    """A tracker hands values over in batches: each write is a chunk per key, and a key's series is all of them."""
+    with RunStore(tmp_path) as store:
+        run_id = store.create_run("a", {}, provenance={})
+        for first in range(1, 100, 10):  # ten chunks of ten steps; valid.loss once per chunk
+            steps = range(first, first + 10)
+            columns = {"train.loss": (steps, [-float(s) for s in steps]), "valid.loss": ([steps[-1]], [0.5])}
+            store.add_values(run_id, columns, {"train.loss": Series("moving", 15)})
+        store.add_values(run_id, {"train.loss": ([0], [7.0])})  # written last, its step first
+        store.add_values(run_id, {"valid.loss": ([100], [0.25])})  # a second value at a step: after the first
+        steps, values = store.values(run_id, "train.loss")
+        assert steps.tolist() == list(range(101)) and values.tolist() == [7.0] + [float(-s) for s in range(1, 101)]
+        steps, values = store.values(run_id, "valid.loss")
+        assert steps.tolist() == [*range(10, 101, 10), 100] and values.tolist() == [0.5] * 10 + [0.25]
+        # The final value of a moving key spans chunks: the mean of the last 15 values, over two chunks.
+        assert store.get_run(run_id).last_metrics["train.loss"] == sum(-s for s in range(86, 101)) / 15
+        assert store.values(run_id, "nothing")[0].tolist() == []
 
 
 def test_unknown_run_and_bad_status_fail_clearly(tmp_path):
@@ -85,7 +110,7 @@ def test_a_file_that_is_not_a_database_is_refused_by_name(tmp_path):
 def test_two_stores_on_one_directory_see_each_others_runs(tmp_path):
     with RunStore(tmp_path) as a, RunStore(tmp_path) as b:
         run_id = a.create_run("a", {})
-        a.add_metrics(run_id, [(1, "train.loss", 0.5)])
+        a.add_values(run_id, {"train.loss": ([1], [0.5])})
         assert b.get_run(run_id).last_metrics == {"train.loss": 0.5}
     with sqlite3.connect(tmp_path / "runs.sqlite") as db:
         assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
@@ -160,9 +185,9 @@ def test_provenance_is_collected_when_not_given(tmp_path, monkeypatch):
 def test_each_key_records_its_kind_and_a_moving_key_ends_at_its_average(tmp_path):
     with RunStore(tmp_path) as store:
         run_id = store.create_run("a", {}, provenance={})
-        store.add_metrics(run_id, [(s, "train.loss", float(s)) for s in range(1, 11)],
-                          {"train.loss": Series("moving", 4)})
-        store.add_metrics(run_id, [(10, "valid.loss", 0.5), (10, "train.lr", 0.1)], {"valid.loss": Series("epoch")})
+        store.add_values(run_id, {"train.loss": (range(1, 11), range(1, 11))}, {"train.loss": Series("moving", 4)})
+        store.add_values(run_id, {"valid.loss": ([10], [0.5]), "train.lr": ([10], [0.1])},
+                         {"valid.loss": Series("epoch")})
         run = store.get_run(run_id)
     assert run.series == {"train.loss": Series("moving", 4), "valid.loss": Series("epoch"),
                           "train.lr": Series("value")}
@@ -173,13 +198,13 @@ def test_each_key_records_its_kind_and_a_moving_key_ends_at_its_average(tmp_path
 def test_truncate_replaces_the_values_after_the_step_and_marks_the_run_running(tmp_path):
     with RunStore(tmp_path) as store:
         run_id = store.create_run("a", {}, provenance={})
-        store.add_metrics(run_id, [(s, key, float(s)) for s in range(1, 11) for key in ("train.loss", "valid.loss")])
+        store.add_values(run_id, {key: (range(1, 11), range(1, 11)) for key in ("train.loss", "valid.loss")})
         store.finish(run_id, "interrupted", "SIGKILL")
         store.truncate(run_id, 5)
         assert store.get_run(run_id).status == "running" and store.get_run(run_id).error is None
-        store.add_metrics(run_id, [(s, "train.loss", -float(s)) for s in range(6, 9)])
-        rows = store.metrics(run_id, "train.loss")
-    assert rows == [(s, "train.loss", float(s)) for s in range(1, 6)] + [(s, "train.loss", -float(s)) for s in (6, 7, 8)]
+        store.add_values(run_id, {"train.loss": ([6, 7, 8], [-6.0, -7.0, -8.0])})
+        assert series(store, run_id) == {"train.loss": ([1, 2, 3, 4, 5, 6, 7, 8], [1, 2, 3, 4, 5, -6, -7, -8]),
+                                         "valid.loss": ([1, 2, 3, 4, 5], [1, 2, 3, 4, 5])}
 
 
 def ids(monkeypatch, *run_ids) -> None:
@@ -209,10 +234,11 @@ def test_delete_run_removes_its_records_values_and_folder(tmp_path):
     with RunStore(tmp_path) as store:
         keep, gone = (store.create_run(name, {}, provenance={}) for name in "ab")
         for run_id in (keep, gone):
-            store.add_metrics(run_id, [(1, "train.loss", 1.0)])
+            store.add_values(run_id, {"train.loss": ([1], [1.0])})
         store.delete_run(gone)
-        assert [r.id for r in store.list_runs()] == [keep] and store.metrics(gone) == []
-        assert store.series(gone) == {} and len(store.metrics(keep)) == 1
+        assert [r.id for r in store.list_runs()] == [keep] and len(store.values(gone, "train.loss")[0]) == 0
+        assert store.series(gone) == {} and series(store, keep) == {"train.loss": ([1], [1.0])}
+        assert store._db.execute("SELECT COUNT(*) FROM chunks WHERE run_id = ?", (gone,)).fetchone() == (0,)
         with pytest.raises(KeyError, match="no run"):
             store.delete_run(gone)
     assert not (tmp_path / gone).exists() and (tmp_path / keep).is_dir()
@@ -229,28 +255,42 @@ V1_SCHEMA = """
 CREATE TABLE runs (id TEXT PRIMARY KEY, name TEXT NOT NULL, status TEXT NOT NULL, config TEXT NOT NULL,
                    start_time REAL NOT NULL, end_time REAL, error TEXT);
 CREATE TABLE metrics (run_id TEXT NOT NULL REFERENCES runs(id), step INTEGER NOT NULL, key TEXT NOT NULL, value REAL);
-CREATE INDEX metrics_by_run_key_step ON metrics (run_id, key, step);
 INSERT INTO runs VALUES ('20261101-000000-aaaa', 'mnist', 'finished', '{"seed": 1}', 1.0, 2.0, NULL);
-INSERT INTO metrics VALUES ('20261101-000000-aaaa', 1, 'train.loss', 2.0), ('20261101-000000-aaaa', 2, 'train.loss', 1.0);
+INSERT INTO metrics VALUES ('20261101-000000-aaaa', 1, 'train.loss', 2.0);
 """
 
 
-def test_a_database_of_the_first_schema_is_upgraded_in_place(tmp_path):
+def dump(path) -> tuple[int, list[str]]:
+    """A database's schema version and its contents, as SQL."""
+    with sqlite3.connect(path) as db:
+        return db.execute("PRAGMA user_version").fetchone()[0], list(db.iterdump())
+
+
+@pytest.mark.parametrize("version, script, advice", [
+    (0, V1_SCHEMA, "An earlier, unreleased cadence (or another program) wrote it: move {runs} aside"),
+    (1, "CREATE TABLE runs (id TEXT PRIMARY KEY); PRAGMA user_version = 1", "An earlier, unreleased cadence"),
+    (99, "PRAGMA user_version = 99", "A newer cadence wrote it: upgrade cadence to read it, or move {runs} aside"),
+], ids=["first-schema-unversioned", "earlier", "newer"])
+def test_a_database_of_another_schema_is_refused_naming_both_versions_and_left_as_it_was(tmp_path, version, script,
+                                                                                          advice):
     with sqlite3.connect(tmp_path / "runs.sqlite") as db:
-        db.executescript(V1_SCHEMA)
+        db.executescript(script)
+    before = dump(tmp_path / "runs.sqlite")
+    with pytest.raises(ValueError) as info:
+        RunStore(tmp_path)
+    message = str(info.value)
+    assert message.startswith(f"{tmp_path / 'runs.sqlite'} is not a usable cadence run database: its schema version "
+                              f"is {version}"), message
+    assert f"this cadence reads and writes schema version {store_module.SCHEMA_VERSION} only" in message
+    assert advice.format(runs=tmp_path) in message and "--runs-dir or CADENCE_RUNS" in message
+    assert dump(tmp_path / "runs.sqlite") == before  # nothing added, changed or dropped
+
+
+def test_a_new_database_is_created_at_this_cadences_schema_and_reopened(tmp_path):
+    (tmp_path / "runs.sqlite").touch()  # an empty file is an empty SQLite database
     with RunStore(tmp_path) as store:
-        run = store.get_run("20261101")
-        new = store.create_run("b", {}, tags=["x"], provenance={"host": "h"})
-        assert store.get_run(new).tags == ("x",)
-    assert run.config == {"seed": 1} and run.tags == () and run.provenance == {}
-    assert run.series == {"train.loss": Series("value")} and run.last_metrics == {"train.loss": 1.0}
+        run_id = store.create_run("a", {}, provenance={})
     with sqlite3.connect(tmp_path / "runs.sqlite") as db:
         assert db.execute("PRAGMA user_version").fetchone()[0] == store_module.SCHEMA_VERSION
-
-
-def test_a_database_of_a_newer_cadence_is_refused(tmp_path):
-    with sqlite3.connect(tmp_path / "runs.sqlite") as db:
-        db.execute("PRAGMA user_version = 99")
-    with pytest.raises(ValueError, match=r"runs.sqlite is not a usable cadence run database: schema version 99 is "
-                                         r"newer than this cadence's \(2\)"):
-        RunStore(tmp_path)
+    with RunStore(tmp_path) as store:
+        assert store.get_run(run_id).name == "a"

@@ -63,6 +63,7 @@ WRITER = """
 """
 
 
+@pytest.mark.slow
 def test_two_runs_write_at_the_same_time(tmp_path):
     runs = tmp_path / "runs"
     RunStore(runs).close()
@@ -72,7 +73,8 @@ def test_two_runs_write_at_the_same_time(tmp_path):
         finished(child)
     with RunStore(runs) as store:
         for run_id in run_ids:
-            assert [s for s, _, _ in store.metrics(run_id)] == list(range(1, 5001))
+            assert list(store.series(run_id)) == ["train.loss"]
+            assert store.values(run_id, "train.loss")[0].tolist() == list(range(1, 5001))
             assert store.get_run(run_id).status == "finished"
         assert store._db.execute("PRAGMA integrity_check").fetchone() == ("ok",)
 
@@ -86,8 +88,8 @@ KILLED = """
     print(run_id, flush=True)
     step = 0
     while True:  # one transaction of 2000 values after another, each reported once committed
-        rows = [(step + i, f"train.m{j}", float(step + i)) for i in range(1, 201) for j in range(10)]
-        store.add_metrics(run_id, rows)
+        steps = range(step + 1, step + 201)
+        store.add_values(run_id, {f"train.m{j}": (steps, [float(s) for s in steps]) for j in range(10)})
         step += 200
         print(step, flush=True)
 """
@@ -103,8 +105,9 @@ def test_a_writer_killed_mid_write_leaves_every_committed_step(tmp_path):
     assert child.returncode == -signal.SIGKILL
     with RunStore(tmp_path) as store:
         assert store._db.execute("PRAGMA integrity_check").fetchone() == ("ok",)
-        steps = [s for s, key, _ in store.metrics(run_id) if key == "train.m0"]
-        assert len(store.metrics(run_id)) == 10 * len(steps)  # whole transactions only
+        steps = store.values(run_id, "train.m0")[0].tolist()
+        assert len(store.series(run_id)) == 10  # whole transactions only: every key has every step written
+        assert all(store.values(run_id, key)[0].tolist() == steps for key in store.series(run_id))
         assert store.get_run(run_id).status == "running"
     # Every step reported committed is there, once, and nothing but whole transactions after it.
     assert steps == list(range(1, len(steps) + 1)) and len(steps) >= committed[-1] and len(steps) % 200 == 0

@@ -6,8 +6,13 @@ batch); a LayerNorm, which normalizes each sample alone, is the same either way.
 
 from __future__ import annotations
 
+import json
 import os
+import signal
 import socket
+import sys
+import threading
+import time
 
 import pytest
 import torch
@@ -142,3 +147,123 @@ def test_a_stop_in_one_process_stops_every_process_at_the_same_step(tmp_path):
     results = launch(False, str(tmp_path / "result"), run_dir, 7, 1)
     assert [result["step"] for result in results] == [7, 7]
     assert os.listdir(os.path.join(run_dir, "checkpoints")) == ["step-7"]
+
+
+# -- distributed.launch (cadence train --nproc N): the environment, signals and exit statuses ----------------------
+
+#: What each process that launch starts runs in these tests, in place of ``python -m cadence ARGV``: ARGV is
+#: ``ACTIONS OUT``, ACTIONS one per rank (``wait``: until a signal; ``exit-N``: exit N at once; ``exit-N-later`` or
+#: ``sigkill-later``: exit N, or kill itself, once every other rank is ready). Each process writes its environment
+#: to ``OUT/rank<R>.env`` and, once its handlers are in place, ``OUT/rank<R>.ready``; a SIGINT or SIGTERM is written
+#: to ``OUT/rank<R>.signal`` and ends it as ``cadence train`` ends (128 + the signal).
+FAKE_CADENCE = """
+import json, os, pathlib, signal, sys, time
+
+assert sys.argv[1:3] == ["-m", "cadence"], sys.argv
+actions, out = sys.argv[3].split(","), pathlib.Path(sys.argv[4])
+rank, world_size = int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"])
+
+
+def stop(signum, frame):
+    (out / f"rank{rank}.signal").write_text(signal.Signals(signum).name)
+    sys.exit(128 + signum)
+
+
+for signum in (signal.SIGINT, signal.SIGTERM):
+    signal.signal(signum, stop)
+keys = ("RANK", "LOCAL_RANK", "WORLD_SIZE", "LOCAL_WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT")
+(out / f"rank{rank}.env").write_text(json.dumps({key: os.environ.get(key) for key in keys}))
+(out / f"rank{rank}.ready").touch()
+action, deadline = actions[rank], time.monotonic() + LAUNCH_TIMEOUT
+if action.endswith("-later"):  # once every other process is ready (and so can receive a signal)
+    while not all((out / f"rank{r}.ready").exists() for r in range(world_size)):
+        if time.monotonic() > deadline:
+            sys.exit(98)
+        time.sleep(0.01)
+    if action.startswith("sigkill"):
+        os.kill(os.getpid(), signal.SIGKILL)
+if action.startswith("exit-"):
+    sys.exit(int(action.split("-")[1]))
+time.sleep(LAUNCH_TIMEOUT)  # "wait": a signal ends the process before this does
+sys.exit(99)
+"""
+
+#: Seconds a launched process waits for a signal (then exits 99, failing the test instead of hanging it).
+LAUNCH_TIMEOUT = 60
+
+
+@pytest.fixture
+def fake_cadence(tmp_path, monkeypatch):
+    """``launch(actions)``: :func:`cadence.train.distributed.launch` of one process per action, each running
+    :data:`FAKE_CADENCE`; returns launch's status and, per rank, what the process wrote (``env``, ``signal``)."""
+    from cadence.train import distributed
+
+    executable = tmp_path / "python"
+    executable.write_text(f"#!{sys.executable}\n" + FAKE_CADENCE.replace("LAUNCH_TIMEOUT", str(LAUNCH_TIMEOUT)))
+    executable.chmod(0o755)
+    monkeypatch.setattr(distributed.sys, "executable", str(executable))
+    out = tmp_path / "out"
+    out.mkdir()
+
+    def run(actions: list[str]) -> tuple[int, list[dict]]:
+        status = distributed.launch(len(actions), [",".join(actions), str(out)])
+        written = []
+        for rank in range(len(actions)):
+            files = {path.suffix[1:]: path for path in out.glob(f"rank{rank}.*")}
+            written.append({"env": json.loads(files["env"].read_text()),
+                            "signal": files["signal"].read_text() if "signal" in files else None})
+        return status, written
+
+    run.out = out
+    return run
+
+
+def test_launch_gives_each_process_the_environment_torchrun_would_and_returns_0_when_all_succeed(fake_cadence):
+    status, written = fake_cadence(["exit-0", "exit-0", "exit-0"])
+    assert status == 0
+    envs = [w["env"] for w in written]
+    assert [(e["RANK"], e["LOCAL_RANK"]) for e in envs] == [("0", "0"), ("1", "1"), ("2", "2")]
+    assert all(e["WORLD_SIZE"] == e["LOCAL_WORLD_SIZE"] == "3" and e["MASTER_ADDR"] == "127.0.0.1" for e in envs)
+    assert len({e["MASTER_PORT"] for e in envs}) == 1 and int(envs[0]["MASTER_PORT"]) > 0
+
+
+@pytest.mark.parametrize("signum, code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)], ids=["SIGINT", "SIGTERM"])
+def test_launch_passes_a_signal_on_to_every_process_and_exits_as_they_do(fake_cadence, signum, code):
+    """The launcher gets the signal (a Ctrl+C reaches the whole foreground group; a scheduler's SIGTERM only the
+    launcher): each process is sent it, stops, and the launcher's status is theirs."""
+    reached_us = []
+    previous = signal.signal(signum, lambda *args: reached_us.append(args))  # launch's handler replaces it meanwhile
+    try:
+        def send_once_ready() -> None:
+            deadline = time.monotonic() + LAUNCH_TIMEOUT
+            while not (all((fake_cadence.out / f"rank{r}.ready").exists() for r in range(2))
+                       and signal.getsignal(signum) is not ours):
+                if time.monotonic() > deadline:
+                    return  # the processes end by themselves (99) and the test fails on their status
+                time.sleep(0.01)
+            os.kill(os.getpid(), signum)
+
+        ours = signal.getsignal(signum)
+        sender = threading.Thread(target=send_once_ready, daemon=True)
+        sender.start()
+        status, written = fake_cadence(["wait", "wait"])
+        sender.join(LAUNCH_TIMEOUT)
+        assert signal.getsignal(signum) is ours  # launch put the handler it found back
+    finally:
+        signal.signal(signum, previous)
+    assert [w["signal"] for w in written] == [signal.Signals(signum).name] * 2
+    assert status == code and not reached_us
+
+
+@pytest.mark.parametrize("actions, status, terminated", [
+    (["wait", "exit-3-later"], 3, [True, False]),
+    (["exit-2-later", "wait", "wait"], 2, [False, True, True]),
+    (["wait", "sigkill-later"], 128 + signal.SIGKILL, [True, False]),  # killed: as a shell reports it
+], ids=["rank-1-fails", "rank-0-fails", "rank-1-killed"])
+def test_a_process_that_fails_ends_the_others_and_its_status_is_the_launchers(fake_cadence, actions, status,
+                                                                               terminated):
+    """The others are terminated (SIGTERM: they stop as on a scheduler's stop, exiting 143) rather than left waiting
+    for a peer that is gone; the launcher exits with the first non-zero status, the failure's, not their 143."""
+    code, written = fake_cadence(actions)
+    assert code == status
+    assert [w["signal"] == "SIGTERM" for w in written] == terminated

@@ -32,6 +32,7 @@ def wait_for_line(process: subprocess.Popen, line: str) -> None:
     pytest.fail(f"the process ended (code {process.wait(TIMEOUT)}) before printing {line!r}")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("signum, code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)], ids=["SIGINT", "SIGTERM"])
 def test_a_signal_saves_the_step_it_finishes_then_exits(tmp_path, uninterrupted, signum, code):
     process = start(tmp_path, "--slow-after", "4")
@@ -47,6 +48,7 @@ def test_a_signal_saves_the_step_it_finishes_then_exits(tmp_path, uninterrupted,
     assert_same_run(final(tmp_path), uninterrupted)
 
 
+@pytest.mark.slow
 def test_a_second_ctrl_c_stops_at_once(tmp_path):
     process = start(tmp_path, "--slow-after", "4", "--sleep", "60")
     wait_for_line(process, "step 5")

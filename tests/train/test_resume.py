@@ -47,6 +47,7 @@ def assert_same_run(result: dict, reference: dict) -> None:
     assert result["latest"] == reference["latest"]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("kill_at", [5, 7, 11, 19], ids=lambda s: f"step{s}")
 def test_killed_at_a_step_and_resumed_ends_bit_identical(tmp_path, uninterrupted, kill_at):
     # Resumed from the checkpoint of step 3 (mid-epoch 1), 6 (mid-epoch 1, its second training slice), 9 (epoch 2)
@@ -58,6 +59,7 @@ def test_killed_at_a_step_and_resumed_ends_bit_identical(tmp_path, uninterrupted
     assert_same_run(final(tmp_path), uninterrupted)
 
 
+@pytest.mark.slow
 def test_killed_twice_within_one_epoch_ends_bit_identical(tmp_path, uninterrupted):
     # Step 4 resumes from step 3 mid-epoch (within the first training slice); step 6 then resumes from step 6,
     # also within epoch 1, in its second training slice: the second resume is where loaders drift elsewhere.
@@ -68,6 +70,7 @@ def test_killed_twice_within_one_epoch_ends_bit_identical(tmp_path, uninterrupte
     assert_same_run(final(tmp_path), uninterrupted)
 
 
+@pytest.mark.slow
 def test_killed_while_writing_a_checkpoint_resumes_from_the_one_before(tmp_path, uninterrupted):
     assert run(tmp_path, "--kill-in-save", "9") == -signal.SIGKILL
     # The write of step 9 died half way: step 7 (an epoch's end) is the newest complete checkpoint.

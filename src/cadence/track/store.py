@@ -21,8 +21,8 @@ failing. A connection may be shared by threads: a lock serialises its use.
 steps and the values packed as arrays (int64 and float64), with the chunk's first and last
 step. A tracker's hand-over of a thousand values is then a handful of rows, not a thousand:
 the writing thread holds Python's GIL, and so slows the training thread, for a few
-microseconds per step instead of tens. Readers unpack them (:meth:`RunStore.metrics`,
-:meth:`RunStore.values`); NaN and infinities are kept as they are.
+microseconds per step instead of tens. :meth:`RunStore.values` unpacks a key's chunks into one
+series, by step; NaN and infinities are kept as they are.
 
 **Resuming.** :meth:`RunStore.truncate` deletes a run's values after the step it resumes
 from, so that the values the resumed run records replace them instead of doubling them.
@@ -31,8 +31,10 @@ from, so that the values the resumed run records replace them instead of doublin
 prefix names a run (:meth:`RunStore.resolve`); an ambiguous or unknown one fails, listing the
 candidates.
 
-A database of an earlier cadence (a row per value, without provenance, tags or kinds) is
-upgraded in place when opened; its values read as raw (``"value"``) series.
+**Schema.** The database records the version of its tables (``PRAGMA user_version``,
+:data:`SCHEMA_VERSION`). A new database is created at this version; one of any other version
+(or with tables but no version) is refused, naming both versions: a runs directory is
+read by the cadence that wrote it.
 """
 
 from __future__ import annotations
@@ -65,7 +67,7 @@ STATES = ("running", *END_STATES)
 #: clash takes runs started in the same second, and 100 in a row does not happen short of a bug).
 ID_ATTEMPTS = 100
 
-#: The schema version this cadence writes (``PRAGMA user_version``).
+#: The schema version this cadence reads and writes (``PRAGMA user_version``); a database of another is refused.
 SCHEMA_VERSION = 2
 
 #: Candidates an unknown or ambiguous run id lists at most.
@@ -171,7 +173,7 @@ class RunStore:
             # A commit reaches the operating system, not the platter: a killed process loses nothing
             # committed, a power cut may lose the last commits, never the database's consistency.
             self._db.execute("PRAGMA synchronous=NORMAL")
-            self._upgrade()
+            self._create_or_check_schema()
         except (sqlite3.DatabaseError, ValueError) as e:
             raise ValueError(f"{self.path} is not a usable cadence run database: {e}") from e
 
@@ -317,16 +319,6 @@ class RunStore:
                            "VALUES (?, ?, ?, ?, ?, ?)", chunks)
         self._described.update((run_id, key) for key in [*series, *unknown])
 
-    def add_metrics(self, run_id: str, rows: Iterable[tuple[int, str, float]],
-                    series: Mapping[str, Series] | None = None) -> None:
-        """Record ``(step, key, value)`` rows of run ``run_id``: :meth:`add_values` of them, by key."""
-        columns: dict[str, tuple[list[int], list[float]]] = {}
-        for step, key, value in rows:
-            steps, values = columns.setdefault(key, ([], []))
-            steps.append(step)
-            values.append(value)
-        self.add_values(run_id, columns, series)
-
     def truncate(self, run_id: str, step: int) -> None:
         """Delete run ``run_id``'s values recorded after ``step`` and mark it running again: it resumes
         from a checkpoint at ``step``, and records the later values anew."""
@@ -348,14 +340,14 @@ class RunStore:
     def values(self, run_id: str, key: str) -> tuple[np.ndarray, np.ndarray]:
         """The steps (int64) and values (float64) of ``key`` in run ``run_id``, by step (values of one
         step in the order recorded)."""
-        steps, values, _ = self._read(run_id, key)
-        return steps, values
-
-    def metrics(self, run_id: str, key: str | None = None) -> list[tuple[int, str, float]]:
-        """The ``(step, key, value)`` rows of run ``run_id`` (only ``key``'s, if given), by step (rows of one
-        step in the order recorded)."""
-        steps, values, keys = self._read(run_id, key)
-        return list(zip(steps.tolist(), keys, values.tolist()))
+        with self._lock:
+            chunks = self._db.execute("SELECT steps, vals FROM chunks WHERE run_id = ? AND key = ? ORDER BY rowid",
+                                      (run_id, key)).fetchall()
+        unpacked = [_unpack(s, v) for s, v in chunks]
+        steps = np.concatenate([s for s, _ in unpacked]) if unpacked else np.zeros(0, dtype=STEP)
+        values = np.concatenate([v for _, v in unpacked]) if unpacked else np.zeros(0, dtype=VALUE)
+        order = np.argsort(steps, kind="stable")
+        return steps[order], values[order]
 
     def series(self, run_id: str) -> dict[str, Series]:
         """What each key of run ``run_id`` is, by key."""
@@ -390,39 +382,27 @@ class RunStore:
                 raise
             self._db.execute("COMMIT")
 
-    def _upgrade(self) -> None:
-        """Create the tables, or bring a database of an earlier schema up to :data:`SCHEMA_VERSION`."""
-        (version,) = self._db.execute("PRAGMA user_version").fetchone()
-        if version == SCHEMA_VERSION:
+    def _create_or_check_schema(self) -> None:
+        """Create the tables in a new (empty) database; refuse one of another schema than :data:`SCHEMA_VERSION`."""
+        if self._schema_version() == SCHEMA_VERSION:
             return
-        if version > SCHEMA_VERSION:
-            raise ValueError(f"schema version {version} is newer than this cadence's ({SCHEMA_VERSION}); "
-                             f"upgrade cadence to read it")
-        with self._write() as db:
-            columns = {row[1] for row in db.execute("PRAGMA table_info(runs)")}
-            if columns and "provenance" not in columns:  # version 1: runs without provenance, tags or kinds
-                db.execute("ALTER TABLE runs ADD COLUMN provenance TEXT NOT NULL DEFAULT '{}'")
-                db.execute("ALTER TABLE runs ADD COLUMN tags TEXT NOT NULL DEFAULT '[]'")
+        with self._write() as db:  # checked again under the write lock: another process may have just created it
+            version = self._schema_version()
+            if version == SCHEMA_VERSION:
+                return
+            if version != 0 or db.execute("SELECT 1 FROM sqlite_master").fetchone():
+                unversioned = " (tables without a version)" if not version else ""
+                advice = _other_schema_advice(version, self.runs_dir)
+                raise ValueError(f"its schema version is {version}{unversioned}; this cadence reads and writes "
+                                 f"schema version {SCHEMA_VERSION} only. {advice}")
             for statement in _SCHEMA.split(";"):
                 if statement.strip():
                     db.execute(statement)
-            if db.execute("SELECT 1 FROM sqlite_master WHERE name = 'metrics'").fetchone():
-                self._upgrade_metrics(db)
             db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
 
-    @staticmethod
-    def _upgrade_metrics(db: sqlite3.Connection) -> None:
-        """Version 1's row per value into a chunk per key (its values, all of them raw values)."""
-        keys = db.execute("SELECT DISTINCT run_id, key FROM metrics").fetchall()
-        for run_id, key in keys:
-            rows = db.execute("SELECT step, value FROM metrics WHERE run_id = ? AND key = ? ORDER BY step, rowid",
-                              (run_id, key)).fetchall()
-            steps = np.asarray([r[0] for r in rows], dtype=STEP)
-            values = np.asarray([np.nan if r[1] is None else r[1] for r in rows], dtype=VALUE)
-            db.execute("INSERT INTO chunks (run_id, key, first_step, last_step, steps, vals) VALUES (?, ?, ?, ?, ?, ?)",
-                       (run_id, key, int(steps.min()), int(steps.max()), steps.tobytes(), values.tobytes()))
-            db.execute("INSERT OR IGNORE INTO series (run_id, key, kind) VALUES (?, ?, 'value')", (run_id, key))
-        db.execute("DROP TABLE metrics")
+    def _schema_version(self) -> int:
+        (version,) = self._db.execute("PRAGMA user_version").fetchone()
+        return version
 
     def _summaries(self, run_id: str | None = None) -> list[RunSummary]:
         one = run_id is not None
@@ -459,20 +439,6 @@ class RunStore:
         values = np.concatenate([v for _, v in reversed(found)])
         return float(values[np.argsort(steps, kind="stable")][-n:].mean())
 
-    def _read(self, run_id: str, key: str | None) -> tuple[np.ndarray, np.ndarray, list[str]]:
-        """Every value of run ``run_id`` (of ``key`` only, if given): steps, values and keys, by step."""
-        query, args = "SELECT key, steps, vals FROM chunks WHERE run_id = ?", [run_id]
-        if key is not None:
-            query, args = query + " AND key = ?", args + [key]
-        with self._lock:
-            chunks = self._db.execute(query + " ORDER BY rowid", args).fetchall()
-        unpacked = [_unpack(s, v) for _, s, v in chunks]
-        steps = np.concatenate([s for s, _ in unpacked]) if unpacked else np.zeros(0, dtype=STEP)
-        values = np.concatenate([v for _, v in unpacked]) if unpacked else np.zeros(0, dtype=VALUE)
-        keys = [k for (k, _, _), (s, _) in zip(chunks, unpacked) for _ in range(len(s))]
-        order = np.argsort(steps, kind="stable")
-        return steps[order], values[order], [keys[i] for i in order.tolist()]
-
     def _unknown(self, run_id: str) -> str:
         return f"no run {run_id!r} in {self.path} (`cadence runs` lists the runs)"
 
@@ -493,6 +459,15 @@ def _checked_tags(tags: Iterable[str]) -> list[str]:
         if tag not in checked:
             checked.append(tag)
     return checked
+
+
+def _other_schema_advice(version: int, runs_dir: Path) -> str:
+    """What to do with a runs directory whose database has schema ``version``, not :data:`SCHEMA_VERSION`."""
+    elsewhere = (f"move {runs_dir} aside (cadence then starts a new database there), or choose another runs "
+                 f"directory (--runs-dir or CADENCE_RUNS)")
+    if version > SCHEMA_VERSION:
+        return f"A newer cadence wrote it: upgrade cadence to read it, or {elsewhere}"
+    return f"An earlier, unreleased cadence (or another program) wrote it: {elsewhere}"
 
 
 def _new_run_id() -> str:

@@ -166,6 +166,7 @@ class RunStore:
         self._lock = threading.RLock()
         #: ``(run, key)`` pairs whose series this connection has recorded (no need to record them again).
         self._described: set[tuple[str, str]] = set()
+        self._db: sqlite3.Connection | None = None
         try:
             # Autocommit mode: every write opens its own BEGIN IMMEDIATE transaction (see _write).
             self._db = sqlite3.connect(self.path, timeout=timeout, isolation_level=None, check_same_thread=False)
@@ -175,6 +176,8 @@ class RunStore:
             self._db.execute("PRAGMA synchronous=NORMAL")
             self._create_or_check_schema()
         except (sqlite3.DatabaseError, ValueError) as e:
+            if self._db is not None:  # a refused database is left closed, as it was found
+                self._db.close()
             raise ValueError(f"{self.path} is not a usable cadence run database: {e}") from e
 
     # -- runs ----------------------------------------------------------------------------------

@@ -15,7 +15,10 @@ tensor; this module calls it once per *group*, on flat buffers:
 
 Compilation takes seconds the first time and is cached on disk by PyTorch's Inductor
 (``TORCHINDUCTOR_CACHE_DIR``, by default ``/tmp/torchinductor_<user>``) across runs; the
-time spent is kept in :attr:`FusedStep.compile_seconds`. Two things make the same function
+time spent is kept in :attr:`FusedStep.compile_seconds`. The compilation names the CPU vector
+width Inductor generates code for (:func:`vector_width_option`), so that processes of different
+vector ISAs sharing that cache (an AVX-512 CPU and ``ATEN_CPU_CAPABILITY=avx2``, say) never load
+each other's code: Inductor's own cache key leaves the ISA out. Two things make the same function
 run eagerly on the flat buffers instead, each after a warning, and :attr:`FusedStep.eager_runs`
 counts those runs:
 
@@ -69,10 +72,39 @@ def past_recompile_limit(error: Exception) -> bool:
     return type(error).__name__ in ("FailOnRecompileLimitHit", "FailOnCacheLimitHit")
 
 
+def vector_width_option() -> dict[str, int]:
+    """Inductor's option naming the vector width it generates CPU code for: ``{"cpp.simdlen": bits}``.
+
+    Works around a torch bug (seen in 2.13): Inductor writes its C++ for the vector ISA it picks
+    (AVX-512, AVX2, none; ``ATEN_CPU_CAPABILITY`` chooses among those the CPU has), but the key of
+    its FX graph cache (``TORCHINDUCTOR_CACHE_DIR``) leaves that ISA out. A process picking
+    another ISA than the one that filled the cache then loads C++ written for the other vector
+    width and compiles it for its own: a loop written for 8 floats a vector (AVX2) and built with
+    16-float vectors (AVX-512) stores 16 where it meant 8, overwriting the next elements and the
+    heap; the other way round it leaves elements untouched; without vectors (``default``) it does
+    not compile. Reproduction, in a fresh cache directory::
+
+        f = torch.compile(lambda m, g, w: m.mul_(w).add_(g), dynamic=True)
+        m = torch.ones(32); f(m, torch.arange(32.0), torch.tensor(0.5))  # m[i] = 0.5 + i
+        # run once with ATEN_CPU_CAPABILITY=avx2, then on the same cache without it (an AVX-512 CPU):
+        # m[8:16] = 8 .. 15 (0.5 too little), then "corrupted size vs. prev_size" at exit
+
+    ``cpp.simdlen`` is part of that cache key, and Inductor picks the ISA of that width when it is
+    set, so naming the width it would pick anyway compiles the same code under a key of its own.
+    Empty where this torch has no such choice to name.
+    """
+    try:
+        from torch._inductor.cpu_vec_isa import pick_vec_isa
+    except ImportError:
+        return {}
+    return {"cpp.simdlen": pick_vec_isa().bit_width()}
+
+
 def compiled(update: Callable) -> Callable:
-    """``torch.compile(update)`` with dynamic shapes, made once per function."""
+    """``torch.compile(update)`` with dynamic shapes, made once per function, for this process's vector ISA
+    (:func:`vector_width_option`)."""
     if update not in _compiled:
-        _compiled[update] = torch.compile(update, dynamic=True, fullgraph=True)
+        _compiled[update] = torch.compile(update, dynamic=True, fullgraph=True, options=vector_width_option())
     return _compiled[update]
 
 

@@ -44,6 +44,18 @@ def test_unset_fields_leave_each_optimizer_its_own_defaults_and_set_ones_mean_wh
     assert sgd.param_groups[0]["momentum"] == 0.0
 
 
+def test_muon_from_a_model_updates_its_hidden_matrices_and_gives_the_rest_to_adamw_with_the_configs_betas_and_eps():
+    """optimizer.betas and optimizer.eps are AdamW's, as for every optimizer; adamw_lr is the AdamW groups' rate."""
+    model = nn.Sequential(nn.Embedding(10, 8), nn.Linear(8, 8), nn.LayerNorm(8), nn.Linear(8, 10))
+    opt = build_optimizer(OptimizerConfig(name="muon", lr=0.01, betas=(0.8, 0.9), eps=1e-6, adamw_lr=1e-3,
+                                          weight_decay=0.1), model)
+    (muon,) = [g for g in opt.param_groups if g["use_muon"]]
+    (adamw,) = [g for g in opt.param_groups if not g["use_muon"]]
+    assert [id(p) for p in muon["params"]] == [id(model[1].weight)] and muon["lr"] == 0.01
+    assert {id(p) for p in adamw["params"]} == {id(p) for p in model.parameters()} - {id(model[1].weight)}
+    assert (adamw["lr"], adamw["betas"], adamw["eps"], adamw["weight_decay"]) == (1e-3, (0.8, 0.9), 1e-6, 0.1)
+
+
 def test_builds_torch_sgd_from_parameters():
     params = list(nn.Linear(3, 2).parameters())
     opt = build_optimizer(OptimizerConfig(name="sgd", lr=0.1, momentum=0.9), params)

@@ -34,6 +34,7 @@ from cadence.optim.amsgrad import AMSGrad
 from cadence.optim.lamb import LAMB
 from cadence.optim.lion import Lion
 from cadence.optim.muon import Muon
+from cadence.optim.helpers.param_groups import muon_param_groups
 from cadence.optim.noam import Noam
 from cadence.optim.radam import RAdam
 from cadence.optim.sophia import Sophia
@@ -81,7 +82,7 @@ class OptimizerConfig:
     #: SGD and Muon.
     momentum: float | None = None
     nesterov: bool | None = None
-    #: Muon: the rate of the parameters it leaves to AdamW (embeddings, head, biases, gains).
+    #: Muon: the rate of its AdamW groups (embeddings, head, biases, gains; ``betas`` and ``eps`` are theirs).
     adamw_lr: float | None = None
     #: The fused fast path of the elementwise family (and torch's fused SGD).
     fused: bool | None = None
@@ -98,8 +99,6 @@ OPTIMIZERS: dict[str, Callable[..., torch.optim.Optimizer]] = {
     "noam": Noam, "radam": RAdam, "ada_belief": AdaBelief, "lion": Lion, "sophia": Sophia, "lamb": LAMB,
     "muon": Muon, "sgd": torch.optim.SGD,
 }
-#: Fields that a constructor takes under another name: Muon's betas and eps are its AdamW groups'.
-_RENAMED = {"muon": {"betas": "adamw_betas", "eps": "adamw_eps"}}
 #: Fields that make ``weight_decay`` a WeightDecay; only cadence's optimizers take one.
 _STRATEGY = ("weight_decouple", "absolute")
 #: Fields that are not arguments of the constructor.
@@ -113,18 +112,23 @@ def build_optimizer(config: OptimizerConfig, model_or_params: nn.Module | Iterab
     if config.name not in OPTIMIZERS:
         raise ValueError(f"optimizer.name={config.name!r} is not a known optimizer; expected one of: "
                          f"{', '.join(sorted(OPTIMIZERS))}")
-    params = model_or_params.parameters() if isinstance(model_or_params, nn.Module) else model_or_params
+    if config.name == "muon":
+        # Muon's update for the hidden matrices, AdamW's for the rest (and, from a model, its embeddings and head)
+        params = muon_param_groups(model_or_params)
+    elif isinstance(model_or_params, nn.Module):
+        params = model_or_params.parameters()
+    else:
+        params = model_or_params
     return OPTIMIZERS[config.name](params, **_arguments(config))
 
 
 def _arguments(config: OptimizerConfig) -> dict[str, Any]:
     """The keyword arguments of ``config.name``'s constructor; a field it does not take is an error."""
     parameters = inspect.signature(OPTIMIZERS[config.name]).parameters
-    renamed = _RENAMED.get(config.name, {})
     # cadence's constructors take ``weight_decay: float | WeightDecay``; torch's a float only
     takes_strategy = "WeightDecay" in str(parameters["weight_decay"].annotation)
     usable = [f.name for f in dataclasses.fields(config) if f.name not in _NOT_ARGUMENTS
-              and (renamed.get(f.name, f.name) in parameters or (f.name in _STRATEGY and takes_strategy))]
+              and (f.name in parameters or (f.name in _STRATEGY and takes_strategy))]
     given = {f.name: getattr(config, f.name) for f in dataclasses.fields(config)
              if f.name not in _NOT_ARGUMENTS and (f.name in _ALWAYS or getattr(config, f.name) != f.default)}
     unused = [name for name in given if name not in usable]
@@ -137,7 +141,7 @@ def _arguments(config: OptimizerConfig) -> dict[str, Any]:
         given["weight_decay"] = WeightDecay(given["weight_decay"], **strategy)
     if "betas" in given:
         given["betas"] = tuple(given["betas"])
-    return {renamed.get(name, name): value for name, value in given.items()}
+    return given
 
 
 def optimizer_callbacks(optimizer: torch.optim.Optimizer) -> list[Any]:

@@ -40,7 +40,7 @@ from common import interleaved_medians, parse_args, setting  # noqa: E402
 
 from cadence.experiments.mnist import BatchNormCNN  # noqa: E402
 from cadence.optim import (LAMB, AdaBelief, Adam, AdamWarmup, AdamWarmupCosineDecay, AMSGrad,  # noqa: E402
-                           Lion, Muon, Noam, RAdam, Sophia, WeightDecay)
+                           Lion, Muon, Noam, RAdam, Sophia, WeightDecay, muon_param_groups)
 
 
 def gpt_like(d: int = 384, layers: int = 12, vocab: int = 65, context: int = 256) -> nn.Module:
@@ -85,7 +85,7 @@ FAMILY = {
 #: Optimizers whose update needs whole tensors (norms, matrix products): no fused path; timed beside.
 WHOLE_TENSOR = {
     "LAMB": lambda p: LAMB(p, weight_decay=0.01),
-    "Muon (float32 Newton-Schulz on CPU)": lambda p: Muon(p),
+    "Muon (float32 Newton-Schulz on CPU)": lambda p: Muon(muon_param_groups(p)),
 }
 
 

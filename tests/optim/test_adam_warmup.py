@@ -10,7 +10,7 @@ from torch import nn
 
 from cadence import schedule
 from cadence.optim import Adam, AdamWarmup, AdamWarmupCosineDecay, AMSGrad, Noam
-from cadence.schedule import Cosine, LinearWarmup, Sequential
+from cadence.schedule import Cosine, LinearWarmup, Sequential, warmup_cosine
 
 from .conftest import relative_difference, small_cnn
 
@@ -29,6 +29,8 @@ def test_each_preset_is_adam_with_a_schedule_of_lr():
     assert AdamWarmupCosineDecay(p, lr=0.1, warmup=10, total_steps=110, min_lr=0.01).scheduler.schedules["lr"][2] == \
         Sequential([LinearWarmup(0.1, 10), Cosine(0.1, 100, floor=0.01)], [10])
     assert AdamWarmupCosineDecay(p, lr=0.1, total_steps=50).scheduler.schedules["lr"][2] == Cosine(0.1, 50)
+    assert AdamWarmupCosineDecay(p, lr=0.1, warmup=10, total_steps=110, min_lr=0.01).scheduler.schedules["lr"][2] == \
+        warmup_cosine(0.1, 10, 110, 0.01)
     assert Noam(p, lr=2.0, warmup=40, d_model=64).scheduler.schedules["lr"][2] == schedule.Noam(2.0, 64, 40)
     assert Adam(p).scheduler.schedules == {}
 
@@ -86,6 +88,7 @@ def test_update_is_adam_with_the_scheduled_rate(real_gradients, make):
     (lambda p: Noam(p, warmup=0), r"Noam: warmup=0 is out of range; expected warmup >= 1"),
     (lambda p: AdamWarmupCosineDecay(p, lr=0.1, min_lr=0.2), r"AdamWarmupCosineDecay: min_lr=0.2 is out of range; expected min_lr in \[0, 0.1\]"),
     (lambda p: AdamWarmupCosineDecay(p, total_steps=0), r"AdamWarmupCosineDecay: total_steps=0 is out of range; expected total_steps >= 1"),
+    (lambda p: AdamWarmupCosineDecay(p, warmup=100, total_steps=100), r"^AdamWarmupCosineDecay: warmup=100 steps is not shorter than total_steps=100"),
 ])
 def test_bad_schedules_fail_naming_the_parameter(make, message):
     with pytest.raises(ValueError, match=message):

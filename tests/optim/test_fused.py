@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import copy
+import json
+import os
+import subprocess
+import sys
 import warnings
 
 import pytest
@@ -244,3 +248,52 @@ def test_the_compile_report_says_once_how_long_the_fused_update_compiled():
     params = [torch.nn.Parameter(torch.zeros(2))]
     assert [type(c).__name__ for c in Adam(params, fused=True).callbacks()] == ["CompileReport"]
     assert Adam(params).callbacks() == []
+
+
+#: One process's check that the fused Adam step equals the reference step and ran compiled, printed as JSON.
+_FUSED_EQUALS_REFERENCE = """
+import json, torch
+from cadence.optim import Adam
+def run(fused):
+    torch.manual_seed(0)
+    params = [torch.nn.Parameter(torch.randn(n)) for n in (37, 1000, 5)]
+    optimizer = Adam(params, lr=1e-2, fused=fused)
+    for step in range(3):
+        for p in params:
+            p.grad = torch.randn_like(p)
+        optimizer.step()
+    return params, optimizer
+reference, _ = run(False)
+fused, optimizer = run(True)
+print(json.dumps({"difference": max((p - q).abs().max().item() for p, q in zip(reference, fused)),
+                  "compiled": optimizer.fused_step.compiled_runs, "eager": optimizer.fused_step.eager_runs}))
+"""
+
+
+def _vector_isas() -> list[str]:
+    """The values of ``ATEN_CPU_CAPABILITY`` this CPU can run, the CPU's own ("") first: "" and "default"
+    (no vectors) everywhere, "avx2" too on an x86 CPU that has it and more."""
+    from torch._inductor.cpu_vec_isa import pick_vec_isa, valid_vec_isa_list
+
+    avx2 = [] if str(pick_vec_isa()) == "avx2" or "avx2" not in map(str, valid_vec_isa_list()) else ["avx2"]
+    return ["", *avx2, "default"]
+
+
+@pytest.mark.slow
+def test_the_fused_path_is_right_for_every_vector_isa_sharing_one_inductor_cache(tmp_path):
+    """Processes of different vector ISAs (ATEN_CPU_CAPABILITY: an AVX2-only CPU, or none) filling one Inductor
+    cache in turn each get a compiled fused step equal to the reference step. Inductor's cache key leaves the ISA
+    out, and without ``fused.vector_width_option`` the second process loads C++ written for the first's vector
+    width: wrong results (and heap corruption) between AVX-512 and AVX2, a compile error (an eager fallback)
+    without vectors. Runs on any machine: "default" is an ISA other than the CPU's own on every CPU."""
+    for capability in _vector_isas():
+        env = {**os.environ, "TORCHINDUCTOR_CACHE_DIR": str(tmp_path)}
+        env.pop("ATEN_CPU_CAPABILITY", None)
+        if capability:
+            env["ATEN_CPU_CAPABILITY"] = capability
+        done = subprocess.run([sys.executable, "-c", _FUSED_EQUALS_REFERENCE], env=env, capture_output=True,
+                              text=True, timeout=300)
+        assert done.returncode == 0, f"ATEN_CPU_CAPABILITY={capability!r}: {done.stderr[-3000:]}"
+        result = json.loads(done.stdout.splitlines()[-1])
+        assert result["compiled"] == 3 and result["eager"] == 0, (capability, result)
+        assert result["difference"] < 1e-6, (capability, result)

@@ -1,4 +1,5 @@
-"""Muon: Newton-Schulz orthogonalisation against an SVD, the update against a float64 reference, AdamW for the rest."""
+"""Muon: Newton-Schulz orthogonalisation against an SVD, the update against a float64 reference, AdamW groups against
+torch's AdamW, matrices only in Muon groups, and the groups muon_param_groups builds."""
 
 from __future__ import annotations
 
@@ -8,10 +9,11 @@ import pytest
 import torch
 from torch import nn
 
-from cadence.optim import Adam, Muon, WeightDecay
+from cadence.optim import HyperParameterScheduler, Muon, muon_param_groups, param_groups
 from cadence.optim.muon import default_ns_dtype, newton_schulz
+from cadence.schedule import Cosine
 
-from .conftest import relative_difference, small_cnn
+from .conftest import small_cnn
 
 
 def orthogonalise_by_svd(M: torch.Tensor, steps: int = 5) -> torch.Tensor:
@@ -37,8 +39,9 @@ def test_newton_schulz_equals_the_quintic_on_the_singular_values(shape):
     assert torch.linalg.norm(O - U @ Vh) / torch.linalg.norm(U @ Vh) < 0.35
 
 
-def paper_muon(params, grads, lr, mu, wd, adamw_lr, betas, eps, steps=5):
-    """Muon (Nesterov) for matrices and AdamW for the rest, in float64, orthogonalising by SVD."""
+def paper_muon(params, use_muon, grads, lr, mu, wd, adamw_lr, betas, eps, steps=5):
+    """Muon (Nesterov) for the parameters marked ``use_muon`` and AdamW for the rest, in float64, orthogonalising
+    by SVD."""
     theta = [p.detach().double().clone() for p in params]
     B = [torch.zeros_like(t) for t in theta]
     m = [torch.zeros_like(t) for t in theta]
@@ -46,7 +49,7 @@ def paper_muon(params, grads, lr, mu, wd, adamw_lr, betas, eps, steps=5):
     for t, gs in enumerate(grads, start=1):
         for i, g in enumerate(gs):
             g = g.double()
-            if theta[i].ndim >= 2:
+            if use_muon[i]:
                 B[i] = mu * B[i] + (1 - mu) * g
                 M = (1 - mu) * g + mu * B[i]
                 O = orthogonalise_by_svd(M.reshape(M.size(0), -1), steps).view_as(theta[i])
@@ -62,32 +65,118 @@ def paper_muon(params, grads, lr, mu, wd, adamw_lr, betas, eps, steps=5):
 
 
 def test_matches_the_reference_in_float64_over_real_gradients(real_gradients):
+    """Hidden matrices (the convolutions, the first linear layer) by Muon; the head, gains and biases by AdamW."""
     torch.manual_seed(0)
     model = small_cnn().double()
+    params = list(model.parameters())
+    head = set(map(id, model[-1].parameters()))
+    use_muon = [p.ndim >= 2 and id(p) not in head for p in params]
     grads = real_gradients[:60]
-    expected = paper_muon(list(model.parameters()), grads, 0.02, 0.95, 0.01, 3e-4, (0.9, 0.95), 1e-8)
-    opt = Muon(model.parameters(), weight_decay=0.01, ns_dtype=torch.float64)
+    expected = paper_muon(params, use_muon, grads, 0.02, 0.95, 0.01, 1e-3, (0.8, 0.9), 1e-7)
+    opt = Muon([{"params": [p for p, u in zip(params, use_muon) if u]},
+                {"params": [p for p, u in zip(params, use_muon) if not u], "use_muon": False}],
+               weight_decay=0.01, betas=(0.8, 0.9), eps=1e-7, adamw_lr=1e-3, ns_dtype=torch.float64)
     for gs in grads:
-        for p, g in zip(model.parameters(), gs):
+        for p, g in zip(params, gs):
             p.grad = g.double().clone()
         opt.step()
-    diff = max((p.detach() - e).abs().max().item() for p, e in zip(model.parameters(), expected))
+    diff = max((p.detach() - e).abs().max().item() for p, e in zip(params, expected))
     assert diff / max(e.abs().max().item() for e in expected) < 1e-12  # float64 rounding (measured: 2e-15)
 
 
-def test_parameters_outside_muon_take_adamw(real_gradients):
+def test_an_adamw_group_steps_as_torchs_adamw_with_its_own_hyper_parameters(real_gradients):
+    """An AdamW group's lr, betas, eps and weight decay are its own; the Muon group's settings do not reach it."""
     torch.manual_seed(0)
-    a = nn.Linear(4, 3)
+    a = small_cnn()
     b = copy.deepcopy(a)
-    oa = Muon([{"params": a.parameters(), "use_muon": False}], adamw_lr=1e-3, adamw_betas=(0.9, 0.999),
-              weight_decay=0.1)
-    ob = Adam(b.parameters(), lr=1e-3, weight_decay=WeightDecay(0.1), optimized_update=False)
-    for _ in range(10):
-        for model, opt in ((a, oa), (b, ob)):
-            opt.zero_grad()
-            model(torch.ones(2, 4)).pow(2).sum().backward()
+    muon = Muon([{"params": a[0].parameters()},
+                 {"params": a[-1].parameters(), "use_muon": False, "lr": 2e-3, "betas": (0.8, 0.99), "eps": 1e-6,
+                  "weight_decay": 0.1}], lr=0.05, betas=(0.5, 0.5), eps=1.0, weight_decay=0.0)
+    adamw = torch.optim.AdamW(b[-1].parameters(), lr=2e-3, betas=(0.8, 0.99), eps=1e-6, weight_decay=0.1)
+    for gs in real_gradients[:50]:
+        for model, opt in ((a, muon), (b, adamw)):
+            for p, g in zip(model.parameters(), gs):
+                p.grad = g.clone()
             opt.step()
-    assert relative_difference(a, b) < 1e-6
+    for p, q in zip(a[-1].parameters(), b[-1].parameters()):
+        torch.testing.assert_close(p, q, rtol=1e-6, atol=1e-7)
+    assert muon.param_groups[1]["lr"] == 2e-3 and "lr_multiplier" not in muon.param_groups[1]
+
+
+def test_an_adamw_group_without_a_rate_runs_at_adamw_lr_and_a_schedule_of_lr_keeps_the_ratio():
+    matrix, bias = nn.Parameter(torch.ones(3, 2)), nn.Parameter(torch.ones(3))
+    muon = Muon([{"params": [matrix]}, {"params": [bias], "use_muon": False, "lr_multiplier": 0.5}], lr=0.02,
+                adamw_lr=3e-4)
+    assert [g["lr"] for g in muon.param_groups] == pytest.approx([0.02, 1.5e-4])
+    assert muon.param_groups[1]["lr_multiplier"] == pytest.approx(0.5 * 3e-4 / 0.02)
+    HyperParameterScheduler(muon, {"lr": Cosine(0.02, 100)}).step(50)
+    assert [g["lr"] for g in muon.param_groups] == pytest.approx([0.01, 0.75e-4])
+    with pytest.raises(ValueError, match=r"^Muon: lr=0 with AdamW groups at adamw_lr=0.0003"):
+        Muon([{"params": [matrix]}, {"params": [bias], "use_muon": False}], lr=0.0)
+
+
+@pytest.mark.parametrize("group, message", [
+    ({"params": [nn.Parameter(torch.ones(2, 2)), nn.Parameter(torch.ones(3))]},
+     r"^Muon: parameter 1 of group 0 has shape \[3\], and Muon updates weight matrices \(2 or more dimensions\) "
+     r"only; expected it in a group with use_muon=False, which AdamW updates \(muon_param_groups\(model\) builds "
+     r"both kinds\)$"),
+    ({"params": [nn.Parameter(torch.ones(3))], "names": ["fc.bias"]}, r"^Muon: parameter 'fc.bias' has shape \[3\]"),
+])
+def test_a_parameter_that_is_not_a_matrix_is_refused_in_a_muon_group(group, message):
+    with pytest.raises(ValueError, match=message):
+        Muon([group])
+
+
+def test_use_muon_must_be_a_bool():
+    with pytest.raises(TypeError, match=r"^Muon: use_muon=None in group 0; expected True"):
+        Muon([{"params": [nn.Parameter(torch.ones(2, 2))], "use_muon": None}])
+
+
+class TinyLanguageModel(nn.Module):
+    """An embedding, a hidden block (a norm, two linear layers) and a head: what muon_param_groups tells apart."""
+
+    def __init__(self):
+        super().__init__()
+        self.embedding = nn.Embedding(11, 8)
+        self.norm = nn.LayerNorm(8)
+        self.hidden = nn.Sequential(nn.Linear(8, 16), nn.ReLU(), nn.Linear(16, 8))
+        self.head = nn.Linear(8, 11)
+
+
+def kinds(groups):
+    """Each group's kind, weight decay and parameter names, in a fixed order."""
+    return sorted((g["use_muon"], g["weight_decay"], sorted(g["names"])) for g in groups)
+
+
+def test_muon_param_groups_give_hidden_matrices_to_muon_and_embeddings_head_and_vectors_to_adamw():
+    model = TinyLanguageModel()
+    groups = muon_param_groups(model)
+    by_id = {id(p): n for n, p in model.named_parameters()}
+    assert [(g["use_muon"], sorted(by_id[id(p)] for p in g["params"])) for g in groups] == [
+        (True, ["hidden.0.weight", "hidden.2.weight"]),
+        (False, ["embedding.weight", "head.bias", "head.weight", "hidden.0.bias", "hidden.2.bias", "norm.bias",
+                 "norm.weight"])]
+    # decay groups refined: each keeps its weight decay and names; the model tells the embedding and head apart
+    refined = muon_param_groups(param_groups(model, 0.1), model)
+    assert kinds(refined) == [(False, 0.0, ["embedding.weight", "head.bias", "hidden.0.bias", "hidden.2.bias",
+                                            "norm.bias", "norm.weight"]),
+                              (False, 0.1, ["head.weight"]), (True, 0.1, ["hidden.0.weight", "hidden.2.weight"])]
+    # without the model only the number of dimensions tells
+    assert kinds(muon_param_groups(param_groups(model, 0.1)))[-1] == (True, 0.1, ["head.weight", "hidden.0.weight",
+                                                                                  "hidden.2.weight"])
+    # a group that says use_muon itself is left as it is
+    mine = {"params": [model.head.weight], "use_muon": True}
+    assert muon_param_groups([mine]) == [mine]
+    Muon(groups)  # and Muon takes them
+
+
+def test_a_tied_head_is_the_embeddings_and_a_model_ending_in_a_norm_has_no_head():
+    model = TinyLanguageModel()
+    model.head.weight = model.embedding.weight
+    muon = {id(p) for g in muon_param_groups(model) if g["use_muon"] for p in g["params"]}
+    assert muon == {id(model.hidden[0].weight), id(model.hidden[2].weight)}
+    ends_in_norm = nn.Sequential(nn.Linear(4, 4), nn.LayerNorm(4))
+    assert [len(g["params"]) for g in muon_param_groups(ends_in_norm)] == [1, 3]
 
 
 def test_training_lowers_the_loss(train, mnist_batches):
@@ -97,7 +186,7 @@ def test_training_lowers_the_loss(train, mnist_batches):
 
     torch.manual_seed(0)
     before = loss(small_cnn())
-    after = loss(train(lambda p: Muon(p, lr=0.02), steps=100))
+    after = loss(train(lambda p: Muon(muon_param_groups(p), lr=0.02), steps=100))
     assert after < 0.5 * before
 
 
@@ -105,10 +194,10 @@ def test_state_dict_resume_is_bit_identical(real_gradients):
     torch.manual_seed(0)
     a = small_cnn()
     b = copy.deepcopy(a)
-    oa, ob = Muon(a.parameters()), Muon(b.parameters())
+    oa, ob = Muon(muon_param_groups(a)), Muon(muon_param_groups(b))
     for step, gs in enumerate(real_gradients[:12]):
         if step == 6:
-            ob = Muon(b.parameters())
+            ob = Muon(muon_param_groups(b))
             ob.load_state_dict(copy.deepcopy(saved))
         for model, opt in ((a, oa), (b, ob)):
             for p, g in zip(model.parameters(), gs):
@@ -127,8 +216,8 @@ def test_cpu_parameters_iterate_in_float32_unless_told(real_gradients):
     torch.manual_seed(0)
     a = small_cnn()
     b, c = copy.deepcopy(a), copy.deepcopy(a)
-    optimizers = ((a, Muon(a.parameters())), (b, Muon(b.parameters(), ns_dtype=torch.float32)),
-                  (c, Muon(c.parameters(), ns_dtype=torch.bfloat16)))
+    optimizers = ((a, Muon(muon_param_groups(a))), (b, Muon(muon_param_groups(b), ns_dtype=torch.float32)),
+                  (c, Muon(muon_param_groups(c), ns_dtype=torch.bfloat16)))
     for gs in real_gradients[:3]:
         for model, opt in optimizers:
             for p, g in zip(model.parameters(), gs):
@@ -142,7 +231,8 @@ def test_cpu_parameters_iterate_in_float32_unless_told(real_gradients):
     ({"momentum": 1.0}, r"Muon: momentum=1.0 is out of range; expected momentum in \[0, 1\)"),
     ({"ns_steps": 0}, r"Muon: ns_steps=0 is out of range; expected ns_steps >= 1"),
     ({"lr": -0.1}, r"Muon: lr=-0.1 is out of range"),
-    ({"adamw_betas": (0.9, 1.2)}, r"Muon: betas\[1\]=1.2 is out of range"),
+    ({"betas": (0.9, 1.2)}, r"Muon: betas\[1\]=1.2 is out of range"),
+    ({"adamw_lr": -1.0}, r"Muon: adamw_lr=-1.0 is out of range; expected adamw_lr >= 0"),
 ])
 def test_bad_hyper_parameters(kwargs, message):
     with pytest.raises(ValueError, match=message):

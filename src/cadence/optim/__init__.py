@@ -7,10 +7,10 @@ from cadence.optim.adam_warmup import AdamWarmup
 from cadence.optim.adam_warmup_cosine_decay import AdamWarmupCosineDecay
 from cadence.optim.amsgrad import AMSGrad
 from cadence.optim.helpers.clip import clip_grad_norm, clip_grad_value
-from cadence.optim.helpers.factory import (OPTIMIZERS, OptimizerConfig, build_optimizer, build_schedules,
-                                           optimizer_callbacks)
+from cadence.optim.helpers.factory import (OPTIMIZERS, OptimizerConfig, OptimizerEntry, build_optimizer,
+                                           build_schedules, optimizer_callbacks)
 from cadence.optim.helpers.hyperparams_schedule import HyperParameterScheduler, NoamOpt
-from cadence.optim.helpers.param_groups import param_groups
+from cadence.optim.helpers.param_groups import muon_param_groups, param_groups
 from cadence.optim.generic import GenericAdaptiveOptimizer
 from cadence.optim.lamb import LAMB
 from cadence.optim.lion import Lion
@@ -22,5 +22,6 @@ from cadence.optim.weight_decay import WeightDecay
 
 __all__ = ["OPTIMIZERS", "AMSGrad", "AdaBelief", "Adam", "AdamFP16", "AdamWarmup", "AdamWarmupCosineDecay",
            "GenericAdaptiveOptimizer", "GradScalerFP16", "HessianRefresh", "HyperParameterScheduler", "LAMB", "Lion",
-           "Muon", "Noam", "NoamOpt", "OptimizerConfig", "RAdam", "Sophia", "WeightDecay", "build_optimizer",
-           "build_schedules", "clip_grad_norm", "clip_grad_value", "gnb_loss", "optimizer_callbacks", "param_groups"]
+           "Muon", "Noam", "NoamOpt", "OptimizerConfig", "OptimizerEntry", "RAdam", "Sophia", "WeightDecay",
+           "build_optimizer", "build_schedules", "clip_grad_norm", "clip_grad_value", "gnb_loss", "muon_param_groups",
+           "optimizer_callbacks", "param_groups"]

@@ -15,7 +15,10 @@ tensor; this module calls it once per *group*, on flat buffers:
 
 Compilation takes seconds the first time and is cached on disk by PyTorch's Inductor
 (``TORCHINDUCTOR_CACHE_DIR``, by default ``/tmp/torchinductor_<user>``) across runs; the
-time spent is kept in :attr:`FusedStep.compile_seconds`. Two things make the same function
+time spent is kept in :attr:`FusedStep.compile_seconds`. The compilation names the CPU vector
+width Inductor generates code for (:func:`vector_width_option`), so that processes of different
+vector ISAs sharing that cache (an AVX-512 CPU and ``ATEN_CPU_CAPABILITY=avx2``, say) never load
+each other's code: Inductor's own cache key leaves the ISA out. Two things make the same function
 run eagerly on the flat buffers instead, each after a warning, and :attr:`FusedStep.eager_runs`
 counts those runs:
 
@@ -33,21 +36,30 @@ the flat buffer and re-attached; a parameter whose storage was replaced (``.to()
 ``param.data = ...``) makes the buffers be rebuilt from the parameters and their state.
 A parameter whose ``.grad`` is ``None`` must be skipped, which a flat update cannot do: that
 group then takes the reference path for the step.
+
+A step given a non-finite flag ``found_inf`` (:mod:`cadence.optim.found_inf`) runs
+:func:`masked` ``(update)``: the update, then the selection of the old values wherever the
+flag is set, compiled together into the same one loop. Without the flag the step runs the
+update alone, compiled as it always was: the flag costs nothing when unused.
 """
 
 from __future__ import annotations
 
 import logging
 import time
+import types
 import warnings
 from collections.abc import Callable, Sequence
 from typing import Any
 
 import torch
 
+from cadence.optim.found_inf import unless_found_inf
+
 logger = logging.getLogger(__name__)
 
 _compiled: dict[Callable, Callable] = {}
+_masked: dict[Callable, Callable] = {}
 #: Updates that ``torch.compile`` cannot compile in this process: they run eagerly.
 _compile_failed: set[Callable] = set()
 #: The variants (device, dtype, state tensors, static scalars) of each update that came past
@@ -69,11 +81,60 @@ def past_recompile_limit(error: Exception) -> bool:
     return type(error).__name__ in ("FailOnRecompileLimitHit", "FailOnCacheLimitHit")
 
 
+def vector_width_option() -> dict[str, int]:
+    """Inductor's option naming the vector width it generates CPU code for: ``{"cpp.simdlen": bits}``.
+
+    Works around a torch bug (seen in 2.13): Inductor writes its C++ for the vector ISA it picks
+    (AVX-512, AVX2, none; ``ATEN_CPU_CAPABILITY`` chooses among those the CPU has), but the key of
+    its FX graph cache (``TORCHINDUCTOR_CACHE_DIR``) leaves that ISA out. A process picking
+    another ISA than the one that filled the cache then loads C++ written for the other vector
+    width and compiles it for its own: a loop written for 8 floats a vector (AVX2) and built with
+    16-float vectors (AVX-512) stores 16 where it meant 8, overwriting the next elements and the
+    heap; the other way round it leaves elements untouched; without vectors (``default``) it does
+    not compile. Reproduction, in a fresh cache directory::
+
+        f = torch.compile(lambda m, g, w: m.mul_(w).add_(g), dynamic=True)
+        m = torch.ones(32); f(m, torch.arange(32.0), torch.tensor(0.5))  # m[i] = 0.5 + i
+        # run once with ATEN_CPU_CAPABILITY=avx2, then on the same cache without it (an AVX-512 CPU):
+        # m[8:16] = 8 .. 15 (0.5 too little), then "corrupted size vs. prev_size" at exit
+
+    ``cpp.simdlen`` is part of that cache key, and Inductor picks the ISA of that width when it is
+    set, so naming the width it would pick anyway compiles the same code under a key of its own.
+    Empty where this torch has no such choice to name.
+    """
+    try:
+        from torch._inductor.cpu_vec_isa import pick_vec_isa
+    except ImportError:
+        return {}
+    return {"cpp.simdlen": pick_vec_isa().bit_width()}
+
+
 def compiled(update: Callable) -> Callable:
-    """``torch.compile(update)`` with dynamic shapes, made once per function."""
+    """``torch.compile(update)`` with dynamic shapes, made once per function, for this process's vector ISA
+    (:func:`vector_width_option`)."""
     if update not in _compiled:
-        _compiled[update] = torch.compile(update, dynamic=True, fullgraph=True)
+        _compiled[update] = torch.compile(update, dynamic=True, fullgraph=True, options=vector_width_option())
     return _compiled[update]
+
+
+def masked(update: Callable) -> Callable:
+    """``update(param, grad, *state, **scalars)`` masked by a keyword ``found_inf``: parameter and state keep their
+    values wherever it is non-zero (:func:`~cadence.optim.found_inf.unless_found_inf`), in one function that
+    compiles to one loop. Made once per update."""
+    if update not in _masked:
+        def update_unless_found_inf(param: torch.Tensor, grad: torch.Tensor, *state: torch.Tensor,
+                                    found_inf: torch.Tensor, **scalars: Any) -> None:
+            unless_found_inf(found_inf, (param, *state), lambda: update(param, grad, *state, **scalars))
+
+        # A code object of its own for each update: torch.compile keeps its compilations, and counts its recompile
+        # limit, per code object; closures sharing one would share that limit across every optimizer.
+        name = f"{update.__name__}_unless_found_inf"
+        code = update_unless_found_inf.__code__.replace(co_name=name)
+        function = types.FunctionType(code, update_unless_found_inf.__globals__, name, None,
+                                      update_unless_found_inf.__closure__)
+        function.__qualname__ = f"{update.__qualname__}_unless_found_inf"
+        _masked[update] = function
+    return _masked[update]
 
 
 class FlatBuffers:
@@ -172,15 +233,16 @@ class FusedStep:
         self.eager_runs = 0
         self._buffers: dict[int, list[FlatBuffers]] = {}
         self._scalars: dict[tuple[int, str], torch.Tensor] = {}
-        self._warm: set[tuple[Any, ...]] = set()
+        self._warm: set[tuple[Callable, tuple[Any, ...]]] = set()
 
     def reset(self) -> None:
         """Forget the flat buffers (after a state dict was loaded): they are rebuilt at the next step."""
         self._buffers.clear()
 
     def step(self, group_index: int, params: Sequence[torch.Tensor], states: Sequence[dict[str, Any]],
-             scalars: Callable[[int], dict[str, float]]) -> bool:
-        """One fused step of group ``group_index``; ``scalars(step)`` gives the step's scalars.
+             scalars: Callable[[int], dict[str, float]], found_inf: torch.Tensor | None = None) -> bool:
+        """One fused step of group ``group_index``; ``scalars(step)`` gives the step's scalars; a ``found_inf``
+        flag masks it (see the module docstring).
 
         Returns ``False`` (and changes nothing) when the group must take the reference path.
         """
@@ -199,7 +261,7 @@ class FusedStep:
             values = scalars(flat.states[0]["step"])
             # Floats become 0-d tensors (new values, same kernel); bools and ints stay static (a branch of the update).
             self._run(flat, {name: self._scalar(flat, name, value) if isinstance(value, float) else value
-                             for name, value in values.items()})
+                             for name, value in values.items()}, found_inf)
         return True
 
     def zero_grads(self) -> set[int]:
@@ -236,37 +298,40 @@ class FusedStep:
             tensor.fill_(value)
         return tensor
 
-    def _run(self, flat: FlatBuffers, scalars: dict[str, torch.Tensor]) -> None:
+    def _run(self, flat: FlatBuffers, scalars: dict[str, Any], found_inf: torch.Tensor | None) -> None:
         args = (flat.param, flat.grad, *(flat.state[name] for name in self.state_names))
-        # One compilation per device, dtype, number of state tensors and value of the static (non-tensor) scalars.
+        update, kwargs = (self.update, scalars) if found_inf is None else (masked(self.update),
+                                                                          {**scalars, "found_inf": found_inf})
+        # One compilation per function (masked or not), device, dtype, number of state tensors and value of the
+        # static (non-tensor) scalars.
         kind = (flat.param.device, flat.param.dtype, len(args),
                 *sorted((k, v) for k, v in scalars.items() if not isinstance(v, torch.Tensor)))
-        if self.update in _compile_failed or kind in _over_limit.get(self.update, ()):
-            self._run_eagerly(args, scalars)
+        if self.update in _compile_failed or kind in _over_limit.get(update, ()):
+            self._run_eagerly(update, args, kwargs)
             return
         start = time.perf_counter()
         try:
-            compiled(self.update)(*args, **scalars)
+            compiled(update)(*args, **kwargs)
         except Exception as e:  # raised before the update ran: the same function, eagerly
-            self._fall_back(e, kind)
-            self._run_eagerly(args, scalars)
+            self._fall_back(update, e, kind)
+            self._run_eagerly(update, args, kwargs)
             return
         self.compiled_runs += 1
-        if kind not in self._warm:
+        if (update, kind) not in self._warm:
             seconds = time.perf_counter() - start
             self.compile_seconds += seconds
-            logger.info("compiled %s for %s in %.1f s", self.update.__qualname__, kind, seconds)
-            self._warm.add(kind)
+            logger.info("compiled %s for %s in %.1f s", update.__qualname__, kind, seconds)
+            self._warm.add((update, kind))
 
-    def _run_eagerly(self, args: tuple[torch.Tensor, ...], scalars: dict[str, torch.Tensor]) -> None:
-        self.update(*args, **scalars)
+    def _run_eagerly(self, update: Callable, args: tuple[torch.Tensor, ...], kwargs: dict[str, Any]) -> None:
+        update(*args, **kwargs)
         self.eager_runs += 1
 
-    def _fall_back(self, error: Exception, kind: tuple[Any, ...]) -> None:
-        """Record why ``kind`` cannot run compiled, and say so."""
-        name = self.update.__qualname__
+    def _fall_back(self, update: Callable, error: Exception, kind: tuple[Any, ...]) -> None:
+        """Record why ``kind`` of ``update`` (the optimizer's, or :func:`masked`) cannot run compiled, and say so."""
+        name = update.__qualname__
         if past_recompile_limit(error):
-            _over_limit.setdefault(self.update, set()).add(kind)
+            _over_limit.setdefault(update, set()).add(kind)
             warnings.warn(f"cadence: torch.compile has compiled as many variants of {name} as it compiles of one "
                           f"function (torch._dynamo.config.recompile_limit = {recompile_limit()}); this one "
                           f"{kind} (device, dtype, tensors, static scalars such as weight decay off) runs eagerly, "

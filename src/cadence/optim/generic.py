@@ -27,6 +27,11 @@ papers share (as optax writes its transforms from ``update_moment`` and ``bias_c
 Parameter groups work as in every ``torch.optim.Optimizer``: each group may override any
 hyper-parameter, and every group's hyper-parameters are validated when it is added.
 
+A caller may hand :meth:`GenericAdaptiveOptimizer.step` a non-finite flag on the device
+(``optimizer.found_inf``, torch's protocol, :mod:`cadence.optim.found_inf`): the step then
+leaves parameters and state as they were wherever the flag is set, without reading it on the
+host (:attr:`GenericAdaptiveOptimizer.supports_found_inf`).
+
 An optimizer may schedule hyper-parameters itself (``schedules``, what the presets
 ``AdamWarmup``, ``AdamWarmupCosineDecay`` and ``Noam`` pass): the one mechanism that binds
 schedules to group keys, :class:`~cadence.optim.helpers.hyperparams_schedule.HyperParameterScheduler`,
@@ -44,6 +49,7 @@ import torch
 from torch.optim import Optimizer
 
 from cadence.checks import check_number
+from cadence.optim.found_inf import unless_found_inf
 from cadence.optim.fused import CompileReport, FusedStep
 from cadence.optim.helpers.hyperparams_schedule import HyperParameterScheduler
 from cadence.optim.weight_decay import Scalar, WeightDecay
@@ -148,6 +154,20 @@ class GenericAdaptiveOptimizer(Optimizer):
     #: ``torch.optim.Adam(weight_decay=...)``), or the decoupled shrink (``True``, for the
     #: optimizers whose papers decouple it). A :class:`WeightDecay` says it explicitly.
     decoupled_weight_decay: bool = False
+    #: Whether :meth:`step` honours :attr:`found_inf` (any optimizer may declare it, torch's too, when its
+    #: ``step`` does): a caller such as the trainer then hands it its non-finite flag instead of reading it.
+    supports_found_inf: bool = True
+    #: The non-finite flag of the step about to be taken, or ``None`` (torch's protocol, as
+    #: ``torch.amp.GradScaler`` follows it with torch's fused optimizers): a one-element float tensor on
+    #: the parameters' device that the caller sets before :meth:`step` and deletes after. Non-zero: the
+    #: step leaves every parameter and state tensor bit-identical to before, selected on the device
+    #: (:mod:`cadence.optim.found_inf`; no host read); zero: the step is bit-identical to one without
+    #: it. The host-side step count $t$ (each state's ``step``, and the optimizer's own schedules)
+    #: advances either way, since holding it back would mean reading the flag: a masked step is
+    #: expected to be followed soon by the caller's own reaction (the trainer's ``nonfinite="raise"``
+    #: reads the flag within a few steps and stops), and a caller that goes on after skipping steps
+    #: should read the flag and not call :meth:`step` at all (the trainer's ``nonfinite="skip"``).
+    found_inf: torch.Tensor | None = None
 
     def __init__(self, params: Params, defaults: dict[str, Any], lr: float, betas: tuple[float, float],
                  eps: float, weight_decay: float | WeightDecay = 0.0, *,
@@ -207,7 +227,9 @@ class GenericAdaptiveOptimizer(Optimizer):
 
     @torch.no_grad()
     def step(self, closure: Callable[[], torch.Tensor] | None = None) -> torch.Tensor | None:
-        """Update every parameter that has a gradient; return the closure's loss, if given."""
+        """Update every parameter that has a gradient, unless :attr:`found_inf` says not to; return the closure's loss,
+        if given."""
+        found_inf = self.found_inf
         loss = None
         if closure is not None:
             with torch.enable_grad():
@@ -225,10 +247,15 @@ class GenericAdaptiveOptimizer(Optimizer):
                                        f"group {g}, shape {list(param.shape)}); use torch.optim.SparseAdam for "
                                        f"sparse embeddings, or nn.Embedding(sparse=False)")
                 with_grad.append(param)
-            if self.fused_step is not None and self._step_fused(g, group, with_grad):
+            if self.fused_step is not None and self._step_fused(g, group, with_grad, found_inf):
                 continue
             for param in with_grad:
-                self.step_param(self._state(param, group), group, param.grad, param)
+                state = self._state(param, group)
+                if found_inf is None:
+                    self.step_param(state, group, param.grad, param)
+                else:
+                    tensors = [param, *(x for x in state.values() if isinstance(x, torch.Tensor))]
+                    unless_found_inf(found_inf, tensors, lambda: self.step_param(state, group, param.grad, param))
         return loss
 
     def _state(self, param: torch.Tensor, group: dict[str, Any]) -> dict[str, Any]:
@@ -237,12 +264,13 @@ class GenericAdaptiveOptimizer(Optimizer):
             self.init_state(state, group, param)
         return state
 
-    def _step_fused(self, g: int, group: dict[str, Any], with_grad: list[torch.Tensor]) -> bool:
+    def _step_fused(self, g: int, group: dict[str, Any], with_grad: list[torch.Tensor],
+                    found_inf: torch.Tensor | None) -> bool:
         trainable = [p for p in group["params"] if p.requires_grad]
         if not with_grad or len(with_grad) != len(trainable):
             return False
         states = [self._state(p, group) for p in with_grad]
-        return self.fused_step.step(g, with_grad, states, lambda t: self.scalars(group, t))
+        return self.fused_step.step(g, with_grad, states, lambda t: self.scalars(group, t), found_inf)
 
     def callbacks(self) -> list[Any]:
         """The trainer callbacks this optimizer's own chores need (see :mod:`cadence.train.callbacks`): the fused

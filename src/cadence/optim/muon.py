@@ -21,8 +21,20 @@ The reference runs it in bfloat16 on GPUs (``ns_dtype``); on a CPU without bfloa
 units that is about 8x slower than float32 (measured here: 0.81 s against 0.10 s for one
 $1536 \times 384$ iteration set), so by default CPU parameters iterate in float32.
 
-Muon is for hidden weight matrices; embeddings, the output head, biases and gains train with
-AdamW (the ``use_muon`` flag of a group; by default parameters with ``ndim >= 2`` use Muon).
+Muon updates weight matrices only. Embeddings, the output head, biases and gains train with
+AdamW, as in the reference (``MuonWithAuxAdam``): one optimizer holds both kinds, as parameter
+groups. A group with ``use_muon=True`` (the default) takes Muon's update and must hold only
+parameters of 2 or more dimensions; a group with ``use_muon=False`` takes AdamW's, which is
+:class:`~cadence.optim.adam.Adam`'s update (torch's textbook form) with decoupled weight decay,
+from that group's own ``lr``, ``betas``, ``eps`` and ``weight_decay``: so ``betas`` and ``eps``
+are AdamW's here as for every other optimizer, and Muon's own update has neither.
+:func:`~cadence.optim.helpers.param_groups.muon_param_groups` builds the two kinds of groups
+from a model.
+
+An AdamW group that sets no ``lr`` of its own runs at ``adamw_lr``, and its ``lr_multiplier``
+becomes ``adamw_lr / lr`` (times any it had): a schedule of ``lr``
+(:class:`~cadence.optim.helpers.hyperparams_schedule.HyperParameterScheduler`, written in Muon's
+rate) then moves both rates together, keeping their ratio.
 """
 
 from __future__ import annotations
@@ -32,6 +44,7 @@ from typing import Any
 
 import torch
 
+from cadence.checks import check_number
 from cadence.optim.adam import Adam
 from cadence.optim.generic import GenericAdaptiveOptimizer, Params, adam_scalars, update_moment
 from cadence.optim.weight_decay import WeightDecay
@@ -62,48 +75,76 @@ def newton_schulz(M: torch.Tensor, steps: int = 5, dtype: torch.dtype = torch.bf
 
 
 class Muon(GenericAdaptiveOptimizer):
-    """Muon for the groups with ``use_muon`` (default: tensors with ``ndim >= 2``), AdamW for the others.
+    """Muon for the groups with ``use_muon=True`` (the default; weight matrices only), AdamW for the others.
 
     * ``lr`` $\\eta$, ``momentum`` $\\mu$, ``nesterov``, ``ns_steps``: Muon's,
     * ``ns_dtype``: the dtype of the Newton-Schulz iteration (``None``: :func:`default_ns_dtype`),
+    * ``betas``, ``eps``: AdamW's (the defaults of the ``use_muon=False`` groups),
+    * ``adamw_lr``: the rate of the AdamW groups that set none (see the module docstring),
     * ``weight_decay`` $\\lambda$, for both kinds: a float is decoupled (as in the reference and
-      ``torch.optim.Muon``); a :class:`~cadence.optim.weight_decay.WeightDecay` picks the strategy,
-    * ``adamw_lr``, ``adamw_betas``, ``adamw_eps``: the AdamW groups'.
+      ``torch.optim.Muon``); a :class:`~cadence.optim.weight_decay.WeightDecay` picks the strategy.
     """
 
     elementwise = False
     decoupled_weight_decay = True
-    ranges = {"momentum": {"low": 0.0, "high": 1.0, "high_open": True}, "ns_steps": {"low": 1, "integer": True},
-              "adamw_lr": {"low": 0.0}}
+    ranges = {"momentum": {"low": 0.0, "high": 1.0, "high_open": True}, "ns_steps": {"low": 1, "integer": True}}
 
     def __init__(self, params: Params, lr: float = 0.02, momentum: float = 0.95, nesterov: bool = True,
-                 ns_steps: int = 5, adamw_lr: float = 3e-4, adamw_betas: tuple[float, float] = (0.9, 0.95),
-                 adamw_eps: float = 1e-8, weight_decay: float | WeightDecay = 0.0,
-                 ns_dtype: torch.dtype | None = None, *, schedules: Mapping[str, Callable[[float], float]] | None = None):
+                 ns_steps: int = 5, betas: tuple[float, float] = (0.9, 0.95), eps: float = 1e-8,
+                 weight_decay: float | WeightDecay = 0.0, ns_dtype: torch.dtype | None = None, *,
+                 adamw_lr: float = 3e-4, schedules: Mapping[str, Callable[[float], float]] | None = None):
         self.nesterov = bool(nesterov)
         self.ns_dtype = ns_dtype
-        defaults = {"momentum": momentum, "ns_steps": ns_steps, "adamw_lr": adamw_lr, "use_muon": None}
-        super().__init__(params, defaults, lr, adamw_betas, adamw_eps, weight_decay, schedules=schedules)
+        #: The rate of the AdamW groups that set none.
+        self.adamw_lr = check_number("Muon", "adamw_lr", adamw_lr, low=0.0)
+        defaults = {"momentum": momentum, "ns_steps": ns_steps, "use_muon": True}
+        super().__init__(params, defaults, lr, betas, eps, weight_decay, schedules=schedules)
 
-    def _uses_muon(self, group: dict[str, Any], param: torch.Tensor) -> bool:
-        return param.ndim >= 2 if group["use_muon"] is None else bool(group["use_muon"])
+    def add_param_group(self, param_group: dict[str, Any]) -> None:
+        """Add a group (see the template): a Muon group must hold matrices only; an AdamW group without an ``lr``
+        of its own runs at ``adamw_lr``, scheduled with Muon's rate (see the module docstring)."""
+        group = dict(param_group)
+        if not group.get("use_muon", self.defaults["use_muon"]) and "lr" not in group:
+            lr = self.defaults["lr"]
+            if lr == 0 and self.adamw_lr != 0:
+                raise ValueError(f"Muon: lr=0 with AdamW groups at adamw_lr={self.adamw_lr}: their rate is kept as "
+                                 f"a multiple of lr (lr_multiplier = adamw_lr / lr) so that a schedule of lr moves "
+                                 f"both; expected lr > 0, or an lr of their own in the AdamW groups")
+            multiplier = group.get("lr_multiplier", 1.0)
+            group["lr"] = self.adamw_lr * multiplier
+            group["lr_multiplier"] = multiplier * (self.adamw_lr / lr if lr else 1.0)
+        super().add_param_group(group)
+        self._check_matrices(len(self.param_groups) - 1, self.param_groups[-1])
+
+    @staticmethod
+    def _check_matrices(g: int, group: dict[str, Any]) -> None:
+        if not isinstance(group["use_muon"], bool):
+            raise TypeError(f"Muon: use_muon={group['use_muon']!r} in group {g}; expected True (Muon's update, for "
+                            f"weight matrices) or False (AdamW's)")
+        if not group["use_muon"]:
+            return
+        names = group.get("names")
+        for i, param in enumerate(group["params"]):
+            if param.ndim < 2:
+                which = repr(names[i]) if names else f"{i} of group {g}"
+                raise ValueError(f"Muon: parameter {which} has shape {list(param.shape)}, and Muon updates weight "
+                                 f"matrices (2 or more dimensions) only; expected it in a group with "
+                                 f"use_muon=False, which AdamW updates (muon_param_groups(model) builds both kinds)")
 
     def init_state(self, state: dict[str, Any], group: dict[str, Any], param: torch.Tensor) -> None:
-        """A momentum buffer $B$ for Muon parameters; Adam's moments for the others."""
+        """A momentum buffer $B$ in a Muon group; Adam's moments in an AdamW group."""
         state["step"] = 0
-        names = ("momentum_buffer",) if self._uses_muon(group, param) else Adam.state_names
-        for name in names:
+        for name in ("momentum_buffer",) if group["use_muon"] else Adam.state_names:
             state[name] = torch.zeros_like(param, memory_format=torch.preserve_format)
 
     def step_param(self, state: dict[str, Any], group: dict[str, Any], grad: torch.Tensor,
                    param: torch.Tensor) -> None:
-        """One Muon step, or one AdamW step for a parameter outside Muon's groups."""
+        """One Muon step in a Muon group, one AdamW step in an AdamW group."""
         state["step"] += 1
-        if "momentum_buffer" not in state:
-            # AdamW, torch's textbook update, at the rate ``adamw_lr``
-            adamw = {**group, "lr": group["adamw_lr"]}
+        if not group["use_muon"]:
+            # AdamW: Adam's update, torch's textbook form, with the group's lr, betas, eps and (decoupled) decay
             Adam.update(param, grad, state["exp_avg"], state["exp_avg_sq"],
-                        **adam_scalars(adamw, state["step"], folded=False), **self.weight_decay.scalars(adamw))
+                        **adam_scalars(group, state["step"], folded=False), **self.weight_decay.scalars(group))
             return
         mu, eta = group["momentum"], group["lr"]
         # $W_{t-1} (1 - \eta \lambda)$, the decoupled decay (or, coupled, $G_t + \lambda W_{t-1}$)

@@ -5,7 +5,8 @@ A :class:`Schedule` maps a step $x$ to a value $s(x)$: :class:`Flat`, :class:`Dy
 decays (:class:`LinearWarmup`, :class:`Cosine`, :class:`Linear`, :class:`Polynomial`,
 :class:`Exponential`, :class:`Step`), :class:`Noam`, :class:`WarmupStableDecay`,
 :class:`OneCycle`, :class:`CosineWarmRestarts`, and their compositions :class:`Sequential`
-and :class:`Product`. :func:`parse_schedule` reads one back from its ``repr``.
+and :class:`Product`; :func:`warmup_cosine` composes the warm-up and the cosine that most
+recipes take. :func:`parse_schedule` reads one back from its ``repr``.
 """
 
 from cadence.schedule.base import Schedule
@@ -19,8 +20,9 @@ from cadence.schedule.parse import parse_schedule
 from cadence.schedule.piecewise import Piecewise, RelativePiecewise
 from cadence.schedule.restarts import CosineWarmRestarts
 from cadence.schedule.warmup import LinearWarmup
+from cadence.schedule.warmup_cosine import warmup_cosine
 from cadence.schedule.wsd import WarmupStableDecay
 
 __all__ = ["Cosine", "CosineWarmRestarts", "Dynamic", "Exponential", "Flat", "Linear", "LinearWarmup", "Noam",
            "OneCycle", "Piecewise", "Polynomial", "Product", "RelativePiecewise", "Schedule", "Sequential", "Step",
-           "WarmupStableDecay", "parse_schedule"]
+           "WarmupStableDecay", "parse_schedule", "warmup_cosine"]

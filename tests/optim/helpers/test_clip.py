@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 from torch import nn
@@ -58,10 +60,31 @@ def test_nonfinite_norm_is_reported_or_refused():
         clip_grad_norm([p], 1.0, error_if_nonfinite=True)
 
 
-@pytest.mark.parametrize("call, message", [
-    (lambda ps: clip_grad_norm(ps, 0.0), r"clip_grad_norm: max_norm=0.0 is out of range; expected max_norm > 0"),
-    (lambda ps: clip_grad_value(ps, -1.0), r"clip_grad_value: clip_value=-1.0 is out of range"),
+@pytest.mark.parametrize("call, error, message", [
+    (lambda ps: clip_grad_norm(ps, 0.0), ValueError,
+     r"^clip_grad_norm: max_norm=0.0 is out of range; expected max_norm > 0$"),
+    (lambda ps: clip_grad_norm(ps, float("nan")), ValueError, r"^clip_grad_norm: max_norm=nan is not a finite number"),
+    (lambda ps: clip_grad_norm(ps, math.inf), ValueError, r"^clip_grad_norm: max_norm=inf is not a finite number"),
+    (lambda ps: clip_grad_norm(ps, "1.0"), TypeError, r"^clip_grad_norm: max_norm='1.0' is a str; expected a real"),
+    (lambda ps: clip_grad_norm(ps, True), TypeError, r"^clip_grad_norm: max_norm=True is a bool"),
+    (lambda ps: clip_grad_norm(ps, 1.0, norm_type=-2.0), ValueError, r"^clip_grad_norm: norm_type=-2.0 is out of range"),
+    (lambda ps: clip_grad_value(ps, -1.0), ValueError, r"^clip_grad_value: clip_value=-1.0 is out of range"),
 ])
-def test_bad_thresholds_fail_naming_the_value(call, message):
-    with pytest.raises(ValueError, match=message):
+def test_bad_thresholds_fail_naming_the_value(call, error, message):
+    with pytest.raises(error, match=message):
         call(model_with_grads().parameters())
+
+
+def test_a_valid_threshold_costs_no_check_call(monkeypatch):
+    """Clipping runs every step: a positive finite threshold passes two comparisons, and nothing formats a message."""
+    from cadence.optim.helpers import clip
+
+    def refuse(*args, **kwargs):
+        raise AssertionError(f"check_number called on the good path: {args}")
+
+    monkeypatch.setattr(clip, "check_number", refuse)
+    params = list(model_with_grads().parameters())
+    clip_grad_norm(params, 1.0)
+    clip_grad_norm(params, 2, norm_type=1.0)
+    clip_grad_norm(params, 0.5, norm_type=math.inf)
+    clip_grad_value(params, 0.1)

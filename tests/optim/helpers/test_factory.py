@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import dataclasses
+import inspect
+
 import pytest
 import torch
 from torch import nn
 
-from cadence.optim import (OPTIMIZERS, Adam, HyperParameterScheduler, Muon, OptimizerConfig, build_optimizer,
-                           build_schedules)
-from cadence.schedule import Cosine, Linear
+from cadence.optim import (OPTIMIZERS, Adam, HyperParameterScheduler, Muon, OptimizerConfig, OptimizerEntry,
+                           build_optimizer, build_schedules)
+from cadence.schedule import Cosine, Linear, warmup_cosine
 
 from ..conftest import assert_compiled
 
@@ -44,6 +47,18 @@ def test_unset_fields_leave_each_optimizer_its_own_defaults_and_set_ones_mean_wh
     assert sgd.param_groups[0]["momentum"] == 0.0
 
 
+def test_muon_from_a_model_updates_its_hidden_matrices_and_gives_the_rest_to_adamw_with_the_configs_betas_and_eps():
+    """optimizer.betas and optimizer.eps are AdamW's, as for every optimizer; adamw_lr is the AdamW groups' rate."""
+    model = nn.Sequential(nn.Embedding(10, 8), nn.Linear(8, 8), nn.LayerNorm(8), nn.Linear(8, 10))
+    opt = build_optimizer(OptimizerConfig(name="muon", lr=0.01, betas=(0.8, 0.9), eps=1e-6, adamw_lr=1e-3,
+                                          weight_decay=0.1), model)
+    (muon,) = [g for g in opt.param_groups if g["use_muon"]]
+    (adamw,) = [g for g in opt.param_groups if not g["use_muon"]]
+    assert [id(p) for p in muon["params"]] == [id(model[1].weight)] and muon["lr"] == 0.01
+    assert {id(p) for p in adamw["params"]} == {id(p) for p in model.parameters()} - {id(model[1].weight)}
+    assert (adamw["lr"], adamw["betas"], adamw["eps"], adamw["weight_decay"]) == (1e-3, (0.8, 0.9), 1e-6, 0.1)
+
+
 def test_builds_torch_sgd_from_parameters():
     params = list(nn.Linear(3, 2).parameters())
     opt = build_optimizer(OptimizerConfig(name="sgd", lr=0.1, momentum=0.9), params)
@@ -74,10 +89,22 @@ def test_fields_reach_the_constructor_by_name_whatever_its_order(monkeypatch):
         received.update(fused=fused, weight_decay=weight_decay, eps=eps, betas=betas, lr=lr)
         return torch.optim.SGD(params, lr=lr)
 
-    monkeypatch.setitem(OPTIMIZERS, "reordered", reordered)
+    monkeypatch.setitem(OPTIMIZERS, "reordered", OptimizerEntry(reordered, ("betas", "eps", "fused")))
     build_optimizer(OptimizerConfig(name="reordered", lr=0.5, betas=(0.8, 0.9), eps=1e-6, weight_decay=0.1,
                                     fused=True), nn.Linear(2, 2))
     assert received == {"fused": True, "weight_decay": 0.1, "eps": 1e-6, "betas": (0.8, 0.9), "lr": 0.5}
+
+
+@pytest.mark.parametrize("name", sorted(OPTIMIZERS))
+def test_each_optimizers_declared_fields_are_exactly_the_config_fields_its_constructor_takes(name):
+    """The declaration is the factory's only source (it reads no signature); here it is checked against one.
+    weight_decouple and absolute are the WeightDecay strategy, which cadence's optimizers take as weight_decay."""
+    entry = OPTIMIZERS[name]
+    keywords = set(inspect.signature(entry.constructor).parameters)
+    config_fields = {f.name for f in dataclasses.fields(OptimizerConfig)} - {"name", "schedule", "schedules"}
+    strategy = {"weight_decouple", "absolute"}
+    assert set(entry.fields) - strategy == (keywords & config_fields) - {"lr", "weight_decay"}
+    assert strategy <= set(entry.fields) or name == "sgd"
 
 
 def test_unknown_name_lists_the_available_ones():
@@ -136,3 +163,46 @@ def test_a_preset_and_a_schedule_of_its_rate_from_the_config_are_refused():
     with pytest.raises(ValueError, match=r"cannot schedule 'lr' with LinearWarmup\(value=0.001, warmup=10.0, "
                                          r"start=0.0\): the optimizer \(Adam\) schedules 'lr' itself"):
         HyperParameterScheduler(optimizer, build_schedules(config))
+
+
+def test_a_named_cosine_is_the_warm_up_and_cosine_schedule_over_the_runs_length_unless_the_config_gives_one():
+    config = OptimizerConfig(lr=3e-3, schedule="cosine", warmup=100, min_lr=1e-4)
+    assert build_schedules(config, total_steps=1000) == {"lr": warmup_cosine(3e-3, 100, 1000, 1e-4)}
+    given = OptimizerConfig(lr=3e-3, schedule="cosine", total_steps=500)
+    assert build_schedules(given, total_steps=1000) == {"lr": warmup_cosine(3e-3, 0, 500, 0.0)}
+    with pytest.raises(ValueError, match=r"^optimizer.schedule: 'cosine' decays to optimizer.min_lr at "
+                                         r"optimizer.total_steps, and neither it nor the run's length is given"):
+        build_schedules(OptimizerConfig(schedule="cosine"))
+    with pytest.raises(ValueError, match=r"^optimizer.schedule: cosine over the run's 50 steps: warmup=100 steps is "
+                                         r"not shorter than total_steps=50"):
+        build_schedules(config, total_steps=50)
+    with pytest.raises(ValueError, match=r"^optimizer.schedule: cosine: min_lr=0.1 is out of range; expected min_lr "
+                                         r"in \[0, 0.003\]"):
+        build_schedules(OptimizerConfig(lr=3e-3, schedule="cosine", total_steps=10, min_lr=0.1))
+
+
+def test_the_fields_a_named_schedule_reads_are_not_refused_as_unused_by_the_optimizer():
+    config = OptimizerConfig(name="adam", schedule="cosine", warmup=10, min_lr=1e-5, total_steps=100)
+    optimizer = build_optimizer(config, nn.Linear(2, 2))
+    assert type(optimizer) is Adam and optimizer.scheduler.schedules == {}
+    with pytest.raises(ValueError, match=r"^optimizer.warmup is not used by adam; it takes: lr, betas, eps, "
+                                         r"weight_decay, weight_decouple, absolute, optimized_update, fused; "
+                                         r"optimizer.schedule=cosine reads warmup, total_steps, min_lr$"):
+        build_optimizer(OptimizerConfig(name="adam", warmup=10), nn.Linear(2, 2))
+
+
+def test_the_warm_up_cosine_preset_reads_the_same_fields_and_takes_the_runs_length_when_the_config_has_none():
+    def rate(optimizer):
+        return optimizer.scheduler.schedules["lr"][2]
+
+    config = OptimizerConfig(name="adam_warmup_cosine_decay", lr=3e-3, warmup=100, min_lr=1e-4)
+    assert rate(build_optimizer(config, nn.Linear(2, 2), total_steps=1000)) == \
+        build_schedules(dataclasses.replace(config, name="adam", schedule="cosine"), total_steps=1000)["lr"]
+    given = dataclasses.replace(config, total_steps=500)
+    assert rate(build_optimizer(given, nn.Linear(2, 2), total_steps=1000)) == warmup_cosine(3e-3, 100, 500, 1e-4)
+    # two schedules of one rate stay refused: the preset's own and a named one beside it
+    both = dataclasses.replace(config, schedule="cosine")
+    optimizer = build_optimizer(both, nn.Linear(2, 2), total_steps=1000)
+    with pytest.raises(ValueError, match=r"cannot schedule 'lr' with Sequential.*the optimizer \(Adam\) schedules "
+                                         r"'lr' itself"):
+        HyperParameterScheduler(optimizer, build_schedules(both, total_steps=1000))

@@ -74,7 +74,7 @@ class EstimatedBatchNorm(RunningStatsNorm):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Normalize ``x`` of shape ``[B, C, *]`` with the estimates (updated first in training)."""
-        check_channels(x, self.channels, f"EstimatedBatchNorm({self.channels})")
+        check_channels(x, self.channels, self.where)
         # An empty batch leaves the estimates as they are.
         if self.training and x.numel() > 0:
             self._update_estimates(upcast(x), self.count_batch())
@@ -135,6 +135,8 @@ class ChannelNorm(nn.Module):
         self.eps = check_number("ChannelNorm", "eps", eps, low=0, low_open=True)
         self.affine = bool(affine)
         self.reference = bool(reference)
+        #: The layer as its input errors name it, built once: ``forward`` formats a message only when it raises.
+        self.where = f"ChannelNorm({self.channels}, {self.groups})"
         # $\gamma_g$ and $\beta_g$
         register_affine(self, (groups,), self.affine)
 
@@ -144,7 +146,7 @@ class ChannelNorm(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Normalize ``x`` of shape ``[B, C, *]`` per sample and group; the output has the shape and dtype of ``x``."""
-        check_channels(x, self.channels, f"ChannelNorm({self.channels}, {self.groups})")
+        check_channels(x, self.channels, self.where)
         if self.reference:
             return self._reference(x)
         # Viewed as ``[B, G, C/G * ...]``, each group is one channel of the native group-norm kernel

@@ -85,11 +85,11 @@ class BatchNorm(RunningStatsNorm):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Normalize ``x`` of shape ``[B, C, *]``; the output has the shape, dtype and memory format of ``x``."""
-        check_channels(x, self.channels, f"BatchNorm({self.channels})")
+        check_channels(x, self.channels, self.where)
         # Mini-batch statistics in training, and in evaluation when no estimates are kept
         use_batch_stats = self.training or not self.track_running_stats
         if use_batch_stats and x.numel() // self.channels == 1:
-            raise ValueError(f"BatchNorm({self.channels}): input of shape {list(x.shape)} has 1 value per channel; "
+            raise ValueError(f"{self.where}: input of shape {list(x.shape)} has 1 value per channel; "
                              f"batch statistics (training, or track_running_stats=False) need more than 1")
         # $\rho$, the weight of this mini-batch in the running estimates; None when they stay as they are
         rho = self.count_batch() if self.training and self.track_running_stats else None

@@ -20,7 +20,11 @@ LOW_PRECISION = (torch.float16, torch.bfloat16)
 
 
 def check_channels(x: torch.Tensor, channels: int, where: str, min_rank: int = 2) -> None:
-    """Refuse an input that is not ``[batch, channels, *]`` with at least ``min_rank`` dimensions."""
+    """Refuse an input that is not ``[batch, channels, *]`` with at least ``min_rank`` dimensions.
+
+    Called by every ``forward``: it compares integers of the shape, and formats a message only when it
+    raises; ``where`` is the layer's name built at construction.
+    """
     if x.dim() < min_rank:
         layout = f"[batch, {channels}, *]" if min_rank == 2 else f"[batch, {channels}, *spatial]"
         raise ValueError(f"{where}: input of shape {list(x.shape)} has rank {x.dim()}; expected {layout} of "
@@ -43,7 +47,11 @@ def check_normalized_shape(normalized_shape: object, where: str) -> tuple[int, .
 
 
 def check_trailing(x: torch.Tensor, normalized_shape: tuple[int, ...], where: str) -> None:
-    """Refuse an input whose last dimensions are not ``normalized_shape``."""
+    """Refuse an input whose last dimensions are not ``normalized_shape``.
+
+    Called by every ``forward``: it compares the shape's tail, and formats a message only when it raises;
+    ``where`` is the layer's name built at construction.
+    """
     n = len(normalized_shape)
     if tuple(x.shape[-n:]) != normalized_shape:
         raise ValueError(f"{where}: input of shape {list(x.shape)} does not end in {list(normalized_shape)}; "
@@ -88,6 +96,8 @@ class RunningStatsNorm(nn.Module):
         self.affine = bool(affine)
         self.track_running_stats = bool(track_running_stats)
         self.reference = bool(reference)
+        #: The layer as its input errors name it, built once: ``forward`` formats a message only when it raises.
+        self.where = f"{where}({self.channels})"
         register_affine(self, (channels,), self.affine)
         if self.track_running_stats:
             self.register_buffer("running_mean", torch.zeros(channels))

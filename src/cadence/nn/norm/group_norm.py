@@ -93,6 +93,8 @@ class GroupNorm(nn.Module):
         self.eps = check_number("GroupNorm", "eps", eps, low=0, low_open=True)
         self.affine = bool(affine)
         self.reference = bool(reference)
+        #: The layer as its input errors name it, built once: ``forward`` formats a message only when it raises.
+        self.where = f"GroupNorm({self.groups}, {self.channels})"
         # $\gamma$ and $\beta$
         register_affine(self, (channels,), self.affine)
 
@@ -102,7 +104,7 @@ class GroupNorm(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Normalize ``x`` of shape ``[B, C, *]``; the output has the shape and dtype of ``x``."""
-        check_channels(x, self.channels, f"GroupNorm({self.groups}, {self.channels})")
+        check_channels(x, self.channels, self.where)
         if self.reference:
             return self._reference(x)
         return F.group_norm(x, self.groups, self.weight, self.bias, self.eps)

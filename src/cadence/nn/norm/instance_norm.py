@@ -66,12 +66,11 @@ class InstanceNorm(RunningStatsNorm):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Normalize ``x`` of shape ``[B, C, *spatial]``; the output has the shape and dtype of ``x``."""
-        where = f"InstanceNorm({self.channels})"
-        check_channels(x, self.channels, where, min_rank=3)
+        check_channels(x, self.channels, self.where, min_rank=3)
         # The statistics of each instance, unless evaluating with running estimates
         use_input_stats = self.training or not self.track_running_stats
         if use_input_stats and math.prod(x.shape[2:]) == 1:
-            raise ValueError(f"{where}: input of shape {list(x.shape)} has 1 spatial value per instance; "
+            raise ValueError(f"{self.where}: input of shape {list(x.shape)} has 1 spatial value per instance; "
                              f"instance statistics (training, or track_running_stats=False) need more than 1")
         # $\rho$, the weight of this mini-batch in the running estimates; None when they stay as they are
         rho = self.count_batch() if self.training and self.track_running_stats else None

@@ -58,6 +58,8 @@ class LayerNorm(nn.Module):
         self.eps = check_number("LayerNorm", "eps", eps, low=0, low_open=True)
         self.elementwise_affine = bool(elementwise_affine)
         self.reference = bool(reference)
+        #: The layer as its input errors name it, built once: ``forward`` formats a message only when it raises.
+        self.where = f"LayerNorm({list(self.normalized_shape)})"
         # $\gamma$ and $\beta$
         register_affine(self, self.normalized_shape, self.elementwise_affine, bias)
 
@@ -67,7 +69,7 @@ class LayerNorm(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Normalize ``x`` of shape ``[*, *normalized_shape]``; the output has the shape and dtype of ``x``."""
-        check_trailing(x, self.normalized_shape, f"LayerNorm({list(self.normalized_shape)})")
+        check_trailing(x, self.normalized_shape, self.where)
         if self.reference:
             return self._reference(x)
         return F.layer_norm(x, self.normalized_shape, self.weight, self.bias, self.eps)

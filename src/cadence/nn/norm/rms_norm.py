@@ -53,6 +53,8 @@ class RMSNorm(nn.Module):
         self.eps = None if eps is None else check_number("RMSNorm", "eps", eps, low=0, low_open=True)
         self.elementwise_affine = bool(elementwise_affine)
         self.reference = bool(reference)
+        #: The layer as its input errors name it, built once: ``forward`` formats a message only when it raises.
+        self.where = f"RMSNorm({list(self.normalized_shape)})"
         # $g$
         if self.elementwise_affine:
             self.weight = nn.Parameter(torch.ones(self.normalized_shape))
@@ -65,7 +67,7 @@ class RMSNorm(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Normalize ``x`` of shape ``[*, *normalized_shape]``; the output has the shape and dtype of ``x``."""
-        check_trailing(x, self.normalized_shape, f"RMSNorm({list(self.normalized_shape)})")
+        check_trailing(x, self.normalized_shape, self.where)
         if self.reference:
             return self._reference(x)
         g = self.weight

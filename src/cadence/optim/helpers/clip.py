@@ -12,6 +12,10 @@ $$
 $[-c, c]$. Both work in place: the fused optimizers keep every ``.grad`` as a view into a
 flat buffer, and a replaced tensor would fall out of it. Both return the global norm
 before clipping as a 0-d tensor, without synchronising with the device.
+
+Both run every optimizer step, so a threshold is checked at no cost when it is valid (a
+positive, finite ``int`` or ``float``: two comparisons); anything else goes through
+:func:`cadence.checks.check_number`, which raises with its usual message.
 """
 
 from __future__ import annotations
@@ -22,6 +26,13 @@ from collections.abc import Iterable
 import torch
 
 from cadence.checks import check_number
+
+
+def _positive(where: str, name: str, value: float) -> float:
+    """``value`` if it is a positive finite number, else the error of :func:`check_number` naming ``where``."""
+    if type(value) in (float, int) and 0 < value < math.inf:
+        return value
+    return check_number(where, name, value, low=0.0, low_open=True)
 
 
 def _grads(parameters: Iterable[torch.Tensor] | torch.Tensor) -> list[torch.Tensor]:
@@ -37,9 +48,9 @@ def clip_grad_norm(parameters: Iterable[torch.Tensor] | torch.Tensor, max_norm: 
 
     Returns the norm before clipping. ``error_if_nonfinite`` raises when it is NaN or infinite.
     """
-    max_norm = check_number("clip_grad_norm", "max_norm", max_norm, low=0.0, low_open=True)
+    max_norm = _positive("clip_grad_norm", "max_norm", max_norm)
     if norm_type != math.inf:
-        check_number("clip_grad_norm", "norm_type", norm_type, low=0.0, low_open=True)
+        _positive("clip_grad_norm", "norm_type", norm_type)
     parameters = [parameters] if isinstance(parameters, torch.Tensor) else list(parameters)
     return torch.nn.utils.clip_grad_norm_(parameters, max_norm, norm_type=norm_type,
                                           error_if_nonfinite=error_if_nonfinite)
@@ -47,7 +58,7 @@ def clip_grad_norm(parameters: Iterable[torch.Tensor] | torch.Tensor, max_norm: 
 
 def clip_grad_value(parameters: Iterable[torch.Tensor] | torch.Tensor, clip_value: float) -> torch.Tensor:
     """Clamp every gradient element to ``[-clip_value, clip_value]`` in place; return the global 2-norm before."""
-    clip_value = check_number("clip_grad_value", "clip_value", clip_value, low=0.0, low_open=True)
+    clip_value = _positive("clip_grad_value", "clip_value", clip_value)
     grads = _grads(parameters)
     if not grads:
         return torch.tensor(0.0)

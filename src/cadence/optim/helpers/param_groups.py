@@ -13,14 +13,19 @@ parameters to decay (they win over the default rule and over ``no_decay``).
 ``lr_multiplier`` (and applied to ``lr`` when ``lr`` is given; a
 :class:`~cadence.optim.helpers.hyperparams_schedule.HyperParameterScheduler` applies it to
 scheduled rates).
+
+:func:`muon_param_groups` splits parameters, or such groups, into the two kinds
+:class:`~cadence.optim.muon.Muon` takes: hidden weight matrices for Muon's update, the rest
+for AdamW's.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from fnmatch import fnmatchcase
 from typing import Any
 
+import torch
 from torch import nn
 
 from cadence.checks import check_number
@@ -76,3 +81,51 @@ def param_groups(model: nn.Module, weight_decay: float, *, no_decay: Sequence[st
 def _direct_parameters(module: nn.Module, prefix: str):
     for name, p in module.named_parameters(recurse=False):
         yield (f"{prefix}.{name}" if prefix else name), p
+
+
+def muon_param_groups(params: nn.Module | Iterable[torch.Tensor] | Iterable[dict[str, Any]],
+                      model: nn.Module | None = None) -> list[dict[str, Any]]:
+    """``params`` split into :class:`~cadence.optim.muon.Muon`'s groups (``use_muon=True``) and AdamW's
+    (``use_muon=False``), as Keller Jordan's reference splits them:
+
+    * AdamW: every parameter of fewer than 2 dimensions (biases, gains), and, where the model is
+      known, the weights of its embeddings (``nn.Embedding``, ``nn.EmbeddingBag``) and of its output
+      head: the model's last module with parameters of its own, when that is an ``nn.Linear`` (a
+      classifier's last layer, a language model's projection to the vocabulary; a head tied to the
+      embedding is the embedding's parameter);
+    * Muon: every other parameter (the hidden weight matrices, convolutions' included).
+
+    ``params`` is a model (its trainable parameters, and the model itself for the rule above),
+    parameters, or parameter groups such as :func:`param_groups` returns: each group is split in
+    two, each part keeping the group's other keys (``weight_decay``, ``lr_multiplier``, ``names``);
+    a group that says ``use_muon`` itself is kept as it is. With groups or parameters, ``model`` tells the embeddings and the head apart; without it
+    only the number of dimensions does.
+    """
+    if isinstance(params, nn.Module):
+        model, params = params, [p for p in params.parameters() if p.requires_grad]
+    groups = list(params)
+    if groups and not isinstance(groups[0], dict):
+        groups = [{"params": groups}]
+    adamw = {id(p) for p in _embeddings_and_head(model)} if model is not None else set()
+    split = []
+    for group in groups:
+        if "use_muon" in group:
+            split.append(group)
+            continue
+        members = list(group["params"])
+        for use_muon in (True, False):
+            chosen = [i for i, p in enumerate(members) if (p.ndim >= 2 and id(p) not in adamw) == use_muon]
+            if chosen:
+                part = {**group, "params": [members[i] for i in chosen], "use_muon": use_muon}
+                if "names" in group:
+                    part["names"] = [group["names"][i] for i in chosen]
+                split.append(part)
+    return split
+
+
+def _embeddings_and_head(model: nn.Module) -> list[torch.Tensor]:
+    """The parameters of ``model``'s embeddings and of its output head (see :func:`muon_param_groups`)."""
+    owners = [m for m in model.modules() if next(m.parameters(recurse=False), None) is not None]
+    embeddings = [m for m in owners if isinstance(m, (nn.Embedding, nn.EmbeddingBag))]
+    head = owners[-1:] if owners and isinstance(owners[-1], nn.Linear) else []
+    return [p for m in (*embeddings, *head) for p in m.parameters(recurse=False)]

@@ -121,6 +121,8 @@ def build_tiny(config: TinyConfig, data_dir):
     setup = prepare(config)
     model = nn.Linear(2, 2)
     data = [(torch.randn(4, 2), torch.randint(0, 2, (4,))) for _ in range(3)]
+    if config.fail == "diverge":  # a NaN in the second batch: the loss of step 2 is not finite
+        data[1] = (torch.full((4, 2), float("nan")), data[1][1])
     return build_trainer(setup, model, data, None, loss_fn=nn.functional.cross_entropy,
                          trainer=InterruptedTrainer if config.fail == "interrupt-train" else Trainer,
                          callbacks=[CtrlCAt(4)] if config.fail == "ctrl-c" else ())
@@ -373,21 +375,21 @@ def test_a_sweep_trains_a_tagged_run_per_point_and_ends_with_their_final_and_bes
 
 
 def test_a_failing_point_is_recorded_as_failed_and_the_sweep_goes_on(tiny, tmp_path, capsys):
-    """One point fails while building (a value error), one diverges while training (an infinite learning rate): both
-    are failed runs of the sweep, with their errors, and the others run."""
-    assert sweep(tmp_path, "optimizer.lr=0.1,.inf", "fail='',value") == 1
+    """One point fails while building (a value error), one diverges while training (a NaN): both are failed runs of
+    the sweep, with their errors, and the others run."""
+    assert sweep(tmp_path, "optimizer.lr=0.1,0.2", "fail='',value,diverge") == 1
     captured = capsys.readouterr()
     runs = {(run.config["optimizer"]["lr"], run.config["fail"]): run for run in runs_of(tmp_path)}
-    assert len(runs) == 4 and len({tuple(run.tags) for run in runs.values()}) == 1
-    assert runs[(0.1, "")].status == "finished"
+    assert len(runs) == 6 and len({tuple(run.tags) for run in runs.values()}) == 1
+    assert runs[(0.1, "")].status == runs[(0.2, "")].status == "finished"
     assert runs[(0.1, "value")].status == "failed" and runs[(0.1, "value")].error == \
         f"ValueError: {BUILD_ERRORS['value']}"
-    diverged = runs[(float("inf"), "")]
+    diverged = runs[(0.2, "diverge")]
     assert diverged.status == "failed" and "NonFiniteError: step 2: the loss is nan" in diverged.error
-    assert f"point 4/4 failed (run {runs[(float('inf'), 'value')].id}): ValueError" in captured.err
-    assert "1 of 4 points finished" in " ".join(captured.out.split())
+    assert f"point 5/6 failed (run {runs[(0.2, 'value')].id}): ValueError" in captured.err
+    assert "2 of 6 points finished" in " ".join(captured.out.split())
     row = next(line for line in captured.out.splitlines() if diverged.id in line)
-    assert "optimizer.lr=.inf fail=''" in row and "failed" in row
+    assert "optimizer.lr=0.2 fail=diverge" in row and "failed" in row
 
 
 def test_a_bug_in_a_point_shows_its_traceback_and_the_sweep_goes_on(tiny, tmp_path, capsys):

@@ -82,7 +82,7 @@ def test_optimizer_name_sgd_brings_its_recipe_and_a_cosine_over_the_run(data_dir
 
     config = apply_overrides(MNISTConfig(), ["optimizer.name=sgd", "epochs=2"])
     assert (config.optimizer.lr, config.optimizer.momentum, config.optimizer.nesterov) == (0.05, 0.9, True)
-    assert config.optimizer.weight_decay == 5e-4 and config.cosine_decay
+    assert config.optimizer.weight_decay == 5e-4 and config.optimizer.schedule == "cosine"
     trainer = build(config, data_dir).trainer(console=False)
     steps = 2 * len(trainer.train_loader)
     assert trainer.optimizer_step.schedules.schedules["lr"][2] == Cosine(0.05, steps, floor=0.0)
@@ -91,5 +91,7 @@ def test_optimizer_name_sgd_brings_its_recipe_and_a_cosine_over_the_run(data_dir
     # A value given wins; an explicit schedule replaces the cosine; resuming may not change the run's length.
     assert apply_overrides(MNISTConfig(), ["optimizer.lr=0.1", "optimizer.name=sgd"]).optimizer.lr == 0.1
     config = apply_overrides(MNISTConfig(), ["optimizer.name=sgd", "optimizer.schedule=Flat(0.01)"])
-    assert trainer.optimizer_step.schedules.schedules["lr"][2] != build(config, data_dir).trainer(console=False).optimizer_step.schedules.schedules["lr"][2]
-    assert "epochs" not in config.safe_to_change() and "epochs" in MNISTConfig().safe_to_change()
+    other = build(config, data_dir).trainer(console=False)
+    assert trainer.optimizer_step.schedules.schedules["lr"][2] != other.optimizer_step.schedules.schedules["lr"][2]
+    assert "epochs" in config.safe_to_change() and "epochs" in MNISTConfig().safe_to_change()
+    assert "epochs" not in apply_overrides(MNISTConfig(), ["optimizer.name=sgd"]).safe_to_change()

@@ -29,7 +29,7 @@ each side, a random 32x32 crop and a random horizontal flip, applied to whole ba
 normalization, batches of 128, SGD with momentum 0.9 and weight decay $10^{-4}$ on every
 weight, learning rate 0.1. The paper divides the rate by 10 at 32k and 48k iterations and
 stops at 64k (164 epochs of the 50k images); here it follows half a cosine to 0 over the
-run instead (Loshchilov & Hutter 2017), after ``warmup`` steps of linear warm-up (0: none;
+run instead (Loshchilov & Hutter 2017), after ``optimizer.warmup`` steps of linear warm-up (0: none;
 the paper warms ResNet-110 up at 0.01 for 400 iterations). The validation split is the
 10,000 test images, reported as ``valid.accuracy`` and ``valid.loss``.
 """
@@ -38,7 +38,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -47,7 +46,6 @@ from torch import nn
 from cadence.checks import check_number
 from cadence.data import CIFAR10, Compose, InMemoryLoader, RandomCrop, RandomHorizontalFlip
 from cadence.experiments.runs import Built, RunConfig, build_trainer, prepare
-from cadence.experiments.schedules import warmup_cosine
 from cadence.metrics import Accuracy
 from cadence.nn.norm import BatchNorm
 from cadence.optim import OptimizerConfig
@@ -156,24 +154,20 @@ class CIFAR10Config(RunConfig):
     epochs: int = 164
     batch_size: int = 128
     valid_batch_size: int = 1000
-    #: Steps of linear warm-up of the learning rate before its cosine decay to 0 (0: none).
-    warmup: int = 0
     #: Random crops with 4 pixels of padding and horizontal flips of the training images.
     augment: bool = True
     #: Give biases and normalization weights no weight decay; the paper decays every weight.
     no_decay_on_norms_and_biases: bool = False
     model: ModelConfig = field(default_factory=ModelConfig)
+    #: SGD 0.1 with momentum 0.9 and weight decay 1e-4, on a cosine over the run (``optimizer.warmup``: steps of
+    #: linear warm-up before it).
     optimizer: OptimizerConfig = field(default_factory=lambda: OptimizerConfig(
-        name="sgd", lr=0.1, momentum=0.9, weight_decay=1e-4))
-
-    #: ``epochs`` and ``max_steps`` set the length of the learning-rate schedule: a resumed run may not change them.
-    SAFE_TO_CHANGE: ClassVar[tuple[str, ...]] = ("num_threads", "checkpoint_every", "keep_last")
+        name="sgd", lr=0.1, momentum=0.9, weight_decay=1e-4, schedule="cosine"))
 
     def __post_init__(self) -> None:
         super().__post_init__()
         for name in ("batch_size", "valid_batch_size"):
             check_number("CIFAR10Config", name, getattr(self, name), low=1, integer=True)
-        check_number("CIFAR10Config", "warmup", self.warmup, low=0, integer=True)
 
 
 def build(config: CIFAR10Config, data_dir: str | Path | None = None) -> Built:
@@ -189,7 +183,5 @@ def build(config: CIFAR10Config, data_dir: str | Path | None = None) -> Built:
     valid_loader = InMemoryLoader(valid_set.images, valid_set.labels, config.valid_batch_size,
                                   transform=CIFAR10.normalize, **shard)
     model = ResNet(config.model.depth, config.model.width, len(train_set.classes), config.model.shortcut)
-    schedules = {"lr": warmup_cosine(config.optimizer.lr, config.warmup, config.optimizer_steps(len(train_loader)),
-                                     where="CIFAR10Config")}
-    return build_trainer(setup, model, train_loader, valid_loader, schedules=schedules,
-                         loss_fn=nn.CrossEntropyLoss(), metrics={"accuracy": Accuracy()})
+    return build_trainer(setup, model, train_loader, valid_loader, loss_fn=nn.CrossEntropyLoss(),
+                         metrics={"accuracy": Accuracy()})

@@ -19,7 +19,6 @@ from torch import nn
 from cadence.checks import check_number
 from cadence.data import MNIST, InMemoryLoader
 from cadence.experiments.runs import Built, RunConfig, build_trainer, prepare
-from cadence.experiments.schedules import warmup_cosine
 from cadence.metrics import Accuracy
 from cadence.nn.norm import BatchChannelNorm, BatchNorm, GroupNorm, InstanceNorm, LayerNorm
 from cadence.optim import OptimizerConfig
@@ -93,26 +92,21 @@ class MNISTConfig(RunConfig):
     batch_size: int = 64
     #: Batches of validation (no gradients): as large as is convenient.
     valid_batch_size: int = 1000
-    #: Decay the learning rate along half a cosine to 0 over the run's steps (``optimizer.schedule`` replaces it).
-    cosine_decay: bool = False
     model: ModelConfig = field(default_factory=ModelConfig)
     optimizer: OptimizerConfig = field(default_factory=lambda: OptimizerConfig(name="adam", lr=1e-3))
 
     #: ``optimizer.name=sgd`` brings the recipe that reaches 99% in 5 epochs, as Adam's defaults do: Nesterov
-    #: momentum 0.9, learning rate 0.05 on a cosine, L2 weight decay 5e-4. Any of them given on the command line wins.
+    #: momentum 0.9, learning rate 0.05 on a cosine over the run, L2 weight decay 5e-4. Any of them given on the
+    #: command line wins.
     RECIPES: ClassVar[dict[str, tuple[str, ...]]] = {
         "optimizer.name=sgd": ("optimizer.lr=0.05", "optimizer.momentum=0.9", "optimizer.nesterov=true",
-                               "optimizer.weight_decay=5e-4", "cosine_decay=true"),
+                               "optimizer.weight_decay=5e-4", "optimizer.schedule=cosine"),
     }
 
     def __post_init__(self) -> None:
         super().__post_init__()
         for name in ("batch_size", "valid_batch_size"):
             check_number("MNISTConfig", name, getattr(self, name), low=1, integer=True)
-
-    def safe_to_change(self) -> tuple[str, ...]:
-        """With ``cosine_decay`` the run's length sets the schedule, so ``epochs`` may not change when resuming."""
-        return tuple(key for key in self.SAFE_TO_CHANGE if key != "epochs" or not self.cosine_decay)
 
 
 def build(config: MNISTConfig, data_dir: str | Path | None = None) -> Built:
@@ -129,7 +123,5 @@ def build(config: MNISTConfig, data_dir: str | Path | None = None) -> Built:
                                   seed=config.seed, transform=MNIST.normalize, **shard)
     valid_loader = InMemoryLoader(valid_set.images, valid_set.labels, config.valid_batch_size,
                                   transform=MNIST.normalize, **shard)
-    schedules = {"lr": warmup_cosine(config.optimizer.lr, 0, config.optimizer_steps(len(train_loader)),
-                                     where="MNISTConfig")} if config.cosine_decay else {}
     return build_trainer(setup, BatchNormCNN(config.model.norm), train_loader, valid_loader,
-                         schedules=schedules, loss_fn=nn.CrossEntropyLoss(), metrics={"accuracy": Accuracy()})
+                         loss_fn=nn.CrossEntropyLoss(), metrics={"accuracy": Accuracy()})

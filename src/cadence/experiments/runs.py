@@ -22,7 +22,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import functools
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence, Sized
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -33,8 +33,8 @@ from torch import nn
 import cadence
 from cadence.checks import check_number
 from cadence.config import ConfigError, apply_overrides, from_dict, to_dict
-from cadence.optim import OptimizerConfig, build_optimizer, build_schedules, optimizer_callbacks, param_groups
-from cadence.schedule import Schedule
+from cadence.optim import (OptimizerConfig, build_optimizer, build_schedules, optimizer_callbacks, param_groups,
+                           reads_run_length)
 from cadence.track import RunStore, recorded_run, resolve_runs_dir
 from cadence.track.checkpoints import latest_checkpoint
 from cadence.track.history import flatten
@@ -107,9 +107,10 @@ class RunConfig:
         return min(steps, self.max_steps) if self.max_steps else steps
 
     def safe_to_change(self) -> tuple[str, ...]:
-        """The fields a resumed run of this config may change (:attr:`SAFE_TO_CHANGE`, unless the config makes
-        one of them change the result)."""
-        return self.SAFE_TO_CHANGE
+        """The fields a resumed run of this config may change: :attr:`SAFE_TO_CHANGE`, but for the run's length
+        (``epochs``, ``max_steps``) when its learning rate follows a schedule laid over that length."""
+        fixed = ("epochs", "max_steps") if reads_run_length(self.optimizer) else ()
+        return tuple(key for key in self.SAFE_TO_CHANGE if key not in fixed)
 
 
 @dataclass(frozen=True)
@@ -145,19 +146,18 @@ def prepare(config: RunConfig) -> Setup:
     return Setup(config, device, world_size, rank)
 
 
-def build_trainer(setup: Setup, model: nn.Module, train_loader: Iterable, valid_loader: Iterable | None, *,
-                  trainer: Callable[..., Trainer] = Trainer, schedules: dict[str, Schedule] | None = None,
-                  callbacks: Sequence[Any] = (), **options: Any) -> Built:
+def build_trainer(setup: Setup, model: nn.Module, train_loader: Sized, valid_loader: Iterable | None, *,
+                  trainer: Callable[..., Trainer] = Trainer, callbacks: Sequence[Any] = (), **options: Any) -> Built:
     """The rest of every experiment's build: ``model``'s parameter groups (``no_decay_on_norms_and_biases``), the
-    optimizer and its schedules over the run's length, its callbacks, and ``trainer`` (a :class:`Trainer` class)
-    with the config's options and ``options``, waiting for the run's context. ``schedules`` adds schedules the
-    config does not give (an experiment's default learning-rate schedule), ``callbacks`` callbacks after the
-    optimizer's own."""
+    optimizer and its schedules over the run's length (:meth:`RunConfig.optimizer_steps` of ``train_loader``), its
+    callbacks, and ``trainer`` (a :class:`Trainer` class) with the config's options and ``options``, waiting for
+    the run's context. ``callbacks`` come after the optimizer's own."""
     config = setup.config
     check_precision(config.precision, setup.device, model)
+    steps = config.optimizer_steps(len(train_loader))
     optimizer = build_optimizer(config.optimizer, param_groups(model, config.optimizer.weight_decay)
-                                if config.no_decay_on_norms_and_biases else model)
-    schedules = {**(schedules or {}), **build_schedules(config.optimizer)}
+                                if config.no_decay_on_norms_and_biases else model, model=model, total_steps=steps)
+    schedules = build_schedules(config.optimizer, total_steps=steps)
     return Built(config, functools.partial(
         trainer, model, optimizer, train_loader, valid_loader, schedules=schedules,
         callbacks=[*optimizer_callbacks(optimizer), *callbacks], epochs=config.epochs, max_steps=config.max_steps,

@@ -8,7 +8,7 @@ from cadence.optim.adam_warmup_cosine_decay import AdamWarmupCosineDecay
 from cadence.optim.amsgrad import AMSGrad
 from cadence.optim.helpers.clip import clip_grad_norm, clip_grad_value
 from cadence.optim.helpers.factory import (OPTIMIZERS, OptimizerConfig, OptimizerEntry, build_optimizer,
-                                           build_schedules, optimizer_callbacks)
+                                           build_schedules, optimizer_callbacks, reads_run_length)
 from cadence.optim.helpers.hyperparams_schedule import HyperParameterScheduler, NoamOpt
 from cadence.optim.helpers.param_groups import muon_param_groups, param_groups
 from cadence.optim.generic import GenericAdaptiveOptimizer
@@ -24,4 +24,4 @@ __all__ = ["OPTIMIZERS", "AMSGrad", "AdaBelief", "Adam", "AdamFP16", "AdamWarmup
            "GenericAdaptiveOptimizer", "GradScalerFP16", "HessianRefresh", "HyperParameterScheduler", "LAMB", "Lion",
            "Muon", "Noam", "NoamOpt", "OptimizerConfig", "OptimizerEntry", "RAdam", "Sophia", "WeightDecay",
            "build_optimizer", "build_schedules", "clip_grad_norm", "clip_grad_value", "gnb_loss", "muon_param_groups",
-           "optimizer_callbacks", "param_groups"]
+           "optimizer_callbacks", "param_groups", "reads_run_length"]

@@ -54,6 +54,7 @@ from rich.console import Console
 from torch import nn
 
 from cadence.checks import check_number
+from cadence.optim.fused import vector_width_option
 from cadence.schedule import Schedule
 from cadence.track import PhaseDisplay, RunContext
 from cadence.track.checkpoints import CHECKPOINTS, latest_checkpoint
@@ -535,7 +536,9 @@ class Trainer:
         if self.world_size > 1:
             model = nn.parallel.DistributedDataParallel(
                 model, device_ids=[self.device.index or 0] if self.device.type == "cuda" else None)
-        return torch.compile(model) if compile else model
+        # The vector width named, so that CPUs of other ISAs sharing Inductor's cache never share its C++ (see
+        # cadence.optim.fused.vector_width_option).
+        return torch.compile(model, options=vector_width_option() or None) if compile else model
 
     def _bind_hooks(self) -> dict[str, list[Callable[[], None]]]:
         """Per hook, what to call: the trainer's own method when a subclass overrides it, then the callbacks'."""

@@ -113,8 +113,12 @@ def test_unknown_name_lists_the_available_ones():
 
 
 def test_bad_hyper_parameter_from_a_config_is_named():
-    with pytest.raises(ValueError, match=r"Adam: lr=-1.0 is out of range"):
-        build_optimizer(OptimizerConfig(lr=-1.0), nn.Linear(2, 2))
+    with pytest.raises(ValueError, match=r"^optimizer: lr=-1.0 is out of range; expected lr >= 0"):
+        OptimizerConfig(lr=-1.0)
+    with pytest.raises(TypeError, match=r"^optimizer: warmup=2.5 is a float; expected an integer"):
+        OptimizerConfig(warmup=2.5)
+    with pytest.raises(ValueError, match=r"Adam: eps=-1.0 is out of range"):
+        build_optimizer(OptimizerConfig(eps=-1.0), nn.Linear(2, 2))
 
 
 @pytest.mark.parametrize("name", sorted(OPTIMIZERS))

@@ -111,6 +111,15 @@ class OptimizerConfig:
     #: ``beta2`` (for ``betas[0]`` and ``betas[1]``, which a dotted override cannot spell).
     schedules: dict[str, str] = field(default_factory=dict)
 
+    def __post_init__(self) -> None:
+        """The rate and the schedule's steps checked where the config is made (the optimizer checks the rest of
+        its own when it is built, before any run is recorded)."""
+        for name in ("lr", "weight_decay"):
+            check_number("optimizer", name, getattr(self, name), low=0)
+        for name, low in (("warmup", 0), ("total_steps", 1), ("min_lr", 0)):
+            if getattr(self, name) is not None:
+                check_number("optimizer", name, getattr(self, name), low=low, integer=name != "min_lr")
+
 
 @dataclass(frozen=True)
 class OptimizerEntry:
@@ -118,13 +127,13 @@ class OptimizerEntry:
 
     * ``constructor``: called with the parameters and the config's fields by keyword,
     * ``fields``: the config fields it takes besides ``lr`` and ``weight_decay`` (every optimizer takes those),
-    * ``groups``: what to make of a model or parameters (default: a model's parameters, or the given
-      parameters or groups as they are).
+    * ``groups``: what to make of a model or parameters, given the model they are of when known (default: a
+      model's parameters, or the given parameters or groups as they are).
     """
 
     constructor: Callable[..., torch.optim.Optimizer]
     fields: tuple[str, ...]
-    groups: Callable[[nn.Module | Iterable], Iterable] | None = None
+    groups: Callable[[nn.Module | Iterable, nn.Module | None], Iterable] | None = None
 
 
 #: Fields that make ``weight_decay`` a :class:`~cadence.optim.weight_decay.WeightDecay`: cadence's optimizers take one.
@@ -157,11 +166,13 @@ _NAMED_SCHEDULES = {"cosine": ("warmup", "total_steps", "min_lr")}
 
 
 def build_optimizer(config: OptimizerConfig, model_or_params: nn.Module | Iterable, *,
-                    total_steps: int | None = None) -> torch.optim.Optimizer:
+                    model: nn.Module | None = None, total_steps: int | None = None) -> torch.optim.Optimizer:
     """The optimizer ``config.name`` over a model's parameters, or over the given parameters or groups.
 
-    ``total_steps``, the run's length in optimizer steps, is the preset ``adam_warmup_cosine_decay``'s
-    when the config leaves ``optimizer.total_steps`` unset.
+    ``model``, with parameters or groups given, is the model they are of, for an optimizer that groups
+    them by what they are (``muon``: its embeddings and head go to AdamW). ``total_steps``, the run's
+    length in optimizer steps, is the preset ``adam_warmup_cosine_decay``'s when the config leaves
+    ``optimizer.total_steps`` unset.
     """
     if config.name not in OPTIMIZERS:
         raise ValueError(f"optimizer.name={config.name!r} is not a known optimizer; expected one of: "
@@ -171,7 +182,7 @@ def build_optimizer(config: OptimizerConfig, model_or_params: nn.Module | Iterab
     if "total_steps" in entry.fields and "total_steps" not in arguments and total_steps is not None:
         arguments["total_steps"] = total_steps
     if entry.groups is not None:
-        params = entry.groups(model_or_params)
+        params = entry.groups(model_or_params, model)
     elif isinstance(model_or_params, nn.Module):
         params = model_or_params.parameters()
     else:
@@ -202,6 +213,15 @@ def _arguments(config: OptimizerConfig, entry: OptimizerEntry) -> dict[str, Any]
     if "betas" in arguments:
         arguments["betas"] = tuple(arguments["betas"])
     return arguments
+
+
+def reads_run_length(config: OptimizerConfig) -> bool:
+    """Whether the config's learning rate follows a schedule laid over the run's length (``optimizer.schedule=cosine``
+    or the preset ``adam_warmup_cosine_decay`` without ``optimizer.total_steps``): a run that changes its length
+    changes its rates."""
+    entry = OPTIMIZERS.get(config.name)
+    reads = _NAMED_SCHEDULES.get(config.schedule, ()) + (entry.fields if entry is not None else ())
+    return config.total_steps is None and "total_steps" in reads
 
 
 def optimizer_callbacks(optimizer: torch.optim.Optimizer) -> list[Any]:

@@ -41,13 +41,14 @@ def check_number(where: str, name: str, value: Any, *, low: float = -math.inf, h
         raise TypeError(f"{where}: {name}={value!r} is a {type(value).__name__}; "
                         f"expected {'an integer' if integer else 'a real number'}")
     number = int(value) if integer else float(value)
-    bounds = _interval(low, high, low_open, high_open)
+    finite = math.isfinite(number)
+    if finite and not ((number <= low if low_open else number < low) or (number >= high if high_open else number > high)):
+        return number
+    bounds = _interval(low, high, low_open, high_open)  # the message is made only for a value refused
     expected = f"expected {name} {bounds}" if bounds else "expected a finite number"
-    if not math.isfinite(number):
+    if not finite:
         raise ValueError(f"{where}: {name}={value!r} is not a finite number; {expected}")
-    if (number <= low if low_open else number < low) or (number >= high if high_open else number > high):
-        raise ValueError(f"{where}: {name}={value!r} is out of range; {expected}")
-    return number
+    raise ValueError(f"{where}: {name}={value!r} is out of range; {expected}")
 
 
 def _interval(low: float, high: float, low_open: bool, high_open: bool) -> str:

@@ -469,7 +469,7 @@ def test_a_torch_lr_scheduler_resumes_with_the_run(tmp_path):
 def test_two_schedules_of_the_learning_rate_are_refused():
     model = mlp()
     sgd = torch.optim.SGD(model.parameters(), lr=0.8)
-    with pytest.raises(ValueError, match=r"lr_scheduler and schedules=\{'lr': ...\} would both set the learning rate"):
+    with pytest.raises(ValueError, match=r"OptimizerStep: lr_scheduler and schedules=\{'lr': ...\} would both set"):
         Trainer(model, sgd, batches(2, 8, 0), lr_scheduler=torch.optim.lr_scheduler.StepLR(sgd, 2),
                 schedules={"lr": Piecewise([(0, 1.0)])})
     with pytest.raises(ValueError, match=r"lr_scheduler_every='batch'; expected one of 'step', 'epoch'"):

@@ -153,7 +153,9 @@ def test_a_finished_run_is_recorded_with_its_metrics(tmp_path):
 @pytest.mark.parametrize("kwargs, message", [
     ({"epochs": 0}, r"Trainer: epochs=0 is out of range; expected epochs >= 1"),
     ({"inner_iterations": 1.5}, r"Trainer: inner_iterations=1.5 is a float; expected an integer"),
-    ({"update_batches": -2}, r"Trainer: update_batches=-2 is out of range; expected update_batches >= 1"),
+    ({"update_batches": -2}, r"OptimizerStep: update_batches=-2 is out of range; expected update_batches >= 1"),
+    ({"keep_last": 0}, r"Checkpointer: keep_last=0 is out of range; expected keep_last >= 1"),
+    ({"grad_clip_norm": 0.0}, r"OptimizerStep: grad_clip_norm=0.0 is out of range; expected grad_clip_norm > 0"),
 ])
 
 

@@ -49,7 +49,7 @@ from cadence.data.partial import partial_path
 logger = logging.getLogger(__name__)
 
 __all__ = ["CHECKPOINTS", "FORMAT", "META_FILE", "MODEL_FILE", "STATE_FILE", "CheckpointError", "best_checkpoint",
-           "checkpoints_root", "latest_checkpoint", "list_checkpoints", "load_checkpoint", "prune_checkpoints",
+           "checkpoint_path", "checkpoints_root", "latest_checkpoint", "list_checkpoints", "load_checkpoint", "prune_checkpoints",
            "read_meta", "save_checkpoint"]
 
 #: The folder of a run's checkpoints.
@@ -119,6 +119,19 @@ def latest_checkpoint(root: str | os.PathLike) -> Path | None:
     or ``None``."""
     checkpoints = list_checkpoints(root)
     return checkpoints[-1] if checkpoints else None
+
+
+def checkpoint_path(path: str | os.PathLike) -> Path:
+    """The checkpoint ``path`` names: a ``step-<N>`` folder itself, or a run's folder (or its ``checkpoints/``): its
+    newest. None there is a ``FileNotFoundError`` saying what was expected."""
+    path = Path(path)
+    if (path / META_FILE).is_file():
+        return path
+    found = latest_checkpoint(path)
+    if found is None:
+        raise FileNotFoundError(f"no checkpoint in {path}: expected a {CHECKPOINTS}/step-<N>/ folder in it, or the "
+                                f"path of one")
+    return found
 
 
 def best_checkpoint(root: str | os.PathLike, metric: str = "valid.loss", mode: str = "min") -> Path:

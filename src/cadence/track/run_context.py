@@ -33,7 +33,7 @@ from cadence.track.provenance import collect_provenance
 from cadence.track.store import RunStore
 from cadence.track.tracker import Tracker
 
-__all__ = ["RUNS_ENV", "RunContext", "recorded_run", "resolve_runs_dir"]
+__all__ = ["RUNS_ENV", "RunContext", "ended_by", "recorded_run", "resolve_runs_dir"]
 
 #: The environment variable naming the runs directory.
 RUNS_ENV = "CADENCE_RUNS"
@@ -42,6 +42,14 @@ RUNS_ENV = "CADENCE_RUNS"
 def resolve_runs_dir(runs_dir: str | os.PathLike | None = None) -> Path:
     """The runs directory: the argument, else ``$CADENCE_RUNS``, else ``./runs``."""
     return Path(runs_dir or os.environ.get(RUNS_ENV) or "runs")
+
+
+def ended_by(error: BaseException) -> tuple[str, str]:
+    """``(status, error)`` of a run ended by ``error``: ``"interrupted"`` by a ``KeyboardInterrupt`` (a second
+    Ctrl+C), else ``"failed"`` with the error's one-line description."""
+    if isinstance(error, KeyboardInterrupt):
+        return "interrupted", "KeyboardInterrupt (a second Ctrl+C: no checkpoint saved)"
+    return "failed", "".join(traceback.format_exception_only(type(error), error)).strip()
 
 
 @dataclass
@@ -109,9 +117,7 @@ def recorded_run(name: str, config: Mapping[str, Any] | Any = None, *, runs_dir:
             yield run
         except BaseException as e:
             if tracker.status is None:
-                interrupted = isinstance(e, KeyboardInterrupt)
-                tracker.finish("interrupted" if interrupted else "failed",
-                               "".join(traceback.format_exception_only(type(e), e)).strip())
+                tracker.finish(*ended_by(e))
             raise
         finally:
             tracker.close()

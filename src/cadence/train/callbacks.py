@@ -18,6 +18,7 @@ on resume.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from cadence.checks import check_number
@@ -25,11 +26,57 @@ from cadence.checks import check_number
 if TYPE_CHECKING:
     from cadence.train.trainer import Trainer
 
-__all__ = ["HOOKS", "Callback", "EarlyStopping"]
+__all__ = ["HOOKS", "Callback", "EarlyStopping", "Hooks", "TrainerHooks"]
 
 #: The hook names, in the order a run meets them.
 HOOKS = ("on_run_start", "on_epoch_start", "on_optimizer_step", "sample", "on_validation_end", "on_epoch_end",
          "on_run_end")
+
+
+class TrainerHooks:
+    """The trainer's own hooks, each doing nothing: a subclass of :class:`~cadence.train.Trainer` overrides those it
+    needs."""
+
+    def on_run_start(self) -> None:
+        """Before the first step of :meth:`run`."""
+
+    def on_run_end(self) -> None:
+        """After the run ended, finished or interrupted."""
+
+    def on_epoch_start(self) -> None:
+        """Before the first batch of an epoch."""
+
+    def on_epoch_end(self) -> None:
+        """After the last batch of an epoch."""
+
+    def on_optimizer_step(self) -> None:
+        """After each optimizer step (:attr:`batch_index` is the batch that ended its window)."""
+
+    def on_validation_end(self) -> None:
+        """After each validation pass or slice, its values reported."""
+
+    def sample(self) -> None:
+        """At each switch from training to validation: generate text, show predictions."""
+
+
+class Hooks:
+    """The calls each hook makes in a run of ``trainer``: its own method when its class overrides ``base``'s (a no-op,
+    :class:`TrainerHooks`), then each callback's that has it, in order. ``hooks("on_epoch_end")`` makes them."""
+
+    def __init__(self, trainer: Trainer, base: type, callbacks: Sequence[Any]):
+        for callback in callbacks:
+            if not any(callable(getattr(callback, hook, None)) for hook in HOOKS):
+                raise TypeError(f"Trainer: callback {callback!r} has none of the hooks {', '.join(HOOKS)}")
+        self.calls: dict[str, list[Callable[[], None]]] = {}
+        for hook in HOOKS:
+            calls = [getattr(trainer, hook)] if getattr(type(trainer), hook) is not getattr(base, hook) else []
+            calls += [lambda method=getattr(callback, hook): method(trainer)
+                      for callback in callbacks if callable(getattr(callback, hook, None))]
+            self.calls[hook] = calls
+
+    def __call__(self, hook: str) -> None:
+        for call in self.calls[hook]:
+            call()
 
 
 class Callback:

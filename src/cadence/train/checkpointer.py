@@ -18,7 +18,7 @@ newest and the best, loading without running code).
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -26,9 +26,10 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
+from cadence.checks import check_number
 from cadence.track.checkpoints import CheckpointError, load_checkpoint, prune_checkpoints, save_checkpoint
 
-__all__ = ["Checkpointer", "Stateful"]
+__all__ = ["Attributes", "Checkpointer", "Each", "Stateful"]
 
 
 class Stateful(Protocol):
@@ -44,13 +45,18 @@ class Stateful(Protocol):
 class Checkpointer:
     """Writes ``folder/step-<N>/`` checkpoints of ``model`` and the stateful ``parts`` and ``per_process`` parts
     (see the module docstring), keeping the ``keep_last`` newest and the ``keep_best`` best by ``best_metric``
-    (``best_mode`` ``"min"`` or ``"max"``); ``experiment`` and ``config`` say what the run is."""
+    (``best_mode`` ``"min"`` or ``"max"``); ``experiment`` and ``config`` say what the run is. Without a
+    ``folder`` it only loads checkpoints, from wherever they are."""
 
-    def __init__(self, folder: str | Path, model: nn.Module, parts: Mapping[str, Stateful],
+    def __init__(self, folder: str | Path | None, model: nn.Module, parts: Mapping[str, Stateful],
                  per_process: Mapping[str, Stateful], *, keep_last: int = 3, keep_best: int = 0,
                  best_metric: str = "valid.loss", best_mode: str = "min", experiment: str | None = None,
                  config: Mapping[str, Any] | None = None):
-        self.folder = Path(folder)
+        check_number("Checkpointer", "keep_last", keep_last, low=1, integer=True)
+        check_number("Checkpointer", "keep_best", keep_best, low=0, integer=True)
+        if best_mode not in ("min", "max"):
+            raise ValueError(f"Checkpointer: best_mode={best_mode!r}; expected 'min' or 'max'")
+        self.folder = Path(folder) if folder is not None else None
         self.model = model
         self.parts = dict(parts)
         self.per_process = dict(per_process)
@@ -117,3 +123,49 @@ def _to_cpu(state: Any) -> Any:
     if isinstance(state, (list, tuple)):
         return type(state)(_to_cpu(value) for value in state)
     return state
+
+
+class Each:
+    """Several objects as one stateful part: the states of those that have one, by key (or position)."""
+
+    def __init__(self, objects: Sequence[Any] | Mapping[Any, Any]):
+        self.objects = objects if isinstance(objects, Mapping) else dict(enumerate(objects))
+
+    def state_dict(self) -> dict[Any, Any]:
+        """Each object's state, ``None`` for one without."""
+        return {key: obj.state_dict() if hasattr(obj, "state_dict") else None for key, obj in self.objects.items()}
+
+    def load_state_dict(self, state: Mapping[Any, Any]) -> None:
+        """Restore :meth:`state_dict` into the objects that have a state."""
+        for key, obj in self.objects.items():
+            if state.get(key) is not None and hasattr(obj, "load_state_dict"):
+                obj.load_state_dict(state[key])
+
+
+class Attributes:
+    """Attributes of ``owner`` named in ``names`` (a list the owner may add to) as one stateful part; restored with
+    their tensors on ``device``."""
+
+    def __init__(self, owner: Any, names: list[str], device: torch.device):
+        self.owner, self.names, self.device = owner, names, device
+
+    def state_dict(self) -> dict[str, Any]:
+        """The attributes' values."""
+        return {name: getattr(self.owner, name) for name in self.names}
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        """Set the attributes to their saved values."""
+        for name in self.names:
+            if name in state:
+                setattr(self.owner, name, _to(state[name], self.device))
+
+
+def _to(value: Any, device: torch.device) -> Any:
+    """``value`` with its tensors on ``device``."""
+    if isinstance(value, torch.Tensor):
+        return value.to(device)
+    if isinstance(value, dict):
+        return {key: _to(item, device) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return type(value)(_to(item, device) for item in value)
+    return value

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 
-__all__ = ["DEVICES", "DeviceError", "resolve_device"]
+__all__ = ["DEVICES", "DeviceError", "resolve_device", "to_device"]
 
 #: The names ``device=`` accepts (``"cuda:1"`` picks a CUDA device by index).
 DEVICES = ("auto", "cpu", "cuda", "mps")
@@ -50,3 +52,14 @@ def _mps_available() -> bool:
 
 def _available() -> list[str]:
     return ["cpu", *(["cuda"] if torch.cuda.is_available() else []), *(["mps"] if _mps_available() else [])]
+
+
+def to_device(batch: Any, device: torch.device) -> Any:
+    """A tensor, or a tuple/list/dict of them (nested), moved to ``device`` (without waiting, where it can)."""
+    if isinstance(batch, torch.Tensor):
+        return batch.to(device, non_blocking=True)
+    if isinstance(batch, (tuple, list)):
+        return type(batch)([to_device(b, device) for b in batch])
+    if isinstance(batch, dict):
+        return {k: to_device(v, device) for k, v in batch.items()}
+    return batch

@@ -20,8 +20,9 @@ from collections.abc import Sequence
 
 import torch
 import torch.distributed as dist
+from torch import nn
 
-__all__ = ["StopAgreement", "init_from_environment", "launch", "world"]
+__all__ = ["StopAgreement", "data_parallel", "init_from_environment", "launch", "world"]
 
 
 def world() -> tuple[int, int]:
@@ -29,6 +30,13 @@ def world() -> tuple[int, int]:
     if dist.is_available() and dist.is_initialized():
         return dist.get_world_size(), dist.get_rank()
     return 1, 0
+
+
+def data_parallel(model: nn.Module, device: torch.device) -> nn.Module:
+    """``model`` wrapped in ``DistributedDataParallel`` when this run has several processes, else itself."""
+    if world()[0] == 1:
+        return model
+    return nn.parallel.DistributedDataParallel(model, device_ids=[device.index or 0] if device.type == "cuda" else None)
 
 
 class StopAgreement:

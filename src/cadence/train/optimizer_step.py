@@ -42,6 +42,7 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
+from cadence.checks import check_number
 from cadence.optim import HyperParameterScheduler, clip_grad_norm, clip_grad_value
 from cadence.schedule import Schedule
 from cadence.track import ModelSnapshot, model_statistics
@@ -81,6 +82,7 @@ class OptimizerStep:
                  names: Mapping[int, str] | None = None, check_every: int = 20, check_seconds: float = 0.0,
                  statistics_every: int = 0, model: nn.Module | None = None,
                  log: Callable[[str], None]):
+        _check_arguments(locals())
         self.optimizer = optimizer
         self.update_batches = update_batches
         self.schedules = HyperParameterScheduler(optimizer, schedules or {})
@@ -253,6 +255,22 @@ class OptimizerStep:
             self.scaler.load_state_dict(state["scaler"])
         if self.lr_scheduler is not None and state["lr_scheduler"] is not None:
             self.lr_scheduler.load_state_dict(state["lr_scheduler"])
+
+
+def _check_arguments(arguments: Mapping[str, Any]) -> None:
+    """The step's arguments checked where they enter, each error naming the argument and what was expected."""
+    check_number("OptimizerStep", "update_batches", arguments["update_batches"], low=1, integer=True)
+    check_number("OptimizerStep", "statistics_every", arguments["statistics_every"], low=0, integer=True)
+    for name in ("grad_clip_norm", "grad_clip_value"):
+        if arguments[name] is not None:
+            check_number("OptimizerStep", name, arguments[name], low=0, low_open=True)
+    for name, allowed in (("nonfinite", NONFINITE), ("lr_scheduler_every", LR_SCHEDULER_INTERVALS)):
+        if arguments[name] not in allowed:
+            raise ValueError(f"OptimizerStep: {name}={arguments[name]!r}; expected one of "
+                             f"{', '.join(map(repr, allowed))}")
+    if arguments["lr_scheduler"] is not None and "lr" in (arguments["schedules"] or {}):
+        raise ValueError("OptimizerStep: lr_scheduler and schedules={'lr': ...} would both set the learning rate; "
+                         "give one")
 
 
 class _Flags:

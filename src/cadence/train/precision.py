@@ -34,7 +34,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-__all__ = ["PRECISIONS", "PrecisionError", "bf16_support", "check_precision", "resolve_precision"]
+__all__ = ["PRECISIONS", "PrecisionError", "autocast", "bf16_support", "check_precision", "resolve_precision"]
 
 #: The values of ``precision``.
 PRECISIONS = ("auto", "32", "bf16", "fp16")
@@ -47,6 +47,8 @@ _BF16_FLAGS = ("avx512_bf16", "amx_bf16", "bf16")
 
 #: The layers whose bfloat16 kernels oneDNN refuses on a CPU without native bfloat16.
 _REFUSED = (nn.LSTM,)
+
+_NO_CONTEXT = contextlib.nullcontext()
 
 
 class PrecisionError(ValueError):
@@ -61,6 +63,13 @@ def resolve_precision(precision: str, device: torch.device) -> str:
     if precision != "auto":
         return precision
     return "bf16" if bf16_support(device) is None else "32"
+
+
+def autocast(precision: str, device: torch.device) -> contextlib.AbstractContextManager:
+    """The context a step computes in at a resolved ``precision``: autocast to bfloat16 or float16, or nothing."""
+    if precision == "32":
+        return _NO_CONTEXT
+    return torch.autocast(device.type, dtype=torch.bfloat16 if precision == "bf16" else torch.float16)
 
 
 def bf16_support(device: torch.device) -> str | None:

@@ -1,50 +1,33 @@
 """The trainer: a loop over epochs, slices and batches, and the parts it is made of.
 
-The loop (:meth:`Trainer.run`) reads top to bottom: run → epoch → slice → batch, and a
+The loop (:meth:`Trainer.run`) reads top to bottom: run → epoch → slice → batch, where a
 training batch is forward (:meth:`Trainer.step`), backward, and after the last batch of an
-accumulation window the optimizer step. Everything else is a part, each in its own module:
-
-* :class:`~cadence.train.optimizer_step.OptimizerStep`: the accumulation window, the gradient
-  scaler, clipping, the non-finite policy, the schedules, the count of steps taken and skipped;
-* :class:`~cadence.train.phase_metrics.PhaseMetrics`: each phase's metric copies and mean loss;
-* :class:`~cadence.train.position.LoopPosition`: where the loop is (epoch, batches done per
-  phase, a validation pass in progress);
-* :class:`~cadence.train.checkpointer.Checkpointer`: checkpoints from a dict of stateful parts;
-* the run's context (:class:`~cadence.track.RunContext`: tracker, folder, experiment, config),
-  given to the trainer; the console's :class:`~cadence.track.PhaseDisplay`;
-* :mod:`~cadence.train.precision`, :mod:`~cadence.train.interrupt`, :mod:`~cadence.train.device`.
+accumulation window the optimizer step. The rest is parts, each in its own module (see
+ARCHITECTURE.md, "The trainer's parts"): :class:`~cadence.train.optimizer_step.OptimizerStep`,
+:class:`~cadence.train.phase_metrics.PhaseMetrics`, :class:`~cadence.train.position.LoopPosition`,
+:class:`~cadence.train.checkpointer.Checkpointer`, the hooks (:mod:`cadence.train.callbacks`),
+and the run's context given to it (:class:`~cadence.track.RunContext`).
 
 **An epoch** alternates ``inner_iterations`` times between a slice of the training batches and
 a slice of the validation batches, as labml does (slice ``i`` of ``n`` batches covers
-``[i·n // k, (i+1)·n // k)``: they partition the loader); or, with ``valid_every=N``, a
-whole validation pass follows every ``N``-th optimizer step.
+``[i·n // k, (i+1)·n // k)``); or, with ``valid_every=N``, a whole validation pass follows
+every ``N``-th optimizer step. **The clock** is :attr:`Trainer.global_step`, the optimizer
+steps taken; a step the gradient scaler or ``nonfinite="skip"`` skips is not taken.
 
-**The clock** is :attr:`Trainer.global_step`, the optimizer steps taken: the step of every
-tracked value, of the schedules, of checkpoints. A step that the gradient scaler or
-``nonfinite="skip"`` skips is not taken, and moves nothing.
+**Stopping.** A signal (Ctrl+C, SIGTERM) stops the loop at its next safe point, after an
+optimizer step or any validation batch (a validation pass cut short is not reported; a resumed
+run finishes it). :meth:`Trainer.stop` and ``max_steps`` stop it after an optimizer step or a
+whole validation slice, never within one. A checkpoint is saved; every process stops together.
 
-**Stopping.** A signal (Ctrl+C, SIGTERM) stops the loop at its next safe point: after an
-optimizer step or after any validation batch (a validation pass cut short is not reported,
-and a resumed run finishes it). :meth:`Trainer.stop` (early stopping) and ``max_steps`` stop it
-after an optimizer step or a whole validation slice, never within one. The run then saves a
-checkpoint. Under data parallelism every process stops at the same point.
-
-**Exact resume.** A checkpoint holds everything the run's future depends on (see
-:meth:`Trainer._checkpointer`), each process's own where they differ; a run resumed from it
-(:meth:`Trainer.resume`) takes exactly the steps the uninterrupted run would have.
-
-**No host read per step.** With the defaults, the training path reads nothing back from the
-device but the non-finite flag, every 20 optimizer steps at most (see
-:mod:`cadence.train.optimizer_step`); the tracker and the console read values on a thread of
-their own. Options that read per step: ``nonfinite="skip"``, ``precision="fp16"`` (the
-gradient scaler's skip check), and data parallel stop agreement (on the CPU, through gloo).
+**No host read per step.** With the defaults the loop reads nothing back from the device but
+the non-finite flag, every 20 optimizer steps at most; the tracker and the console read on a
+thread of their own. Per step read: ``nonfinite="skip"``, ``precision="fp16"`` (the gradient
+scaler's own check) and, under data parallelism, the stop agreement (two numbers on the CPU).
 """
 
 from __future__ import annotations
 
-import contextlib
 import signal
-import traceback
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence, Sized
 from pathlib import Path
 from typing import Any
@@ -57,27 +40,27 @@ from cadence.checks import check_number
 from cadence.optim.fused import vector_width_option
 from cadence.schedule import Schedule
 from cadence.track import PhaseDisplay, RunContext
-from cadence.track.checkpoints import CHECKPOINTS, latest_checkpoint
+from cadence.track.run_context import ended_by
+from cadence.track.checkpoints import CHECKPOINTS, checkpoint_path
 from cadence.train.batch_index import BatchIndex
-from cadence.train.callbacks import HOOKS
-from cadence.train.checkpointer import Checkpointer
-from cadence.train.device import resolve_device
-from cadence.train.distributed import StopAgreement, world
+from cadence.train.callbacks import Hooks, TrainerHooks
+from cadence.train.checkpointer import Attributes, Checkpointer, Each
+from cadence.train.device import resolve_device, to_device
+from cadence.train.distributed import StopAgreement, data_parallel, world
 from cadence.train.interrupt import Interrupts
 from cadence.train.mode import Mode
-from cadence.train.optimizer_step import LR_SCHEDULER_INTERVALS, NONFINITE, OptimizerStep
+from cadence.train.optimizer_step import OptimizerStep
 from cadence.train.phase_metrics import PhaseMetrics
 from cadence.train.position import TRAIN, VALID, LoopPosition
-from cadence.train.precision import check_precision, resolve_precision
+from cadence.train.precision import autocast, check_precision, resolve_precision
 from cadence.train.rng import RandomGenerators
 
 _END = object()
-_NO_CONTEXT = contextlib.nullcontext()
 
 Loss = torch.Tensor | tuple[torch.Tensor, int | torch.Tensor]
 
 
-class Trainer:
+class Trainer(TrainerHooks):
     """Trains ``model`` with ``optimizer`` on ``train_loader``, validating on ``valid_loader``.
 
     The work of a batch: ``loss_fn(output, target)``, the loss of the default :meth:`step` (batches
@@ -123,8 +106,11 @@ class Trainer:
         self.world_size, self.rank = world()
         #: The user's model, unwrapped (nanoGPT's ``raw_model``): its parameters, its state dict.
         self.raw_model = model.to(self.device)
-        #: The model a step calls: the raw model, wrapped for data parallel training and compiled as asked.
-        self.model = self._wrap(self.raw_model, compile)
+        #: The model a step calls: the raw model, wrapped for data parallel training and compiled as asked (naming
+        #: Inductor's vector width: see cadence.optim.fused.vector_width_option).
+        self.model = data_parallel(self.raw_model, self.device)
+        if compile:
+            self.model = torch.compile(self.model, options=vector_width_option() or None)
         self.optimizer = optimizer
         self.train_loader, self.valid_loader = train_loader, valid_loader
         self.loss_fn = loss_fn
@@ -149,8 +135,6 @@ class Trainer:
         self._metrics = dict(metrics or {})
         self.phase_metrics = PhaseMetrics(self._metrics, self.device, (TRAIN, VALID))
         self.checkpoint_every = checkpoint_every
-        self._checkpoint_options = {"keep_last": keep_last, "keep_best": keep_best, "best_metric": best_metric,
-                                    "best_mode": best_mode}
         #: The batch in progress, as the loader gave it (:meth:`to_device` moves it), and where it stands.
         self.batch: Any = None
         self.batch_index: BatchIndex | None = None
@@ -163,10 +147,20 @@ class Trainer:
         self._interrupts: Interrupts | None = None
         self._agreement = StopAgreement() if self.world_size > 1 else None
         self._saved_at: tuple[Any, ...] | None = None
-        self._hooks = self._bind_hooks()
+        self._hook = Hooks(self, TrainerHooks, self.callbacks)
+        loaders = Each({phase: loader for phase, loader in ((TRAIN, train_loader), (VALID, valid_loader)) if loader})
+        #: The checkpoints of every stateful part of the run, in the run's folder (written only with one).
+        self.checkpointer = Checkpointer(
+            self.run_dir / CHECKPOINTS if self.run_dir is not None else None, self.raw_model,
+            parts={"optimizer": optimizer, "optimizer_step": self.optimizer_step, "position": self.position,
+                   "tracker": self.tracker, "callbacks": Each(self.callbacks), "loaders": loaders},
+            per_process={"rng": RandomGenerators(), "metrics": self.phase_metrics,
+                         "state": Attributes(self, self._registered, self.device)},
+            keep_last=keep_last, keep_best=keep_best, best_metric=best_metric, best_mode=best_mode,
+            experiment=self.run_context.experiment, config=self.run_context.config)
         self._own = set(self.__dict__)
 
-    # -- the part a user overrides -------------------------------------------------------
+    # -- the parts a user overrides: step, and the hooks (TrainerHooks) ----------------------
 
     def step(self, batch: Any, batch_index: BatchIndex) -> Loss:
         """Compute the loss of one batch and update the metrics; return the loss, or ``(loss, count)``.
@@ -185,27 +179,6 @@ class Trainer:
         for metric in self.metrics.values():
             metric.update(output, y)
         return loss, y.numel()
-
-    def on_run_start(self) -> None:
-        """Before the first step of :meth:`run`."""
-
-    def on_run_end(self) -> None:
-        """After the run ended, finished or interrupted."""
-
-    def on_epoch_start(self) -> None:
-        """Before the first batch of an epoch."""
-
-    def on_epoch_end(self) -> None:
-        """After the last batch of an epoch."""
-
-    def on_optimizer_step(self) -> None:
-        """After each optimizer step (:attr:`batch_index` is the batch that ended its window)."""
-
-    def on_validation_end(self) -> None:
-        """After each validation pass or slice, its values reported."""
-
-    def sample(self) -> None:
-        """At each switch from training to validation: generate text, show predictions."""
 
     # -- what steps and hooks use ----------------------------------------------------------
 
@@ -237,13 +210,7 @@ class Trainer:
 
     def to_device(self, batch: Any) -> Any:
         """Move a tensor, or a tuple/list/dict of them, to :attr:`device`."""
-        if isinstance(batch, torch.Tensor):
-            return batch.to(self.device, non_blocking=True)
-        if isinstance(batch, (tuple, list)):
-            return type(batch)([self.to_device(b) for b in batch])
-        if isinstance(batch, dict):
-            return {k: self.to_device(v) for k, v in batch.items()}
-        return batch
+        return to_device(batch, self.device)
 
     def log(self, message: str) -> None:
         """Show a one-line message (on rank 0, with a console)."""
@@ -272,9 +239,7 @@ class Trainer:
             with self.mode.update(is_train=False, is_optimize=False):
                 for idx, batch in enumerate(loader):
                     self.batch, self.batch_index = batch, BatchIndex(idx, len(loader))
-                    with self._autocast():
-                        loss, count = self._loss(self.step(batch, self.batch_index), batch)
-                    metrics.add_loss(phase, loss, count)
+                    self._eval_batch(metrics, phase)
         finally:
             self._active = active
             self.model.train(was_training)
@@ -308,10 +273,7 @@ class Trainer:
                     self._save_checkpoint()
                 self._hook("on_run_end")
             except BaseException as e:
-                status = "interrupted" if isinstance(e, KeyboardInterrupt) else "failed"
-                error = "KeyboardInterrupt (a second Ctrl+C: no checkpoint saved)" if status == "interrupted" \
-                    else "".join(traceback.format_exception_only(type(e), e)).strip()
-                self.tracker.finish(status, error)
+                self.tracker.finish(*ended_by(e))
                 raise
             finally:
                 self._interrupts = None
@@ -367,7 +329,7 @@ class Trainer:
                     raise RuntimeError(f"the {phase} loader stopped after {idx} batches but len() said {total}")
                 self.position.done[phase] = idx + 1  # taken from the loader, as the loader's own position counts it
                 self.batch, self.batch_index = batch, BatchIndex(idx, total)
-                stepped = self._train_batch() if is_train else self._valid_batch()
+                stepped = self._train_batch() if is_train else self._eval_batch(self.phase_metrics, VALID)
                 if self.display is not None:
                     self.display.advance()
                 if (stepped and self._stopping()) or (not is_train and self._should_stop(signals_only=True)):
@@ -385,7 +347,7 @@ class Trainer:
     def _train_batch(self) -> bool:
         """Forward, backward, and, after the last batch of a window, the optimizer step; return whether it stepped."""
         self.mode.is_optimize = self.optimizer_step.ends_window(self.batch_index)
-        with self._autocast():
+        with autocast(self.precision, self.device):
             loss, count = self._loss(self.step(self.batch, self.batch_index), self.batch)
         if not loss.requires_grad:
             raise TypeError("Trainer.step returned a loss that does not require grad in a training phase; "
@@ -406,10 +368,11 @@ class Trainer:
             self._save_checkpoint()
         return True
 
-    def _valid_batch(self) -> bool:
-        with self._autocast():
+    def _eval_batch(self, metrics: PhaseMetrics, phase: str) -> bool:
+        """Forward only, the loss into ``phase``'s mean in ``metrics``; never an optimizer step."""
+        with autocast(self.precision, self.device):
             loss, count = self._loss(self.step(self.batch, self.batch_index), self.batch)
-        self.phase_metrics.add_loss(VALID, loss, count)
+        metrics.add_loss(phase, loss, count)
         return False
 
     def _validation_pass(self) -> bool:
@@ -466,17 +429,6 @@ class Trainer:
 
     # -- checkpoints ---------------------------------------------------------------------
 
-    def _checkpointer(self) -> Checkpointer:
-        """The checkpoints of the run's folder, of every stateful part of the run."""
-        loaders = {TRAIN: self.train_loader, VALID: self.valid_loader}
-        return Checkpointer(
-            self.run_dir / CHECKPOINTS, self.raw_model,
-            parts={"optimizer": self.optimizer, "optimizer_step": self.optimizer_step, "position": self.position,
-                   "tracker": self.tracker, "callbacks": _Each(self.callbacks),
-                   "loaders": _Each({phase: loader for phase, loader in loaders.items() if loader is not None})},
-            per_process={"rng": RandomGenerators(), "metrics": self.phase_metrics, "state": _Registered(self)},
-            experiment=self.run_context.experiment, config=self.run_context.config, **self._checkpoint_options)
-
     def save_checkpoint(self) -> Path | None:
         """Write a checkpoint of now into ``run_dir/checkpoints/step-<global_step>/``; return its path (on rank 0).
         Every process calls it (each saves its own random generators, metrics and registered state)."""
@@ -485,7 +437,7 @@ class Trainer:
                              "run='<folder>'")
         self.optimizer_step.check()  # a checkpoint never holds a non-finite state
         metrics = {key: value for key, value in self.tracker.snapshot().items() if self.tracker.kind(key) != "value"}
-        path = self._checkpointer().save(self.global_step, {"epoch": self.epoch, "metrics": metrics})
+        path = self.checkpointer.save(self.global_step, {"epoch": self.epoch, "metrics": metrics})
         self._saved_at = self._where()
         if path is not None:
             self.log(f"checkpoint saved to {path}")
@@ -497,14 +449,8 @@ class Trainer:
         The model must fit the checkpoint's weights, the checkpoint must be of the run's experiment
         when one is set and of as many processes; the values the run recorded after it are dropped.
         """
-        path = Path(path)
-        if not (path / "meta.json").is_file():
-            found = latest_checkpoint(path)
-            if found is None:
-                raise FileNotFoundError(f"no checkpoint in {path}: expected a checkpoints/step-<N>/ folder in it, "
-                                        f"or the path of one")
-            path = found
-        self._checkpointer().load(path)
+        path = checkpoint_path(path)
+        self.checkpointer.load(path)
         self.tracker.truncate(self.global_step)
         return path
 
@@ -526,108 +472,27 @@ class Trainer:
                             f"(loss, count)")
         return loss, count
 
-    def _autocast(self) -> contextlib.AbstractContextManager:
-        """The context of a step: autocast to bfloat16 or float16, or nothing."""
-        if self.precision in ("32", "auto"):
-            return _NO_CONTEXT
-        return torch.autocast(self.device.type, dtype=torch.bfloat16 if self.precision == "bf16" else torch.float16)
-
-    def _wrap(self, model: nn.Module, compile: bool) -> nn.Module:
-        if self.world_size > 1:
-            model = nn.parallel.DistributedDataParallel(
-                model, device_ids=[self.device.index or 0] if self.device.type == "cuda" else None)
-        # The vector width named, so that CPUs of other ISAs sharing Inductor's cache never share its C++ (see
-        # cadence.optim.fused.vector_width_option).
-        return torch.compile(model, options=vector_width_option() or None) if compile else model
-
-    def _bind_hooks(self) -> dict[str, list[Callable[[], None]]]:
-        """Per hook, what to call: the trainer's own method when a subclass overrides it, then the callbacks'."""
-        bound = {}
-        for hook in HOOKS:
-            calls = [getattr(self, hook)] if getattr(type(self), hook) is not getattr(Trainer, hook) else []
-            for callback in self.callbacks:
-                method = getattr(callback, hook, None)
-                if callable(method):
-                    calls.append(lambda method=method: method(self))
-            bound[hook] = calls
-        return bound
-
-    def _hook(self, name: str) -> None:
-        for call in self._hooks[name]:
-            call()
 
 
 def _check_arguments(arguments: Mapping[str, Any]) -> None:
-    """The constructor's arguments checked where they enter, each error naming the argument and what was expected."""
-    for name in ("epochs", "inner_iterations", "update_batches", "keep_last"):
+    """The loop's arguments checked where they enter, each error naming the argument and what was expected (the
+    parts check their own)."""
+    for name in ("epochs", "inner_iterations"):
         check_number("Trainer", name, arguments[name], low=1, integer=True)
-    for name in ("max_steps", "valid_every", "checkpoint_every", "keep_best", "track_model_every"):
+    for name in ("max_steps", "valid_every", "checkpoint_every"):
         check_number("Trainer", name, arguments[name], low=0, integer=True)
-    for name in ("grad_clip_norm", "grad_clip_value"):
-        if arguments[name] is not None:
-            check_number("Trainer", name, arguments[name], low=0, low_open=True)
-    for name, allowed in (("nonfinite", NONFINITE), ("best_mode", ("min", "max")),
-                          ("lr_scheduler_every", LR_SCHEDULER_INTERVALS)):
-        if arguments[name] not in allowed:
-            raise ValueError(f"Trainer: {name}={arguments[name]!r}; expected one of {', '.join(map(repr, allowed))}")
     if arguments["valid_every"] and arguments["inner_iterations"] > 1:
         raise ValueError(f"Trainer: valid_every={arguments['valid_every']} and "
                          f"inner_iterations={arguments['inner_iterations']}; validate by one of them (valid_every "
                          f"counts optimizer steps, inner_iterations slices epochs)")
-    if arguments["lr_scheduler"] is not None and "lr" in (arguments["schedules"] or {}):
-        raise ValueError("Trainer: lr_scheduler and schedules={'lr': ...} would both set the learning rate; give one")
     for name in ("train_loader", "valid_loader"):
         loader = arguments[name]
         if loader is not None and not isinstance(loader, Sized):
             raise TypeError(f"Trainer: {name} of type {type(loader).__name__} has no len(); the trainer slices each "
                             f"epoch by the number of batches")
-    for callback in arguments["callbacks"]:
-        if not any(callable(getattr(callback, hook, None)) for hook in HOOKS):
-            raise TypeError(f"Trainer: callback {callback!r} has none of the hooks {', '.join(HOOKS)}")
 
 
 def _batch_size(batch: Any) -> int:
     """Samples in ``batch`` (the first dimension of its first tensor), weighting a bare loss."""
     first = batch[0] if isinstance(batch, (tuple, list)) else batch
     return int(first.shape[0]) if isinstance(first, torch.Tensor) and first.dim() > 0 else 1
-
-
-class _Each:
-    """Several objects as one stateful part: the states of those that have one, by key or position."""
-
-    def __init__(self, objects: Sequence[Any] | Mapping[str, Any]):
-        self.objects = objects if isinstance(objects, Mapping) else dict(enumerate(objects))
-
-    def state_dict(self) -> dict[Any, Any]:
-        return {key: obj.state_dict() if hasattr(obj, "state_dict") else None for key, obj in self.objects.items()}
-
-    def load_state_dict(self, state: Mapping[Any, Any]) -> None:
-        for key, obj in self.objects.items():
-            if state.get(key) is not None and hasattr(obj, "load_state_dict"):
-                obj.load_state_dict(state[key])
-
-
-class _Registered:
-    """A trainer's registered state (:meth:`Trainer.register_state`) as a stateful part."""
-
-    def __init__(self, trainer: Trainer):
-        self.trainer = trainer
-
-    def state_dict(self) -> dict[str, Any]:
-        return {name: getattr(self.trainer, name) for name in self.trainer._registered}
-
-    def load_state_dict(self, state: Mapping[str, Any]) -> None:
-        for name in self.trainer._registered:
-            if name in state:
-                setattr(self.trainer, name, _to(state[name], self.trainer.device))
-
-
-def _to(value: Any, device: torch.device) -> Any:
-    """``value`` with its tensors on ``device``."""
-    if isinstance(value, torch.Tensor):
-        return value.to(device)
-    if isinstance(value, dict):
-        return {key: _to(item, device) for key, item in value.items()}
-    if isinstance(value, (list, tuple)):
-        return type(value)(_to(item, device) for item in value)
-    return value

@@ -50,15 +50,14 @@ def test_a_signal_saves_the_step_it_finishes_then_exits(tmp_path, uninterrupted,
 
 @pytest.mark.slow
 def test_a_second_ctrl_c_stops_at_once(tmp_path):
-    process = start(tmp_path, "--slow-after", "4", "--sleep", "60")
+    # Step 5 then sleeps for an hour: only the second Ctrl+C, stopping at once, ends the process within TIMEOUT.
+    process = start(tmp_path, "--slow-after", "4", "--sleep", "3600")
     wait_for_line(process, "step 5")
     process.send_signal(signal.SIGINT)
     wait_for_line(process, "SIGINT: finishing the current step, then saving a checkpoint; press Ctrl+C again to stop "
                            "at once")
-    started = time.monotonic()
     process.send_signal(signal.SIGINT)
     code = process.wait(TIMEOUT)
-    assert time.monotonic() - started < 30  # not after the 60 s step
     assert code in (-signal.SIGINT, 130)  # Python's own ending on an uncaught KeyboardInterrupt
     assert latest_checkpoint(tmp_path / "checkpoints").name == "step-3"  # no checkpoint of the step cut short
 

@@ -308,19 +308,17 @@ def test_the_loss_is_a_moving_average_and_samples_are_counted(tmp_path):
     assert samples == [(1, 16), (2, 32), (3, 40)]
 
 
-def test_model_statistics_every_n_steps_only():
+def test_model_statistics_every_n_steps_only(tmp_path):
     model = mlp()
-    tracker = Tracker()
-    steps = []
-
-    class Watch:
-        def on_optimizer_step(self, trainer):
-            steps.append((trainer.global_step, "model.0.update_ratio" in tracker.keys()))
-
-    Trainer(model, torch.optim.SGD(model.parameters(), lr=0.1), batches(6, 8, 0), loss_fn=nn.functional.cross_entropy,
-            track_model_every=3, run=RunContext(tracker), console=False, callbacks=[Watch()]).run()
-    assert steps == [(1, False), (2, False), (3, True), (4, True), (5, True), (6, True)]
-    assert {"model.0.param_norm", "model.0.grad_norm", "model.2.update_ratio"} <= set(tracker.keys())
+    with RunStore(tmp_path) as store:
+        run_id = store.create_run("unit", {}, provenance={})
+        tracker = Tracker(store, run_id)
+        Trainer(model, torch.optim.SGD(model.parameters(), lr=0.1), batches(7, 8, 0),
+                loss_fn=nn.functional.cross_entropy, track_model_every=3, run=RunContext(tracker), console=False).run()
+        recorded = {key: store.values(run_id, key)[0].tolist() for key in store.series(run_id)
+                    if key.startswith("model.")}
+    assert {"model.0.param_norm", "model.0.grad_norm", "model.2.update_ratio"} <= set(recorded)
+    assert all(steps == [3, 6] for steps in recorded.values()), recorded
     assert 0 < tracker.latest("model.0.update_ratio") < 1
 
 

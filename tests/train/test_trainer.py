@@ -565,7 +565,8 @@ def test_a_run_interrupted_during_validation_resumes_within_it_and_reports_the_w
     straight, _, all_validations = run(tmp_path / "straight")
     stopped, status, before = run(tmp_path / "stopped", interrupt=True)
     assert status == "interrupted" and stopped.position.validating is False and stopped.position.done["valid"] == 2
-    assert before == all_validations[:1]  # epoch 2's pass, cut, was not reported
+    assert before == all_validations[:1]  # epoch 2's pass, cut, was not reported: neither to the hooks
+    assert stopped.latest("valid.loss") == before[-1][1]  # nor to the tracker
     resumed, status, after = run(tmp_path / "stopped", resume=True)
     assert status == "finished" and after == all_validations[1:]
     for p, q in zip(straight.raw_model.parameters(), resumed.raw_model.parameters()):

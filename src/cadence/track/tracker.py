@@ -190,7 +190,10 @@ class Tracker:
             self._hand_over()
 
     def _check(self, step: Any, values: Mapping[str, Value], kind: str | None) -> int:
-        """Check a call's step, keys and values in full (its keys' first call, or one with a kind)."""
+        """Check a call's step, keys and values in full (its keys' first call since a hand-over, or one with a
+        kind); a closed tracker takes no more."""
+        if self._writer.closed:
+            raise RuntimeError("the tracker's writer is closed; cannot record more values")
         if type(step) is not int:
             step = check_number("Tracker.add", "step", step, integer=True)
         for key, value in values.items():

@@ -1,4 +1,4 @@
-r"""Sampling text from an autoregressive language model: temperature, top-k, and generation.
+r"""Generation from an autoregressive language model: sampling with a temperature and top-k, one token at a time.
 
 A language model gives, after the tokens $x_{<t}$, logits $z \in \mathbb{R}^V$ over the next
 token. Sampling draws $x_t$ from
@@ -15,7 +15,8 @@ Tokens listed in ``banned`` (a vocabulary's reserved padding and unknown tokens)
 
 A model here is *stepped*: ``model(x, state) -> (logits, state)`` with ``x`` time-major token ids
 ``[T, B]`` and ``logits`` ``[T, B, V]``; ``state`` is whatever the model carries from one call to
-the next (an LSTM's hidden and cell states; a transformer's preceding tokens). :func:`generate`
+the next (:class:`~cadence.nn.lstm.LSTMLanguageModel`'s hidden and cell states,
+:class:`~cadence.nn.transformer.TransformerLanguageModel`'s preceding tokens). :func:`generate`
 feeds the prompt once, then one token at a time.
 """
 

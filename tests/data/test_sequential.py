@@ -14,6 +14,7 @@ from cadence.data import (
     SequentialUnBatchedDataset,
     TextDataset,
     TextFileDataset,
+    collate_time_major,
 )
 
 
@@ -241,3 +242,14 @@ def test_unbatched_bad_arguments_and_states():
         data.load_state_dict({"epoch": 2})
     data.load_state_dict({"epoch": 2, "seed": 5})
     assert data.state_dict() == {"epoch": 2, "seed": 5}
+
+
+def test_windows_collated_time_major_are_the_default_batches_transposed():
+    """Column b of a time-major batch is window b, as in SequentialDataLoader's batches; the target still leads the
+    input by one token."""
+    windows = SequentialUnBatchedDataset(text=torch.arange(500), seq_len=12, seed=1)
+    default = next(iter(ResumableDataLoader(windows, 5, shuffle=True, seed=3)))
+    x, y = next(iter(ResumableDataLoader(windows, 5, shuffle=True, seed=3, collate_fn=collate_time_major)))
+    assert x.shape == y.shape == (12, 5) and x.dtype == torch.int64
+    assert torch.equal(x, default[0].t()) and torch.equal(y, default[1].t())
+    assert torch.equal(y[:-1], x[1:])

@@ -18,7 +18,8 @@
 - :class:`CharacterTokenizer`, :class:`WordTokenizer`, :class:`CallableTokenizer`: pluggable tokenizers.
 - :class:`TokenCache`: the verified, atomically written token cache file of a corpus.
 - :class:`SequentialDataLoader`: BPTT batches ``[seq_len, batch]``, sharded by columns, resumable.
-- :class:`SequentialUnBatchedDataset`: windows at seeded random offsets, a map-style data set.
+- :class:`SequentialUnBatchedDataset`: windows at seeded random offsets, a map-style data set;
+  :func:`collate_time_major` batches them ``[seq_len, batch]``.
 - :class:`ResumableSampler`, :class:`ResumableDataLoader`: seeded, sharded, resumable sampling of
   any map-style data set through ``torch.utils.data.DataLoader``.
 """
@@ -32,7 +33,7 @@ from cadence.data.idx import DataFormatError, read_idx
 from cadence.data.loader import InMemoryLoader
 from cadence.data.mnist import KMNIST, MNIST, FashionMNIST, MNISTNotFoundError
 from cadence.data.sampler import ResumableDataLoader, ResumableSampler
-from cadence.data.sequential import SequentialDataLoader, SequentialUnBatchedDataset
+from cadence.data.sequential import SequentialDataLoader, SequentialUnBatchedDataset, collate_time_major
 from cadence.data.text import TINY_SHAKESPEARE_URL, TextDataset, TextFileDataset, text_file_path
 from cadence.data.token_cache import TokenCache, token_dtype
 from cadence.data.tokenizers import CallableTokenizer, CharacterTokenizer, Tokenizer, WordTokenizer, as_tokenizer
@@ -68,6 +69,7 @@ __all__ = [
     "UnsafePickleError",
     "WordTokenizer",
     "as_tokenizer",
+    "collate_time_major",
     "default_data_dir",
     "load_pickle",
     "read_idx",

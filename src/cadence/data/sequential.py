@@ -17,7 +17,10 @@ batch is column $jW + r$ of that process's batch).
 
 :class:`SequentialUnBatchedDataset` is a map-style data set of the $\lfloor (N - 1) / T \rfloor$
 windows $[kT + o_k, kT + o_k + T)$ with random offsets $o_k$ drawn per epoch from
-``(seed, epoch)``; shuffle and shard it with :class:`~cadence.data.sampler.ResumableDataLoader`.
+``(seed, epoch)``; shuffle and shard it with :class:`~cadence.data.sampler.ResumableDataLoader`,
+whose default collation stacks the windows batch-major, ``[B, T]``; :func:`collate_time_major`
+stacks them time-major, ``[T, B]``, as :class:`SequentialDataLoader` gives its batches, so that
+one model reads both.
 """
 
 from __future__ import annotations
@@ -35,7 +38,7 @@ from cadence.data.token_cache import release_pages
 if TYPE_CHECKING:
     from cadence.data.text import TextDataset
 
-__all__ = ["SequentialDataLoader", "SequentialUnBatchedDataset"]
+__all__ = ["SequentialDataLoader", "SequentialUnBatchedDataset", "collate_time_major"]
 
 _RELEASE_BYTES = 8 * 2**20
 """A memory-mapped stream's pages are handed back each time batches have read this many more bytes."""
@@ -221,3 +224,13 @@ class SequentialUnBatchedDataset(Dataset):
             ValueError: a value is not an integer >= 0.
         """
         self.epoch, self.seed = check_state("SequentialUnBatchedDataset", state, ("epoch", "seed"))
+
+
+def collate_time_major(batch: list[tuple[torch.Tensor, torch.Tensor]]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Collate windows ``(input [T], target [T])`` into time-major ``(input [T, B], target [T, B])``.
+
+    A ``collate_fn`` for :class:`SequentialUnBatchedDataset`'s windows: column $b$ is window $b$
+    of the batch, as in :class:`SequentialDataLoader`'s batches.
+    """
+    inputs, targets = zip(*batch)
+    return torch.stack(inputs, dim=1), torch.stack(targets, dim=1)

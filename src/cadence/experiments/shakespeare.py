@@ -52,7 +52,7 @@ from torch import nn
 
 from cadence.checks import check_number
 from cadence.data import (TINY_SHAKESPEARE_URL, ResumableDataLoader, SequentialDataLoader,
-                          SequentialUnBatchedDataset, TextFileDataset)
+                          SequentialUnBatchedDataset, TextFileDataset, collate_time_major)
 from cadence.experiments.runs import RunConfig, trainer_options
 from cadence.experiments.schedules import warmup_cosine
 from cadence.metrics import BitsPerCharacter
@@ -331,12 +331,6 @@ def generate_text(config: ShakespeareConfig, checkpoint: str | Path, prompt: str
 # -- building it ------------------------------------------------------------------------------------
 
 
-def time_major(batch: list[tuple[torch.Tensor, torch.Tensor]]) -> tuple[torch.Tensor, torch.Tensor]:
-    """Collate windows ``(input [T], target [T])`` into time-major ``[T, B]`` batches, as the LSTM's loader gives."""
-    inputs, targets = zip(*batch)
-    return torch.stack(inputs, dim=1), torch.stack(targets, dim=1)
-
-
 def build(config: ShakespeareConfig, data_dir: str | Path | None = None) -> CharLMTrainer:
     """Load Tiny Shakespeare, build the model and optimizer, and return the trainer (not yet run)."""
     if config.num_threads:
@@ -351,8 +345,8 @@ def build(config: ShakespeareConfig, data_dir: str | Path | None = None) -> Char
                                             seq_len=config.seq_len, world_size=world_size, rank=rank)
     else:
         windows = SequentialUnBatchedDataset(text=text.train_tokens, seq_len=config.seq_len, seed=config.seed)
-        train_loader = ResumableDataLoader(windows, config.batch_size, shuffle=True, seed=config.seed,
-                                           drop_last=True, collate_fn=time_major, world_size=world_size, rank=rank)
+        train_loader = ResumableDataLoader(windows, config.batch_size, shuffle=True, seed=config.seed, drop_last=True,
+                                           collate_fn=collate_time_major, world_size=world_size, rank=rank)
     valid_seq_len = config.valid_seq_len if config.model.kind == "lstm" else config.seq_len
     valid_loader = SequentialDataLoader(text=text.valid_tokens, batch_size=config.valid_batch_size,
                                         seq_len=valid_seq_len, world_size=world_size, rank=rank)

@@ -35,77 +35,44 @@ def corpus(tmp_path, data_dir) -> Path:
 
 def test_tiny_shakespeare_has_65_characters_and_1115394_tokens(data_dir, shakespeare_text):
     dataset = TextFileDataset(data_dir / "tinyshakespeare" / "input.txt", "character")
-    assert dataset.itos[:2] == ["<pad>", "<unk>"] and (dataset.padding_id, dataset.unknown_id) == (0, 1)
-    assert dataset.itos[2:] == sorted(set(shakespeare_text)) and len(dataset.itos[2:]) == 65
-    assert dataset.n_tokens == 67 and dataset.dtype == torch.uint8
+    vocabulary = dataset.vocabulary
+    assert vocabulary.itos[:2] == ["<pad>", "<unk>"] and (vocabulary.padding_id, vocabulary.unknown_id) == (0, 1)
+    assert vocabulary.itos[2:] == sorted(set(shakespeare_text)) and len(vocabulary.itos[2:]) == 65
+    assert len(vocabulary) == 67 and vocabulary.dtype == torch.uint8
     assert len(dataset.train_tokens) + len(dataset.valid_tokens) == N_CHARACTERS
     split = int(N_CHARACTERS * 0.9)
     assert dataset.train == shakespeare_text[:split] and dataset.valid == shakespeare_text[split:]
     assert dataset.train_tokens.dtype == torch.uint8
-    assert dataset.decode(dataset.train_tokens) == dataset.train
-    reference = torch.tensor([dataset.stoi[c] for c in shakespeare_text[split:]])
-    assert torch.equal(dataset.text_to_i(dataset.valid), reference)
-    assert dataset.text_to_i(dataset.valid).dtype == torch.int64
+    assert vocabulary.decode(dataset.train_tokens) == dataset.train
+    reference = torch.tensor([vocabulary.stoi[c] for c in shakespeare_text[split:]])
+    assert torch.equal(dataset.valid_tokens.long(), reference)
 
     bare = TextFileDataset(data_dir / "tinyshakespeare" / "input.txt", "character", padding=None, unknown=None)
-    assert bare.n_tokens == 65 and bare.itos == sorted(set(shakespeare_text))
-    assert bare.padding_id is None and bare.unknown_id is None
+    assert len(bare.vocabulary) == 65 and bare.vocabulary.itos == sorted(set(shakespeare_text))
+    assert bare.vocabulary.padding_id is None and bare.vocabulary.unknown_id is None
 
 
 def test_word_vocabulary_needs_uint16_and_round_trips(data_dir, shakespeare_text):
     dataset = TextFileDataset(data_dir / "tinyshakespeare" / "input.txt", "word", filter_subset=200_000)
-    assert dataset.n_tokens > 256 and dataset.dtype == torch.uint16
+    assert len(dataset.vocabulary) > 256 and dataset.vocabulary.dtype == torch.uint16
     assert dataset.train + dataset.valid == shakespeare_text[:200_000]
-    assert dataset.decode(dataset.train_tokens) == dataset.train
-    assert dataset.decode(dataset.valid_tokens) == dataset.valid
+    assert dataset.vocabulary.decode(dataset.train_tokens) == dataset.train
+    assert dataset.vocabulary.decode(dataset.valid_tokens) == dataset.valid
 
 
-def test_encode_decode_unknown_and_padding():
-    dataset = TextDataset(None, "word", "to be or not to be", "that is the question")
-    ids = dataset.encode("to be, the question")
-    assert ids.dtype == torch.uint8
-    assert dataset.decode(ids) == "to be<unk> the question"
-    assert (ids == dataset.unknown_id).sum() == 1
-    padded = torch.cat([ids, torch.full((3,), dataset.padding_id, dtype=ids.dtype)])
-    assert dataset.decode(padded) == dataset.decode(ids)
-    assert dataset.decode(dataset.encode("not that")) == "not that"
-    assert dataset.decode([dataset.stoi["be"], dataset.stoi[" "], dataset.stoi["or"]]) == "be or"
-    assert dataset.encode("").tolist() == []
+def test_the_vocabulary_is_built_from_training_and_validation_text_only():
+    dataset = TextDataset("mem", "word", "to be or not to be", "that is", "the question")
+    assert dataset.vocabulary.itos == ["<pad>", "<unk>", " ", "be", "is", "not", "or", "that", "to"]
+    assert dataset.vocabulary.decode(dataset.valid_tokens) == "that is"
+    assert "TextDataset('mem', WordTokenizer(" in repr(dataset) and "9 tokens, train 11, valid 3 ids" in repr(dataset)
 
 
-def test_given_vocabulary_and_callable_tokenizer():
+def test_a_given_vocabulary_and_its_checks_reach_the_data_set():
     itos = ["<pad>", "<unk>", "a", "b"]
-    dataset = TextDataset("mem", CallableTokenizer(str.split, " "), "a b a", "b", itos=itos)
-    assert dataset.itos == itos and dataset.text_to_i("b a c").tolist() == [3, 2, 1]
-    assert dataset.decode(dataset.encode("a  b")) == "a b"
-    assert "TextDataset('mem', CallableTokenizer(" in repr(dataset) and "4 tokens, train 3, valid 1 ids" in repr(dataset)
-
-
-@pytest.mark.parametrize(
-    ("kwargs", "match"),
-    [
-        ({"train": "a <pad> b"}, "the text holds the token '<pad>', reserved for padding: choose another padding"),
-        ({"valid": "x <unk>"}, "the text holds the token '<unk>', reserved for unknown"),
-        ({"padding": "<x>", "unknown": "<x>"}, "padding and unknown are both '<x>'"),
-        ({"itos": ["<pad>", "<unk>", "a", "a"]}, "itos holds the token 'a' twice"),
-        ({"itos": ["<unk>", "a"]}, r"the padding token '<pad>' is not in itos: add it, or pass padding=None"),
-    ],
-)
-def test_bad_vocabularies(kwargs, match):
-    arguments = {"train": "a b", "valid": "b"} | kwargs
-    with pytest.raises(ValueError, match=match):
-        TextDataset(None, CallableTokenizer(str.split, " "), arguments.pop("train"), arguments.pop("valid"), **arguments)
-
-
-def test_unknown_tokens_without_unknown_are_errors_and_bad_ids_refused():
-    dataset = TextDataset(None, "character", "abc", "cab", unknown=None)
-    assert dataset.itos == ["<pad>", "a", "b", "c"]
-    with pytest.raises(KeyError, match="token 'z' is not in the vocabulary"):
-        dataset.encode("abz")
-    with pytest.raises(ValueError, match=r"token id 4 is outside the vocabulary of 4 tokens \(0 .. 3\)"):
-        dataset.decode([1, 4])
-    with pytest.raises(ValueError, match=r"decode expects a 1-D sequence of ids, got shape \[1, 2\]"):
-        dataset.decode(torch.ones(1, 2, dtype=torch.long))
+    dataset = TextDataset("mem", CallableTokenizer(str.split, " "), "a b a", "b c", itos=itos)
+    assert dataset.vocabulary.itos == itos and dataset.valid_tokens.tolist() == [3, 1]
+    with pytest.raises(ValueError, match="the text holds the token '<unk>', reserved for unknown"):
+        TextDataset(None, str.split, "a b", "x <unk>")
 
 
 def test_filter_subset_and_line_endings_kept(tmp_path):
@@ -113,7 +80,7 @@ def test_filter_subset_and_line_endings_kept(tmp_path):
     path.write_bytes(b"line one\r\nline two\r\n" * 50)
     dataset = TextFileDataset(path, "character", filter_subset=25)
     assert dataset.train + dataset.valid == "line one\r\nline two\r\nline "
-    assert len(dataset.train) == 22 and "\r" in dataset.itos
+    assert len(dataset.train) == 22 and "\r" in dataset.vocabulary.itos
 
 
 def batches(dataset: TextFileDataset) -> list[tuple[torch.Tensor, torch.Tensor]]:
@@ -124,7 +91,7 @@ def batches(dataset: TextFileDataset) -> list[tuple[torch.Tensor, torch.Tensor]]
 
 def assert_same(mapped: TextFileDataset, in_memory: TextFileDataset) -> None:
     assert mapped.cache is not None and in_memory.cache is None
-    assert mapped.itos == in_memory.itos and mapped.dtype == in_memory.dtype
+    assert mapped.vocabulary.itos == in_memory.vocabulary.itos and mapped.vocabulary.dtype == in_memory.vocabulary.dtype
     assert torch.equal(mapped.train_tokens, in_memory.train_tokens)
     assert torch.equal(mapped.valid_tokens, in_memory.valid_tokens)
     for (xa, ya), (xb, yb) in zip(batches(mapped), batches(in_memory), strict=True):
@@ -141,7 +108,7 @@ def test_memory_mapped_and_in_memory_give_the_same_batches(corpus):
 
 
 def test_memory_mapped_word_tokens_across_many_chunks(corpus, monkeypatch):
-    monkeypatch.setattr(text_module, "_CHUNK_CHARS", 997)
+    monkeypatch.setattr(text_module, "CHUNK_CHARS", 997)
     kwargs = {"filter_subset": 100_003, "padding": None}
     assert_same(TextFileDataset(corpus, "word", mmap_threshold=0, **kwargs), TextFileDataset(corpus, "word", **kwargs))
 
@@ -166,7 +133,8 @@ def test_cache_is_reused_and_rebuilt_when_text_or_tokenizer_change(corpus, monke
         word = TextFileDataset(corpus, "word", mmap_threshold=0)
     assert len(built) == 1 and "built for another text or tokenizer" in caplog.text
     text = corpus.read_text()
-    assert word.dtype == torch.uint16 and word.decode(word.valid_tokens) == text[int(len(text) * 0.9) :]
+    assert word.vocabulary.dtype == torch.uint16
+    assert word.vocabulary.decode(word.valid_tokens) == text[int(len(text) * 0.9) :]
 
     TextFileDataset(corpus, "character", mmap_threshold=0, unknown=None)
     TextFileDataset(corpus, "character", mmap_threshold=0, filter_subset=5000)
@@ -174,7 +142,7 @@ def test_cache_is_reused_and_rebuilt_when_text_or_tokenizer_change(corpus, monke
 
     corpus.write_text(corpus.read_text().replace("Citizen", "Citoyen"))
     changed = TextFileDataset(corpus, "character", mmap_threshold=0, filter_subset=5000)
-    assert len(built) == 4 and "Citoyen" in changed.decode(changed.train_tokens[:100])
+    assert len(built) == 4 and "Citoyen" in changed.vocabulary.decode(changed.train_tokens[:100])
     assert sorted(p.name for p in corpus.parent.iterdir()) == ["input.txt", "input.txt.tokens"]
 
 
@@ -187,7 +155,8 @@ def test_corrupt_cache_is_rebuilt_not_used(corpus, caplog, damage):
     if damage == "truncate":
         del data[len(data) // 2 :]
     else:
-        data[1000] = reference.stoi["z"] if data[1000] != reference.stoi["z"] else reference.stoi["y"]
+        stoi = reference.vocabulary.stoi
+        data[1000] = stoi["z"] if data[1000] != stoi["z"] else stoi["y"]
     cache.write_bytes(bytes(data))
     with caplog.at_level(logging.WARNING):
         rebuilt = TextFileDataset(corpus, "character", mmap_threshold=0)

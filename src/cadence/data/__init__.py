@@ -12,8 +12,10 @@
   batches, seeded per batch.
 - :class:`InMemoryLoader`: whole batches by index, seeded reproducible shuffling and
   augmentation, sharding across ranks, resumable.
+- :class:`Vocabulary`: tokens and their ids with reserved padding and unknown tokens, encode/decode,
+  built from text or restored from a checkpoint's :meth:`~Vocabulary.state_dict` (no data needed).
 - :class:`TextDataset`, :class:`TextFileDataset`: a vocabulary over training and validation text
-  with reserved tokens, encode/decode, compact token ids, memory-mapped from a token cache when large;
+  and their compact token ids, memory-mapped from a token cache when large;
   :func:`text_file_path`: a corpus's local file, downloaded (verified) into the data directory when missing.
 - :class:`CharacterTokenizer`, :class:`WordTokenizer`, :class:`CallableTokenizer`: pluggable tokenizers.
 - :class:`TokenCache`: the verified, atomically written token cache file of a corpus.
@@ -38,6 +40,7 @@ from cadence.data.text import TINY_SHAKESPEARE_URL, TextDataset, TextFileDataset
 from cadence.data.token_cache import TokenCache, token_dtype
 from cadence.data.tokenizers import CallableTokenizer, CharacterTokenizer, Tokenizer, WordTokenizer, as_tokenizer
 from cadence.data.unpickle import UnsafePickleError, load_pickle
+from cadence.data.vocabulary import Vocabulary
 
 __all__ = [
     "CIFAR10",
@@ -67,6 +70,7 @@ __all__ = [
     "Tokenizer",
     "UnsafeArchiveError",
     "UnsafePickleError",
+    "Vocabulary",
     "WordTokenizer",
     "as_tokenizer",
     "collate_time_major",

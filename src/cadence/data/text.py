@@ -1,52 +1,45 @@
-"""Text corpora: a vocabulary over training and validation text, encode/decode, compact tokens.
+"""Text corpora: a vocabulary over training and validation text, and their tokens, stored compactly.
 
-After labml_nn's ``TextDataset`` and ``TextFileDataset``: the vocabulary is every distinct token
-of the training and validation text, sorted, after the reserved tokens (padding, unknown);
-a text file is split 90/10 into training and validation text by characters.
+After labml_nn's ``TextDataset`` and ``TextFileDataset``: the vocabulary (a
+:class:`~cadence.data.vocabulary.Vocabulary`) is every distinct token of the training and
+validation text, sorted, after the reserved tokens (padding, unknown); a text file is split
+90/10 into training and validation text by characters.
 
 Token ids are stored in the smallest unsigned integer dtype that holds the vocabulary
 (:func:`~cadence.data.token_cache.token_dtype`). A file of at least ``mmap_threshold`` bytes
 is never read whole: it is streamed a chunk of lines at a time, tokenized once into a cache
 file next to it and memory-mapped from there (:class:`~cadence.data.token_cache.TokenCache`).
-Both paths tokenize the same chunks of lines and give the same tokens.
+Both paths tokenize chunks of whole lines and give the same tokens.
 """
 
 from __future__ import annotations
 
 import hashlib
-import itertools
 import json
 import os
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from urllib.parse import urlsplit
 
 import numpy as np
-import torch
 
 from cadence.checks import check_number
 from cadence.data.dirs import resolve_data_dir
 from cadence.data.download import DownloadError
 from cadence.data.download import download as download_file
 from cadence.data.idx import DataFormatError
-from cadence.data.token_cache import TokenCache, token_dtype
-from cadence.data.tokenizers import Tokenizer, as_tokenizer
+from cadence.data.token_cache import TokenCache
+from cadence.data.tokenizers import TokenizerLike, as_tokenizer
+from cadence.data.vocabulary import CHUNK_CHARS, PADDING, UNKNOWN, Vocabulary
 
 __all__ = [
     "DEFAULT_MMAP_THRESHOLD",
     "KNOWN_SHA256",
-    "PADDING",
     "TINY_SHAKESPEARE_URL",
-    "UNKNOWN",
     "TextDataset",
     "TextFileDataset",
     "text_file_path",
 ]
-
-PADDING = "<pad>"
-"""The default padding token, id 0."""
-UNKNOWN = "<unk>"
-"""The default unknown token, id 1: stands for any token the vocabulary lacks."""
 
 TINY_SHAKESPEARE_URL = "https://raw.githubusercontent.com/karpathy/char-rnn/master/data/tinyshakespeare/input.txt"
 """Tiny Shakespeare (Karpathy's char-rnn): 1,115,394 characters, 65 distinct."""
@@ -59,14 +52,8 @@ KNOWN_SHA256: dict[str, str] = {
 DEFAULT_MMAP_THRESHOLD = 64 * 2**20
 """Files of at least this many bytes (64 MiB) are tokenized into a cache and memory-mapped."""
 
-_CHUNK_CHARS = 1 << 18
-"""Text is tokenized in chunks of about this many characters, extended to the end of a line."""
-
-TokenizerLike = Tokenizer | str | Callable[[str], Sequence[str]]
-
-
 class TextDataset:
-    """A vocabulary over ``train`` and ``valid`` text, with their tokens.
+    """Training and validation text, their vocabulary and their tokens.
 
     Args:
         path: where the text came from (shown by ``repr``), or ``None``.
@@ -75,19 +62,16 @@ class TextDataset:
         train: the training text.
         valid: the validation text.
         test: the test text (kept, not tokenized).
-        itos: the vocabulary to use, reserved tokens included, instead of building one.
+        itos: the vocabulary's tokens, reserved ones included, instead of building them.
         padding: the padding token (id 0), or ``None`` for none; never decoded.
-        unknown: the unknown token (the next id), or ``None``: then encoding a token the
-            vocabulary lacks is an error.
+        unknown: the unknown token (the next id), or ``None``: then a token the vocabulary
+            lacks is an error.
 
     Attributes:
-        itos: the vocabulary, id -> token: the reserved tokens, then every distinct token of
-            ``train`` and ``valid`` in sorted order.
-        stoi: token -> id.
-        n_tokens: the size of the vocabulary.
-        padding_id, unknown_id: the ids of the reserved tokens, or ``None``.
-        dtype: the smallest unsigned integer dtype holding every id.
-        train_tokens, valid_tokens: the ids of ``train`` and ``valid``, 1-D tensors of :attr:`dtype`.
+        vocabulary: the :class:`~cadence.data.vocabulary.Vocabulary`: the reserved tokens, then
+            every distinct token of ``train`` and ``valid`` in sorted order; it encodes and decodes.
+        train_tokens, valid_tokens: the ids of ``train`` and ``valid``, 1-D tensors of the
+            vocabulary's compact :attr:`~cadence.data.vocabulary.Vocabulary.dtype`.
 
     Raises:
         ValueError: the reserved tokens are equal, the text holds a reserved token, or
@@ -107,97 +91,19 @@ class TextDataset:
         unknown: str | None = UNKNOWN,
     ) -> None:
         self.path = path
-        self.tokenizer = as_tokenizer(tokenizer)
         self.train: str | None = train
         self.valid: str | None = valid
         self.test = test
-        if itos is None:
-            itos = self._build_vocabulary(itertools.chain(_line_chunks(train), _line_chunks(valid)), padding, unknown)
-        self._set_vocabulary(itos, padding, unknown)
-        self.train_tokens = self.encode(train)
-        self.valid_tokens = self.encode(valid)
-
-    def _build_vocabulary(self, chunks: Iterable[str], padding: str | None, unknown: str | None) -> list[str]:
-        """The reserved tokens, then the distinct tokens of ``chunks``, sorted."""
-        tokens: set[str] = set()
-        for chunk in chunks:
-            tokens.update(self.tokenizer(chunk))
-        for role, token in (("padding", padding), ("unknown", unknown)):
-            if token in tokens:
-                raise ValueError(
-                    f"the text holds the token {token!r}, reserved for {role}: choose another {role} token, or None"
-                )
-        return [token for token in (padding, unknown) if token is not None] + sorted(tokens)
-
-    def _set_vocabulary(self, itos: Sequence[str], padding: str | None, unknown: str | None) -> None:
-        """Check ``itos`` against the reserved tokens and set :attr:`itos`, :attr:`stoi` and the ids."""
-        if padding is not None and padding == unknown:
-            raise ValueError(f"padding and unknown are both {padding!r}: expected two different tokens")
-        self.itos = list(itos)
-        self.stoi = {token: i for i, token in enumerate(self.itos)}
-        if len(self.stoi) != len(self.itos):
-            repeated = next(token for i, token in enumerate(self.itos) if self.stoi[token] != i)
-            raise ValueError(f"itos holds the token {repeated!r} twice: expected distinct tokens")
-        for role, token in (("padding", padding), ("unknown", unknown)):
-            if token is not None and token not in self.stoi:
-                raise ValueError(f"the {role} token {token!r} is not in itos: add it, or pass {role}=None")
-        self.n_tokens = len(self.itos)
-        self.padding_id = None if padding is None else self.stoi[padding]
-        self.unknown_id = None if unknown is None else self.stoi[unknown]
-        self.dtype = token_dtype(self.n_tokens)
-
-    def encode(self, text: str) -> torch.Tensor:
-        """The token ids of ``text``, a 1-D tensor of :attr:`dtype`; tokens outside the vocabulary get :attr:`unknown_id`.
-
-        Raises:
-            KeyError: a token is not in the vocabulary and there is no unknown token.
-        """
-        chunks = [self._encode_chunk(chunk) for chunk in _line_chunks(text)]
-        return torch.cat(chunks) if chunks else torch.empty(0, dtype=self.dtype)
-
-    def _encode_chunk(self, chunk: str) -> torch.Tensor:
-        # numpy narrows the ids: torch's conversion spreads over threads and crawls when a core is busy.
-        ids = self.tokenizer.encode(chunk, self.stoi, self.unknown_id)
-        return torch.from_numpy(ids.astype(torch.empty(0, dtype=self.dtype).numpy().dtype))
-
-    def text_to_i(self, text: str) -> torch.Tensor:
-        """The token ids of ``text`` as int64, as labml_nn's ``text_to_i`` (but unknown tokens are not dropped)."""
-        return self.encode(text).long()
-
-    def decode(self, ids: torch.Tensor | Sequence[int]) -> str:
-        """The text of token ``ids`` (1-D), joined by the tokenizer; padding is left out.
-
-        ``decode(encode(text)) == text`` for any text made of vocabulary tokens.
-
-        Raises:
-            ValueError: an id is outside ``0 .. n_tokens - 1``, or ``ids`` is not 1-D.
-        """
-        ids = torch.as_tensor(ids)
-        if ids.ndim != 1:
-            raise ValueError(f"decode expects a 1-D sequence of ids, got shape {list(ids.shape)}")
-        values = ids.long().tolist()
-        bad = [i for i in values if not 0 <= i < self.n_tokens]
-        if bad:
-            raise ValueError(
-                f"token id {bad[0]} is outside the vocabulary of {self.n_tokens} tokens (0 .. {self.n_tokens - 1})"
-            )
-        return self.tokenizer.join(self.itos[i] for i in values if i != self.padding_id)
+        self.vocabulary = (Vocabulary.build([train, valid], tokenizer, padding=padding, unknown=unknown) if itos is None
+                           else Vocabulary(itos, tokenizer, padding=padding, unknown=unknown))
+        self.train_tokens = self.vocabulary.encode(train)
+        self.valid_tokens = self.vocabulary.encode(valid)
 
     def __repr__(self) -> str:
         return (
-            f"{type(self).__name__}({str(self.path)!r}, {self.tokenizer!r}, {self.n_tokens} tokens, "
+            f"{type(self).__name__}({str(self.path)!r}, {self.vocabulary.tokenizer!r}, {len(self.vocabulary)} tokens, "
             f"train {len(self.train_tokens):,}, valid {len(self.valid_tokens):,} ids)"
         )
-
-
-def _line_chunks(text: str) -> Iterator[str]:
-    """``text`` in pieces of at least :data:`_CHUNK_CHARS` characters, each ending at its first line break from there
-    on (or at the end)."""
-    start = 0
-    while start < len(text):
-        stop = text.find("\n", start + _CHUNK_CHARS - 1) + 1 or len(text)
-        yield text[start:stop]
-        start = stop
 
 
 class TextFileDataset(TextDataset):
@@ -278,7 +184,7 @@ class TextFileDataset(TextDataset):
         cache_dir: str | os.PathLike[str] | None,
     ) -> None:
         """Set up from the token cache of ``path``, building the cache first if it is missing or stale."""
-        self.path, self.tokenizer = path, as_tokenizer(tokenizer)
+        self.path, tokenizer = path, as_tokenizer(tokenizer)
         self.train = self.valid = None
         self.test = ""
         digest, n_chars = _scan(path)
@@ -286,17 +192,17 @@ class TextFileDataset(TextDataset):
         if end == 0:
             raise DataFormatError(path, "empty: no text to build a vocabulary from")
         split = int(end * 0.9)
-        settings = [digest, end, split, self.tokenizer.fingerprint, padding, unknown]
+        settings = [digest, end, split, tokenizer.fingerprint, padding, unknown]
         key = hashlib.sha256(json.dumps(settings).encode("utf-8")).hexdigest()
         cache_path = Path(cache_dir if cache_dir is not None else path.parent) / f"{path.name}.tokens"
         cache = TokenCache.load(cache_path, key)
         if cache is None:
             chunks = (chunk for _, chunk in _file_chunks(path, split, end))
-            self._set_vocabulary(self._build_vocabulary(chunks, padding, unknown), padding, unknown)
-            parts = ((part, self._encode_chunk(chunk)) for part, chunk in _file_chunks(path, split, end))
-            cache = TokenCache.build(cache_path, key, self.itos, parts)
+            self.vocabulary = Vocabulary.build(chunks, tokenizer, padding=padding, unknown=unknown)
+            parts = ((part, self.vocabulary.encode(chunk)) for part, chunk in _file_chunks(path, split, end))
+            cache = TokenCache.build(cache_path, key, self.vocabulary.itos, parts)
         else:
-            self._set_vocabulary(cache.itos, padding, unknown)
+            self.vocabulary = Vocabulary(cache.itos, tokenizer, padding=padding, unknown=unknown)
         self.cache = cache
         self.train_tokens, self.valid_tokens = cache.train, cache.valid
 
@@ -365,7 +271,7 @@ def _scan(path: Path) -> tuple[str, int]:
     digest = hashlib.sha256()
     n_chars = 0
     with path.open("rb") as file:
-        while chunk := file.read(_CHUNK_CHARS):
+        while chunk := file.read(CHUNK_CHARS):
             digest.update(chunk)
             n_chars += len(chunk) - int(np.count_nonzero((np.frombuffer(chunk, np.uint8) & 0xC0) == 0x80))
     return digest.hexdigest(), n_chars
@@ -374,14 +280,14 @@ def _scan(path: Path) -> tuple[str, int]:
 def _file_chunks(path: Path, split: int, end: int) -> Iterator[tuple[int, str]]:
     """``(part, chunk)`` for the characters ``[0, split)`` (part 0) and ``[split, end)`` (part 1) of ``path``.
 
-    The chunks are those :func:`_line_chunks` makes of the two texts.
+    The chunks are those :func:`~cadence.data.vocabulary.line_chunks` makes of the two texts.
     """
     try:
         with path.open(encoding="utf-8", newline="") as file:
             position = 0
             for part, stop in ((0, split), (1, end)):
                 while position < stop:
-                    chunk = file.read(min(_CHUNK_CHARS, stop - position))
+                    chunk = file.read(min(CHUNK_CHARS, stop - position))
                     if position + len(chunk) < stop and not chunk.endswith("\n"):
                         chunk += file.readline(stop - position - len(chunk))
                     if not chunk:

@@ -22,7 +22,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 
 import numpy as np
 
-__all__ = ["CallableTokenizer", "CharacterTokenizer", "Tokenizer", "WordTokenizer", "as_tokenizer"]
+__all__ = ["CallableTokenizer", "CharacterTokenizer", "Tokenizer", "TokenizerLike", "WordTokenizer", "as_tokenizer"]
 
 
 class Tokenizer(ABC):
@@ -163,7 +163,11 @@ TOKENIZERS: dict[str, type[Tokenizer]] = {"character": CharacterTokenizer, "word
 """The built-in tokenizers by name."""
 
 
-def as_tokenizer(tokenizer: Tokenizer | str | Callable[[str], Sequence[str]]) -> Tokenizer:
+TokenizerLike = Tokenizer | str | Callable[[str], Sequence[str]]
+"""What :func:`as_tokenizer` takes: a tokenizer, a name in :data:`TOKENIZERS`, or a callable ``text -> tokens``."""
+
+
+def as_tokenizer(tokenizer: TokenizerLike) -> Tokenizer:
     """A :class:`Tokenizer` from a tokenizer (returned as it is), a name in :data:`TOKENIZERS`, or a callable.
 
     Raises:

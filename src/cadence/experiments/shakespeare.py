@@ -41,7 +41,6 @@ of an epoch. The run's length defines its schedule, so a resumed run may not cha
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
@@ -52,7 +51,7 @@ from torch import nn
 
 from cadence.checks import check_number
 from cadence.data import (TINY_SHAKESPEARE_URL, ResumableDataLoader, SequentialDataLoader,
-                          SequentialUnBatchedDataset, TextFileDataset, collate_time_major)
+                          SequentialUnBatchedDataset, TextFileDataset, Vocabulary, collate_time_major)
 from cadence.experiments.runs import RunConfig, trainer_options
 from cadence.experiments.schedules import warmup_cosine
 from cadence.metrics import BitsPerCharacter
@@ -62,8 +61,8 @@ from cadence.train import BatchIndex, CheckpointError, Trainer, load_checkpoint,
 from cadence.track.checkpoints import STATE_FILE
 from cadence.train.distributed import init_from_environment, world
 
-__all__ = ["CharLMTrainer", "LSTMConfig", "ModelConfig", "ShakespeareConfig", "TransformerConfig", "Vocabulary",
-           "build", "build_model", "generate_text", "load_model"]
+__all__ = ["CharLMTrainer", "LSTMConfig", "ModelConfig", "ShakespeareConfig", "TransformerConfig", "build",
+           "build_model", "generate_text", "load_model"]
 
 #: The kinds of model ``model.kind`` names.
 KINDS = ("lstm", "transformer")
@@ -172,34 +171,7 @@ class ShakespeareConfig(RunConfig):
             raise ValueError("ShakespeareConfig: sample_prompt=''; expected at least one character to start from")
 
 
-# -- the vocabulary and the model ------------------------------------------------------------------
-
-
-class Vocabulary:
-    """The characters of a model's vocabulary (``itos``, reserved tokens first): encode and decode text.
-
-    A run stores it with its checkpoints, so that ``cadence generate`` needs no data.
-    """
-
-    def __init__(self, itos: Sequence[str], reserved: Sequence[int] = ()):
-        self.itos = list(itos)
-        self.stoi = {s: i for i, s in enumerate(self.itos)}
-        #: Ids never sampled or decoded (padding, unknown).
-        self.reserved = list(reserved)
-
-    def __len__(self) -> int:
-        return len(self.itos)
-
-    def encode(self, text: str) -> torch.Tensor:
-        """int64 ids of the characters of ``text``; a character outside the vocabulary is an error naming it."""
-        missing = sorted({c for c in text if c not in self.stoi or self.stoi[c] in self.reserved})
-        if missing:
-            raise ValueError(f"the text {text!r} has characters the model never saw: {', '.join(map(repr, missing))}")
-        return torch.tensor([self.stoi[c] for c in text], dtype=torch.int64)
-
-    def decode(self, ids: torch.Tensor | Sequence[int]) -> str:
-        """The text of ``ids``."""
-        return "".join(self.itos[i] for i in (ids.tolist() if isinstance(ids, torch.Tensor) else ids))
+# -- the model ------------------------------------------------------------------------------------
 
 
 def build_model(config: ShakespeareConfig, n_tokens: int) -> nn.Module:
@@ -230,7 +202,7 @@ class CharLMTrainer(Trainer):
                  sample_temperature: float = 1.0, sample_top_k: int = 0, sample_seed: int = 0, **kwargs: Any):
         super().__init__(*args, **kwargs)
         self.vocabulary = vocabulary
-        self.sample_prompt = vocabulary.encode(sample_prompt)
+        self.sample_prompt = vocabulary.encode(sample_prompt, strict=True)
         self.sample_length = sample_length
         self.sample_temperature, self.sample_top_k = sample_temperature, sample_top_k
         self.sample_seed = sample_seed
@@ -292,7 +264,7 @@ class CharLMTrainer(Trainer):
         """The trainer's state, with each phase's carried state and the vocabulary."""
         state = super().state_dict()
         state["carried"] = {phase: list(s) if s is not None else None for phase, s in self.carried.items()}
-        state["vocabulary"] = {"itos": self.vocabulary.itos, "reserved": self.vocabulary.reserved}
+        state["vocabulary"] = self.vocabulary.state_dict()
         return state
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -312,7 +284,7 @@ def load_model(config: ShakespeareConfig, checkpoint: str | Path) -> tuple[nn.Mo
     if "vocabulary" not in state:
         raise CheckpointError(f"checkpoint {checkpoint} holds no vocabulary: it is not a checkpoint of a "
                               f"character-level language model")
-    vocabulary = Vocabulary(state["vocabulary"]["itos"], state["vocabulary"]["reserved"])
+    vocabulary = Vocabulary.from_state_dict(state["vocabulary"])
     model = build_model(config, len(vocabulary))
     load_checkpoint(checkpoint, model, experiment="shakespeare")
     return model.eval(), vocabulary
@@ -323,7 +295,7 @@ def generate_text(config: ShakespeareConfig, checkpoint: str | Path, prompt: str
     """``prompt`` and ``length`` characters sampled after it from the model of ``checkpoint`` (see
     :func:`~cadence.nn.generation.generate`); the same seed gives the same text."""
     model, vocabulary = load_model(config, checkpoint)
-    ids = generate(model, vocabulary.encode(prompt), length, temperature=temperature, top_k=top_k,
+    ids = generate(model, vocabulary.encode(prompt, strict=True), length, temperature=temperature, top_k=top_k,
                    banned=vocabulary.reserved, generator=torch.Generator().manual_seed(seed))
     return prompt + vocabulary.decode(ids)
 
@@ -339,7 +311,7 @@ def build(config: ShakespeareConfig, data_dir: str | Path | None = None) -> Char
     init_from_environment(device)
     world_size, rank = world()
     text = TextFileDataset(TINY_SHAKESPEARE_URL, "character", data_dir=data_dir, filter_subset=config.subset or None)
-    vocabulary = Vocabulary(text.itos, [i for i in (text.padding_id, text.unknown_id) if i is not None])
+    vocabulary = text.vocabulary
     if config.model.kind == "lstm":
         train_loader = SequentialDataLoader(text=text.train_tokens, batch_size=config.batch_size,
                                             seq_len=config.seq_len, world_size=world_size, rank=rank)

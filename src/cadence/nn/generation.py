@@ -66,7 +66,7 @@ def sample_next(logits: torch.Tensor, *, temperature: float = 1.0, top_k: int = 
 @torch.no_grad()
 def generate(model: Stepped, prompt: torch.Tensor, length: int, *, temperature: float = 1.0, top_k: int = 0,
              banned: Sequence[int] = (), generator: torch.Generator | None = None) -> torch.Tensor:
-    """``length`` tokens sampled after ``prompt`` (int64 ``[T]``, at least one token); return int64 ``[length]``.
+    """``length`` tokens sampled after ``prompt`` (integer ids ``[T]``, at least one); return int64 ``[length]``.
 
     The prompt is fed in one call, then each drawn token in its own call with the state the model
     returned: the cost of a token is one step of the model, not a pass over everything so far.
@@ -76,7 +76,7 @@ def generate(model: Stepped, prompt: torch.Tensor, length: int, *, temperature: 
     if prompt.dim() != 1 or len(prompt) == 0:
         raise ValueError(f"generate: prompt of shape {list(prompt.shape)}; expected at least one token id, [T]")
     out = torch.empty(length, dtype=torch.int64)
-    x, state = prompt.view(-1, 1), None
+    x, state = prompt.long().view(-1, 1), None
     for t in range(length):
         logits, state = model(x, state)
         token = sample_next(logits[-1], temperature=temperature, top_k=top_k, banned=banned, generator=generator)

@@ -17,7 +17,8 @@
 - :class:`TextDataset`, :class:`TextFileDataset`: a vocabulary over training and validation text
   and their compact token ids, memory-mapped from a token cache when large;
   :func:`text_file_path`: a corpus's local file, downloaded (verified) into the data directory when missing.
-- :class:`CharacterTokenizer`, :class:`WordTokenizer`, :class:`CallableTokenizer`: pluggable tokenizers.
+- :class:`CharacterTokenizer`, :class:`WordTokenizer`, :class:`WordEosTokenizer`, :class:`CallableTokenizer`:
+  pluggable tokenizers.
 - :class:`TokenCache`: the verified, atomically written token cache file of a corpus.
 - :class:`SequentialDataLoader`: BPTT batches ``[seq_len, batch]``, sharded by columns, resumable.
 - :class:`SequentialUnBatchedDataset`: windows at seeded random offsets, a map-style data set;
@@ -38,7 +39,8 @@ from cadence.data.sampler import ResumableDataLoader, ResumableSampler
 from cadence.data.sequential import SequentialDataLoader, SequentialUnBatchedDataset, collate_time_major
 from cadence.data.text import TINY_SHAKESPEARE_URL, TextDataset, TextFileDataset, text_file_path
 from cadence.data.token_cache import TokenCache, token_dtype
-from cadence.data.tokenizers import CallableTokenizer, CharacterTokenizer, Tokenizer, WordTokenizer, as_tokenizer
+from cadence.data.tokenizers import (CallableTokenizer, CharacterTokenizer, Tokenizer, WordEosTokenizer, WordTokenizer,
+                                     as_tokenizer)
 from cadence.data.unpickle import UnsafePickleError, load_pickle
 from cadence.data.vocabulary import Vocabulary
 
@@ -71,6 +73,7 @@ __all__ = [
     "UnsafeArchiveError",
     "UnsafePickleError",
     "Vocabulary",
+    "WordEosTokenizer",
     "WordTokenizer",
     "as_tokenizer",
     "collate_time_major",

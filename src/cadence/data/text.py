@@ -57,7 +57,7 @@ class TextDataset:
 
     Args:
         path: where the text came from (shown by ``repr``), or ``None``.
-        tokenizer: a :class:`~cadence.data.tokenizers.Tokenizer`, ``"character"``, ``"word"``,
+        tokenizer: a :class:`~cadence.data.tokenizers.Tokenizer`, ``"character"``, ``"word"``, ``"word_eos"``,
             or any callable ``text -> list of tokens`` (see :func:`~cadence.data.tokenizers.as_tokenizer`).
         train: the training text.
         valid: the validation text.

@@ -146,7 +146,9 @@ class Vocabulary:
         values = ids.long().tolist()
         bad = [i for i in values if not 0 <= i < len(self)]
         if bad:
-            raise ValueError(f"token id {bad[0]} is outside the vocabulary of {len(self)} tokens (0 .. {len(self) - 1})")
+            raise ValueError(
+                f"token id {bad[0]} is outside the vocabulary of {len(self)} tokens (0 .. {len(self) - 1})"
+            )
         return self.tokenizer.join(self.itos[i] for i in values if i != self.padding_id)
 
     def state_dict(self) -> dict[str, Any]:

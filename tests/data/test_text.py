@@ -6,6 +6,7 @@ import hashlib
 import http.server
 import json
 import logging
+import re
 import shutil
 from pathlib import Path
 
@@ -16,6 +17,8 @@ import cadence.data.text as text_module
 from cadence.data import DataFormatError, SequentialDataLoader, TextDataset, TextFileDataset, TokenCache
 from cadence.data.text import TINY_SHAKESPEARE_URL, text_file_path
 from cadence.data.tokenizers import CallableTokenizer
+
+from tests.data.test_tokenizers import word_language_model
 
 from .conftest import base_url, serving
 
@@ -42,6 +45,7 @@ def test_tiny_shakespeare_has_65_characters_and_1115394_tokens(data_dir, shakesp
     assert len(dataset.train_tokens) + len(dataset.valid_tokens) == N_CHARACTERS
     split = int(N_CHARACTERS * 0.9)
     assert dataset.train == shakespeare_text[:split] and dataset.valid == shakespeare_text[split:]
+    assert dataset.test == "" and dataset.test_tokens.shape == (0,)  # the default: 90/10, no test text
     assert dataset.train_tokens.dtype == torch.uint8
     assert vocabulary.decode(dataset.train_tokens) == dataset.train
     reference = torch.tensor([vocabulary.stoi[c] for c in shakespeare_text[split:]])
@@ -64,7 +68,11 @@ def test_the_vocabulary_is_built_from_training_and_validation_text_only():
     dataset = TextDataset("mem", "word", "to be or not to be", "that is", "the question")
     assert dataset.vocabulary.itos == ["<pad>", "<unk>", " ", "be", "is", "not", "or", "that", "to"]
     assert dataset.vocabulary.decode(dataset.valid_tokens) == "that is"
-    assert "TextDataset('mem', WordTokenizer(" in repr(dataset) and "9 tokens, train 11, valid 3 ids" in repr(dataset)
+    assert dataset.vocabulary.decode(dataset.test_tokens) == "<unk> <unk>"  # test-only tokens: the unknown token
+    assert "TextDataset('mem', WordTokenizer(" in repr(dataset)
+    assert "9 tokens, train 11, valid 3, test 3 ids" in repr(dataset)
+    with pytest.raises(KeyError, match="token 'the' is not in the vocabulary, which has no unknown token"):
+        TextDataset("mem", "word", "to be or not to be", "that is", "the question", unknown=None)
 
 
 def test_a_given_vocabulary_and_its_checks_reach_the_data_set():
@@ -94,6 +102,7 @@ def assert_same(mapped: TextFileDataset, in_memory: TextFileDataset) -> None:
     assert mapped.vocabulary.itos == in_memory.vocabulary.itos and mapped.vocabulary.dtype == in_memory.vocabulary.dtype
     assert torch.equal(mapped.train_tokens, in_memory.train_tokens)
     assert torch.equal(mapped.valid_tokens, in_memory.valid_tokens)
+    assert torch.equal(mapped.test_tokens, in_memory.test_tokens)
     for (xa, ya), (xb, yb) in zip(batches(mapped), batches(in_memory), strict=True):
         assert torch.equal(xa, xb) and torch.equal(ya, yb)
 
@@ -118,6 +127,84 @@ def test_mmap_threshold_is_the_file_size(corpus):
     assert TextFileDataset(corpus, "character", mmap_threshold=size).cache is not None
     assert TextFileDataset(corpus, "character", mmap_threshold=size + 1).cache is None
     assert TextFileDataset(corpus, "character", mmap_threshold=None).cache is None
+
+
+def test_split_cuts_one_file_into_training_validation_and_test_text(corpus, shakespeare_text):
+    """The first int(0.8 n) characters train, the last int(0.1 n) test, those between validate; the memory-mapped
+    path cuts alike (a cache built for another split beside it is not taken for this one)."""
+    n = len(shakespeare_text)
+    dataset = TextFileDataset(corpus, "character", split=(0.8, 0.1, 0.1))
+    assert dataset.train == shakespeare_text[: int(0.8 * n)]
+    assert dataset.valid == shakespeare_text[int(0.8 * n) : n - int(0.1 * n)]
+    assert dataset.test == shakespeare_text[n - int(0.1 * n) :]
+    assert dataset.vocabulary.decode(dataset.test_tokens) == dataset.test
+    TextFileDataset(corpus, "character", mmap_threshold=0)  # a cache of the default split
+    assert_same(TextFileDataset(corpus, "character", split=(0.8, 0.1, 0.1), mmap_threshold=0), dataset)
+    assert_same(TextFileDataset(corpus, "character", split=[0.5, 0.25, 0.25], mmap_threshold=0, filter_subset=9999),
+                TextFileDataset(corpus, "character", split=[0.5, 0.25, 0.25], filter_subset=9999))
+
+
+@pytest.mark.parametrize("mmap_threshold", [None, 0])
+def test_a_token_only_in_the_test_text_is_the_unknown_token(tmp_path, mmap_threshold):
+    path = tmp_path / "corpus.txt"
+    path.write_text("abc\n" * 9 + "abZ\n")  # 40 characters: "Z" only in the last 10%
+    dataset = TextFileDataset(path, "character", split=(0.8, 0.1, 0.1), mmap_threshold=mmap_threshold)
+    assert "Z" not in dataset.vocabulary.stoi
+    assert dataset.vocabulary.decode(dataset.test_tokens) == "ab<unk>\n"
+    with pytest.raises(KeyError, match="token 'Z' is not in the vocabulary, which has no unknown token"):
+        TextFileDataset(path, "character", split=(0.8, 0.1, 0.1), unknown=None, mmap_threshold=mmap_threshold)
+
+
+def split_files(folder: Path, text: str, names: tuple[str, ...] = ("train", "valid", "test")) -> dict[str, Path]:
+    """``text`` cut at line breaks into a file per split (80/10/10 of its lines), named as WikiText's."""
+    lines = text.splitlines(keepends=True)
+    n = len(lines)
+    cuts = {"train": lines[: int(0.8 * n)], "valid": lines[int(0.8 * n) : int(0.9 * n)], "test": lines[int(0.9 * n) :]}
+    paths = {}
+    for name in names:
+        paths[name] = folder / f"wiki.{name}.tokens"
+        paths[name].write_text("".join(cuts[name]), encoding="utf-8")
+    return paths
+
+
+def test_a_file_per_split_gives_pytorch_examples_word_tokens(tmp_path, shakespeare_text):
+    """WikiText's layout read with word_eos: each file's tokens are those of pytorch/examples' word_language_model
+    (test-only words are the unknown token), memory-mapped or not."""
+    paths = split_files(tmp_path, shakespeare_text)
+    dataset = TextFileDataset(paths, "word_eos")
+    assert dataset.path == paths and dataset.train + dataset.valid + dataset.test == shakespeare_text
+    vocabulary = dataset.vocabulary
+    expected = {}
+    for name in ("train", "valid", "test"):
+        with paths[name].open("r", encoding="utf8") as f:
+            expected[name] = word_language_model(f)[0]
+    assert set(vocabulary.itos) == {"<pad>", "<unk>", *expected["train"], *expected["valid"]}
+    assert [vocabulary.itos[i] for i in dataset.train_tokens.tolist()] == expected["train"]
+    assert [vocabulary.itos[i] for i in dataset.valid_tokens.tolist()] == expected["valid"]
+    test_words = [word if word in vocabulary.stoi else "<unk>" for word in expected["test"]]
+    assert [vocabulary.itos[i] for i in dataset.test_tokens.tolist()] == test_words and "<unk>" in test_words
+    mapped = TextFileDataset(paths, "word_eos", mmap_threshold=0)
+    assert mapped.cache.path == tmp_path / "wiki.train.tokens.splits.tokens"
+    assert_same(mapped, dataset)
+
+
+def test_a_file_per_split_without_test_and_each_file_cut_by_filter_subset(tmp_path, shakespeare_text):
+    paths = split_files(tmp_path, shakespeare_text, ("train", "valid"))
+    dataset = TextFileDataset(paths, "character", filter_subset=1000)
+    assert dataset.train == paths["train"].read_text()[:1000] and dataset.valid == paths["valid"].read_text()[:1000]
+    assert dataset.test == "" and dataset.test_tokens.shape == (0,)
+    assert_same(TextFileDataset(paths, "character", filter_subset=1000, mmap_threshold=0), dataset)
+    total = sum(path.stat().st_size for path in paths.values())  # the threshold weighs all the files together
+    assert TextFileDataset(paths, "character", mmap_threshold=total).cache is not None
+    assert TextFileDataset(paths, "character", mmap_threshold=total + 1).cache is None
+
+
+@pytest.mark.parametrize("mmap_threshold", [None, 0])
+def test_an_empty_file_of_a_split_is_named(tmp_path, shakespeare_text, mmap_threshold):
+    paths = split_files(tmp_path, shakespeare_text[:5000])
+    paths["valid"].write_text("")
+    with pytest.raises(DataFormatError, match="wiki.valid.tokens: empty"):
+        TextFileDataset(paths, "character", mmap_threshold=mmap_threshold)
 
 
 def test_cache_is_reused_and_rebuilt_when_text_or_tokenizer_change(corpus, monkeypatch, caplog):
@@ -204,6 +291,29 @@ def test_bad_arguments(corpus, kwargs, match):
         TextFileDataset(corpus, "character", **kwargs)
 
 
+@pytest.mark.parametrize("split", [(0.9, 0.1), (0.9, 0.2, 0.0), (0.0, 0.5, 0.5), (1.1, -0.1, 0.0),
+                                   (float("nan"), 0.5, 0.5), "0.8,0.1,0.1", 0.9])
+def test_a_bad_split_is_refused_naming_it(corpus, split):
+    with pytest.raises(ValueError, match=re.escape(f"TextFileDataset: split={split!r}; expected the fractions "
+                                                   "(train, valid, test)")):
+        TextFileDataset(corpus, "character", split=split)
+
+
+@pytest.mark.parametrize(
+    ("files", "kwargs", "match"),
+    [
+        ({"train": "t"}, {}, r"a file per split for \['train'\]; expected the keys 'train', 'valid' and optionally"),
+        ({"train": "t", "valid": "v", "dev": "d"}, {}, r"a file per split for \['train', 'valid', 'dev'\]"),
+        ({"train": "t", "valid": "v"}, {"split": (0.8, 0.2, 0.0)}, "cuts a single file, but a file per split"),
+        ({"train": "t", "valid": "v"}, {"sha256": "0" * 64}, "expected a mapping of the split names"),
+        (None, {"sha256": {"train": "0" * 64}}, "is a mapping for a single file"),
+    ],
+)
+def test_bad_files_per_split_are_refused(corpus, files, kwargs, match):
+    with pytest.raises(ValueError, match=f"TextFileDataset: .*{match}"):
+        TextFileDataset(corpus if files is None else files, "character", **kwargs)
+
+
 BODY = "Tiny corpus.\nTwo lines of it.\n".encode() * 20
 SHA = hashlib.sha256(BODY).hexdigest()
 
@@ -236,6 +346,14 @@ def test_url_is_downloaded_into_the_data_directory(server_url, tmp_path):
     # Present now: used without a download, so neither the server nor the checksum is needed.
     again = TextFileDataset("http://127.0.0.1:9/texts/tiny/corpus.txt", "character", data_dir=tmp_path)
     assert torch.equal(again.train_tokens, dataset.train_tokens)
+
+
+def test_urls_of_a_file_per_split_are_downloaded_and_verified_each(server_url, tmp_path):
+    url = f"{server_url}/texts/tiny/corpus.txt"
+    with pytest.raises(FileNotFoundError, match=f"SHA-256 mismatch: expected {'1' * 64}"):
+        TextFileDataset({"train": url, "valid": url}, "character", sha256={"train": "1" * 64}, data_dir=tmp_path)
+    dataset = TextFileDataset({"train": url, "valid": url}, "character", sha256={"train": SHA}, data_dir=tmp_path)
+    assert dataset.train == dataset.valid == BODY.decode()
 
 
 def test_text_file_path_fetches_a_urls_file_once_and_passes_local_paths_through(server_url, tmp_path, monkeypatch):

@@ -1,5 +1,5 @@
-"""InMemoryLoader: coverage per epoch, seeded order, drop_last, transforms on real digits, resume, sharding
-(against torch's DistributedSampler), seeded augmentation, bad arguments."""
+"""InMemoryLoader: coverage per epoch, seeded order, drop_last, its length in samples, transforms on real digits,
+resume, sharding (against torch's DistributedSampler), seeded augmentation, bad arguments."""
 
 from __future__ import annotations
 
@@ -87,6 +87,15 @@ def test_real_digits_normalized_in_whole_batches(data_dir):
         assert x.dtype == torch.float32 and x.shape == (len(idx), 1, 28, 28)
         direct = ((mnist.images[idx].float() / 255 - MNIST.MEAN) / MNIST.STD).unsqueeze(1)
         torch.testing.assert_close(x, direct)
+
+
+@pytest.mark.parametrize("drop_last", [False, True], ids=["short last batch", "drop_last"])
+def test_num_samples_is_the_length_in_samples_on_real_digits(data_dir, drop_last):
+    mnist = MNIST(data_dir, train=True, download=False)
+    loader = InMemoryLoader(mnist.images, mnist.labels, 256, drop_last=drop_last)
+    assert loader.num_samples == sum(len(y) for _, y in loader)
+    assert loader.num_samples == (len(mnist) // 256 * 256 if drop_last else len(mnist))
+    assert make(50, 7).num_samples == 50 and make(50, 7, drop_last=True).num_samples == 49
 
 
 def test_real_labels_stay_with_their_images(data_dir):
@@ -223,6 +232,7 @@ def test_ranks_get_equal_batches_disjoint_shards_covering_the_epoch(n, world_siz
     for batches in zip(*per_rank):  # batch b has one size on every rank, so a collective step never waits
         assert len({len(y) for y in batches}) == 1
     seen = [torch.cat(batches).tolist() for batches in per_rank]
+    assert [loader.num_samples for loader in loaders] == [len(s) for s in seen]  # the length in samples
     everything = list(itertools.chain(*seen))
     shard_size = (n // world_size) if drop_last else -(-n // world_size)
     if drop_last:

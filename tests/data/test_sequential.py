@@ -12,8 +12,9 @@ from cadence.data import (
     ResumableDataLoader,
     SequentialDataLoader,
     SequentialUnBatchedDataset,
-    TextDataset,
     TextFileDataset,
+    Vocabulary,
+    collate_time_major,
 )
 
 
@@ -68,14 +69,15 @@ def test_batches_are_copies():
 
 def test_text_is_encoded_by_the_dataset(data_dir):
     dataset = TextFileDataset(data_dir / "tinyshakespeare" / "input.txt", "character")
-    from_text = list(SequentialDataLoader(text=dataset.valid, dataset=dataset, batch_size=16, seq_len=64))
+    vocabulary = dataset.vocabulary
+    from_text = list(SequentialDataLoader(text=dataset.valid, vocabulary=vocabulary, batch_size=16, seq_len=64))
     from_ids = list(SequentialDataLoader(text=dataset.valid_tokens, batch_size=16, seq_len=64))
-    reference = labml_batches(dataset.text_to_i(dataset.valid), 16, 64)
+    reference = labml_batches(torch.tensor([vocabulary.stoi[c] for c in dataset.valid]), 16, 64)
     assert len(from_text) == len(from_ids) == len(reference) == 109
     for (a, _), (b, _), (r, _) in zip(from_text, from_ids, reference):
         assert torch.equal(a, b) and torch.equal(a, r)
     x, y = from_ids[0]
-    assert dataset.decode(x[:, 0]) + dataset.decode(y[-1:, 0]) == dataset.valid[: len(x) + 1]
+    assert vocabulary.decode(x[:, 0]) + vocabulary.decode(y[-1:, 0]) == dataset.valid[: len(x) + 1]
 
 
 @pytest.mark.parametrize("world_size", [2, 3])
@@ -146,7 +148,7 @@ mapped_release = sequential_module.release_pages
          "per column: expected at least 2"),
         ({"batch_size": 100, "world_size": 2, "seq_len": 5, "drop_last": True}, ValueError, "give 5 tokens per column: "
          "expected at least 6"),
-        ({"text": "abc"}, TypeError, "SequentialDataLoader: text is a string, so a dataset= is needed"),
+        ({"text": "abc"}, TypeError, "SequentialDataLoader: text is a string, so a vocabulary= is needed"),
         ({"text": torch.zeros(10, 2, dtype=torch.long)}, TypeError,
          r"1-D tensor of token ids, got torch.int64 of shape \[10, 2\]"),
         ({"text": torch.zeros(100)}, TypeError, "1-D tensor of token ids, got torch.float32"),
@@ -190,12 +192,12 @@ def test_unbatched_windows_with_seeded_random_offsets():
 
 def test_unbatched_without_random_offset_is_labml_nn():
     text = "to be or not to be, that is the question"
-    dataset = TextDataset(None, "character", text, "")
-    data = SequentialUnBatchedDataset(text=text, dataset=dataset, seq_len=8, is_random_offset=False)
+    vocabulary = Vocabulary.build([text], "character")
+    data = SequentialUnBatchedDataset(text=text, vocabulary=vocabulary, seq_len=8, is_random_offset=False)
     assert len(data) == (40 - 1) // 8
     for k in range(len(data)):
         x, y = data[k]
-        assert dataset.decode(x) == text[8 * k : 8 * k + 8] and dataset.decode(y) == text[8 * k + 1 : 8 * k + 9]
+        assert vocabulary.decode(x) == text[8 * k : 8 * k + 8] and vocabulary.decode(y) == text[8 * k + 1 : 8 * k + 9]
 
 
 def test_unbatched_through_a_resumable_loader_resumes_offsets_too():
@@ -241,3 +243,14 @@ def test_unbatched_bad_arguments_and_states():
         data.load_state_dict({"epoch": 2})
     data.load_state_dict({"epoch": 2, "seed": 5})
     assert data.state_dict() == {"epoch": 2, "seed": 5}
+
+
+def test_windows_collated_time_major_are_the_default_batches_transposed():
+    """Column b of a time-major batch is window b, as in SequentialDataLoader's batches; the target still leads the
+    input by one token."""
+    windows = SequentialUnBatchedDataset(text=torch.arange(500), seq_len=12, seed=1)
+    default = next(iter(ResumableDataLoader(windows, 5, shuffle=True, seed=3)))
+    x, y = next(iter(ResumableDataLoader(windows, 5, shuffle=True, seed=3, collate_fn=collate_time_major)))
+    assert x.shape == y.shape == (12, 5) and x.dtype == torch.int64
+    assert torch.equal(x, default[0].t()) and torch.equal(y, default[1].t())
+    assert torch.equal(y[:-1], x[1:])

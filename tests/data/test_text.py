@@ -6,6 +6,7 @@ import hashlib
 import http.server
 import json
 import logging
+import re
 import shutil
 from pathlib import Path
 
@@ -16,6 +17,8 @@ import cadence.data.text as text_module
 from cadence.data import DataFormatError, SequentialDataLoader, TextDataset, TextFileDataset, TokenCache
 from cadence.data.text import TINY_SHAKESPEARE_URL, text_file_path
 from cadence.data.tokenizers import CallableTokenizer
+
+from tests.data.test_tokenizers import word_language_model
 
 from .conftest import base_url, serving
 
@@ -35,77 +38,49 @@ def corpus(tmp_path, data_dir) -> Path:
 
 def test_tiny_shakespeare_has_65_characters_and_1115394_tokens(data_dir, shakespeare_text):
     dataset = TextFileDataset(data_dir / "tinyshakespeare" / "input.txt", "character")
-    assert dataset.itos[:2] == ["<pad>", "<unk>"] and (dataset.padding_id, dataset.unknown_id) == (0, 1)
-    assert dataset.itos[2:] == sorted(set(shakespeare_text)) and len(dataset.itos[2:]) == 65
-    assert dataset.n_tokens == 67 and dataset.dtype == torch.uint8
+    vocabulary = dataset.vocabulary
+    assert vocabulary.itos[:2] == ["<pad>", "<unk>"] and (vocabulary.padding_id, vocabulary.unknown_id) == (0, 1)
+    assert vocabulary.itos[2:] == sorted(set(shakespeare_text)) and len(vocabulary.itos[2:]) == 65
+    assert len(vocabulary) == 67 and vocabulary.dtype == torch.uint8
     assert len(dataset.train_tokens) + len(dataset.valid_tokens) == N_CHARACTERS
     split = int(N_CHARACTERS * 0.9)
     assert dataset.train == shakespeare_text[:split] and dataset.valid == shakespeare_text[split:]
+    assert dataset.test == "" and dataset.test_tokens.shape == (0,)  # the default: 90/10, no test text
     assert dataset.train_tokens.dtype == torch.uint8
-    assert dataset.decode(dataset.train_tokens) == dataset.train
-    reference = torch.tensor([dataset.stoi[c] for c in shakespeare_text[split:]])
-    assert torch.equal(dataset.text_to_i(dataset.valid), reference)
-    assert dataset.text_to_i(dataset.valid).dtype == torch.int64
+    assert vocabulary.decode(dataset.train_tokens) == dataset.train
+    reference = torch.tensor([vocabulary.stoi[c] for c in shakespeare_text[split:]])
+    assert torch.equal(dataset.valid_tokens.long(), reference)
 
     bare = TextFileDataset(data_dir / "tinyshakespeare" / "input.txt", "character", padding=None, unknown=None)
-    assert bare.n_tokens == 65 and bare.itos == sorted(set(shakespeare_text))
-    assert bare.padding_id is None and bare.unknown_id is None
+    assert len(bare.vocabulary) == 65 and bare.vocabulary.itos == sorted(set(shakespeare_text))
+    assert bare.vocabulary.padding_id is None and bare.vocabulary.unknown_id is None
 
 
 def test_word_vocabulary_needs_uint16_and_round_trips(data_dir, shakespeare_text):
     dataset = TextFileDataset(data_dir / "tinyshakespeare" / "input.txt", "word", filter_subset=200_000)
-    assert dataset.n_tokens > 256 and dataset.dtype == torch.uint16
+    assert len(dataset.vocabulary) > 256 and dataset.vocabulary.dtype == torch.uint16
     assert dataset.train + dataset.valid == shakespeare_text[:200_000]
-    assert dataset.decode(dataset.train_tokens) == dataset.train
-    assert dataset.decode(dataset.valid_tokens) == dataset.valid
+    assert dataset.vocabulary.decode(dataset.train_tokens) == dataset.train
+    assert dataset.vocabulary.decode(dataset.valid_tokens) == dataset.valid
 
 
-def test_encode_decode_unknown_and_padding():
-    dataset = TextDataset(None, "word", "to be or not to be", "that is the question")
-    ids = dataset.encode("to be, the question")
-    assert ids.dtype == torch.uint8
-    assert dataset.decode(ids) == "to be<unk> the question"
-    assert (ids == dataset.unknown_id).sum() == 1
-    padded = torch.cat([ids, torch.full((3,), dataset.padding_id, dtype=ids.dtype)])
-    assert dataset.decode(padded) == dataset.decode(ids)
-    assert dataset.decode(dataset.encode("not that")) == "not that"
-    assert dataset.decode([dataset.stoi["be"], dataset.stoi[" "], dataset.stoi["or"]]) == "be or"
-    assert dataset.encode("").tolist() == []
+def test_the_vocabulary_is_built_from_training_and_validation_text_only():
+    dataset = TextDataset("mem", "word", "to be or not to be", "that is", "the question")
+    assert dataset.vocabulary.itos == ["<pad>", "<unk>", " ", "be", "is", "not", "or", "that", "to"]
+    assert dataset.vocabulary.decode(dataset.valid_tokens) == "that is"
+    assert dataset.vocabulary.decode(dataset.test_tokens) == "<unk> <unk>"  # test-only tokens: the unknown token
+    assert "TextDataset('mem', WordTokenizer(" in repr(dataset)
+    assert "9 tokens, train 11, valid 3, test 3 ids" in repr(dataset)
+    with pytest.raises(KeyError, match="token 'the' is not in the vocabulary, which has no unknown token"):
+        TextDataset("mem", "word", "to be or not to be", "that is", "the question", unknown=None)
 
 
-def test_given_vocabulary_and_callable_tokenizer():
+def test_a_given_vocabulary_and_its_checks_reach_the_data_set():
     itos = ["<pad>", "<unk>", "a", "b"]
-    dataset = TextDataset("mem", CallableTokenizer(str.split, " "), "a b a", "b", itos=itos)
-    assert dataset.itos == itos and dataset.text_to_i("b a c").tolist() == [3, 2, 1]
-    assert dataset.decode(dataset.encode("a  b")) == "a b"
-    assert "TextDataset('mem', CallableTokenizer(" in repr(dataset) and "4 tokens, train 3, valid 1 ids" in repr(dataset)
-
-
-@pytest.mark.parametrize(
-    ("kwargs", "match"),
-    [
-        ({"train": "a <pad> b"}, "the text holds the token '<pad>', reserved for padding: choose another padding"),
-        ({"valid": "x <unk>"}, "the text holds the token '<unk>', reserved for unknown"),
-        ({"padding": "<x>", "unknown": "<x>"}, "padding and unknown are both '<x>'"),
-        ({"itos": ["<pad>", "<unk>", "a", "a"]}, "itos holds the token 'a' twice"),
-        ({"itos": ["<unk>", "a"]}, r"the padding token '<pad>' is not in itos: add it, or pass padding=None"),
-    ],
-)
-def test_bad_vocabularies(kwargs, match):
-    arguments = {"train": "a b", "valid": "b"} | kwargs
-    with pytest.raises(ValueError, match=match):
-        TextDataset(None, CallableTokenizer(str.split, " "), arguments.pop("train"), arguments.pop("valid"), **arguments)
-
-
-def test_unknown_tokens_without_unknown_are_errors_and_bad_ids_refused():
-    dataset = TextDataset(None, "character", "abc", "cab", unknown=None)
-    assert dataset.itos == ["<pad>", "a", "b", "c"]
-    with pytest.raises(KeyError, match="token 'z' is not in the vocabulary"):
-        dataset.encode("abz")
-    with pytest.raises(ValueError, match=r"token id 4 is outside the vocabulary of 4 tokens \(0 .. 3\)"):
-        dataset.decode([1, 4])
-    with pytest.raises(ValueError, match=r"decode expects a 1-D sequence of ids, got shape \[1, 2\]"):
-        dataset.decode(torch.ones(1, 2, dtype=torch.long))
+    dataset = TextDataset("mem", CallableTokenizer(str.split, " "), "a b a", "b c", itos=itos)
+    assert dataset.vocabulary.itos == itos and dataset.valid_tokens.tolist() == [3, 1]
+    with pytest.raises(ValueError, match="the text holds the token '<unk>', reserved for unknown"):
+        TextDataset(None, str.split, "a b", "x <unk>")
 
 
 def test_filter_subset_and_line_endings_kept(tmp_path):
@@ -113,7 +88,7 @@ def test_filter_subset_and_line_endings_kept(tmp_path):
     path.write_bytes(b"line one\r\nline two\r\n" * 50)
     dataset = TextFileDataset(path, "character", filter_subset=25)
     assert dataset.train + dataset.valid == "line one\r\nline two\r\nline "
-    assert len(dataset.train) == 22 and "\r" in dataset.itos
+    assert len(dataset.train) == 22 and "\r" in dataset.vocabulary.itos
 
 
 def batches(dataset: TextFileDataset) -> list[tuple[torch.Tensor, torch.Tensor]]:
@@ -124,9 +99,10 @@ def batches(dataset: TextFileDataset) -> list[tuple[torch.Tensor, torch.Tensor]]
 
 def assert_same(mapped: TextFileDataset, in_memory: TextFileDataset) -> None:
     assert mapped.cache is not None and in_memory.cache is None
-    assert mapped.itos == in_memory.itos and mapped.dtype == in_memory.dtype
+    assert mapped.vocabulary.itos == in_memory.vocabulary.itos and mapped.vocabulary.dtype == in_memory.vocabulary.dtype
     assert torch.equal(mapped.train_tokens, in_memory.train_tokens)
     assert torch.equal(mapped.valid_tokens, in_memory.valid_tokens)
+    assert torch.equal(mapped.test_tokens, in_memory.test_tokens)
     for (xa, ya), (xb, yb) in zip(batches(mapped), batches(in_memory), strict=True):
         assert torch.equal(xa, xb) and torch.equal(ya, yb)
 
@@ -141,7 +117,7 @@ def test_memory_mapped_and_in_memory_give_the_same_batches(corpus):
 
 
 def test_memory_mapped_word_tokens_across_many_chunks(corpus, monkeypatch):
-    monkeypatch.setattr(text_module, "_CHUNK_CHARS", 997)
+    monkeypatch.setattr(text_module, "CHUNK_CHARS", 997)
     kwargs = {"filter_subset": 100_003, "padding": None}
     assert_same(TextFileDataset(corpus, "word", mmap_threshold=0, **kwargs), TextFileDataset(corpus, "word", **kwargs))
 
@@ -151,6 +127,84 @@ def test_mmap_threshold_is_the_file_size(corpus):
     assert TextFileDataset(corpus, "character", mmap_threshold=size).cache is not None
     assert TextFileDataset(corpus, "character", mmap_threshold=size + 1).cache is None
     assert TextFileDataset(corpus, "character", mmap_threshold=None).cache is None
+
+
+def test_split_cuts_one_file_into_training_validation_and_test_text(corpus, shakespeare_text):
+    """The first int(0.8 n) characters train, the last int(0.1 n) test, those between validate; the memory-mapped
+    path cuts alike (a cache built for another split beside it is not taken for this one)."""
+    n = len(shakespeare_text)
+    dataset = TextFileDataset(corpus, "character", split=(0.8, 0.1, 0.1))
+    assert dataset.train == shakespeare_text[: int(0.8 * n)]
+    assert dataset.valid == shakespeare_text[int(0.8 * n) : n - int(0.1 * n)]
+    assert dataset.test == shakespeare_text[n - int(0.1 * n) :]
+    assert dataset.vocabulary.decode(dataset.test_tokens) == dataset.test
+    TextFileDataset(corpus, "character", mmap_threshold=0)  # a cache of the default split
+    assert_same(TextFileDataset(corpus, "character", split=(0.8, 0.1, 0.1), mmap_threshold=0), dataset)
+    assert_same(TextFileDataset(corpus, "character", split=[0.5, 0.25, 0.25], mmap_threshold=0, filter_subset=9999),
+                TextFileDataset(corpus, "character", split=[0.5, 0.25, 0.25], filter_subset=9999))
+
+
+@pytest.mark.parametrize("mmap_threshold", [None, 0])
+def test_a_token_only_in_the_test_text_is_the_unknown_token(tmp_path, mmap_threshold):
+    path = tmp_path / "corpus.txt"
+    path.write_text("abc\n" * 9 + "abZ\n")  # 40 characters: "Z" only in the last 10%
+    dataset = TextFileDataset(path, "character", split=(0.8, 0.1, 0.1), mmap_threshold=mmap_threshold)
+    assert "Z" not in dataset.vocabulary.stoi
+    assert dataset.vocabulary.decode(dataset.test_tokens) == "ab<unk>\n"
+    with pytest.raises(KeyError, match="token 'Z' is not in the vocabulary, which has no unknown token"):
+        TextFileDataset(path, "character", split=(0.8, 0.1, 0.1), unknown=None, mmap_threshold=mmap_threshold)
+
+
+def split_files(folder: Path, text: str, names: tuple[str, ...] = ("train", "valid", "test")) -> dict[str, Path]:
+    """``text`` cut at line breaks into a file per split (80/10/10 of its lines), named as WikiText's."""
+    lines = text.splitlines(keepends=True)
+    n = len(lines)
+    cuts = {"train": lines[: int(0.8 * n)], "valid": lines[int(0.8 * n) : int(0.9 * n)], "test": lines[int(0.9 * n) :]}
+    paths = {}
+    for name in names:
+        paths[name] = folder / f"wiki.{name}.tokens"
+        paths[name].write_text("".join(cuts[name]), encoding="utf-8")
+    return paths
+
+
+def test_a_file_per_split_gives_pytorch_examples_word_tokens(tmp_path, shakespeare_text):
+    """WikiText's layout read with word_eos: each file's tokens are those of pytorch/examples' word_language_model
+    (test-only words are the unknown token), memory-mapped or not."""
+    paths = split_files(tmp_path, shakespeare_text)
+    dataset = TextFileDataset(paths, "word_eos")
+    assert dataset.path == paths and dataset.train + dataset.valid + dataset.test == shakespeare_text
+    vocabulary = dataset.vocabulary
+    expected = {}
+    for name in ("train", "valid", "test"):
+        with paths[name].open("r", encoding="utf8") as f:
+            expected[name] = word_language_model(f)[0]
+    assert set(vocabulary.itos) == {"<pad>", "<unk>", *expected["train"], *expected["valid"]}
+    assert [vocabulary.itos[i] for i in dataset.train_tokens.tolist()] == expected["train"]
+    assert [vocabulary.itos[i] for i in dataset.valid_tokens.tolist()] == expected["valid"]
+    test_words = [word if word in vocabulary.stoi else "<unk>" for word in expected["test"]]
+    assert [vocabulary.itos[i] for i in dataset.test_tokens.tolist()] == test_words and "<unk>" in test_words
+    mapped = TextFileDataset(paths, "word_eos", mmap_threshold=0)
+    assert mapped.cache.path == tmp_path / "wiki.train.tokens.splits.tokens"
+    assert_same(mapped, dataset)
+
+
+def test_a_file_per_split_without_test_and_each_file_cut_by_filter_subset(tmp_path, shakespeare_text):
+    paths = split_files(tmp_path, shakespeare_text, ("train", "valid"))
+    dataset = TextFileDataset(paths, "character", filter_subset=1000)
+    assert dataset.train == paths["train"].read_text()[:1000] and dataset.valid == paths["valid"].read_text()[:1000]
+    assert dataset.test == "" and dataset.test_tokens.shape == (0,)
+    assert_same(TextFileDataset(paths, "character", filter_subset=1000, mmap_threshold=0), dataset)
+    total = sum(path.stat().st_size for path in paths.values())  # the threshold weighs all the files together
+    assert TextFileDataset(paths, "character", mmap_threshold=total).cache is not None
+    assert TextFileDataset(paths, "character", mmap_threshold=total + 1).cache is None
+
+
+@pytest.mark.parametrize("mmap_threshold", [None, 0])
+def test_an_empty_file_of_a_split_is_named(tmp_path, shakespeare_text, mmap_threshold):
+    paths = split_files(tmp_path, shakespeare_text[:5000])
+    paths["valid"].write_text("")
+    with pytest.raises(DataFormatError, match="wiki.valid.tokens: empty"):
+        TextFileDataset(paths, "character", mmap_threshold=mmap_threshold)
 
 
 def test_cache_is_reused_and_rebuilt_when_text_or_tokenizer_change(corpus, monkeypatch, caplog):
@@ -166,7 +220,8 @@ def test_cache_is_reused_and_rebuilt_when_text_or_tokenizer_change(corpus, monke
         word = TextFileDataset(corpus, "word", mmap_threshold=0)
     assert len(built) == 1 and "built for another text or tokenizer" in caplog.text
     text = corpus.read_text()
-    assert word.dtype == torch.uint16 and word.decode(word.valid_tokens) == text[int(len(text) * 0.9) :]
+    assert word.vocabulary.dtype == torch.uint16
+    assert word.vocabulary.decode(word.valid_tokens) == text[int(len(text) * 0.9) :]
 
     TextFileDataset(corpus, "character", mmap_threshold=0, unknown=None)
     TextFileDataset(corpus, "character", mmap_threshold=0, filter_subset=5000)
@@ -174,7 +229,7 @@ def test_cache_is_reused_and_rebuilt_when_text_or_tokenizer_change(corpus, monke
 
     corpus.write_text(corpus.read_text().replace("Citizen", "Citoyen"))
     changed = TextFileDataset(corpus, "character", mmap_threshold=0, filter_subset=5000)
-    assert len(built) == 4 and "Citoyen" in changed.decode(changed.train_tokens[:100])
+    assert len(built) == 4 and "Citoyen" in changed.vocabulary.decode(changed.train_tokens[:100])
     assert sorted(p.name for p in corpus.parent.iterdir()) == ["input.txt", "input.txt.tokens"]
 
 
@@ -187,7 +242,8 @@ def test_corrupt_cache_is_rebuilt_not_used(corpus, caplog, damage):
     if damage == "truncate":
         del data[len(data) // 2 :]
     else:
-        data[1000] = reference.stoi["z"] if data[1000] != reference.stoi["z"] else reference.stoi["y"]
+        stoi = reference.vocabulary.stoi
+        data[1000] = stoi["z"] if data[1000] != stoi["z"] else stoi["y"]
     cache.write_bytes(bytes(data))
     with caplog.at_level(logging.WARNING):
         rebuilt = TextFileDataset(corpus, "character", mmap_threshold=0)
@@ -235,6 +291,29 @@ def test_bad_arguments(corpus, kwargs, match):
         TextFileDataset(corpus, "character", **kwargs)
 
 
+@pytest.mark.parametrize("split", [(0.9, 0.1), (0.9, 0.2, 0.0), (0.0, 0.5, 0.5), (1.1, -0.1, 0.0),
+                                   (float("nan"), 0.5, 0.5), "0.8,0.1,0.1", 0.9])
+def test_a_bad_split_is_refused_naming_it(corpus, split):
+    with pytest.raises(ValueError, match=re.escape(f"TextFileDataset: split={split!r}; expected the fractions "
+                                                   "(train, valid, test)")):
+        TextFileDataset(corpus, "character", split=split)
+
+
+@pytest.mark.parametrize(
+    ("files", "kwargs", "match"),
+    [
+        ({"train": "t"}, {}, r"a file per split for \['train'\]; expected the keys 'train', 'valid' and optionally"),
+        ({"train": "t", "valid": "v", "dev": "d"}, {}, r"a file per split for \['train', 'valid', 'dev'\]"),
+        ({"train": "t", "valid": "v"}, {"split": (0.8, 0.2, 0.0)}, "cuts a single file, but a file per split"),
+        ({"train": "t", "valid": "v"}, {"sha256": "0" * 64}, "expected a mapping of the split names"),
+        (None, {"sha256": {"train": "0" * 64}}, "is a mapping for a single file"),
+    ],
+)
+def test_bad_files_per_split_are_refused(corpus, files, kwargs, match):
+    with pytest.raises(ValueError, match=f"TextFileDataset: .*{match}"):
+        TextFileDataset(corpus if files is None else files, "character", **kwargs)
+
+
 BODY = "Tiny corpus.\nTwo lines of it.\n".encode() * 20
 SHA = hashlib.sha256(BODY).hexdigest()
 
@@ -267,6 +346,14 @@ def test_url_is_downloaded_into_the_data_directory(server_url, tmp_path):
     # Present now: used without a download, so neither the server nor the checksum is needed.
     again = TextFileDataset("http://127.0.0.1:9/texts/tiny/corpus.txt", "character", data_dir=tmp_path)
     assert torch.equal(again.train_tokens, dataset.train_tokens)
+
+
+def test_urls_of_a_file_per_split_are_downloaded_and_verified_each(server_url, tmp_path):
+    url = f"{server_url}/texts/tiny/corpus.txt"
+    with pytest.raises(FileNotFoundError, match=f"SHA-256 mismatch: expected {'1' * 64}"):
+        TextFileDataset({"train": url, "valid": url}, "character", sha256={"train": "1" * 64}, data_dir=tmp_path)
+    dataset = TextFileDataset({"train": url, "valid": url}, "character", sha256={"train": SHA}, data_dir=tmp_path)
+    assert dataset.train == dataset.valid == BODY.decode()
 
 
 def test_text_file_path_fetches_a_urls_file_once_and_passes_local_paths_through(server_url, tmp_path, monkeypatch):

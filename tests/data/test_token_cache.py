@@ -14,11 +14,13 @@ ITOS = ["<pad>", "<unk>", "a", "b", "c"]
 KEY = "k" * 64
 
 
-def parts(n_train: int = 1000, n_valid: int = 300, chunk: int = 128, dtype: torch.dtype = torch.uint8):
-    """Chunks of ids 0 .. 4 over a training and a validation part, and the whole of each."""
+def parts(n_train: int = 1000, n_valid: int = 300, n_test: int = 200, chunk: int = 128,
+          dtype: torch.dtype = torch.uint8):
+    """Chunks of ids 0 .. 4 over a training, a validation and a test part, and the whole of the first two."""
     train = torch.arange(n_train) % 5
     valid = (torch.arange(n_valid) * 3) % 5
-    chunks = [(0, c.to(dtype)) for c in train.split(chunk)] + [(1, c.to(dtype)) for c in valid.split(chunk)]
+    test = (torch.arange(n_test) * 2 + 1) % 5
+    chunks = [(part, c.to(dtype)) for part, ids in enumerate((train, valid, test)) for c in ids.split(chunk)]
     return chunks, train, valid
 
 
@@ -35,15 +37,16 @@ def test_token_dtype_is_the_smallest_that_fits(n_tokens, dtype):
 
 def test_build_then_load_maps_the_same_tokens(tmp_path):
     chunks, train, valid = parts()
+    test = (torch.arange(200) * 2 + 1) % 5
     built = TokenCache.build(tmp_path / "c.tokens", KEY, ITOS, chunks)
     assert [p.name for p in tmp_path.iterdir()] == ["c.tokens"]
     loaded = TokenCache.load(tmp_path / "c.tokens", KEY)
     for cache in (built, loaded):
         assert cache.itos == ITOS
         assert cache.train.dtype == torch.uint8 and torch.equal(cache.train.long(), train)
-        assert torch.equal(cache.valid.long(), valid)
+        assert torch.equal(cache.valid.long(), valid) and torch.equal(cache.test.long(), test)
     size = (tmp_path / "c.tokens").stat().st_size
-    assert size > 1300 and size < 1300 + 400  # one byte per token, plus magic numbers and header
+    assert size > 1500 and size < 1500 + 400  # one byte per token, plus magic numbers and header
 
 
 def test_wide_vocabulary_stored_in_uint16(tmp_path):
@@ -64,7 +67,7 @@ def test_writes_to_the_tensors_never_reach_the_file(tmp_path):
 def test_no_tokens_at_all(tmp_path):
     TokenCache.build(tmp_path / "c.tokens", KEY, ITOS, [])
     cache = TokenCache.load(tmp_path / "c.tokens", KEY)
-    assert cache.train.shape == cache.valid.shape == (0,) and cache.train.dtype == torch.uint8
+    assert cache.train.shape == cache.valid.shape == cache.test.shape == (0,) and cache.train.dtype == torch.uint8
 
 
 def test_wrong_dtype_refused_and_nothing_left(tmp_path):
@@ -123,6 +126,10 @@ CORRUPTIONS = {
     "header not an object": (lambda d: d[: header_start(d)] + b"[1]".ljust(len(d) - 16 - header_start(d)) + d[-16:],
                              "header lacks one of"),
     "count off by one": (lambda d: rewrite_header(d, lambda h: h.update(train=h["train"] + 1)), "where the header says"),
+    "test count off by one": (lambda d: rewrite_header(d, lambda h: h.update(test=h["test"] - 1)),
+                              "where the header says 1000 + 300 + 199 uint8"),
+    "a version 1 file, without test tokens": (lambda d: rewrite_header(d, lambda h: h.pop("test")),
+                                               "header lacks one of"),
     "negative count": (lambda d: rewrite_header(d, lambda h: h.update(train=-1, valid=h["valid"] + h["train"] + 1)),
                        "where the header says"),
     "wrong dtype": (lambda d: rewrite_header(d, lambda h: h.update(dtype="uint16")), "is not the token dtype of 5"),

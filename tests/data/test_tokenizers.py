@@ -2,20 +2,23 @@
 
 from __future__ import annotations
 
+import io
 import re
 
 import numpy as np
 import pytest
-from hypothesis import given
+from hypothesis import example, given
 from hypothesis import strategies as st
 
 from cadence.data.tokenizers import (
     CallableTokenizer,
     CharacterTokenizer,
     Tokenizer,
+    WordEosTokenizer,
     WordTokenizer,
     as_tokenizer,
 )
+from cadence.data.vocabulary import Vocabulary
 
 SAMPLE = "First Citizen:\r\nBefore we proceed any further, hear me speak.\n\n\tAll:  Speak, speak! — naïve café 42\n"
 
@@ -51,7 +54,7 @@ def test_word_tokenizer_round_trips_any_text_and_never_spans_a_line_break(text):
     assert by_lines(tokenizer, text) == tokens
 
 
-@pytest.mark.parametrize("tokenizer", [CharacterTokenizer(), WordTokenizer()], ids=repr)
+@pytest.mark.parametrize("tokenizer", [CharacterTokenizer(), WordTokenizer(), WordEosTokenizer()], ids=repr)
 def test_real_text_tokenized_line_by_line_gives_the_same_tokens(data_dir, tokenizer):
     text = (data_dir / "tinyshakespeare" / "input.txt").read_text()[:50_000]
     assert by_lines(tokenizer, text) == tokenizer(text)
@@ -103,6 +106,8 @@ def test_fingerprints_tell_tokenizers_apart_and_are_stable():
         CharacterTokenizer().fingerprint,
         WordTokenizer().fingerprint,
         WordTokenizer(r"\w+|\W").fingerprint,
+        WordEosTokenizer().fingerprint,
+        WordEosTokenizer("</s>").fingerprint,
         CallableTokenizer(first).fingerprint,
         CallableTokenizer(second).fingerprint,
         CallableTokenizer(first, " ").fingerprint,
@@ -127,7 +132,52 @@ def test_as_tokenizer():
     assert as_tokenizer(word) is word
     assert isinstance(as_tokenizer("character"), CharacterTokenizer)
     assert isinstance(as_tokenizer("word"), WordTokenizer)
-    with pytest.raises(ValueError, match=r"unknown tokenizer 'bpe': expected one of \['character', 'word'\]"):
+    assert isinstance(as_tokenizer("word_eos"), WordEosTokenizer)
+    with pytest.raises(ValueError, match=r"unknown tokenizer 'bpe': expected one of \['character', 'word', 'word_eos'"):
         as_tokenizer("bpe")
     with pytest.raises(TypeError, match="tokenizer must be callable, got int"):
         as_tokenizer(3)
+
+
+def word_language_model(lines: io.TextIOBase) -> tuple[list[str], list[str]]:
+    """pytorch/examples' word_language_model/data.py, the reference: ``Corpus.tokenize`` of a file opened with
+    ``open(path, 'r', encoding="utf8")``; its tokens and its ``Dictionary.idx2word``."""
+    idx2word: list[str] = []
+    word2idx: dict[str, int] = {}
+    tokens = []
+    for line in lines:
+        words = line.split() + ["<eos>"]
+        for word in words:
+            if word not in word2idx:
+                idx2word.append(word)
+                word2idx[word] = len(idx2word) - 1
+        tokens += words
+    return tokens, idx2word
+
+
+def test_word_eos_gives_the_tokens_and_words_of_pytorch_examples_on_real_text(data_dir):
+    path = data_dir / "tinyshakespeare" / "input.txt"
+    with path.open("r", encoding="utf8") as f:
+        expected, idx2word = word_language_model(f)
+    text = path.read_text(encoding="utf-8")
+    assert WordEosTokenizer()(text) == expected
+    vocabulary = Vocabulary.build([text], "word_eos", padding=None, unknown=None)
+    assert vocabulary.itos == sorted(idx2word)
+    assert [vocabulary.itos[i] for i in vocabulary.encode(text).tolist()] == expected
+
+
+@given(st.text(st.characters(blacklist_categories=["Cs"])))
+@example("\r\rblank lines\rended by a lone \\r\r\n\n")
+def test_word_eos_is_pytorch_examples_on_any_text_and_never_spans_a_line_break(text):
+    """Any line endings (\\n, \\r\\n, a lone \\r), blank lines, whitespace of every kind, no final line break."""
+    as_opened = io.TextIOWrapper(io.BytesIO(text.encode("utf-8")), encoding="utf8")  # what open(path, "r") gives
+    tokenizer = WordEosTokenizer()
+    assert tokenizer(text) == word_language_model(as_opened)[0]
+    assert by_lines(tokenizer, text) == tokenizer(text)
+
+
+def test_word_eos_joins_lines_of_words():
+    tokenizer = WordEosTokenizer()
+    assert tokenizer(" to  be\r\n\nor\rnot") == ["to", "be", "<eos>", "<eos>", "or", "<eos>", "not", "<eos>"]
+    assert tokenizer.join(tokenizer(" to  be\r\n\nor\rnot")) == "to be\n\nor\nnot\n"
+    assert tokenizer.join(["a", "b"]) == "a b" and tokenizer("") == []

@@ -1,4 +1,4 @@
-"""The Tiny Shakespeare language models: their structure, truncated BPTT, the trainer's loss, samples and resume."""
+"""The Tiny Shakespeare experiment: its config, truncated BPTT, the trainer's loss, samples and resume."""
 
 from __future__ import annotations
 
@@ -13,8 +13,7 @@ import torch.nn.functional as F
 
 from cadence.config import ConfigError, apply_overrides
 from cadence.experiments import run_experiment
-from cadence.experiments.shakespeare import (CharLMTrainer, LSTMLanguageModel, ShakespeareConfig,
-                                             TransformerLanguageModel, Vocabulary, build)
+from cadence.experiments.shakespeare import CharLMTrainer, ShakespeareConfig, build
 from cadence.track import RunStore
 from cadence.train import BatchIndex
 
@@ -27,46 +26,6 @@ TINY = ["subset=6000", "epochs=2", "batch_size=4", "seq_len=32", "valid_batch_si
 
 def tiny(*overrides: str) -> ShakespeareConfig:
     return apply_overrides(ShakespeareConfig(), [*TINY, *overrides])
-
-
-def test_the_lstm_carries_its_state_exactly_across_a_cut_in_the_sequence():
-    """Truncated BPTT loses gradients across a cut, never the forward computation: two halves with the state
-    carried give the logits of the whole."""
-    model = LSTMLanguageModel(20, 8, 16, 2).eval()
-    x = torch.randint(0, 20, (24, 3))
-    with torch.no_grad():
-        whole, _ = model(x)
-        first, state = model(x[:10])
-        second, _ = model(x[10:], state)
-    assert torch.allclose(torch.cat([first, second]), whole, atol=1e-6)
-    assert [tuple(s.shape) for s in state] == [(2, 3, 16), (2, 3, 16)]
-
-
-def test_the_transformer_is_causal_and_pre_norm_with_tied_output_weights():
-    model = TransformerLanguageModel(20, 16, 2, 4, context=12).eval()
-    x = torch.randint(0, 20, (12, 2))
-    changed = x.clone()
-    changed[7:] = (changed[7:] + 1) % 20
-    with torch.no_grad():
-        before, _ = model(x)
-        after, _ = model(changed)
-    assert before.shape == (12, 2, 20)
-    assert torch.equal(before[:7], after[:7]) and not torch.allclose(before[7:], after[7:])
-    assert model.head.weight is model.embedding.weight
-    block = model.blocks[0]
-    assert [type(m).__name__ for m in (block.norm1, block.norm2, model.norm)] == ["LayerNorm"] * 3
-
-
-def test_the_transformer_needs_heads_that_divide_its_width():
-    with pytest.raises(ValueError, match="d_model=10 is not a multiple of n_heads=4"):
-        TransformerLanguageModel(20, 10, 1, 4, 8)
-
-
-def test_the_vocabulary_names_characters_it_never_saw():
-    vocabulary = Vocabulary(["<pad>", "<unk>", "a", "b"], reserved=[0, 1])
-    assert vocabulary.decode(vocabulary.encode("abba")) == "abba"
-    with pytest.raises(ValueError, match=r"characters the model never saw: '<', 'z'"):
-        vocabulary.encode("a<z")
 
 
 @pytest.mark.parametrize("override, message", [

@@ -12,13 +12,17 @@
   batches, seeded per batch.
 - :class:`InMemoryLoader`: whole batches by index, seeded reproducible shuffling and
   augmentation, sharding across ranks, resumable.
+- :class:`Vocabulary`: tokens and their ids with reserved padding and unknown tokens, encode/decode,
+  built from text or restored from a checkpoint's :meth:`~Vocabulary.state_dict` (no data needed).
 - :class:`TextDataset`, :class:`TextFileDataset`: a vocabulary over training and validation text
-  with reserved tokens, encode/decode, compact token ids, memory-mapped from a token cache when large;
+  and their compact token ids, memory-mapped from a token cache when large;
   :func:`text_file_path`: a corpus's local file, downloaded (verified) into the data directory when missing.
-- :class:`CharacterTokenizer`, :class:`WordTokenizer`, :class:`CallableTokenizer`: pluggable tokenizers.
+- :class:`CharacterTokenizer`, :class:`WordTokenizer`, :class:`WordEosTokenizer`, :class:`CallableTokenizer`:
+  pluggable tokenizers.
 - :class:`TokenCache`: the verified, atomically written token cache file of a corpus.
 - :class:`SequentialDataLoader`: BPTT batches ``[seq_len, batch]``, sharded by columns, resumable.
-- :class:`SequentialUnBatchedDataset`: windows at seeded random offsets, a map-style data set.
+- :class:`SequentialUnBatchedDataset`: windows at seeded random offsets, a map-style data set;
+  :func:`collate_time_major` batches them ``[seq_len, batch]``.
 - :class:`ResumableSampler`, :class:`ResumableDataLoader`: seeded, sharded, resumable sampling of
   any map-style data set through ``torch.utils.data.DataLoader``.
 """
@@ -32,11 +36,13 @@ from cadence.data.idx import DataFormatError, read_idx
 from cadence.data.loader import InMemoryLoader
 from cadence.data.mnist import KMNIST, MNIST, FashionMNIST, MNISTNotFoundError
 from cadence.data.sampler import ResumableDataLoader, ResumableSampler
-from cadence.data.sequential import SequentialDataLoader, SequentialUnBatchedDataset
+from cadence.data.sequential import SequentialDataLoader, SequentialUnBatchedDataset, collate_time_major
 from cadence.data.text import TINY_SHAKESPEARE_URL, TextDataset, TextFileDataset, text_file_path
 from cadence.data.token_cache import TokenCache, token_dtype
-from cadence.data.tokenizers import CallableTokenizer, CharacterTokenizer, Tokenizer, WordTokenizer, as_tokenizer
+from cadence.data.tokenizers import (CallableTokenizer, CharacterTokenizer, Tokenizer, WordEosTokenizer, WordTokenizer,
+                                     as_tokenizer)
 from cadence.data.unpickle import UnsafePickleError, load_pickle
+from cadence.data.vocabulary import Vocabulary
 
 __all__ = [
     "CIFAR10",
@@ -66,8 +72,11 @@ __all__ = [
     "Tokenizer",
     "UnsafeArchiveError",
     "UnsafePickleError",
+    "Vocabulary",
+    "WordEosTokenizer",
     "WordTokenizer",
     "as_tokenizer",
+    "collate_time_major",
     "default_data_dir",
     "load_pickle",
     "read_idx",

@@ -120,6 +120,13 @@ class InMemoryLoader(ResumableEpochs):
         """Batches per epoch (on this rank), the short last one included unless ``drop_last``."""
         return chunks(self.shard_size, self.batch_size, self.drop_last)
 
+    @property
+    def num_samples(self) -> int:
+        """Samples in this rank's batches per epoch: its shard, :attr:`shard_size` (the wrapped padding included,
+        as ``DistributedSampler.num_samples`` counts it), less the short last batch with ``drop_last``; the loader's
+        length in samples where ``len()`` gives it in batches."""
+        return len(self) * self.batch_size if self.drop_last else self.shard_size
+
     def order(self, epoch: int) -> torch.Tensor:
         """The index order of ``epoch`` over all ranks: ``arange(N)``, or when shuffling a permutation that depends
         only on ``(seed, epoch)``, drawn from a generator seeded with a hash of the pair."""

@@ -17,13 +17,15 @@ batch is column $jW + r$ of that process's batch).
 
 :class:`SequentialUnBatchedDataset` is a map-style data set of the $\lfloor (N - 1) / T \rfloor$
 windows $[kT + o_k, kT + o_k + T)$ with random offsets $o_k$ drawn per epoch from
-``(seed, epoch)``; shuffle and shard it with :class:`~cadence.data.sampler.ResumableDataLoader`.
+``(seed, epoch)``; shuffle and shard it with :class:`~cadence.data.sampler.ResumableDataLoader`,
+whose default collation stacks the windows batch-major, ``[B, T]``; :func:`collate_time_major`
+stacks them time-major, ``[T, B]``, as :class:`SequentialDataLoader` gives its batches, so that
+one model reads both.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
-from typing import TYPE_CHECKING
 
 import torch
 from torch.utils.data import Dataset
@@ -31,11 +33,9 @@ from torch.utils.data import Dataset
 from cadence.checks import check_number
 from cadence.data.epochs import ResumableEpochs, check_shard, check_state, chunks, epoch_generator
 from cadence.data.token_cache import release_pages
+from cadence.data.vocabulary import Vocabulary
 
-if TYPE_CHECKING:
-    from cadence.data.text import TextDataset
-
-__all__ = ["SequentialDataLoader", "SequentialUnBatchedDataset"]
+__all__ = ["SequentialDataLoader", "SequentialUnBatchedDataset", "collate_time_major"]
 
 _RELEASE_BYTES = 8 * 2**20
 """A memory-mapped stream's pages are handed back each time batches have read this many more bytes."""
@@ -44,8 +44,8 @@ _OFFSETS = 1
 """The stream number of the random offsets in :func:`~cadence.data.epochs.epoch_generator`."""
 
 
-def _token_stream(text: str | torch.Tensor, dataset: TextDataset | None, owner: str) -> torch.Tensor:
-    """The 1-D integer ids of ``text``: a tensor of ids as it is, a string encoded by ``dataset``."""
+def _token_stream(text: str | torch.Tensor, vocabulary: Vocabulary | None, owner: str) -> torch.Tensor:
+    """The 1-D integer ids of ``text``: a tensor of ids as it is, a string encoded by ``vocabulary``."""
     if isinstance(text, torch.Tensor):
         if text.ndim != 1 or text.dtype.is_floating_point or text.dtype.is_complex or text.dtype == torch.bool:
             raise TypeError(
@@ -53,9 +53,9 @@ def _token_stream(text: str | torch.Tensor, dataset: TextDataset | None, owner: 
             )
         return text
     if isinstance(text, str):
-        if dataset is None:
-            raise TypeError(f"{owner}: text is a string, so a dataset= is needed to encode it")
-        return dataset.encode(text)
+        if vocabulary is None:
+            raise TypeError(f"{owner}: text is a string, so a vocabulary= is needed to encode it")
+        return vocabulary.encode(text)
     raise TypeError(f"{owner}: text must be a string or a tensor of token ids, got {type(text).__name__}")
 
 
@@ -63,10 +63,10 @@ class SequentialDataLoader(ResumableEpochs):
     """BPTT batches ``(input, target)`` of int64 ``[seq_len, batch_size]``, the target shifted one token ahead.
 
     Args:
-        text: the text (a string, encoded with ``dataset``) or its token ids (a 1-D integer
+        text: the text (a string, encoded with ``vocabulary``) or its token ids (a 1-D integer
             tensor, e.g. :attr:`TextDataset.train_tokens <cadence.data.text.TextDataset.train_tokens>`,
             memory-mapped or not).
-        dataset: the :class:`~cadence.data.text.TextDataset` that encodes a string ``text``.
+        vocabulary: the :class:`~cadence.data.vocabulary.Vocabulary` that encodes a string ``text``.
         batch_size: columns per batch (per rank).
         seq_len: tokens per column per batch (the BPTT length).
         drop_last: leave out the short last batch of an epoch.
@@ -80,7 +80,7 @@ class SequentialDataLoader(ResumableEpochs):
     so resident memory stays small however large the corpus.
 
     Raises:
-        TypeError: ``text`` is neither a string nor a 1-D integer tensor, or a string without ``dataset``.
+        TypeError: ``text`` is neither a string nor a 1-D integer tensor, or a string without ``vocabulary``.
         ValueError: an argument is out of range, or the stream is too short for one batch.
     """
 
@@ -88,7 +88,7 @@ class SequentialDataLoader(ResumableEpochs):
         self,
         *,
         text: str | torch.Tensor,
-        dataset: TextDataset | None = None,
+        vocabulary: Vocabulary | None = None,
         batch_size: int,
         seq_len: int,
         drop_last: bool = False,
@@ -99,7 +99,7 @@ class SequentialDataLoader(ResumableEpochs):
         self.seq_len = check_number("SequentialDataLoader", "seq_len", seq_len, low=1, integer=True)
         self.world_size, self.rank = check_shard("SequentialDataLoader", world_size, rank)
         self.drop_last = drop_last
-        self.tokens = _token_stream(text, dataset, type(self).__name__)
+        self.tokens = _token_stream(text, vocabulary, type(self).__name__)
         columns = batch_size * world_size
         self.length = len(self.tokens) // columns
         """Tokens per column, $L$."""
@@ -144,8 +144,8 @@ class SequentialUnBatchedDataset(Dataset):
     r"""Windows of ``seq_len`` tokens as ``(input, target)`` int64 ``[seq_len]`` pairs, the target shifted by one.
 
     Args:
-        text: the text (a string, encoded with ``dataset``) or its token ids (1-D integer tensor).
-        dataset: the :class:`~cadence.data.text.TextDataset` that encodes a string ``text``.
+        text: the text (a string, encoded with ``vocabulary``) or its token ids (1-D integer tensor).
+        vocabulary: the :class:`~cadence.data.vocabulary.Vocabulary` that encodes a string ``text``.
         seq_len: tokens per window, $T$.
         is_random_offset: start window $k$ at $kT + o_k$ with $o_k$ uniform in
             $[0, \min(T - 1, N - kT - T - 1)]$ (as labml_nn), drawn anew each epoch;
@@ -165,7 +165,7 @@ class SequentialUnBatchedDataset(Dataset):
         self,
         *,
         text: str | torch.Tensor,
-        dataset: TextDataset | None = None,
+        vocabulary: Vocabulary | None = None,
         seq_len: int,
         is_random_offset: bool = True,
         seed: int = 0,
@@ -173,7 +173,7 @@ class SequentialUnBatchedDataset(Dataset):
         self.seq_len = check_number("SequentialUnBatchedDataset", "seq_len", seq_len, low=1, integer=True)
         self.seed = check_number("SequentialUnBatchedDataset", "seed", seed, low=0, integer=True)
         self.is_random_offset = is_random_offset
-        self.data = _token_stream(text, dataset, type(self).__name__)
+        self.data = _token_stream(text, vocabulary, type(self).__name__)
         if len(self) == 0:
             raise ValueError(f"{len(self.data)} tokens hold no window of seq_len {seq_len} plus a target token")
         self.epoch = 0
@@ -221,3 +221,13 @@ class SequentialUnBatchedDataset(Dataset):
             ValueError: a value is not an integer >= 0.
         """
         self.epoch, self.seed = check_state("SequentialUnBatchedDataset", state, ("epoch", "seed"))
+
+
+def collate_time_major(batch: list[tuple[torch.Tensor, torch.Tensor]]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Collate windows ``(input [T], target [T])`` into time-major ``(input [T, B], target [T, B])``.
+
+    A ``collate_fn`` for :class:`SequentialUnBatchedDataset`'s windows: column $b$ is window $b$
+    of the batch, as in :class:`SequentialDataLoader`'s batches.
+    """
+    inputs, targets = zip(*batch)
+    return torch.stack(inputs, dim=1), torch.stack(targets, dim=1)

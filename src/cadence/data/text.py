@@ -1,14 +1,16 @@
-"""Text corpora: a vocabulary over training and validation text, encode/decode, compact tokens.
+"""Text corpora: training, validation and test text, a vocabulary over the first two, and their tokens, compactly.
 
-After labml_nn's ``TextDataset`` and ``TextFileDataset``: the vocabulary is every distinct token
-of the training and validation text, sorted, after the reserved tokens (padding, unknown);
-a text file is split 90/10 into training and validation text by characters.
+After labml_nn's ``TextDataset`` and ``TextFileDataset``: the vocabulary (a
+:class:`~cadence.data.vocabulary.Vocabulary`) is every distinct token of the training and
+validation text, sorted, after the reserved tokens (padding, unknown); a text file is cut
+90/10 into training and validation text by characters, or by other fractions with test text
+too, or each text has its file (WikiText's ``wiki.{train,valid,test}.tokens``).
 
 Token ids are stored in the smallest unsigned integer dtype that holds the vocabulary
 (:func:`~cadence.data.token_cache.token_dtype`). A file of at least ``mmap_threshold`` bytes
 is never read whole: it is streamed a chunk of lines at a time, tokenized once into a cache
 file next to it and memory-mapped from there (:class:`~cadence.data.token_cache.TokenCache`).
-Both paths tokenize the same chunks of lines and give the same tokens.
+Both paths tokenize chunks of whole lines and give the same tokens.
 """
 
 from __future__ import annotations
@@ -16,37 +18,33 @@ from __future__ import annotations
 import hashlib
 import itertools
 import json
+import math
 import os
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from urllib.parse import urlsplit
 
 import numpy as np
-import torch
 
 from cadence.checks import check_number
 from cadence.data.dirs import resolve_data_dir
 from cadence.data.download import DownloadError
 from cadence.data.download import download as download_file
 from cadence.data.idx import DataFormatError
-from cadence.data.token_cache import TokenCache, token_dtype
-from cadence.data.tokenizers import Tokenizer, as_tokenizer
+from cadence.data.token_cache import TokenCache
+from cadence.data.tokenizers import TokenizerLike, as_tokenizer
+from cadence.data.vocabulary import CHUNK_CHARS, PADDING, UNKNOWN, Vocabulary
 
 __all__ = [
     "DEFAULT_MMAP_THRESHOLD",
+    "DEFAULT_SPLIT",
     "KNOWN_SHA256",
-    "PADDING",
+    "SPLITS",
     "TINY_SHAKESPEARE_URL",
-    "UNKNOWN",
     "TextDataset",
     "TextFileDataset",
     "text_file_path",
 ]
-
-PADDING = "<pad>"
-"""The default padding token, id 0."""
-UNKNOWN = "<unk>"
-"""The default unknown token, id 1: stands for any token the vocabulary lacks."""
 
 TINY_SHAKESPEARE_URL = "https://raw.githubusercontent.com/karpathy/char-rnn/master/data/tinyshakespeare/input.txt"
 """Tiny Shakespeare (Karpathy's char-rnn): 1,115,394 characters, 65 distinct."""
@@ -59,44 +57,48 @@ KNOWN_SHA256: dict[str, str] = {
 DEFAULT_MMAP_THRESHOLD = 64 * 2**20
 """Files of at least this many bytes (64 MiB) are tokenized into a cache and memory-mapped."""
 
-_CHUNK_CHARS = 1 << 18
-"""Text is tokenized in chunks of about this many characters, extended to the end of a line."""
+DEFAULT_SPLIT = (0.9, 0.1, 0.0)
+"""The fractions of one file's characters that :class:`TextFileDataset` gives to training, validation and test text."""
 
-TokenizerLike = Tokenizer | str | Callable[[str], Sequence[str]]
+SPLITS = ("train", "valid", "test")
+"""The names of the texts, in the order a single file is cut into them."""
 
 
 class TextDataset:
-    """A vocabulary over ``train`` and ``valid`` text, with their tokens.
+    """Training, validation and test text, their vocabulary and their tokens.
 
     Args:
         path: where the text came from (shown by ``repr``), or ``None``.
-        tokenizer: a :class:`~cadence.data.tokenizers.Tokenizer`, ``"character"``, ``"word"``,
+        tokenizer: a :class:`~cadence.data.tokenizers.Tokenizer`, ``"character"``, ``"word"``, ``"word_eos"``,
             or any callable ``text -> list of tokens`` (see :func:`~cadence.data.tokenizers.as_tokenizer`).
         train: the training text.
         valid: the validation text.
-        test: the test text (kept, not tokenized).
-        itos: the vocabulary to use, reserved tokens included, instead of building one.
+        test: the test text.
+        itos: the vocabulary's tokens, reserved ones included, instead of building them.
         padding: the padding token (id 0), or ``None`` for none; never decoded.
-        unknown: the unknown token (the next id), or ``None``: then encoding a token the
-            vocabulary lacks is an error.
+        unknown: the unknown token (the next id), or ``None``: then a token the vocabulary
+            lacks is an error.
+
+    The vocabulary is built from the training and validation text only, as labml_nn builds it:
+    a token found only in the test text is encoded as the unknown token (with ``unknown=None``,
+    it is a ``KeyError``).
 
     Attributes:
-        itos: the vocabulary, id -> token: the reserved tokens, then every distinct token of
-            ``train`` and ``valid`` in sorted order.
-        stoi: token -> id.
-        n_tokens: the size of the vocabulary.
-        padding_id, unknown_id: the ids of the reserved tokens, or ``None``.
-        dtype: the smallest unsigned integer dtype holding every id.
-        train_tokens, valid_tokens: the ids of ``train`` and ``valid``, 1-D tensors of :attr:`dtype`.
+        vocabulary: the :class:`~cadence.data.vocabulary.Vocabulary`: the reserved tokens, then
+            every distinct token of ``train`` and ``valid`` in sorted order; it encodes and decodes.
+        train_tokens, valid_tokens, test_tokens: the ids of ``train``, ``valid`` and ``test``,
+            1-D tensors of the vocabulary's compact :attr:`~cadence.data.vocabulary.Vocabulary.dtype`.
 
     Raises:
         ValueError: the reserved tokens are equal, the text holds a reserved token, or
             ``itos`` repeats a token or lacks a reserved one.
+        KeyError: a token outside the vocabulary (in the test text, or outside a given ``itos``)
+            and no unknown token.
     """
 
     def __init__(
         self,
-        path: str | os.PathLike[str] | None,
+        path: str | os.PathLike[str] | Mapping[str, Path] | None,
         tokenizer: TokenizerLike,
         train: str,
         valid: str,
@@ -107,146 +109,82 @@ class TextDataset:
         unknown: str | None = UNKNOWN,
     ) -> None:
         self.path = path
-        self.tokenizer = as_tokenizer(tokenizer)
         self.train: str | None = train
         self.valid: str | None = valid
-        self.test = test
-        if itos is None:
-            itos = self._build_vocabulary(itertools.chain(_line_chunks(train), _line_chunks(valid)), padding, unknown)
-        self._set_vocabulary(itos, padding, unknown)
-        self.train_tokens = self.encode(train)
-        self.valid_tokens = self.encode(valid)
-
-    def _build_vocabulary(self, chunks: Iterable[str], padding: str | None, unknown: str | None) -> list[str]:
-        """The reserved tokens, then the distinct tokens of ``chunks``, sorted."""
-        tokens: set[str] = set()
-        for chunk in chunks:
-            tokens.update(self.tokenizer(chunk))
-        for role, token in (("padding", padding), ("unknown", unknown)):
-            if token in tokens:
-                raise ValueError(
-                    f"the text holds the token {token!r}, reserved for {role}: choose another {role} token, or None"
-                )
-        return [token for token in (padding, unknown) if token is not None] + sorted(tokens)
-
-    def _set_vocabulary(self, itos: Sequence[str], padding: str | None, unknown: str | None) -> None:
-        """Check ``itos`` against the reserved tokens and set :attr:`itos`, :attr:`stoi` and the ids."""
-        if padding is not None and padding == unknown:
-            raise ValueError(f"padding and unknown are both {padding!r}: expected two different tokens")
-        self.itos = list(itos)
-        self.stoi = {token: i for i, token in enumerate(self.itos)}
-        if len(self.stoi) != len(self.itos):
-            repeated = next(token for i, token in enumerate(self.itos) if self.stoi[token] != i)
-            raise ValueError(f"itos holds the token {repeated!r} twice: expected distinct tokens")
-        for role, token in (("padding", padding), ("unknown", unknown)):
-            if token is not None and token not in self.stoi:
-                raise ValueError(f"the {role} token {token!r} is not in itos: add it, or pass {role}=None")
-        self.n_tokens = len(self.itos)
-        self.padding_id = None if padding is None else self.stoi[padding]
-        self.unknown_id = None if unknown is None else self.stoi[unknown]
-        self.dtype = token_dtype(self.n_tokens)
-
-    def encode(self, text: str) -> torch.Tensor:
-        """The token ids of ``text``, a 1-D tensor of :attr:`dtype`; tokens outside the vocabulary get :attr:`unknown_id`.
-
-        Raises:
-            KeyError: a token is not in the vocabulary and there is no unknown token.
-        """
-        chunks = [self._encode_chunk(chunk) for chunk in _line_chunks(text)]
-        return torch.cat(chunks) if chunks else torch.empty(0, dtype=self.dtype)
-
-    def _encode_chunk(self, chunk: str) -> torch.Tensor:
-        # numpy narrows the ids: torch's conversion spreads over threads and crawls when a core is busy.
-        ids = self.tokenizer.encode(chunk, self.stoi, self.unknown_id)
-        return torch.from_numpy(ids.astype(torch.empty(0, dtype=self.dtype).numpy().dtype))
-
-    def text_to_i(self, text: str) -> torch.Tensor:
-        """The token ids of ``text`` as int64, as labml_nn's ``text_to_i`` (but unknown tokens are not dropped)."""
-        return self.encode(text).long()
-
-    def decode(self, ids: torch.Tensor | Sequence[int]) -> str:
-        """The text of token ``ids`` (1-D), joined by the tokenizer; padding is left out.
-
-        ``decode(encode(text)) == text`` for any text made of vocabulary tokens.
-
-        Raises:
-            ValueError: an id is outside ``0 .. n_tokens - 1``, or ``ids`` is not 1-D.
-        """
-        ids = torch.as_tensor(ids)
-        if ids.ndim != 1:
-            raise ValueError(f"decode expects a 1-D sequence of ids, got shape {list(ids.shape)}")
-        values = ids.long().tolist()
-        bad = [i for i in values if not 0 <= i < self.n_tokens]
-        if bad:
-            raise ValueError(
-                f"token id {bad[0]} is outside the vocabulary of {self.n_tokens} tokens (0 .. {self.n_tokens - 1})"
-            )
-        return self.tokenizer.join(self.itos[i] for i in values if i != self.padding_id)
+        self.test: str | None = test
+        self.vocabulary = (Vocabulary.build([train, valid], tokenizer, padding=padding, unknown=unknown) if itos is None
+                           else Vocabulary(itos, tokenizer, padding=padding, unknown=unknown))
+        self.train_tokens, self.valid_tokens, self.test_tokens = map(self.vocabulary.encode, (train, valid, test))
 
     def __repr__(self) -> str:
+        path = {name: str(p) for name, p in self.path.items()} if isinstance(self.path, Mapping) else str(self.path)
         return (
-            f"{type(self).__name__}({str(self.path)!r}, {self.tokenizer!r}, {self.n_tokens} tokens, "
-            f"train {len(self.train_tokens):,}, valid {len(self.valid_tokens):,} ids)"
+            f"{type(self).__name__}({path!r}, {self.vocabulary.tokenizer!r}, {len(self.vocabulary)} tokens, "
+            f"train {len(self.train_tokens):,}, valid {len(self.valid_tokens):,}, test {len(self.test_tokens):,} ids)"
         )
 
 
-def _line_chunks(text: str) -> Iterator[str]:
-    """``text`` in pieces of at least :data:`_CHUNK_CHARS` characters, each ending at its first line break from there
-    on (or at the end)."""
-    start = 0
-    while start < len(text):
-        stop = text.find("\n", start + _CHUNK_CHARS - 1) + 1 or len(text)
-        yield text[start:stop]
-        start = stop
-
-
 class TextFileDataset(TextDataset):
-    """A text file, or a URL downloaded into the data directory, split 90/10 into training and validation text.
+    """A text file cut into training, validation and test text (90/10/0 by default), or a file per split.
 
     Args:
-        path_or_url: a local file, or an ``http(s)`` URL. A URL's file is kept in the data
-            directory under the last two parts of the URL's path (so
+        path_or_url: a local file or an ``http(s)`` URL, cut by ``split``; or a mapping of
+            ``"train"``, ``"valid"`` and optionally ``"test"`` to a file or URL each (WikiText's
+            ``wiki.train.tokens``, ``wiki.valid.tokens``, ``wiki.test.tokens``). A URL's file is
+            kept in the data directory under the last two parts of the URL's path (so
             :data:`TINY_SHAKESPEARE_URL` is ``<data dir>/tinyshakespeare/input.txt``) and
             downloaded there, verified, only when missing.
         tokenizer: as for :class:`TextDataset`.
-        sha256: the SHA-256 a download must have; needed for a URL not in :data:`KNOWN_SHA256`.
+        split: the fractions ``(train, valid, test)`` of one file's characters, each >= 0,
+            the training one > 0, summing to 1; ``None`` means :data:`DEFAULT_SPLIT`, 90/10
+            and no test text. Not for a file per split.
+        sha256: the SHA-256 a download must have (needed for a URL not in :data:`KNOWN_SHA256`);
+            with a file per split, a mapping of split names (any of them) to SHA-256.
         data_dir: the data directory for a URL (``--data-dir``); ``None`` means
             ``$CADENCE_DATA``, else the user cache folder (see :func:`~cadence.data.dirs.resolve_data_dir`).
-        filter_subset: keep only the first ``filter_subset`` characters of the file.
+        filter_subset: keep only the first ``filter_subset`` characters of the file (of each
+            file, with a file per split).
         padding, unknown: the reserved tokens, as for :class:`TextDataset`.
-        mmap_threshold: files of at least this many bytes are streamed into a token cache and
-            memory-mapped from it; ``None`` never memory-maps.
-        cache_dir: where the token cache goes, ``<cache_dir>/<file name>.tokens``; ``None``
-            means next to the file.
+        mmap_threshold: files of at least this many bytes (all files together, with a file per
+            split) are streamed into a token cache and memory-mapped from it; ``None`` never
+            memory-maps.
+        cache_dir: where the token cache goes, ``<cache_dir>/<file name>.tokens`` (with a file
+            per split, ``<training file name>.splits.tokens``); ``None`` means next to the
+            (training) file.
 
-    The file is read as UTF-8 with its line endings as they are. The first
-    ``int(0.9 * n)`` of its ``n`` characters are the training text, the rest the validation
-    text, and the vocabulary is built from both, as in labml_nn.
+    Files are read as UTF-8 with their line endings as they are. A file of ``n`` characters
+    cut by ``split = (a, b, c)`` gives its first ``int(a * n)`` characters to the training
+    text, its last ``int(c * n)`` to the test text and those between to the validation text,
+    so the default cuts as labml_nn does (the first ``int(0.9 * n)`` train). The vocabulary is
+    built from the training and validation text (see :class:`TextDataset`).
 
-    Memory-mapped, :attr:`train` and :attr:`valid` are ``None`` (the text is never held whole)
-    and :attr:`train_tokens`, :attr:`valid_tokens` view the cache file, whose key is a SHA-256
-    of the file's bytes, the split, the tokenizer's fingerprint and the reserved tokens: a
-    changed text or tokenizer rebuilds the cache, and so does a corrupt or truncated one.
-    Building it reads the file three times (checksum and length, vocabulary, tokens), a chunk
-    of lines at a time, so memory stays bounded whatever the file's size; a tokenizer must
-    therefore never make a token across a line break.
+    Memory-mapped, :attr:`train`, :attr:`valid` and :attr:`test` are ``None`` (the text is
+    never held whole) and the tokens view the cache file, whose key is a SHA-256 of the files'
+    bytes, the cuts, the tokenizer's fingerprint and the reserved tokens: a changed text or
+    tokenizer rebuilds the cache, and so does a corrupt or truncated one. Building it reads the
+    files three times (checksum and length, vocabulary, tokens), a chunk of lines at a time, so
+    memory stays bounded whatever their size; a tokenizer must therefore never make a token
+    across a line break.
 
     Attributes:
+        path: the file, or the mapping of split names to files.
         cache: the :class:`~cadence.data.token_cache.TokenCache` when memory-mapped, else ``None``.
 
     Raises:
-        FileNotFoundError: the file does not exist, or could not be downloaded (the message
+        FileNotFoundError: a file does not exist, or could not be downloaded (the message
             says where to put it and why each download failed).
-        ValueError: a URL without a known or given SHA-256, or an argument out of range.
-        DataFormatError: the file is not UTF-8 text, or is empty.
+        ValueError: a URL without a known or given SHA-256, an argument out of range, a mapping
+            without ``"train"`` and ``"valid"`` or with another key, or ``split`` with a file per split.
+        DataFormatError: a file is not UTF-8 text, or is empty.
     """
 
     def __init__(
         self,
-        path_or_url: str | os.PathLike[str],
+        path_or_url: str | os.PathLike[str] | Mapping[str, str | os.PathLike[str]],
         tokenizer: TokenizerLike,
         *,
-        sha256: str | None = None,
+        split: Sequence[float] | None = None,
+        sha256: str | Mapping[str, str] | None = None,
         data_dir: str | os.PathLike[str] | None = None,
         filter_subset: int | None = None,
         padding: str | None = PADDING,
@@ -257,48 +195,112 @@ class TextFileDataset(TextDataset):
         for name, value, minimum in (("filter_subset", filter_subset, 1), ("mmap_threshold", mmap_threshold, 0)):
             if value is not None:
                 check_number("TextFileDataset", name, value, low=minimum, integer=True)
-        path = text_file_path(path_or_url, sha256=sha256, data_dir=data_dir)
+        path, paths, fractions = _sources(path_or_url, split, sha256, data_dir)
         self.cache: TokenCache | None = None
-        if mmap_threshold is None or path.stat().st_size < mmap_threshold:
-            text = _read_text(path)[:filter_subset]
-            if not text:
-                raise DataFormatError(path, "empty: no text to build a vocabulary from")
-            split = int(len(text) * 0.9)
-            super().__init__(path, tokenizer, text[:split], text[split:], padding=padding, unknown=unknown)
+        if mmap_threshold is None or sum(file.stat().st_size for file in paths) < mmap_threshold:
+            texts = [_read_text(file)[:filter_subset] for file in paths]
+            for file, text in zip(paths, texts):
+                if not text:
+                    raise DataFormatError(file, "empty: no text to build a vocabulary from")
+            if fractions is not None:
+                texts = [texts[0][start:stop] for start, stop in _cuts(len(texts[0]), fractions)]
+            super().__init__(path, tokenizer, *texts, padding=padding, unknown=unknown)
         else:
-            self._map(path, tokenizer, filter_subset, padding, unknown, cache_dir)
+            self._map(path, paths, fractions, tokenizer, filter_subset, padding, unknown, cache_dir)
 
     def _map(
         self,
-        path: Path,
+        path: Path | dict[str, Path],
+        paths: list[Path],
+        fractions: tuple[float, float, float] | None,
         tokenizer: TokenizerLike,
         filter_subset: int | None,
         padding: str | None,
         unknown: str | None,
         cache_dir: str | os.PathLike[str] | None,
     ) -> None:
-        """Set up from the token cache of ``path``, building the cache first if it is missing or stale."""
-        self.path, self.tokenizer = path, as_tokenizer(tokenizer)
-        self.train = self.valid = None
-        self.test = ""
-        digest, n_chars = _scan(path)
-        end = n_chars if filter_subset is None else min(n_chars, filter_subset)
-        if end == 0:
-            raise DataFormatError(path, "empty: no text to build a vocabulary from")
-        split = int(end * 0.9)
-        settings = [digest, end, split, self.tokenizer.fingerprint, padding, unknown]
+        """Set up from the token cache of ``paths``, building the cache first if it is missing or stale."""
+        self.path, tokenizer = path, as_tokenizer(tokenizer)
+        self.train = self.valid = self.test = None
+        sources = []  # (file, [(part, stop), ...]): part 0, 1, 2 (train, valid, test) runs up to character `stop`
+        for part, file in enumerate(paths):
+            digest, n_chars = _scan(file)
+            end = n_chars if filter_subset is None else min(n_chars, filter_subset)
+            if end == 0:
+                raise DataFormatError(file, "empty: no text to build a vocabulary from")
+            stops = ([(part, end)] if fractions is None
+                     else [(i, stop) for i, (_, stop) in enumerate(_cuts(end, fractions))])
+            sources.append((file, digest, stops))
+        settings = [[[digest, stops] for _, digest, stops in sources], tokenizer.fingerprint, padding, unknown]
         key = hashlib.sha256(json.dumps(settings).encode("utf-8")).hexdigest()
-        cache_path = Path(cache_dir if cache_dir is not None else path.parent) / f"{path.name}.tokens"
+        name = f"{paths[0].name}.tokens" if fractions is not None else f"{paths[0].name}.splits.tokens"
+        cache_path = Path(cache_dir if cache_dir is not None else paths[0].parent) / name
         cache = TokenCache.load(cache_path, key)
         if cache is None:
-            chunks = (chunk for _, chunk in _file_chunks(path, split, end))
-            self._set_vocabulary(self._build_vocabulary(chunks, padding, unknown), padding, unknown)
-            parts = ((part, self._encode_chunk(chunk)) for part, chunk in _file_chunks(path, split, end))
-            cache = TokenCache.build(cache_path, key, self.itos, parts)
+            def chunks() -> Iterator[tuple[int, str]]:
+                return itertools.chain.from_iterable(_file_chunks(file, stops) for file, _, stops in sources)
+
+            # The vocabulary: training and validation text only (parts 0 and 1).
+            self.vocabulary = Vocabulary.build((chunk for part, chunk in chunks() if part < 2), tokenizer,
+                                               padding=padding, unknown=unknown)
+            parts = ((part, self.vocabulary.encode(chunk)) for part, chunk in chunks())
+            cache = TokenCache.build(cache_path, key, self.vocabulary.itos, parts)
         else:
-            self._set_vocabulary(cache.itos, padding, unknown)
+            self.vocabulary = Vocabulary(cache.itos, tokenizer, padding=padding, unknown=unknown)
         self.cache = cache
-        self.train_tokens, self.valid_tokens = cache.train, cache.valid
+        self.train_tokens, self.valid_tokens, self.test_tokens = cache.train, cache.valid, cache.test
+
+
+def _sources(
+    path_or_url: str | os.PathLike[str] | Mapping[str, str | os.PathLike[str]],
+    split: Sequence[float] | None,
+    sha256: str | Mapping[str, str] | None,
+    data_dir: str | os.PathLike[str] | None,
+) -> tuple[Path | dict[str, Path], list[Path], tuple[float, float, float] | None]:
+    """The files of a :class:`TextFileDataset`, checked and fetched: what its :attr:`~TextFileDataset.path` shows,
+    the files in the order of :data:`SPLITS`, and the fractions that cut a single file (``None`` for a file per
+    split)."""
+    if not isinstance(path_or_url, Mapping):
+        fractions = _check_split(DEFAULT_SPLIT if split is None else split)
+        if isinstance(sha256, Mapping):
+            raise ValueError(f"TextFileDataset: sha256={dict(sha256)!r} is a mapping for a single file: expected "
+                             f"the file's SHA-256, a string")
+        path = text_file_path(path_or_url, sha256=sha256, data_dir=data_dir)
+        return path, [path], fractions
+    names = list(path_or_url)
+    if not {"train", "valid"} <= set(names) or not set(names) <= set(SPLITS):
+        raise ValueError(f"TextFileDataset: a file per split for {names}; expected the keys 'train', 'valid' and "
+                         f"optionally 'test'")
+    if split is not None:
+        raise ValueError(f"TextFileDataset: split={split!r} cuts a single file, but a file per split is given: "
+                         f"leave split out")
+    if sha256 is not None and not isinstance(sha256, Mapping):
+        raise ValueError(f"TextFileDataset: sha256={sha256!r} for a file per split; expected a mapping of the "
+                         f"split names ({', '.join(names)}) to their files' SHA-256")
+    hashes = sha256 or {}
+    paths = {name: text_file_path(path_or_url[name], sha256=hashes.get(name), data_dir=data_dir)
+             for name in SPLITS if name in path_or_url}
+    return paths, list(paths.values()), None
+
+
+def _check_split(split: Sequence[float]) -> tuple[float, float, float]:
+    """``split`` as three floats if they are fractions (train, valid, test), each >= 0, train > 0, summing to 1."""
+    try:
+        fractions = tuple(float(f) for f in split)
+    except (TypeError, ValueError):
+        fractions = ()
+    if (len(fractions) != 3 or not all(map(math.isfinite, fractions)) or min(fractions) < 0 or fractions[0] == 0
+            or abs(math.fsum(fractions) - 1) > 1e-9):
+        raise ValueError(f"TextFileDataset: split={split!r}; expected the fractions (train, valid, test) of the "
+                         f"file's characters, each >= 0, train > 0, summing to 1, e.g. (0.8, 0.1, 0.1)")
+    return fractions
+
+
+def _cuts(n: int, fractions: tuple[float, float, float]) -> list[tuple[int, int]]:
+    """The ranges ``[start, stop)`` of the training, validation and test text among ``n`` characters: the first
+    ``int(train * n)``, those between, the last ``int(test * n)``."""
+    train, test = int(fractions[0] * n), n - int(fractions[2] * n)
+    return [(0, train), (train, test), (test, n)]
 
 
 def text_file_path(
@@ -365,27 +367,31 @@ def _scan(path: Path) -> tuple[str, int]:
     digest = hashlib.sha256()
     n_chars = 0
     with path.open("rb") as file:
-        while chunk := file.read(_CHUNK_CHARS):
+        while chunk := file.read(CHUNK_CHARS):
             digest.update(chunk)
             n_chars += len(chunk) - int(np.count_nonzero((np.frombuffer(chunk, np.uint8) & 0xC0) == 0x80))
     return digest.hexdigest(), n_chars
 
 
-def _file_chunks(path: Path, split: int, end: int) -> Iterator[tuple[int, str]]:
-    """``(part, chunk)`` for the characters ``[0, split)`` (part 0) and ``[split, end)`` (part 1) of ``path``.
+def _file_chunks(path: Path, stops: Sequence[tuple[int, int]]) -> Iterator[tuple[int, str]]:
+    """``(part, chunk)`` for consecutive character ranges of ``path`` from its start: for each ``(part, stop)`` of
+    ``stops``, chunks of ``part`` up to character ``stop``.
 
-    The chunks are those :func:`_line_chunks` makes of the two texts.
+    The chunks are of :data:`~cadence.data.vocabulary.CHUNK_CHARS` characters extended to the end of their line,
+    as :func:`~cadence.data.vocabulary.line_chunks` cuts a text, but never past a ``stop``.
     """
     try:
         with path.open(encoding="utf-8", newline="") as file:
             position = 0
-            for part, stop in ((0, split), (1, end)):
+            for part, stop in stops:
                 while position < stop:
-                    chunk = file.read(min(_CHUNK_CHARS, stop - position))
+                    chunk = file.read(min(CHUNK_CHARS, stop - position))
                     if position + len(chunk) < stop and not chunk.endswith("\n"):
                         chunk += file.readline(stop - position - len(chunk))
                     if not chunk:
-                        raise DataFormatError(path, f"ends after {position} characters, expected {end}: did it change?")
+                        raise DataFormatError(
+                            path, f"ends after {position} characters, expected {stops[-1][1]}: did it change?"
+                        )
                     position += len(chunk)
                     yield part, chunk
     except UnicodeDecodeError as error:

@@ -11,7 +11,7 @@ bounded however large the corpus. The file layout:
 | bytes | what |
 | --- | --- |
 | 8 | :data:`MAGIC` |
-| ``n * itemsize`` | the tokens, training then validation, native byte order |
+| ``n * itemsize`` | the tokens, training then validation then test, native byte order |
 | ``h`` | the header: JSON with the key, dtype, vocabulary, counts and the tokens' SHA-256 |
 | 8 | ``h``, little-endian |
 | 8 | :data:`MAGIC` again |
@@ -43,10 +43,11 @@ __all__ = ["MAGIC", "TokenCache", "release_pages", "token_dtype"]
 
 logger = logging.getLogger(__name__)
 
-MAGIC = b"CDNTOK1\n"
-"""The first and last 8 bytes of a token cache file, version 1."""
+MAGIC = b"CDNTOK2\n"
+"""The first and last 8 bytes of a token cache file, version 2 (version 1 had no test tokens)."""
 
 _TRAILER = 16
+_SPLITS = ("train", "valid", "test")
 _UNSIGNED = ((2**8, torch.uint8), (2**16, torch.uint16), (2**32, torch.uint32))
 
 _MAPPED: weakref.WeakValueDictionary[int, mmap.mmap] = weakref.WeakValueDictionary()
@@ -75,19 +76,21 @@ def release_pages(tokens: torch.Tensor) -> None:
 
 @dataclass(frozen=True)
 class TokenCache:
-    """A token cache file, memory-mapped: the vocabulary and the training and validation tokens.
+    """A token cache file, memory-mapped: the vocabulary and the training, validation and test tokens.
 
     Attributes:
         path: the cache file.
         itos: the vocabulary, id -> token.
         train: the training tokens, a 1-D tensor of :func:`token_dtype` viewing the file.
         valid: the validation tokens, likewise.
+        test: the test tokens, likewise.
     """
 
     path: Path
     itos: list[str]
     train: torch.Tensor
     valid: torch.Tensor
+    test: torch.Tensor
 
     @classmethod
     def load(cls, path: str | Path, key: str) -> TokenCache | None:
@@ -130,13 +133,13 @@ class TokenCache:
             path: the cache file; replaced if it exists, its folder made if missing.
             key: what the cache was built from (see :meth:`load`).
             itos: the vocabulary.
-            parts: ``(split, ids)`` chunks in order, ``split`` 0 for training and 1 for
-                validation ids, all training chunks first; ``ids`` are 1-D tensors of
-                :func:`token_dtype` of ``len(itos)``.
+            parts: ``(split, ids)`` chunks in order, ``split`` 0 for training, 1 for validation
+                and 2 for test ids, all training chunks first, then all validation chunks;
+                ``ids`` are 1-D tensors of :func:`token_dtype` of ``len(itos)``.
         """
         path = Path(path)
         dtype = token_dtype(len(itos))
-        counts = [0, 0]
+        counts = [0, 0, 0]
         digest = hashlib.sha256()
         path.parent.mkdir(parents=True, exist_ok=True)
         temp = partial_path(path)
@@ -151,7 +154,7 @@ class TokenCache:
                     file.write(data)
                     counts[split] += len(ids)
                 header = {"key": key, "dtype": str(dtype).removeprefix("torch."), "itos": itos,
-                          "train": counts[0], "valid": counts[1], "sha256": digest.hexdigest()}
+                          "train": counts[0], "valid": counts[1], "test": counts[2], "sha256": digest.hexdigest()}
                 encoded = json.dumps(header, ensure_ascii=False).encode("utf-8")
                 file.write(encoded + len(encoded).to_bytes(8, "little") + MAGIC)
             os.replace(temp, path)
@@ -164,7 +167,7 @@ class TokenCache:
     def _map(cls, path: Path, header: dict) -> TokenCache:
         """Map the tokens of a checked cache file (copy-on-write, so writes to the tensors never reach the file)."""
         dtype = getattr(torch, header["dtype"])
-        count = header["train"] + header["valid"]
+        count = sum(header[split] for split in _SPLITS)
         with path.open("rb") as file:
             mapped = mmap.mmap(file.fileno(), 0, access=mmap.ACCESS_COPY)
         if count == 0:  # torch.frombuffer refuses an empty view
@@ -172,7 +175,8 @@ class TokenCache:
         else:
             tokens = torch.frombuffer(mapped, dtype=dtype, count=count, offset=len(MAGIC))
         _MAPPED[tokens.untyped_storage().data_ptr()] = mapped
-        return cls(path, header["itos"], tokens[: header["train"]], tokens[header["train"] :])
+        train, valid, test = tokens.split([header[split] for split in _SPLITS])
+        return cls(path, header["itos"], train, valid, test)
 
 
 def _read_header(path: Path) -> tuple[dict, int]:
@@ -194,14 +198,14 @@ def _read_header(path: Path) -> tuple[dict, int]:
             header = json.loads(file.read(length).decode("utf-8"))
         except (UnicodeDecodeError, json.JSONDecodeError) as error:
             raise ValueError(f"unreadable header: {error}") from error
-    fields = {"key": str, "dtype": str, "itos": list, "train": int, "valid": int, "sha256": str}
+    fields = {"key": str, "dtype": str, "itos": list, "train": int, "valid": int, "test": int, "sha256": str}
     if not isinstance(header, dict) or any(not isinstance(header.get(k), t) for k, t in fields.items()):
         raise ValueError(f"header lacks one of {sorted(fields)} or has a value of the wrong type")
     dtype = getattr(torch, header["dtype"], None)
     if not isinstance(dtype, torch.dtype) or token_dtype(len(header["itos"])) != dtype:
         raise ValueError(f"dtype {header['dtype']!r} is not the token dtype of {len(header['itos'])} tokens")
-    if min(header["train"], header["valid"]) < 0 or (header["train"] + header["valid"]) * dtype.itemsize != payload:
-        raise ValueError(
-            f"{payload} bytes of tokens where the header says {header['train']} + {header['valid']} {header['dtype']}"
-        )
+    counts = [header[split] for split in _SPLITS]
+    if min(counts) < 0 or sum(counts) * dtype.itemsize != payload:
+        says = " + ".join(map(str, counts))
+        raise ValueError(f"{payload} bytes of tokens where the header says {says} {header['dtype']}")
     return header, payload

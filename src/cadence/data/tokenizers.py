@@ -3,8 +3,10 @@
 A :class:`Tokenizer` is a callable ``text -> list of tokens`` with an inverse :meth:`~Tokenizer.join`,
 so that ``tokenizer.join(tokenizer(text)) == text``: :class:`CharacterTokenizer` (one token per
 character), :class:`WordTokenizer` (words, punctuation marks and the whitespace between them),
-or any callable wrapped in a :class:`CallableTokenizer`. :func:`as_tokenizer` turns a name or a
-callable into one.
+or any callable wrapped in a :class:`CallableTokenizer`. :class:`WordEosTokenizer` (the
+whitespace-separated words of each line and an end-of-line token, as pytorch/examples'
+word_language_model reads WikiText) joins its tokens back up to whitespace only.
+:func:`as_tokenizer` turns a name or a callable into one.
 
 Corpora too large for memory are tokenized a chunk of whole lines at a time (see
 :class:`~cadence.data.text.TextFileDataset`), so a tokenizer must give the same tokens for a
@@ -22,7 +24,8 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 
 import numpy as np
 
-__all__ = ["CallableTokenizer", "CharacterTokenizer", "Tokenizer", "WordTokenizer", "as_tokenizer"]
+__all__ = ["CallableTokenizer", "CharacterTokenizer", "Tokenizer", "TokenizerLike", "WordEosTokenizer", "WordTokenizer",
+           "as_tokenizer"]
 
 
 class Tokenizer(ABC):
@@ -117,6 +120,44 @@ class WordTokenizer(Tokenizer):
         return f"{type(self).__name__}({self.pattern!r})"
 
 
+class WordEosTokenizer(Tokenizer):
+    r"""The words of each line, then an end-of-line token: ``"to be\nor" -> ["to", "be", "<eos>", "or", "<eos>"]``.
+
+    The tokens of pytorch/examples' word_language_model (``data.py``:
+    ``for line in f: words = line.split() + ['<eos>']``), with which WikiText-2 and -103 are
+    usually read: a line is what iterating over a text file gives (it ends at ``\n``, ``\r\n`` or
+    a lone ``\r``; a last line without an ending counts too), and its words are ``str.split()``'s,
+    split on any run of whitespace. :meth:`join` gives the text back up to whitespace: the words
+    of a line separated by one space, each line ended by ``\n``.
+
+    Args:
+        eos: the token that ends each line.
+    """
+
+    _LINES = re.compile(r"[^\r\n]*(?:\r\n|\r|\n)|[^\r\n]+")
+
+    def __init__(self, eos: str = "<eos>") -> None:
+        self.eos = eos
+
+    def __call__(self, text: str) -> list[str]:
+        """For each line of ``text``, ``line.split()`` and then :attr:`eos`."""
+        return [token for line in self._LINES.findall(text) for token in (*line.split(), self.eos)]
+
+    def join(self, tokens: Iterable[str]) -> str:
+        """The words of each line separated by one space, each :attr:`eos` a line break."""
+        lines, words = [], []
+        for token in tokens:
+            if token == self.eos:
+                lines.append(" ".join(words) + "\n")
+                words = []
+            else:
+                words.append(token)
+        return "".join(lines) + " ".join(words)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.eos!r})"
+
+
 class CallableTokenizer(Tokenizer):
     """Any function ``text -> sequence of tokens`` as a :class:`Tokenizer`; tokens are joined with ``separator``.
 
@@ -159,11 +200,16 @@ class CallableTokenizer(Tokenizer):
         return f"{type(self).__name__}({self.function!r}, separator={self.separator!r})"
 
 
-TOKENIZERS: dict[str, type[Tokenizer]] = {"character": CharacterTokenizer, "word": WordTokenizer}
+TOKENIZERS: dict[str, type[Tokenizer]] = {"character": CharacterTokenizer, "word": WordTokenizer,
+                                          "word_eos": WordEosTokenizer}
 """The built-in tokenizers by name."""
 
 
-def as_tokenizer(tokenizer: Tokenizer | str | Callable[[str], Sequence[str]]) -> Tokenizer:
+TokenizerLike = Tokenizer | str | Callable[[str], Sequence[str]]
+"""What :func:`as_tokenizer` takes: a tokenizer, a name in :data:`TOKENIZERS`, or a callable ``text -> tokens``."""
+
+
+def as_tokenizer(tokenizer: TokenizerLike) -> Tokenizer:
     """A :class:`Tokenizer` from a tokenizer (returned as it is), a name in :data:`TOKENIZERS`, or a callable.
 
     Raises:

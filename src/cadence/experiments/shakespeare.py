@@ -11,39 +11,20 @@ in nats per character, reported as ``loss``, and as bits per character $\mathcal
 (``bpc``). The text is split 90/10 into training and validation text (the first 90% of the
 characters train), as labml_nn and nanoGPT split it.
 
-**The LSTM** (``model.kind=lstm``; Hochreiter & Schmidhuber 1997, with the forget gate of Gers
-et al. 2000; as a character model, Graves 2013 and Karpathy's char-rnn) embeds each character
-and runs it through ``n_layers`` LSTM layers, each keeping a hidden state $h$ and a cell $c$:
+**The LSTM** (``model.kind=lstm``, :class:`~cadence.nn.lstm.LSTMLanguageModel`: Hochreiter &
+Schmidhuber 1997; as a character model, Graves 2013 and Karpathy's char-rnn) embeds each
+character, runs it through ``n_layers`` LSTM layers and gives the logits of the next character
+from the top layer's hidden state $h_t$. It is trained by truncated back-propagation through
+time: :class:`~cadence.data.SequentialDataLoader` cuts the text into ``batch_size`` columns read
+``seq_len`` characters at a time, so column $b$ of a batch continues column $b$ of the one
+before; the state $(h, c)$ is carried from one batch to the next, detached (gradients flow back
+``seq_len`` steps at most), and starts from zero at each epoch (and each validation pass).
 
-$$
-\begin{aligned}
-i_t &= \sigma(W_i x_t + U_i h_{t-1} + b_i), \quad f_t = \sigma(W_f x_t + U_f h_{t-1} + b_f), \quad
-o_t = \sigma(W_o x_t + U_o h_{t-1} + b_o) \\
-g_t &= \tanh(W_g x_t + U_g h_{t-1} + b_g) \\
-c_t &= f_t \odot c_{t-1} + i_t \odot g_t, \qquad h_t = o_t \odot \tanh(c_t)
-\end{aligned}
-$$
-
-then a linear layer gives the logits of the next character from the top layer's $h_t$.
-It is trained by truncated back-propagation through time: :class:`~cadence.data.SequentialDataLoader`
-cuts the text into ``batch_size`` columns read ``seq_len`` characters at a time, so column $b$
-of a batch continues column $b$ of the one before; the state $(h, c)$ is carried from one
-batch to the next, detached (gradients flow back ``seq_len`` steps at most), and starts
-from zero at each epoch (and each validation pass).
-
-**The transformer** (``model.kind=transformer``) is a decoder-only transformer with pre-norm
-residual blocks (GPT-2: Radford et al. 2019; Xiong et al. 2020 on why the normalization goes
-before each sub-layer): for $x^0 = E[x_t] + P[t]$ (token and learned position embeddings),
-
-$$
-a^l = x^{l-1} + \mathrm{Attn}(\mathrm{LN}(x^{l-1})), \qquad x^l = a^l + \mathrm{MLP}(\mathrm{LN}(a^l)),
-\qquad \text{logits} = \mathrm{LN}(x^L) E^\top,
-$$
-
-with causal multi-head self-attention (Vaswani et al. 2017) and a GELU MLP of width $4d$; the
-output layer shares the embedding's weights (Press & Wolf 2017). It sees ``seq_len``
-characters at most, trains on windows at random offsets
-(:class:`~cadence.data.SequentialUnBatchedDataset`) and carries no state between batches.
+**The transformer** (``model.kind=transformer``, :class:`~cadence.nn.transformer.TransformerLanguageModel`)
+is a decoder-only transformer with pre-norm residual blocks (GPT-2: Radford et al. 2019) and
+an output layer tied to the embedding. It sees ``seq_len`` characters at most, trains on
+windows at random offsets (:class:`~cadence.data.SequentialUnBatchedDataset`) and carries no
+state between batches.
 
 **What it reports**: ``train.loss`` at every step; at the end of each epoch a whole pass over
 the validation text, ``valid.loss`` (nats per character) and ``valid.bpc``, and, just before it,
@@ -60,13 +41,10 @@ run may not change ``epochs``.
 
 from __future__ import annotations
 
-import contextlib
-import math
 import time
-from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -74,161 +52,22 @@ from torch import nn
 
 from cadence.checks import check_number
 from cadence.data import (TINY_SHAKESPEARE_URL, ResumableDataLoader, SequentialDataLoader,
-                          SequentialUnBatchedDataset, TextFileDataset)
+                          SequentialUnBatchedDataset, TextFileDataset, Vocabulary, collate_time_major)
 from cadence.experiments.runs import Built, RunConfig, build_trainer, prepare
-from cadence.experiments.sampling import check_sampling, generate
 from cadence.metrics import BitsPerCharacter
-from cadence.nn.norm import LayerNorm
+from cadence.nn import LSTMLanguageModel, TransformerLanguageModel, check_sampling, generate
 from cadence.optim import OptimizerConfig
 from cadence.track.checkpoints import STATE_FILE
 from cadence.train import BatchIndex, CheckpointError, Trainer, load_checkpoint
 
-__all__ = ["CharLMTrainer", "LSTMConfig", "LSTMLanguageModel", "ModelConfig", "ShakespeareConfig",
-           "TransformerConfig", "TransformerLanguageModel", "Vocabulary", "build", "build_model", "generate_text",
-           "load_model"]
+__all__ = ["CharLMTrainer", "LSTMConfig", "ModelConfig", "ShakespeareConfig", "TransformerConfig", "build",
+           "build_model", "generate_text", "load_model"]
 
 #: The kinds of model ``model.kind`` names.
 KINDS = ("lstm", "transformer")
 
 State = Any
 """What a model carries from one call to the next: ``(h, c)`` for the LSTM, preceding tokens for the transformer."""
-
-
-@contextlib.contextmanager
-def _onednn(enabled: bool) -> Iterator[None]:
-    """Within the block, let torch use oneDNN (MKL-DNN) kernels on the CPU or not."""
-    before = torch.backends.mkldnn.enabled
-    torch.backends.mkldnn.enabled = enabled
-    try:
-        yield
-    finally:
-        torch.backends.mkldnn.enabled = before
-
-
-# -- the models -------------------------------------------------------------------------------------
-
-
-class LSTMLanguageModel(nn.Module):
-    """Embedding ``n_tokens -> d_embed``, ``n_layers`` LSTM layers of ``d_hidden`` units, linear ``d_hidden -> n_tokens``.
-
-    ``dropout`` is applied to the embeddings, between the LSTM layers and to the top layer's
-    output (Zaremba et al. 2014: on the non-recurrent connections only).
-    """
-
-    #: The state is carried from one batch to the next (truncated BPTT).
-    carries_state: ClassVar[bool] = True
-
-    def __init__(self, n_tokens: int, d_embed: int, d_hidden: int, n_layers: int, dropout: float = 0.0):
-        super().__init__()
-        self.embedding = nn.Embedding(n_tokens, d_embed)
-        self.dropout = nn.Dropout(dropout)
-        self.lstm = nn.LSTM(d_embed, d_hidden, n_layers, dropout=dropout if n_layers > 1 else 0.0)
-        self.head = nn.Linear(d_hidden, n_tokens)
-
-    def forward(self, x: torch.Tensor, state: State = None) -> tuple[torch.Tensor, State]:
-        """Logits ``[T, B, n_tokens]`` of the character after each of ``x`` (int64 ``[T, B]``), and the new
-        ``(h, c)``, each ``[n_layers, B, d_hidden]`` (``state`` ``None``: zeros)."""
-        e = self.dropout(self.embedding(x))
-        if len(x) == 1 and x.device.type == "cpu":
-            # One character at a time (generation): oneDNN's LSTM kernel, twice as fast as torch's own on a batch
-            # of sequences, costs ~6 ms a call however short the input; torch's own takes 0.4 ms for one step.
-            with _onednn(False):
-                h, state = self.lstm(e, state)
-        else:
-            h, state = self.lstm(e, state)
-        return self.head(self.dropout(h)), state
-
-
-class CausalSelfAttention(nn.Module):
-    r"""Multi-head self-attention where position $t$ attends to positions $\le t$ only.
-
-    $\mathrm{Attn}(x) = W_O [\mathrm{head}_1; \dots; \mathrm{head}_H]$ with
-    $\mathrm{head}_j = \mathrm{softmax}(Q_j K_j^\top / \sqrt{d/H} + M) V_j$, $M_{ts} = -\infty$ for $s > t$.
-    """
-
-    def __init__(self, d_model: int, n_heads: int, dropout: float):
-        super().__init__()
-        self.n_heads = n_heads
-        self.qkv = nn.Linear(d_model, 3 * d_model)
-        self.out = nn.Linear(d_model, d_model)
-        self.dropout = dropout
-        self.residual_dropout = nn.Dropout(dropout)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """``[B, T, d]`` to ``[B, T, d]``."""
-        B, T, d = x.shape
-        q, k, v = self.qkv(x).view(B, T, 3, self.n_heads, d // self.n_heads).permute(2, 0, 3, 1, 4)
-        y = F.scaled_dot_product_attention(q, k, v, is_causal=True, dropout_p=self.dropout if self.training else 0.0)
-        return self.residual_dropout(self.out(y.transpose(1, 2).reshape(B, T, d)))
-
-
-class TransformerBlock(nn.Module):
-    r"""A pre-norm block: $a = x + \mathrm{Attn}(\mathrm{LN}(x))$, then $a + \mathrm{MLP}(\mathrm{LN}(a))$."""
-
-    def __init__(self, d_model: int, n_heads: int, dropout: float):
-        super().__init__()
-        self.norm1 = LayerNorm(d_model)
-        self.attention = CausalSelfAttention(d_model, n_heads, dropout)
-        self.norm2 = LayerNorm(d_model)
-        self.mlp = nn.Sequential(nn.Linear(d_model, 4 * d_model), nn.GELU(), nn.Linear(4 * d_model, d_model),
-                                 nn.Dropout(dropout))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """``[B, T, d]`` to ``[B, T, d]``."""
-        a = x + self.attention(self.norm1(x))
-        return a + self.mlp(self.norm2(a))
-
-
-class TransformerLanguageModel(nn.Module):
-    """Token and position embeddings, ``n_layers`` pre-norm blocks, a final layer norm and the tied output layer.
-
-    It attends over ``context`` characters at most.
-    """
-
-    #: Batches are independent windows: nothing is carried from one to the next in training.
-    carries_state: ClassVar[bool] = False
-
-    def __init__(self, n_tokens: int, d_model: int, n_layers: int, n_heads: int, context: int, dropout: float = 0.0):
-        super().__init__()
-        if d_model % n_heads:
-            raise ValueError(f"TransformerLanguageModel: d_model={d_model} is not a multiple of n_heads={n_heads}; "
-                             f"expected each head to take d_model / n_heads features")
-        self.context = context
-        self.embedding = nn.Embedding(n_tokens, d_model)
-        self.position = nn.Embedding(context, d_model)
-        self.dropout = nn.Dropout(dropout)
-        self.blocks = nn.ModuleList(TransformerBlock(d_model, n_heads, dropout) for _ in range(n_layers))
-        self.norm = LayerNorm(d_model)
-        self.head = nn.Linear(d_model, n_tokens, bias=False)
-        self.head.weight = self.embedding.weight
-        # GPT-2's initialisation: N(0, 0.02), and the projections into the residual stream scaled by 1/sqrt(2L).
-        for name, p in self.named_parameters():
-            if name.endswith("weight") and p.dim() == 2:
-                std = 0.02 / math.sqrt(2 * n_layers) if name.endswith(("attention.out.weight", "mlp.2.weight")) \
-                    else 0.02
-                nn.init.normal_(p, 0.0, std)
-            elif name.endswith("bias") and "norm" not in name:
-                nn.init.zeros_(p)
-
-    def forward(self, x: torch.Tensor, state: State = None) -> tuple[torch.Tensor, State]:
-        """Logits ``[T', B, n_tokens]`` of the character after each of the last ``T'`` of ``x`` (int64 ``[T, B]``).
-
-        ``state`` is the tokens before ``x`` (``None``: none), as the previous call returned them:
-        the model reads them and ``x``, cropped to the last ``context``, gives the logits of the
-        last ``T' = min(T, context)`` positions, and returns the last ``context - 1`` tokens read
-        as the next state. In training ``T = context`` and there is no state: one window, all of
-        its logits. :func:`~cadence.experiments.sampling.generate` steps it one token at a time.
-        """
-        n = min(len(x), self.context)
-        if state is not None:
-            x = torch.cat([state, x])
-        x = x[-self.context:]
-        state = x[max(len(x) - self.context + 1, 0):]
-        tokens = x.t()
-        h = self.dropout(self.embedding(tokens) + self.position(torch.arange(tokens.shape[1], device=x.device)))
-        for block in self.blocks:
-            h = block(h)
-        return self.head(self.norm(h[:, -n:])).transpose(0, 1), state
 
 
 # -- the config -------------------------------------------------------------------------------------
@@ -324,34 +163,7 @@ class ShakespeareConfig(RunConfig):
             raise ValueError("ShakespeareConfig: sample_prompt=''; expected at least one character to start from")
 
 
-# -- the vocabulary and the model ------------------------------------------------------------------
-
-
-class Vocabulary:
-    """The characters of a model's vocabulary (``itos``, reserved tokens first): encode and decode text.
-
-    A run stores it with its checkpoints, so that ``cadence generate`` needs no data.
-    """
-
-    def __init__(self, itos: Sequence[str], reserved: Sequence[int] = ()):
-        self.itos = list(itos)
-        self.stoi = {s: i for i, s in enumerate(self.itos)}
-        #: Ids never sampled or decoded (padding, unknown).
-        self.reserved = list(reserved)
-
-    def __len__(self) -> int:
-        return len(self.itos)
-
-    def encode(self, text: str) -> torch.Tensor:
-        """int64 ids of the characters of ``text``; a character outside the vocabulary is an error naming it."""
-        missing = sorted({c for c in text if c not in self.stoi or self.stoi[c] in self.reserved})
-        if missing:
-            raise ValueError(f"the text {text!r} has characters the model never saw: {', '.join(map(repr, missing))}")
-        return torch.tensor([self.stoi[c] for c in text], dtype=torch.int64)
-
-    def decode(self, ids: torch.Tensor | Sequence[int]) -> str:
-        """The text of ``ids``."""
-        return "".join(self.itos[i] for i in (ids.tolist() if isinstance(ids, torch.Tensor) else ids))
+# -- the model ------------------------------------------------------------------------------------
 
 
 def build_model(config: ShakespeareConfig, n_tokens: int) -> nn.Module:
@@ -382,13 +194,13 @@ class CharLMTrainer(Trainer):
     def __init__(self, *args: Any, vocabulary: Vocabulary, sample_prompt: str = "\n", sample_length: int = 300,
                  sample_temperature: float = 1.0, sample_top_k: int = 0, sample_seed: int = 0, **kwargs: Any):
         super().__init__(*args, **kwargs)
-        self.sample_prompt = vocabulary.encode(sample_prompt)
+        self.sample_prompt = vocabulary.encode(sample_prompt, strict=True)
         self.sample_length = sample_length
         self.sample_temperature, self.sample_top_k = sample_temperature, sample_top_k
         self.sample_seed = sample_seed
         #: The state each phase carries from one batch to the next (``None``: zeros).
         self.register_state("carried", {"train": None, "valid": None})
-        self.register_state("vocabulary", {"itos": vocabulary.itos, "reserved": vocabulary.reserved})
+        self.register_state("vocabulary", vocabulary.state_dict())
         self._vocabulary = vocabulary
         #: Training characters since the speed clock started, and when it started.
         self._chars, self._since = 0, time.perf_counter()
@@ -454,7 +266,7 @@ def load_model(config: ShakespeareConfig, checkpoint: str | Path) -> tuple[nn.Mo
     if saved is None:
         raise CheckpointError(f"checkpoint {checkpoint} holds no vocabulary: it is not a checkpoint of a "
                               f"character-level language model")
-    vocabulary = Vocabulary(saved["itos"], saved["reserved"])
+    vocabulary = Vocabulary.from_state_dict(saved)
     model = build_model(config, len(vocabulary))
     load_checkpoint(checkpoint, model, experiment="shakespeare")
     return model.eval(), vocabulary
@@ -463,9 +275,9 @@ def load_model(config: ShakespeareConfig, checkpoint: str | Path) -> tuple[nn.Mo
 def generate_text(config: ShakespeareConfig, checkpoint: str | Path, prompt: str, length: int, *,
                   temperature: float = 1.0, top_k: int = 0, seed: int = 0) -> str:
     """``prompt`` and ``length`` characters sampled after it from the model of ``checkpoint`` (see
-    :func:`~cadence.experiments.sampling.generate`); the same seed gives the same text."""
+    :func:`~cadence.nn.generation.generate`); the same seed gives the same text."""
     model, vocabulary = load_model(config, checkpoint)
-    ids = generate(model, vocabulary.encode(prompt), length, temperature=temperature, top_k=top_k,
+    ids = generate(model, vocabulary.encode(prompt, strict=True), length, temperature=temperature, top_k=top_k,
                    banned=vocabulary.reserved, generator=torch.Generator().manual_seed(seed))
     return prompt + vocabulary.decode(ids)
 
@@ -473,25 +285,19 @@ def generate_text(config: ShakespeareConfig, checkpoint: str | Path, prompt: str
 # -- building it ------------------------------------------------------------------------------------
 
 
-def time_major(batch: list[tuple[torch.Tensor, torch.Tensor]]) -> tuple[torch.Tensor, torch.Tensor]:
-    """Collate windows ``(input [T], target [T])`` into time-major ``[T, B]`` batches, as the LSTM's loader gives."""
-    inputs, targets = zip(*batch)
-    return torch.stack(inputs, dim=1), torch.stack(targets, dim=1)
-
-
 def build(config: ShakespeareConfig, data_dir: str | Path | None = None) -> Built:
     """Load Tiny Shakespeare and build the model: the experiment, ready to train once its run is recorded."""
     setup = prepare(config)
     shard = {"world_size": setup.world_size, "rank": setup.rank}
     text = TextFileDataset(TINY_SHAKESPEARE_URL, "character", data_dir=data_dir, filter_subset=config.subset or None)
-    vocabulary = Vocabulary(text.itos, [i for i in (text.padding_id, text.unknown_id) if i is not None])
+    vocabulary = text.vocabulary
     if config.model.kind == "lstm":
         train_loader = SequentialDataLoader(text=text.train_tokens, batch_size=config.batch_size,
                                             seq_len=config.seq_len, **shard)
     else:
         windows = SequentialUnBatchedDataset(text=text.train_tokens, seq_len=config.seq_len, seed=config.seed)
         train_loader = ResumableDataLoader(windows, config.batch_size, shuffle=True, seed=config.seed,
-                                           drop_last=True, collate_fn=time_major, **shard)
+                                           drop_last=True, collate_fn=collate_time_major, **shard)
     valid_seq_len = config.valid_seq_len if config.model.kind == "lstm" else config.seq_len
     valid_loader = SequentialDataLoader(text=text.valid_tokens, batch_size=config.valid_batch_size,
                                         seq_len=valid_seq_len, **shard)

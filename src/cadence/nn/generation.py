@@ -1,4 +1,4 @@
-r"""Sampling text from an autoregressive language model: temperature, top-k, and generation.
+r"""Generation from an autoregressive language model: sampling with a temperature and top-k, one token at a time.
 
 A language model gives, after the tokens $x_{<t}$, logits $z \in \mathbb{R}^V$ over the next
 token. Sampling draws $x_t$ from
@@ -15,7 +15,8 @@ Tokens listed in ``banned`` (a vocabulary's reserved padding and unknown tokens)
 
 A model here is *stepped*: ``model(x, state) -> (logits, state)`` with ``x`` time-major token ids
 ``[T, B]`` and ``logits`` ``[T, B, V]``; ``state`` is whatever the model carries from one call to
-the next (an LSTM's hidden and cell states; a transformer's preceding tokens). :func:`generate`
+the next (:class:`~cadence.nn.lstm.LSTMLanguageModel`'s hidden and cell states,
+:class:`~cadence.nn.transformer.TransformerLanguageModel`'s preceding tokens). :func:`generate`
 feeds the prompt once, then one token at a time.
 """
 
@@ -65,7 +66,7 @@ def sample_next(logits: torch.Tensor, *, temperature: float = 1.0, top_k: int = 
 @torch.no_grad()
 def generate(model: Stepped, prompt: torch.Tensor, length: int, *, temperature: float = 1.0, top_k: int = 0,
              banned: Sequence[int] = (), generator: torch.Generator | None = None) -> torch.Tensor:
-    """``length`` tokens sampled after ``prompt`` (int64 ``[T]``, at least one token); return int64 ``[length]``.
+    """``length`` tokens sampled after ``prompt`` (integer ids ``[T]``, at least one); return int64 ``[length]``.
 
     The prompt is fed in one call, then each drawn token in its own call with the state the model
     returned: the cost of a token is one step of the model, not a pass over everything so far.
@@ -75,7 +76,7 @@ def generate(model: Stepped, prompt: torch.Tensor, length: int, *, temperature: 
     if prompt.dim() != 1 or len(prompt) == 0:
         raise ValueError(f"generate: prompt of shape {list(prompt.shape)}; expected at least one token id, [T]")
     out = torch.empty(length, dtype=torch.int64)
-    x, state = prompt.view(-1, 1), None
+    x, state = prompt.long().view(-1, 1), None
     for t in range(length):
         logits, state = model(x, state)
         token = sample_next(logits[-1], temperature=temperature, top_k=top_k, banned=banned, generator=generator)

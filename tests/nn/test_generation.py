@@ -1,12 +1,11 @@
-"""Sampling text: greedy decoding, temperature, top-k, banned tokens, seeds, and generation through a carried state."""
+"""Generation: greedy decoding, temperature, top-k, banned tokens, seeds, and generation through a carried state."""
 
 from __future__ import annotations
 
 import pytest
 import torch
 
-from cadence.experiments.sampling import generate, sample_next
-from cadence.experiments.shakespeare import LSTMLanguageModel, TransformerLanguageModel
+from cadence.nn import LSTMLanguageModel, TransformerLanguageModel, generate, sample_next
 
 
 def logits(rows: int = 64, vocabulary: int = 11, seed: int = 1) -> torch.Tensor:
@@ -80,14 +79,3 @@ def test_greedy_generation_through_the_carried_state_is_what_the_whole_sequence_
         whole, _ = model(text[:-1].view(-1, 1))
     assert torch.equal(whole[len(prompt) - 1:, 0].argmax(-1), out)
     assert len(set(out.tolist())) > 1
-
-
-def test_the_transformer_crops_its_state_to_its_context():
-    model = TransformerLanguageModel(11, 16, 2, 2, context=8).eval()
-    prompt = torch.arange(20) % 11
-    with torch.no_grad():
-        last, state = model(prompt.view(-1, 1), torch.empty(0, 1, dtype=torch.int64))
-        cropped, _ = model(prompt[-8:].view(-1, 1))
-    assert torch.allclose(last, cropped) and len(last) == 8 and torch.equal(state[:, 0], prompt[-7:])
-    out = generate(model, prompt, 50, generator=torch.Generator().manual_seed(0))
-    assert out.shape == (50,)

@@ -10,12 +10,12 @@ the loss of every step recorded:
 * ``raw loop``: forward, loss, backward, step, zero_grad, and the step's loss kept (the
   least a loop that tracks its loss does);
 * ``raw loop + cadence's work``: the raw loop doing by hand the per-step work cadence's
-  trainer does by default: the non-finite check (``nonfinite="raise"``) kept on the device
-  (each gradient's norm and the loss, the first non-finite step's norms kept, the gradients
-  masked when one is not finite) and read back every 20 steps, and handing the loss, the
-  learning rate and the sample count to a tracker writing to a run store. What the trainer
-  costs beyond this row is its own machinery (hooks, signal-safe stops, accumulation windows,
-  per-phase losses);
+  trainer does by default: the non-finite check (``nonfinite="raise"``) kept on the device (a
+  flag per gradient and for the loss, the step's flag and a count; every gradient masked when
+  it is set, as torch's Adam does not read such a flag itself) and read back every 20 steps,
+  and handing the loss, the learning rate and the sample count to a tracker writing to a run
+  store. What the trainer costs beyond this row is its own machinery (hooks, signal-safe
+  stops, accumulation windows, per-phase losses);
 * ``cadence Trainer``: ``Trainer(...).run()`` with its defaults (progress on the console,
   non-finite check) and a tracker writing every step's loss to a SQLite run store;
 * ``Lightning Trainer``: a ``LightningModule`` whose ``training_step`` logs its loss at
@@ -90,8 +90,8 @@ def raw_loop_with_work(data: list, runs: Path) -> None:
     m = model()
     optimizer = torch.optim.Adam(m.parameters(), lr=1e-3)
     params, one = list(m.parameters()), torch.ones(1)
-    found, found_bool, bad_steps = torch.zeros(1), torch.zeros((), dtype=torch.bool), torch.zeros(1)
-    first = torch.zeros(len(params) + 1)
+    flags, found, bad_steps = torch.zeros(len(params) + 1), torch.zeros(1), torch.zeros(1)
+    mask, slots = torch.zeros((), dtype=torch.bool), list(flags.split(1))
     losses = []
     with RunStore(runs) as store:
         tracker = Tracker(store=store, run_id=store.create_run("overhead-work", {}))
@@ -99,16 +99,16 @@ def raw_loop_with_work(data: list, runs: Path) -> None:
             loss = nn.functional.cross_entropy(m(x), y)
             optimizer.zero_grad()
             loss.backward()
-            grads = [p.grad for p in params]
-            norms = torch.stack([*torch._foreach_norm(grads, 2, dtype=torch.float32), loss.detach()])
-            torch.where(found_bool, first, norms, out=first)
-            torch._amp_foreach_non_finite_check_and_unscale_([norms], found, one)
-            torch.gt(found.view(()), 0, out=found_bool)
+            tensors = [*(p.grad for p in params), loss.detach()]
+            torch._amp_foreach_non_finite_check_and_unscale_(tensors, found, one)
+            for tensor, slot in zip(tensors, slots):
+                torch._amp_foreach_non_finite_check_and_unscale_([tensor], slot, one)
+            mask.copy_(found.view(()))
             bad_steps.add_(found)
-            for g in grads:
-                g.masked_fill_(found_bool, 0)
+            for p in params:
+                p.grad.masked_fill_(mask, 0)
             optimizer.step()
-            if step % 20 == 0 and torch.cat([found, bad_steps]).tolist()[0]:
+            if step % 20 == 0 and torch.cat([bad_steps, flags]).tolist()[0]:
                 raise FloatingPointError(f"a non-finite loss or gradient by step {step}")
             losses.append(loss.detach())
             tracker.add(step, {"train.lr": optimizer.param_groups[0]["lr"], "train.loss": losses[-1],

@@ -385,7 +385,7 @@ def test_a_failing_point_is_recorded_as_failed_and_the_sweep_goes_on(tiny, tmp_p
     assert runs[(0.1, "value")].status == "failed" and runs[(0.1, "value")].error == \
         f"ValueError: {BUILD_ERRORS['value']}"
     diverged = runs[(0.2, "diverge")]
-    assert diverged.status == "failed" and "NonFiniteError: step 2: the loss is nan" in diverged.error
+    assert diverged.status == "failed" and "NonFiniteError: step 2: the loss is not finite" in diverged.error
     assert f"point 5/6 failed (run {runs[(0.2, 'value')].id}): ValueError" in captured.err
     assert "2 of 6 points finished" in " ".join(captured.out.split())
     row = next(line for line in captured.out.splitlines() if diverged.id in line)

@@ -57,7 +57,7 @@ def _available() -> list[str]:
 def to_device(batch: Any, device: torch.device) -> Any:
     """A tensor, or a tuple/list/dict of them (nested), moved to ``device`` (without waiting, where it can)."""
     if isinstance(batch, torch.Tensor):
-        return batch.to(device, non_blocking=True)
+        return batch if batch.device == device else batch.to(device, non_blocking=True)
     if isinstance(batch, (tuple, list)):
         return type(batch)([to_device(b, device) for b in batch])
     if isinstance(batch, dict):

@@ -13,19 +13,20 @@ norm before clipping is tracked as ``train.grad_norm``); the non-finite policy g
 update; the optimizer steps; a ``torch.optim.lr_scheduler`` stepped per step steps.
 :attr:`OptimizerStep.taken` counts the steps taken: the run's clock (``Trainer.global_step``).
 
-**Non-finite values, without a host read per step.** Each step computes, on the device, the
-2-norm of every gradient and the window's loss; a NaN or an infinity in any of them (or a
-norm past float32's range) sets a flag that stays set. The flag is the optimizer's
-``found_inf`` (torch's fused optimizers and cadence's read it, see
+**Non-finite values, without a host read per step.** Each step checks, on the device, every
+gradient and the window's loss (the check gradient scalers make, one per tensor); a NaN or an
+infinity sets that tensor's flag, which stays set, and a flag for the whole step. The step's
+flag is the optimizer's ``found_inf`` (torch's fused optimizers and cadence's read it, see
 ``GenericAdaptiveOptimizer.supports_found_inf``: the update is then skipped on the device),
 or, for any other optimizer, masks every gradient to zero before its step. Either way nothing
-non-finite reaches the parameters. The norms of the first such step are kept on the device.
+non-finite reaches the parameters, however many steps pass before the flags are read.
 
 * ``nonfinite="raise"`` (the default) reads the flag back every ``check_every`` optimizer
   steps (20) and no more often than every ``check_seconds`` (the tracker's flush interval),
   before every checkpoint and at the end of a run (:meth:`OptimizerStep.check`), and raises
-  :class:`NonFiniteError` naming the first such step and its first non-finite parameter. The
-  steps after it until the read are taken, their updates masked.
+  :class:`NonFiniteError` naming the first such step and its first non-finite parameter (of
+  that step or, rarely, of one masked after it). The steps after it until the read are taken,
+  their updates masked.
 * ``nonfinite="skip"`` reads the flag at every step: a skipped update must not advance the
   clock, the schedules or the hooks, which live on the host. It is one read per step.
 * Under a gradient scaler (float16), the scaler's own check skips an overflowing step, as
@@ -203,7 +204,7 @@ class OptimizerStep:
                 del self.optimizer.found_inf
         else:
             for p in params:
-                p.grad.masked_fill_(flags.found_bool, 0)
+                p.grad.masked_fill_(flags.mask, 0)
             self.optimizer.step()
         return True
 
@@ -223,20 +224,16 @@ class OptimizerStep:
         if not self._unchecked or flags is None:
             return
         self._unchecked, self._checked_at = 0, monotonic()
-        counts = torch.cat([flags.found, flags.steps])
+        read = torch.cat([flags.steps, flags.flags])
         if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
-            dist.all_reduce(counts, op=dist.ReduceOp.MAX)
-        found, steps = counts.tolist()
-        if not found:
+            dist.all_reduce(read, op=dist.ReduceOp.MAX)  # every process's flags, the longest count
+        steps, *found = read.tolist()
+        if not steps:
             return
-        step = self.taken - int(steps) + 1
-        norms = flags.first.tolist()
-        hint = "nonfinite='skip' skips such updates instead"
-        if norms[-1] != norms[-1] or abs(norms[-1]) == float("inf"):
-            raise NonFiniteError(f"step {step}: the loss is {norms[-1]}; {hint}")
-        name = next((n for n, v in zip(flags.names, norms) if v != v or abs(v) == float("inf")), None)
-        if name is None:  # another process's loss or gradients
-            raise NonFiniteError(f"step {step}: a loss or gradient of another process is not finite; {hint}")
+        step, hint = self.taken - int(steps) + 1, "nonfinite='skip' skips such updates instead"
+        if found[-1]:
+            raise NonFiniteError(f"step {step}: the loss is not finite (NaN or infinite); {hint}")
+        name = next(name for name, flag in zip(flags.names, found) if flag)
         raise NonFiniteError(f"step {step}: the gradient of parameter {name!r} is not finite; {hint}")
 
     # -- checkpoints -------------------------------------------------------------------------
@@ -274,28 +271,32 @@ def _check_arguments(arguments: Mapping[str, Any]) -> None:
 
 
 class _Flags:
-    """On the device: ``found``, set (and left set) by a step with a non-finite loss or gradient norm; ``steps``,
-    the steps since it was set, that one included; ``first``, the norms and loss of that step."""
+    """On the device: ``flags``, one per parameter (in the order of the step's gradients) and one for the loss, each
+    set by a NaN or an infinity and left set; ``found``, whether any is (a one-element float, an optimizer's
+    ``found_inf``), and ``mask`` the same as a 0-d boolean; ``steps``, the steps since the first was set, that one
+    included."""
 
     def __init__(self, names: Sequence[str], device: torch.device):
         self.names = list(names)
+        self.flags = torch.zeros(len(names) + 1, device=device)
+        self._slots = list(self.flags.split(1))
         self.found = torch.zeros(1, device=device)
-        self.found_bool = torch.zeros((), dtype=torch.bool, device=device)
+        self.mask = torch.zeros((), dtype=torch.bool, device=device)
         self.steps = torch.zeros(1, device=device)
-        self.first = torch.zeros(len(names) + 1, device=device)
         self._one = torch.ones(1, device=device)
 
     def update(self, grads: list[torch.Tensor], loss: torch.Tensor) -> None:
-        """Flag this step's gradients and loss (6 operations on the device, none read back)."""
-        norms = torch.stack([*torch._foreach_norm(grads, 2, dtype=torch.float32),
-                             loss if loss.dtype == torch.float32 else loss.float()])
-        torch.where(self.found_bool, self.first, norms, out=self.first)  # frozen once found
-        torch._amp_foreach_non_finite_check_and_unscale_([norms], self.found, self._one)
-        torch.gt(self.found.view(()), 0, out=self.found_bool)
+        """Flag this step's gradients and loss (the check gradient scalers make, scaling by 1: the step's in one
+        pass, then each tensor's) and count the step; nothing read back."""
+        tensors = [*grads, loss]
+        torch._amp_foreach_non_finite_check_and_unscale_(tensors, self.found, self._one)
+        for tensor, slot in zip(tensors, self._slots):
+            torch._amp_foreach_non_finite_check_and_unscale_([tensor], slot, self._one)
+        self.mask.copy_(self.found.view(()))
         self.steps.add_(self.found)
 
     def reset(self) -> None:
-        for flag in (self.found, self.found_bool, self.steps):
+        for flag in (self.flags, self.found, self.mask, self.steps):
             flag.zero_()
 
 

@@ -6,6 +6,7 @@ import io
 import os
 import re
 import signal
+import warnings
 
 import pytest
 import torch
@@ -181,8 +182,10 @@ def test_bf16_autocast_trains_on_the_cpu_with_float32_weights():
     model = mlp()
     dtypes = []
     model.register_forward_hook(lambda module, args, output: dtypes.append(output.dtype))
-    trainer = Trainer(model, torch.optim.SGD(model.parameters(), lr=0.1), batches(4, 8, 0),
-                      loss_fn=nn.functional.cross_entropy, precision="bf16", console=False)
+    with warnings.catch_warnings():  # forced where it is only emulated: slow, and said so (test_precision.py)
+        warnings.filterwarnings("ignore", "precision='bf16'", RuntimeWarning)
+        trainer = Trainer(model, torch.optim.SGD(model.parameters(), lr=0.1), batches(4, 8, 0),
+                          loss_fn=nn.functional.cross_entropy, precision="bf16", console=False)
     trainer.run()
     assert set(dtypes) == {torch.bfloat16} and trainer.global_step == 4
     assert all(p.dtype == torch.float32 for p in model.parameters())

@@ -1,5 +1,5 @@
-"""Precision: ``auto`` resolves to bfloat16 only where the machine computes it natively, forced bfloat16 fails in one
-line where a kernel refuses it and warns where it is emulated, and the run records what it resolved to."""
+"""Precision: ``auto`` resolves to bfloat16 only where the machine computes it natively and fast, forced bfloat16 fails
+in one line where a kernel refuses it and warns where it is slow, and the run records what it resolved to."""
 
 from __future__ import annotations
 
@@ -29,16 +29,25 @@ def in_subprocess(code: str, env: dict[str, str]) -> str:
 
 @pytest.fixture
 def without_native_bf16(monkeypatch):
-    """This process's CPU as one without native bfloat16."""
-    monkeypatch.setattr(precision_module, "_cpu_bf16_support",
-                        lambda: "this CPU (test) has no bfloat16 instructions (none of avx512_bf16, amx_bf16, bf16)")
+    """This process's CPU as one without bfloat16 instructions, where oneDNN refuses a bfloat16 LSTM."""
+    missing = "this CPU (test) has no bfloat16 instructions (none of avx512_bf16, amx_bf16, bf16)"
+    monkeypatch.setattr(precision_module, "_cpu_bf16_support", lambda: missing)
+    monkeypatch.setattr(precision_module, "_lstm_refused", lambda: missing)
 
 
-def test_auto_is_bf16_only_where_the_cpu_has_the_instructions_and_onednn_uses_them():
-    flags = precision_module._cpu_flags()
-    native = bool(flags & {"avx512_bf16", "amx_bf16", "bf16"})
-    assert (bf16_support(CPU) is None) == (native and os.environ.get("ONEDNN_MAX_CPU_ISA", "").upper()
-                                           not in precision_module._ONEDNN_WITHOUT_BF16)
+@pytest.fixture
+def without_amx(monkeypatch):
+    """This process's CPU as one with bfloat16 instructions but no AMX: oneDNN runs a bfloat16 LSTM, slowly."""
+    monkeypatch.setattr(precision_module, "_cpu_bf16_support", lambda: "this CPU (test) has no AMX bfloat16 units")
+    monkeypatch.setattr(precision_module, "_lstm_refused", lambda: None)
+
+
+def test_auto_is_bf16_only_where_the_cpu_has_amx_and_onednn_uses_it():
+    amx = "amx_bf16" in precision_module._cpu_flags()
+    allowed = os.environ.get("ONEDNN_MAX_CPU_ISA", "").upper() not in precision_module._ONEDNN_WITHOUT_AMX
+    assert (bf16_support(CPU) is None) == (amx and allowed and precision_module._lstm_refused() is None)
+    if not amx:
+        assert "has no AMX bfloat16 units (amx_bf16" in bf16_support(CPU)
     assert resolve_precision("auto", CPU) == ("bf16" if bf16_support(CPU) is None else "32")
     # oneDNN limited to AVX2, as on a CPU without AVX-512: float32, whatever CPUID says.
     code = "import torch; from cadence.train import resolve_precision; print(resolve_precision('auto', torch.device('cpu')))"
@@ -54,18 +63,18 @@ def test_a_precision_given_is_kept_and_an_unknown_one_refused(precision):
 
 def test_forced_bf16_with_an_lstm_fails_in_one_line_naming_what_the_cpu_lacks(without_native_bf16):
     model = nn.Sequential(nn.Embedding(5, 4), nn.LSTM(4, 4))
-    with pytest.raises(PrecisionError, match=r"^precision='bf16': this CPU \(test\) has no bfloat16 instructions .*, and "
-                                             r"oneDNN has no bfloat16 kernel of the model's LSTM '1' without it; use "
+    with pytest.raises(PrecisionError, match=r"^precision='bf16': this CPU \(test\) has no bfloat16 instructions .*, so "
+                                             r"oneDNN has no bfloat16 kernel of the model's LSTM '1'; use "
                                              r"precision='auto' \(float32 on this machine\) or '32'$"):
         Trainer(model, torch.optim.SGD(model.parameters(), lr=0.1), [], precision="bf16", console=False)
     # A refusal is one line: the command shows it without a traceback.
     assert resolve_precision("auto", CPU) == "32"
 
 
-def test_forced_bf16_where_it_is_only_emulated_warns_once_that_it_will_be_slow(without_native_bf16):
-    model = nn.Linear(4, 2)
-    with pytest.warns(RuntimeWarning, match=r"precision='bf16': .* bfloat16 is emulated here and training will be "
-                                            r"several times slower than in float32"):
+@pytest.mark.parametrize("model", [nn.Linear(4, 2), nn.LSTM(4, 4)], ids=["linear", "lstm"])
+def test_forced_bf16_where_it_is_slow_warns_once_and_runs(without_amx, model):
+    with pytest.warns(RuntimeWarning, match=r"^precision='bf16': this CPU \(test\) has no AMX bfloat16 units, so "
+                                            r"training will be slower than in float32; precision='auto' picks float32"):
         check_precision("bf16", CPU, model)
     with warnings.catch_warnings():
         warnings.simplefilter("error")
@@ -83,6 +92,7 @@ def test_the_real_refusal_is_what_the_check_predicts():
 
 def test_the_probe_leaves_the_random_generators_as_they_were():
     precision_module._cpu_bf16_support.cache_clear()
+    precision_module._lstm_refused.cache_clear()
     torch.manual_seed(3)
     before = torch.get_rng_state()
     bf16_support(CPU)

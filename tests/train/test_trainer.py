@@ -182,7 +182,7 @@ def test_bf16_autocast_trains_on_the_cpu_with_float32_weights():
     model = mlp()
     dtypes = []
     model.register_forward_hook(lambda module, args, output: dtypes.append(output.dtype))
-    with warnings.catch_warnings():  # forced where it is only emulated: slow, and said so (test_precision.py)
+    with warnings.catch_warnings():  # forced where it is slow: said so (test_precision.py)
         warnings.filterwarnings("ignore", "precision='bf16'", RuntimeWarning)
         trainer = Trainer(model, torch.optim.SGD(model.parameters(), lr=0.1), batches(4, 8, 0),
                           loss_fn=nn.functional.cross_entropy, precision="bf16", console=False)

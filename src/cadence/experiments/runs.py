@@ -63,7 +63,7 @@ class RunConfig:
     update_batches: int = 1
     #: auto (CUDA, else MPS, else CPU), cpu, cuda, cuda:<index> or mps.
     device: str = "auto"
-    #: auto (bf16 where the device computes it natively, else 32; the run records which), 32, bf16
+    #: auto (bf16 where the device computes it natively and fast, else 32; the run records which), 32, bf16
     #: (autocast) or fp16 (autocast and a gradient scaler).
     precision: str = "32"
     #: torch.compile the model.

@@ -20,7 +20,8 @@ class LoopPosition:
     * :attr:`in_epoch`: whether :attr:`epoch` has started and not ended (a checkpoint taken
       mid-epoch resumes within it, without starting it again);
     * :attr:`validating`: whether a whole validation pass (``valid_every``) is in progress;
-    * :attr:`phase`: the phase in progress, or :data:`TRAIN` between phases.
+    * :attr:`phase`: the phase in progress (``"train"``, ``"valid"``, or an :meth:`~cadence.train.Trainer.evaluate`
+      pass's, ``"test"``), or :data:`TRAIN` between phases: what a step carrying state per phase reads.
 
     A checkpoint holds it (:meth:`state_dict`); the resumed loop continues from it.
     """

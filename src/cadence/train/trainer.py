@@ -232,8 +232,8 @@ class Trainer(TrainerHooks):
         as ``{name: value}``; tracked as ``<phase>.<name>`` at :attr:`global_step`. Outside :meth:`run` too: a
         test split, a checkpoint just resumed."""
         metrics = PhaseMetrics(self._metrics, self.device, (phase,))
-        active, self._active = self._active, metrics[phase]
-        was_training = self.model.training
+        saved, was_training = (self.position.phase, self._active), self.model.training
+        self.position.phase, self._active = phase, metrics[phase]
         self.model.eval()
         try:
             with self.mode.update(is_train=False, is_optimize=False):
@@ -241,7 +241,7 @@ class Trainer(TrainerHooks):
                     self.batch, self.batch_index = batch, BatchIndex(idx, len(loader))
                     self._eval_batch(metrics, phase)
         finally:
-            self._active = active
+            self.position.phase, self._active = saved
             self.model.train(was_training)
         values = metrics.values(phase)
         self.tracker.add(self.global_step, values, kind="epoch")

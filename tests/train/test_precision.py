@@ -1,4 +1,4 @@
-"""Precision: ``auto`` resolves to bfloat16 only where the machine computes it natively and fast, forced bfloat16 fails
+"""Precision: ``auto`` resolves to bfloat16 only where the machine computes it natively and faster than float32, forced bfloat16 fails
 in one line where a kernel refuses it and warns where it is slow, and the run records what it resolved to."""
 
 from __future__ import annotations
@@ -35,25 +35,45 @@ def without_native_bf16(monkeypatch):
     monkeypatch.setattr(precision_module, "_lstm_refused", lambda: missing)
 
 
+SLOWER = "oneDNN's bfloat16 matmul takes 2.0x float32's time on this CPU"
+
+
 @pytest.fixture
-def without_amx(monkeypatch):
-    """This process's CPU as one with bfloat16 instructions but no AMX: oneDNN runs a bfloat16 LSTM, slowly."""
-    monkeypatch.setattr(precision_module, "_cpu_bf16_support", lambda: "this CPU (test) has no AMX bfloat16 units")
+def bf16_slow(monkeypatch):
+    """This process's CPU as one with bfloat16 instructions that oneDNN runs, LSTM included, slower than float32."""
+    monkeypatch.setattr(precision_module, "_cpu_bf16_support", lambda: SLOWER)
     monkeypatch.setattr(precision_module, "_lstm_refused", lambda: None)
 
 
-def test_auto_is_bf16_only_where_the_cpu_has_amx_and_onednn_uses_it():
-    amx = "amx_bf16" in precision_module._cpu_flags()
-    allowed = os.environ.get("ONEDNN_MAX_CPU_ISA", "").upper() not in precision_module._ONEDNN_WITHOUT_AMX
-    assert (bf16_support(CPU) is None) == (amx and allowed and precision_module._lstm_refused() is None)
-    if not amx:
-        assert "has no AMX bfloat16 units (amx_bf16" in bf16_support(CPU)
+def test_auto_is_bf16_only_where_the_cpu_has_bf16_instructions_onednn_uses_them_and_they_pay():
+    instructions = bool(precision_module._cpu_flags() & set(precision_module._BF16_FLAGS))
+    allowed = os.environ.get("ONEDNN_MAX_CPU_ISA", "").upper() not in precision_module._ONEDNN_WITHOUT_BF16
+    native = instructions and allowed and precision_module._lstm_refused() is None
+    assert (bf16_support(CPU) is None) == (native and precision_module._bf16_slower() is None)
+    if not instructions:
+        assert "has no bfloat16 instructions (none of avx512_bf16, amx_bf16, bf16)" in bf16_support(CPU)
     assert resolve_precision("auto", CPU) == ("bf16" if bf16_support(CPU) is None else "32")
     # oneDNN limited to AVX2, as on a CPU without AVX-512: float32, whatever CPUID says.
     code = "import torch; from cadence.train import resolve_precision; print(resolve_precision('auto', torch.device('cpu')))"
     assert in_subprocess(code, AVX2) == "32"
 
 
+def test_bf16_instructions_that_do_not_pay_resolve_auto_to_float32(monkeypatch):
+    monkeypatch.setattr(precision_module, "_bf16_slower", lambda: SLOWER)
+    monkeypatch.setattr(precision_module, "_cpu_bf16_support", precision_module._cpu_bf16_support.__wrapped__)
+    if not precision_module._cpu_flags() & set(precision_module._BF16_FLAGS):
+        pytest.skip("this CPU has no bfloat16 instructions: the instructions' check decides first")
+    if os.environ.get("ONEDNN_MAX_CPU_ISA", "").upper() in precision_module._ONEDNN_WITHOUT_BF16:
+        pytest.skip("oneDNN is limited below bfloat16 here: the limit's check decides first")
+    assert bf16_support(CPU) == SLOWER
+    assert resolve_precision("auto", CPU) == "32"
+
+
+def test_the_speed_probe_finds_emulated_bf16_slower():
+    """With oneDNN kept below its bfloat16 instructions, the product runs emulated: the probe must see it lose."""
+    code = "from cadence.train.precision import _bf16_slower; print(_bf16_slower())"
+    out = in_subprocess(code, {"ONEDNN_MAX_CPU_ISA": "AVX512_CORE"})
+    assert out.startswith("oneDNN's bfloat16 matmul takes ") and out.endswith("x float32's time on this CPU"), out
 @pytest.mark.parametrize("precision", ["32", "bf16", "fp16"])
 def test_a_precision_given_is_kept_and_an_unknown_one_refused(precision):
     assert resolve_precision(precision, CPU) == precision
@@ -72,9 +92,9 @@ def test_forced_bf16_with_an_lstm_fails_in_one_line_naming_what_the_cpu_lacks(wi
 
 
 @pytest.mark.parametrize("model", [nn.Linear(4, 2), nn.LSTM(4, 4)], ids=["linear", "lstm"])
-def test_forced_bf16_where_it_is_slow_warns_once_and_runs(without_amx, model):
-    with pytest.warns(RuntimeWarning, match=r"^precision='bf16': this CPU \(test\) has no AMX bfloat16 units, so "
-                                            r"training will be slower than in float32; precision='auto' picks float32"):
+def test_forced_bf16_where_it_is_slow_warns_once_and_runs(bf16_slow, model):
+    with pytest.warns(RuntimeWarning, match=r"^precision='bf16': oneDNN's bfloat16 matmul takes 2.0x float32's time "
+                                            r"on this CPU, so training will be slower than in float32; precision='auto' picks float32"):
         check_precision("bf16", CPU, model)
     with warnings.catch_warnings():
         warnings.simplefilter("error")
@@ -93,6 +113,7 @@ def test_the_real_refusal_is_what_the_check_predicts():
 def test_the_probe_leaves_the_random_generators_as_they_were():
     precision_module._cpu_bf16_support.cache_clear()
     precision_module._lstm_refused.cache_clear()
+    precision_module._bf16_slower.cache_clear()
     torch.manual_seed(3)
     before = torch.get_rng_state()
     bf16_support(CPU)

@@ -129,9 +129,9 @@ class ShakespeareConfig(RunConfig):
     """
 
     epochs: int = 10
-    #: bf16 autocast where the CPU or GPU computes it natively and fast (as accurate as float32: 1.426 and 1.429 nats
-    #: after 12 epochs, and 1.45x as fast on the machine the defaults were tuned on), float32 elsewhere: a CPU
-    #: without AMX runs oneDNN's bf16 LSTM slower than float32, or not at all (cadence.train.precision).
+    #: bf16 autocast where the CPU or GPU computes it natively and faster than float32 (as accurate as float32: 1.426
+    #: and 1.429 nats after 12 epochs, and 1.45x as fast on the machine the defaults were tuned on), float32
+    #: elsewhere: some CPUs run oneDNN's bf16 LSTM slower than float32, or not at all (cadence.train.precision).
     precision: str = "auto"
     #: Keep only the first this many characters of the text (0: all of it), for quick trials; split 90/10 as the whole.
     subset: int = 0

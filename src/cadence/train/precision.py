@@ -9,17 +9,18 @@
   decided once per process by :func:`resolve_precision`. A run records the resolved value in
   its config, so that a resume on another machine computes the same.
 
-**Fast bfloat16 on a CPU** needs the CPU's AMX tile units (CPUID's ``amx_bf16``), oneDNN
-allowed to use them (``ONEDNN_MAX_CPU_ISA`` may forbid it), and oneDNN's LSTM to take
-bfloat16 (a tiny ``nn.LSTM`` forward and backward, run once). Instructions alone are not
-enough, and torch's ``torch.cpu._is_*_supported()`` read CPUID only:
+**Fast bfloat16 on a CPU** needs bfloat16 instructions (CPUID's ``avx512_bf16`` or ``amx_bf16``; Arm's
+``bf16``), oneDNN allowed to use them (``ONEDNN_MAX_CPU_ISA`` may forbid it), oneDNN's LSTM taking bfloat16 (a tiny
+``nn.LSTM`` forward and backward), and oneDNN's bfloat16 matmul outrunning float32's (a 512x512 product, best of 5
+each). Each is asked once per process. The instructions alone are not enough, and torch's
+``torch.cpu._is_*_supported()`` read CPUID only, whatever oneDNN may use:
 
-* on a Xeon with ``avx512_bf16`` but no AMX (measured on this project's machine, 2 threads:
-  an LSTM of 2x512 units, forward and backward, 625 ms in bfloat16 against 399 ms in float32;
-  a 1024x1024 ``Linear``, 27 ms against 14 ms) oneDNN's bfloat16 kernels run, slower;
-* on an AVX2-only CPU a bfloat16 ``Linear`` runs emulated (8x slower than float32), and
-  oneDNN's LSTM refuses bfloat16 outright ("could not create a primitive descriptor for the
-  LSTM forward propagation primitive").
+* on an AVX2-only CPU a bfloat16 ``Linear`` runs emulated (8x slower than float32), and oneDNN's LSTM refuses
+  bfloat16 outright ("could not create a primitive descriptor for the LSTM forward propagation primitive");
+* the same instructions do not pay everywhere. Measured with 2 threads, an LSTM of 2x512 units forward and backward
+  took 401 ms in bfloat16 against 621 ms in float32 on an AMD EPYC with ``avx512_bf16``, and 625 ms against 399 ms
+  on an Intel Xeon (model 207, under KVM) with ``avx512_bf16`` but its AMX units hidden, where a 1024x1024
+  ``Linear`` took 27 ms against 14 ms. The matmul probe tells the two apart (0.47x float32's time on that EPYC).
 
 Forcing ``precision="bf16"`` where bfloat16 is not fast warns once that it will be slow; with a
 recurrent layer that oneDNN refuses it fails at once, in one line naming what the CPU lacks
@@ -32,6 +33,7 @@ import contextlib
 import functools
 import os
 import platform
+import time
 import warnings
 from pathlib import Path
 
@@ -43,9 +45,8 @@ __all__ = ["PRECISIONS", "PrecisionError", "autocast", "bf16_support", "check_pr
 #: The values of ``precision``.
 PRECISIONS = ("auto", "32", "bf16", "fp16")
 
-#: oneDNN ISA limits (``ONEDNN_MAX_CPU_ISA``) below its first ISA with bfloat16 instructions, and below AMX.
+#: oneDNN ISA limits (``ONEDNN_MAX_CPU_ISA``) below its first ISA with bfloat16 instructions.
 _ONEDNN_WITHOUT_BF16 = ("SSE41", "AVX", "AVX2", "AVX2_VNNI", "AVX2_VNNI_2", "AVX512_CORE", "AVX512_CORE_VNNI")
-_ONEDNN_WITHOUT_AMX = (*_ONEDNN_WITHOUT_BF16, "AVX512_CORE_BF16", "AVX512_CORE_FP16", "AVX10_1_512")
 
 #: The CPU flags of bfloat16 instructions: x86's AVX-512 BF16 and AMX BF16, Arm's BF16.
 _BF16_FLAGS = ("avx512_bf16", "amx_bf16", "bf16")
@@ -110,13 +111,31 @@ def check_precision(precision: str, device: torch.device, model: nn.Module) -> N
 def _cpu_bf16_support() -> str | None:
     """Whether this process's CPU computes bfloat16 natively and fast (see the module docstring); asked once."""
     flags, limit = _cpu_flags(), os.environ.get("ONEDNN_MAX_CPU_ISA", "").upper()
-    if "amx_bf16" not in flags:
-        held = [flag for flag in _BF16_FLAGS if flag in flags]
-        return (f"this CPU ({platform.processor() or platform.machine()}) has no AMX bfloat16 units (amx_bf16; its "
-                f"bfloat16 instructions: {', '.join(held) or 'none'}), without which bfloat16 is slower than float32")
-    if limit in _ONEDNN_WITHOUT_AMX:
-        return f"ONEDNN_MAX_CPU_ISA={limit} keeps oneDNN from the CPU's AMX bfloat16 units"
-    return _lstm_refused()
+    if not flags & set(_BF16_FLAGS):
+        return (f"this CPU ({platform.processor() or platform.machine()}) has no bfloat16 instructions "
+                f"(none of {', '.join(_BF16_FLAGS)})")
+    if limit in _ONEDNN_WITHOUT_BF16:
+        return f"ONEDNN_MAX_CPU_ISA={limit} keeps oneDNN from the CPU's bfloat16 instructions"
+    return _lstm_refused() or _bf16_slower()
+
+
+@functools.cache
+def _bf16_slower() -> str | None:
+    """How much longer oneDNN's bfloat16 matmul takes than float32's on this CPU, or ``None`` where it is faster:
+    a 512x512 product, the best of 5 of each after one warm-up. Asked once per process."""
+    best = {}
+    for dtype in (torch.float32, torch.bfloat16):
+        x = torch.ones(512, 512, dtype=dtype)
+        torch.mm(x, x)
+        best[dtype] = min(_seconds(torch.mm, x, x) for _ in range(5))
+    ratio = best[torch.bfloat16] / best[torch.float32]
+    return None if ratio < 1 else f"oneDNN's bfloat16 matmul takes {ratio:.1f}x float32's time on this CPU"
+
+
+def _seconds(fn, *args) -> float:
+    start = time.perf_counter()
+    fn(*args)
+    return time.perf_counter() - start
 
 
 @functools.cache

@@ -10,7 +10,10 @@ tensors, and four Python floats (learning rate, samples, epoch, step). Two group
 * the store: ``tracking off``, the loop dropping the values (the peer); ``tracking off, again``,
   the same loop timed as a case of its own (its ratio is the noise of the measurement);
   ``tracker, no sink``, ``Tracker()`` keeping the values (``add``, the kinds, the moving
-  average of ``train.loss``, resolved on its background thread); ``tracker -> SQLite store``, a run in a
+  average of ``train.loss``, resolved on its background thread); ``tracker, no sink, every add
+  checked``, the same with every call's keys and values checked in full as ``add`` checks a
+  call's first sight of its keys (what the row path, which checks repeated keys a column at a
+  time on the background thread, saves); ``tracker -> SQLite store``, a run in a
   :class:`~cadence.track.RunStore` written by the background thread, with the tracker's
   defaults (a hand-over every 10,000 values or 2 s);
 * the opt-in extras: the store and TensorBoard event files (``tensorboard_dir=True``), and the
@@ -51,9 +54,10 @@ from cadence.track import PhaseDisplay, RunStore, Tracker  # noqa: E402
 BATCH = 64
 
 
-def make_loop(steps: int, tracker: Tracker | None, console: bool = False) -> Callable[[], None]:
+def make_loop(steps: int, tracker: Tracker | None, console: bool = False,
+              full_check: bool = False) -> Callable[[], None]:
     """A block of ``steps`` training steps of a fresh tiny MLP, adding its 10 values to ``tracker`` (or not), shown
-    on a console (to memory) with ``console``."""
+    on a console (to memory) with ``console``, every call's values checked in full first with ``full_check``."""
     torch.manual_seed(0)
     model = nn.Sequential(nn.Linear(784, 128), nn.ReLU(), nn.Linear(128, 10))
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
@@ -79,6 +83,8 @@ def make_loop(steps: int, tracker: Tracker | None, console: bool = False) -> Cal
             values = {"train.loss": detached, "train.accuracy": accuracy, "train.a": detached, "train.b": accuracy,
                       "train.c": detached, "train.d": accuracy, "train.lr": 1e-3, "train.samples": float(BATCH * step),
                       "train.epoch": float(step // 1000), "train.step": float(step)}
+            if full_check:
+                tracker._check(step, values, None)
             if tracker is not None:
                 tracker.add(step, values)
             if display is not None:
@@ -103,6 +109,7 @@ def main() -> None:
                 "tracking off": None,
                 "tracking off, again": None,
                 "tracker, no sink": Tracker(),
+                "tracker, no sink, every add checked": Tracker(),
                 "tracker -> SQLite store": recorded(),
             },
             "the opt-in extras": {
@@ -112,7 +119,7 @@ def main() -> None:
             },
         }
         for title, trackers in groups.items():
-            cases = {name: make_loop(args.steps, tracker, console="console" in name)
+            cases = {name: make_loop(args.steps, tracker, console="console" in name, full_check="checked" in name)
                      for name, tracker in trackers.items()}
             wall, cpu = interleaved_wall_and_cpu(cases, args.repeats, warmup=2)
             for tracker in trackers.values():

@@ -10,6 +10,7 @@ import re
 import shlex
 import shutil
 import subprocess
+import sys
 import tomllib
 from pathlib import Path
 
@@ -119,3 +120,57 @@ def test_ci_runs_the_readmes_test_command_with_the_shared_data_when_it_exists(tm
     data = tmp_path / "shared" / "data" if shared else "unset"
     assert result.stdout.splitlines()[-1] == f"data={data} cwd={clone}"
     assert f"ci: {probe}" in result.stdout
+
+
+def marked_block(marker: str) -> str:
+    """The body of the one fenced block right after ``<!-- marker -->``."""
+    blocks = [body for comment, _, body in fenced_blocks(README.read_text()) if comment == f"<!-- {marker} -->"]
+    assert len(blocks) == 1, f"README.md: expected one fenced block after <!-- {marker} -->, found {len(blocks)}"
+    return blocks[0]
+
+
+#: Run after the README's trainer example, in its namespace: what the example promises.
+TRAINER_EXAMPLE_CHECKS = """
+import torch
+from cadence.track import RunStore
+
+assert status == "finished" and trainer.global_step == 300, (status, trainer.global_step)
+with RunStore("runs") as store:
+    (summary,) = store.list_runs()
+    assert (summary.name, summary.status) == ("char-lstm", "finished"), summary
+    assert "test.loss" in summary.last_metrics and summary.config == config, summary
+assert best_checkpoint(run.run_dir).parent == run.run_dir / "checkpoints"
+
+# The carried state resumes exactly: 12 steps straight, against 6, stopped, then resumed to 12.
+def trained(folder, max_steps, resume=False):
+    torch.manual_seed(0)
+    model = LSTMLanguageModel(len(text.vocabulary), d_embed=16, d_hidden=32, n_layers=1)
+    loader = SequentialDataLoader(text=text.train_tokens, batch_size=4, seq_len=16)
+    trainer = LanguageModel(model, Adam(model.parameters(), lr=3e-3), loader, run=folder, max_steps=max_steps,
+                            console=False)
+    if resume:
+        trainer.resume(folder)
+    trainer.run()
+    return trainer
+
+straight = trained("straight", 12)
+trained("stopped", 6)
+resumed = trained("stopped", 12, resume=True)
+assert resumed.global_step == 12
+assert all(torch.equal(p, q) for p, q in zip(straight.raw_model.parameters(), resumed.raw_model.parameters()))
+assert all(torch.equal(s, r) for s, r in zip(straight.carried["train"], resumed.carried["train"]))
+print("checked")
+"""
+
+
+@pytest.mark.slow
+def test_the_python_trainer_example_runs_as_written(tmp_path):
+    """The README's custom step with carried state, recorded run, max_steps, evaluate and best_checkpoint, run as a
+    user would paste it (data from the data directory, the run in ./runs), then its promises checked."""
+    code = marked_block("example: trainer") + TRAINER_EXAMPLE_CHECKS
+    result = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=600,
+                            env={**os.environ, "CADENCE_RUNS": ""})
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.stdout.splitlines()[-1] == "checked"
+    status, _, metrics = result.stdout.splitlines()[0].partition(" ")
+    assert status == "finished" and metrics.startswith("{'loss': ")

@@ -106,15 +106,21 @@ def replay(real_gradients) -> Callable[..., nn.Module]:
         optimizer = run.optimizer = make_optimizer(model.parameters())
         for grads in real_gradients:
             optimizer.zero_grad()
-            for p, g in zip(model.parameters(), grads):
-                if p.grad is None:
-                    p.grad = g.clone()
-                else:
-                    p.grad.copy_(g)
+            set_grads(model.parameters(), grads)
             optimizer.step()
         return model
 
     return run
+
+
+def set_grads(params, grads) -> None:
+    """Give each parameter its gradient: a copy where it has none, else copied into the one it has (which the
+    fused path keeps as a view into its flat buffer)."""
+    for p, g in zip(params, grads):
+        if p.grad is None:
+            p.grad = g.clone()
+        else:
+            p.grad.copy_(g)
 
 
 def relative_difference(a: nn.Module, b: nn.Module) -> float:

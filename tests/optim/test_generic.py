@@ -12,7 +12,7 @@ from torch._inductor.utils import run_and_get_code
 from cadence.optim import (LAMB, AdaBelief, Adam, AdamFP16, AdamWarmup, AdamWarmupCosineDecay, AMSGrad,
                            GenericAdaptiveOptimizer, Lion, Muon, Noam, RAdam, Sophia, WeightDecay)
 
-from .conftest import assert_compiled, relative_difference, small_cnn
+from .conftest import assert_compiled, relative_difference, set_grads, small_cnn
 
 FAMILY = {
     "adam": lambda p, **kw: Adam(p, lr=1e-3, **kw),
@@ -44,11 +44,7 @@ def test_a_state_dict_saved_mid_run_continues_bit_identically(real_gradients, na
     def steps(model, optimizer, grads):
         for gs in grads:
             optimizer.zero_grad()
-            for p, g in zip(model.parameters(), gs):
-                if p.grad is None:
-                    p.grad = g.clone()
-                else:
-                    p.grad.copy_(g)
+            set_grads(model.parameters(), gs)
             optimizer.step()
 
     torch.manual_seed(0)

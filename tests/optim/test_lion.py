@@ -8,7 +8,7 @@ from torch import nn
 
 from cadence.optim import Lion, WeightDecay
 
-from .conftest import assert_compiled, small_cnn
+from .conftest import assert_compiled, set_grads, small_cnn
 
 
 def paper_lion(params, grads, lr, beta1, beta2, wd):
@@ -31,11 +31,7 @@ def test_matches_the_paper_in_float64_over_real_gradients(real_gradients, fused)
     opt = Lion(model.parameters(), lr=1e-4, weight_decay=WeightDecay(0.1), fused=fused)
     for grads in real_gradients:
         opt.zero_grad()
-        for p, g in zip(model.parameters(), grads):
-            if p.grad is None:
-                p.grad = g.clone()
-            else:
-                p.grad.copy_(g)
+        set_grads(model.parameters(), grads)
         opt.step()
     if fused:
         assert_compiled(opt)

@@ -8,7 +8,7 @@ from torch import nn
 
 from cadence.optim import Sophia, WeightDecay, gnb_loss
 
-from .conftest import assert_compiled, small_cnn
+from .conftest import assert_compiled, set_grads, small_cnn
 
 
 def paper_sophia(params, grads, hessian_grads, lr, beta1, beta2, eps, rho, wd, k, batch):
@@ -38,11 +38,7 @@ def test_matches_its_equations_in_float64_over_real_gradients(real_gradients, fu
     opt = Sophia(model.parameters(), lr=1e-3, eps=1e-12, weight_decay=WeightDecay(0.1), fused=fused)
     for t, grads in enumerate(real_gradients, start=1):
         opt.zero_grad()
-        for p, g in zip(model.parameters(), grads):
-            if p.grad is None:
-                p.grad = g.clone()
-            else:
-                p.grad.copy_(g)
+        set_grads(model.parameters(), grads)
         opt.step()
         if t % k == 0:
             for p, g in zip(model.parameters(), hessian_grads[t]):

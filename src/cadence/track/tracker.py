@@ -5,7 +5,7 @@ each key is of one kind (:mod:`cadence.track.kinds`), fixed when it is declared 
 added, and known under a name that says which: ``train.lr`` (the raw value),
 ``train.loss(avg20)`` (the moving average of the last 20), ``valid.accuracy(epoch)`` (the
 phase's mean over the epoch so far). Showing them is the console's part
-(:class:`cadence.track.display.PhaseDisplay`), which reads what the tracker resolved.
+(:class:`cadence.track.console.PhaseDisplay`), which reads what the tracker resolved.
 
 **No host read on the training thread.** A value may be a 0-d tensor still on its device:
 :meth:`Tracker.add` keeps it as it is. Every ``flush_every`` values (or ``flush_seconds``)

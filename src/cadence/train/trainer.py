@@ -473,7 +473,6 @@ class Trainer(TrainerHooks):
         return loss, count
 
 
-
 def _check_arguments(arguments: Mapping[str, Any]) -> None:
     """The loop's arguments checked where they enter, each error naming the argument and what was expected (the
     parts check their own)."""

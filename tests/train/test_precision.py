@@ -1,5 +1,6 @@
-"""Precision: ``auto`` resolves to bfloat16 only where the machine computes it natively and faster than float32, forced bfloat16 fails
-in one line where a kernel refuses it and warns where it is slow, and the run records what it resolved to."""
+"""Precision: ``auto`` resolves to bfloat16 only where the machine computes it natively and faster than float32,
+forced bfloat16 fails in one line where a kernel refuses it and warns where it is slow, and the run records what it
+resolved to."""
 
 from __future__ import annotations
 
@@ -74,6 +75,8 @@ def test_the_speed_probe_finds_emulated_bf16_slower():
     code = "from cadence.train.precision import _bf16_slower; print(_bf16_slower())"
     out = in_subprocess(code, {"ONEDNN_MAX_CPU_ISA": "AVX512_CORE"})
     assert out.startswith("oneDNN's bfloat16 matmul takes ") and out.endswith("x float32's time on this CPU"), out
+
+
 @pytest.mark.parametrize("precision", ["32", "bf16", "fp16"])
 def test_a_precision_given_is_kept_and_an_unknown_one_refused(precision):
     assert resolve_precision(precision, CPU) == precision
@@ -94,7 +97,8 @@ def test_forced_bf16_with_an_lstm_fails_in_one_line_naming_what_the_cpu_lacks(wi
 @pytest.mark.parametrize("model", [nn.Linear(4, 2), nn.LSTM(4, 4)], ids=["linear", "lstm"])
 def test_forced_bf16_where_it_is_slow_warns_once_and_runs(bf16_slow, model):
     with pytest.warns(RuntimeWarning, match=r"^precision='bf16': oneDNN's bfloat16 matmul takes 2.0x float32's time "
-                                            r"on this CPU, so training will be slower than in float32; precision='auto' picks float32"):
+                                            r"on this CPU, so training will be slower than in float32; "
+                                            r"precision='auto' picks float32"):
         check_precision("bf16", CPU, model)
     with warnings.catch_warnings():
         warnings.simplefilter("error")

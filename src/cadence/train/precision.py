@@ -33,7 +33,7 @@ import contextlib
 import functools
 import os
 import platform
-import time
+import timeit
 import warnings
 from pathlib import Path
 
@@ -110,13 +110,19 @@ def check_precision(precision: str, device: torch.device, model: nn.Module) -> N
 @functools.cache
 def _cpu_bf16_support() -> str | None:
     """Whether this process's CPU computes bfloat16 natively and fast (see the module docstring); asked once."""
-    flags, limit = _cpu_flags(), os.environ.get("ONEDNN_MAX_CPU_ISA", "").upper()
-    if not flags & set(_BF16_FLAGS):
+    return _bf16_instructions_missing() or _lstm_refused() or _bf16_slower()
+
+
+def _bf16_instructions_missing() -> str | None:
+    """What keeps oneDNN from bfloat16 instructions here: the CPU has none, or ``ONEDNN_MAX_CPU_ISA`` forbids them;
+    ``None`` where it may use them."""
+    if not _cpu_flags() & set(_BF16_FLAGS):
         return (f"this CPU ({platform.processor() or platform.machine()}) has no bfloat16 instructions "
                 f"(none of {', '.join(_BF16_FLAGS)})")
+    limit = os.environ.get("ONEDNN_MAX_CPU_ISA", "").upper()
     if limit in _ONEDNN_WITHOUT_BF16:
         return f"ONEDNN_MAX_CPU_ISA={limit} keeps oneDNN from the CPU's bfloat16 instructions"
-    return _lstm_refused() or _bf16_slower()
+    return None
 
 
 @functools.cache
@@ -126,33 +132,21 @@ def _bf16_slower() -> str | None:
     best = {}
     for dtype in (torch.float32, torch.bfloat16):
         x = torch.ones(512, 512, dtype=dtype)
-        torch.mm(x, x)
-        best[dtype] = min(_seconds(torch.mm, x, x) for _ in range(5))
+        best[dtype] = min(timeit.repeat(lambda x=x: torch.mm(x, x), number=1, repeat=6)[1:])
     ratio = best[torch.bfloat16] / best[torch.float32]
     return None if ratio < 1 else f"oneDNN's bfloat16 matmul takes {ratio:.1f}x float32's time on this CPU"
-
-
-def _seconds(fn, *args) -> float:
-    start = time.perf_counter()
-    fn(*args)
-    return time.perf_counter() - start
 
 
 @functools.cache
 def _lstm_refused() -> str | None:
     """Why oneDNN refuses a bfloat16 LSTM on this CPU (what it lacks), or ``None`` where a tiny one runs forward and
     backward; the generators left as they were. Asked once per process."""
-    flags, limit = _cpu_flags(), os.environ.get("ONEDNN_MAX_CPU_ISA", "").upper()
     try:
         with torch.random.fork_rng(devices=[]), torch.enable_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
             output, _ = nn.LSTM(4, 4)(torch.zeros(2, 1, 4))
         output.float().sum().backward()
     except RuntimeError as e:
-        if not flags & set(_BF16_FLAGS):
-            return f"this CPU has no bfloat16 instructions (none of {', '.join(_BF16_FLAGS)})"
-        if limit in _ONEDNN_WITHOUT_BF16:
-            return f"ONEDNN_MAX_CPU_ISA={limit} keeps oneDNN from the CPU's bfloat16 instructions"
-        return f"oneDNN refuses a bfloat16 LSTM on this CPU ({str(e).splitlines()[0]})"
+        return _bf16_instructions_missing() or f"oneDNN refuses a bfloat16 LSTM on this CPU ({str(e).splitlines()[0]})"
     return None
 
 

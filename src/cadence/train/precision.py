@@ -15,12 +15,14 @@
 each). Each is asked once per process. The instructions alone are not enough, and torch's
 ``torch.cpu._is_*_supported()`` read CPUID only, whatever oneDNN may use:
 
-* on an AVX2-only CPU a bfloat16 ``Linear`` runs emulated (8x slower than float32), and oneDNN's LSTM refuses
-  bfloat16 outright ("could not create a primitive descriptor for the LSTM forward propagation primitive");
+* on an AVX2-only CPU a bfloat16 ``Linear`` runs emulated (forward and backward 5x slower than float32 on an AMD
+  EPYC limited to AVX2), and oneDNN's LSTM refuses bfloat16 outright ("could not create a primitive descriptor for
+  the LSTM forward propagation primitive");
 * the same instructions do not pay everywhere. Measured with 2 threads, an LSTM of 2x512 units forward and backward
-  took 401 ms in bfloat16 against 621 ms in float32 on an AMD EPYC with ``avx512_bf16``, and 625 ms against 399 ms
+  took 366 ms in bfloat16 against 613 ms in float32 on an AMD EPYC with ``avx512_bf16``, and 625 ms against 399 ms
   on an Intel Xeon (model 207, under KVM) with ``avx512_bf16`` but its AMX units hidden, where a 1024x1024
-  ``Linear`` took 27 ms against 14 ms. The matmul probe tells the two apart (0.47x float32's time on that EPYC).
+  ``Linear`` took 27 ms against 14 ms. The matmul probe tells the two apart (0.51x float32's time on that EPYC:
+  ``python benchmarks/precision.py``).
 
 Forcing ``precision="bf16"`` where bfloat16 is not fast warns once that it will be slow; with a
 recurrent layer that oneDNN refuses it fails at once, in one line naming what the CPU lacks

@@ -24,7 +24,7 @@ def runs(tmp_path, monkeypatch):
     """Three runs: A (lr 0.1, finished, tagged baseline, with checkpoints), B (lr 0.01, failed), C (another
     experiment, running); each with a moving train.loss (window 2), epoch valid.loss and valid.accuracy, a raw lr."""
     drawn = iter([A, B, C])
-    monkeypatch.setattr(store_module, "_new_run_id", lambda: next(drawn))
+    monkeypatch.setattr(store_module, "new_run_id", lambda: next(drawn))
     folder = tmp_path / "runs"
     with RunStore(folder) as store:
         for name, lr, tags, losses, accuracy in (("mnist", 0.1, ["baseline"], [4.0, 2.0, 3.0, 1.0], [0.8, 0.9]),
@@ -151,6 +151,18 @@ def test_show_gives_config_provenance_final_and_best_metrics_checkpoints_and_how
     assert "train.lr 0.1 4 - -" in lines  # a learning rate has no better direction
     assert f"{runs / A / 'checkpoints' / 'step-2'} 2 1 valid.accuracy=0.65" in lines
     assert f"{runs / A / 'checkpoints' / 'step-4'} 4 2 valid.accuracy=0.9" in lines
+
+
+def test_show_lists_the_runs_events_in_order(runs, capsys):
+    with RunStore(runs) as store:
+        store.add_event(B, "interrupted", "SIGTERM: stopped at step 3", 3)
+        store.add_event(B, "restarted", "the processes were started again (restart 1) after one of them ended")
+    status, out, _ = run(capsys, "show", B, "--runs-dir", str(runs))
+    lines = [" ".join(line.split()) for line in out.splitlines()]
+    [interrupted] = [i for i, line in enumerate(lines) if line.endswith(" interrupted at step 3: SIGTERM: stopped at "
+                                                                           "step 3")]
+    assert lines[interrupted + 1].endswith(" restarted: the processes were started again (restart 1) after one of "
+                                           "them ended")
 
 
 def test_show_a_failed_run_with_uncommitted_changes(runs, capsys):

@@ -119,7 +119,7 @@ def test_two_stores_on_one_directory_see_each_others_runs(tmp_path):
 def draw(monkeypatch, *ids: str) -> None:
     """Make the store draw ``ids``, in turn, as new run ids."""
     drawn = iter(ids)
-    monkeypatch.setattr(store_module, "_new_run_id", lambda: next(drawn))
+    monkeypatch.setattr(store_module, "new_run_id", lambda: next(drawn))
 
 
 def test_an_id_taken_in_the_same_second_is_drawn_again(tmp_path, monkeypatch):
@@ -144,7 +144,7 @@ def test_the_id_of_a_run_whose_folder_was_deleted_is_not_reused(tmp_path, monkey
 
 
 def test_no_free_id_fails_naming_the_folder(tmp_path, monkeypatch):
-    monkeypatch.setattr(store_module, "_new_run_id", lambda: "20261124-101010-abcd")
+    monkeypatch.setattr(store_module, "new_run_id", lambda: "20261124-101010-abcd")
     with RunStore(tmp_path) as store:
         store.create_run("a", {})
         with pytest.raises(FileExistsError, match=f"no free run id in {tmp_path}: 100 ids drawn in a row were taken"):
@@ -153,8 +153,8 @@ def test_no_free_id_fails_naming_the_folder(tmp_path, monkeypatch):
 
 
 def test_ids_are_the_second_and_two_random_bytes():
-    assert store_module._new_run_id()[:-5].replace("-", "").isdigit()
-    assert len({store_module._new_run_id()[-4:] for _ in range(50)}) > 1
+    assert store_module.new_run_id()[:-5].replace("-", "").isdigit()
+    assert len({store_module.new_run_id()[-4:] for _ in range(50)}) > 1
 
 
 def test_provenance_tags_and_the_diff_are_recorded(tmp_path):
@@ -209,7 +209,7 @@ def test_truncate_replaces_the_values_after_the_step_and_marks_the_run_running(t
 
 def ids(monkeypatch, *run_ids) -> None:
     drawn = iter(run_ids)
-    monkeypatch.setattr(store_module, "_new_run_id", lambda: next(drawn))
+    monkeypatch.setattr(store_module, "new_run_id", lambda: next(drawn))
 
 
 def test_a_run_id_may_be_any_unique_prefix(tmp_path, monkeypatch):
@@ -294,3 +294,29 @@ def test_a_new_database_is_created_at_this_cadences_schema_and_reopened(tmp_path
         assert db.execute("PRAGMA user_version").fetchone()[0] == store_module.SCHEMA_VERSION
     with RunStore(tmp_path) as store:
         assert store.get_run(run_id).name == "a"
+
+
+def test_a_run_may_be_created_under_an_id_drawn_beforehand_but_not_one_taken(tmp_path):
+    """The launcher of a run's processes draws the id, and rank 0 creates the run under it."""
+    with RunStore(tmp_path) as store:
+        planned = store_module.new_run_id()
+        assert store.create_run("mnist", {}, provenance={}, run_id=planned) == planned
+        assert store.get_run(planned).status == "running" and store.run_dir(planned).is_dir()
+        with pytest.raises(FileExistsError, match=f"run id '{planned}' is taken in {tmp_path}"):
+            store.create_run("mnist", {}, provenance={}, run_id=planned)
+        assert [run.id for run in store.list_runs()] == [planned]
+
+
+def test_events_are_kept_in_order_per_run_and_deleted_with_it(tmp_path):
+    with RunStore(tmp_path) as store:
+        a, b = (store.create_run(name, {}, provenance={}) for name in ("a", "b"))
+        store.add_event(a, "interrupted", "SIGTERM: stopped at step 7", 7)
+        store.add_event(b, "restarted", "restart 1")
+        store.add_event(a, "resumed", "from step-7 (epoch 1)", 7)
+        assert [(e.kind, e.step, e.message) for e in store.events(a)] == [
+            ("interrupted", 7, "SIGTERM: stopped at step 7"), ("resumed", 7, "from step-7 (epoch 1)")]
+        assert [(e.kind, e.step) for e in store.events(b)] == [("restarted", None)]
+        events = store.events(a)
+        assert events[0].time <= events[1].time
+        store.delete_run(a)
+        assert store.events(a) == [] and len(store.events(b)) == 1

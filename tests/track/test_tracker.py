@@ -36,6 +36,9 @@ class ListSink:
     def truncate(self, step):
         self.calls.append(("truncate", step))
 
+    def event(self, step, kind, message):
+        self.calls.append(("event", step, kind, message))
+
     def finish(self, status, error):
         self.calls.append(("finish", status, error))
 

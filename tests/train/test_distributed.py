@@ -194,19 +194,19 @@ LAUNCH_TIMEOUT = 60
 
 @pytest.fixture
 def fake_cadence(tmp_path, monkeypatch):
-    """``launch(actions)``: :func:`cadence.train.distributed.launch` of one process per action, each running
+    """``launch(actions)``: :func:`cadence.train.launcher.launch` of one process per action, each running
     :data:`FAKE_CADENCE`; returns launch's status and, per rank, what the process wrote (``env``, ``signal``)."""
-    from cadence.train import distributed
+    from cadence.train import launcher
 
     executable = tmp_path / "python"
     executable.write_text(f"#!{sys.executable}\n" + FAKE_CADENCE.replace("LAUNCH_TIMEOUT", str(LAUNCH_TIMEOUT)))
     executable.chmod(0o755)
-    monkeypatch.setattr(distributed.sys, "executable", str(executable))
+    monkeypatch.setattr(launcher.sys, "executable", str(executable))
     out = tmp_path / "out"
     out.mkdir()
 
     def run(actions: list[str]) -> tuple[int, list[dict]]:
-        status = distributed.launch(len(actions), [",".join(actions), str(out)])
+        status = launcher.launch(len(actions), [",".join(actions), str(out)])
         written = []
         for rank in range(len(actions)):
             files = {path.suffix[1:]: path for path in out.glob(f"rank{rank}.*")}
@@ -267,3 +267,25 @@ def test_a_process_that_fails_ends_the_others_and_its_status_is_the_launchers(fa
     code, written = fake_cadence(actions)
     assert code == status
     assert [w["signal"] == "SIGTERM" for w in written] == terminated
+
+
+# -- a collective's timeout, said plainly -----------------------------------------------------------------------------
+
+def test_a_collectives_timeout_is_said_plainly_and_other_errors_pass_through(monkeypatch):
+    from cadence.train import distributed
+
+    gloo = RuntimeError("[/pytorch/third_party/gloo/gloo/transport/tcp/unbound_buffer.cc:78] Timed out waiting 5000ms "
+                        "for recv operation to complete")
+    nccl = RuntimeError("[Rank 1] Watchdog caught collective operation timeout: WorkNCCL(SeqNum=9, OpType=ALLREDUCE, "
+                        "NumelIn=10, NumelOut=10, Timeout(ms)=300000) ran for 300012 milliseconds before timing out.")
+    other = RuntimeError("Connection reset by peer")
+    assert distributed.explained(gloo) is gloo  # one process: no process group to blame
+    monkeypatch.setattr(distributed, "world", lambda: (2, 0))
+    said = distributed.explained(gloo)
+    assert isinstance(said, distributed.DistributedTimeout)
+    assert str(said).startswith("rank 0 of 2: a collective of the process group (its recv) timed out after 5 s: "
+                                "another process stopped answering")
+    assert "dist_timeout sets the limit" in str(said) and "Timed out waiting 5000ms" in str(said)
+    assert "(its allreduce) timed out after 300 s" in str(distributed.explained(nccl))
+    assert distributed.explained(other) is other
+    assert distributed.explained(KeyboardInterrupt()).__class__ is KeyboardInterrupt

@@ -13,7 +13,8 @@ from cadence.config import ConfigError, apply_overrides, to_yaml
 from cadence.experiments import EXPERIMENTS, Experiment, experiment_run, get_experiment, resume_config
 from cadence.experiments.sweep import Point, final_and_best, run_sweep, split_values
 from cadence.track.checkpoints import latest_checkpoint
-from cadence.train.distributed import launch
+from cadence.track.store import new_run_id
+from cadence.train.launcher import launch
 from cadence.train.interrupt import exit_code
 
 
@@ -28,7 +29,8 @@ def add_parsers(commands: argparse._SubParsersAction) -> None:
 
     train = commands.add_parser("train", help="train an experiment, recording it as a run",
                                 usage="cadence train EXPERIMENT [key=value ...] [--data-dir D] [--runs-dir R] "
-                                      "[--resume RUN] [--nproc N] [-m]",
+                                      "[--resume RUN] [--nproc N [--max-restarts K] [--nnodes M --node-rank R "
+                                      "--rdzv-endpoint HOST:PORT]] [-m]",
                                 epilog="key=value: config overrides, e.g. optimizer.lr=3e-4 epochs=2 "
                                        "(`cadence config EXPERIMENT` shows the keys); with -m, key=a,b,c sweeps "
                                        "the values, e.g. -m optimizer.lr=1e-4,3e-4 optimizer.name=adam,ada_belief")
@@ -38,7 +40,17 @@ def add_parsers(commands: argparse._SubParsersAction) -> None:
     train.add_argument("--resume", metavar="RUN", help="continue run RUN from its newest checkpoint, with its config "
                                                        "(overrides: only those that do not change the result)")
     train.add_argument("--nproc", type=int, default=1, metavar="N",
-                       help="train data parallel in N processes on this machine (as torchrun --nproc_per_node N)")
+                       help="train data parallel in N processes on this machine, under torch's elastic agent "
+                            "(as torchrun --nproc-per-node N)")
+    train.add_argument("--max-restarts", type=int, default=0, metavar="K",
+                       help="with --nproc: when a process dies, start the group again up to K times, resuming from "
+                            "the newest checkpoint in the same run")
+    train.add_argument("--nnodes", type=int, default=1, metavar="M",
+                       help="with --nproc: machines in the run, each running this command with its --node-rank")
+    train.add_argument("--node-rank", type=int, default=0, metavar="R", help="with --nnodes: this machine's rank, 0 "
+                                                                               "on the one holding rank 0")
+    train.add_argument("--rdzv-endpoint", metavar="HOST:PORT",
+                       help="with --nnodes: the address node 0 listens on, the same on every node")
     train.add_argument("-m", "--multirun", action="store_true",
                        help="sweep: a run per point of the grid of the comma-separated values (Hydra's multirun), "
                             "tagged alike, then a table of each point's final and best metrics")
@@ -86,8 +98,8 @@ def train_experiment(args: argparse.Namespace, out: Console, err: Console) -> in
         return 2
     if args.multirun:
         return sweep_experiment(args, out, err)
-    if args.nproc > 1 and "WORLD_SIZE" not in os.environ:
-        return launch(args.nproc, _without_nproc(args.argv))
+    if (args.nproc > 1 or args.nnodes > 1) and "WORLD_SIZE" not in os.environ:
+        return _launch(args, err)
     pieces: dict = {}
 
     def build() -> int:
@@ -187,14 +199,30 @@ def _sweep_table(args: argparse.Namespace, tag: str, points: list[Point]) -> Tab
     return table
 
 
-def _without_nproc(argv: list[str]) -> list[str]:
-    """``argv`` without its ``--nproc N`` (or ``--nproc=N``): what each process runs."""
+#: The options of the launcher, which the processes it starts do not take.
+LAUNCHER_OPTIONS = ("--nproc", "--max-restarts", "--nnodes", "--node-rank", "--rdzv-endpoint")
+
+
+def _launch(args: argparse.Namespace, err: Console) -> int:
+    """``cadence train ... --nproc N``: the processes of the run, under torch's elastic agent; a new run's id drawn
+    here, so that every attempt of the group records into one run."""
+    try:
+        return launch(args.nproc, _without_launcher_options(args.argv), nnodes=args.nnodes, node_rank=args.node_rank,
+                      endpoint=args.rdzv_endpoint, max_restarts=args.max_restarts,
+                      run_id=new_run_id() if args.resume is None and args.node_rank == 0 else None)
+    except ValueError as e:
+        err.print(f"cadence train: error: {e}", markup=False)
+        return 2
+
+
+def _without_launcher_options(argv: list[str]) -> list[str]:
+    """``argv`` without the launcher's options (``--nproc N`` or ``--nproc=N``, ...): what each process runs."""
     kept, skip = [], False
     for arg in argv:
         if skip:
             skip = False
-        elif arg == "--nproc":
+        elif arg in LAUNCHER_OPTIONS:
             skip = True
-        elif not arg.startswith("--nproc="):
+        elif not arg.startswith(tuple(f"{option}=" for option in LAUNCHER_OPTIONS)):
             kept.append(arg)
     return kept

@@ -146,7 +146,7 @@ def _sorted(runs: list[RunSummary], metric: str) -> list[RunSummary]:
 # -- cadence show ----------------------------------------------------------------------------------
 
 def show_run(args: argparse.Namespace, out: Console, err: Console) -> int:
-    """``cadence show RUN``: how the run ended, its provenance, config, final and best metrics and checkpoints."""
+    """``cadence show RUN``: how the run ended, its events (resumes, restarts, interruptions), its provenance, config, final and best metrics and checkpoints."""
     def work(store: RunStore) -> int:
         run = _run(store, args.run)
         started = _time(run.start_time)
@@ -156,6 +156,8 @@ def show_run(args: argparse.Namespace, out: Console, err: Console) -> int:
                  f"started {started}, {ended}"]
         if run.error:
             lines.append(f"error: {run.error}")
+        lines += [f"{_time(event.time)} {event.kind}{'' if event.step is None else f' at step {event.step}'}: "
+                  f"{event.message}" for event in store.events(run.id)]
         lines += _provenance(run.provenance, store.run_dir(run.id))
         _lines(out, lines)
         out.print("\nconfig:", markup=False, highlight=False)

@@ -78,13 +78,16 @@ class RunConfig:
     checkpoint_every: int = 0
     #: Checkpoints kept: the newest this many.
     keep_last: int = 3
+    #: Seconds a process of a data parallel run waits for the others in a collective before the run ends with an
+    #: error (a process stopped or cut off), never a hang.
+    dist_timeout: float = 300.0
     #: Give biases, normalization weights and embeddings no weight decay (nanoGPT's and timm's rule).
     no_decay_on_norms_and_biases: bool = True
     optimizer: OptimizerConfig = field(default_factory=OptimizerConfig)
 
     #: Fields a resumed run may change: they change how long or how it runs, not what it computes.
     SAFE_TO_CHANGE: ClassVar[tuple[str, ...]] = ("epochs", "max_steps", "num_threads", "checkpoint_every",
-                                                 "keep_last")
+                                                 "keep_last", "dist_timeout")
     #: Overrides that one override implies (see :func:`~cadence.config.apply_overrides`): an optimizer's recipe.
     RECIPES: ClassVar[dict[str, tuple[str, ...]]] = {}
 
@@ -95,6 +98,7 @@ class RunConfig:
         for name in ("seed", "max_steps", "num_threads", "checkpoint_every"):
             check_number(where, name, getattr(self, name), low=0, integer=True)
         check_number(where, "grad_clip_norm", self.grad_clip_norm, low=0)
+        check_number(where, "dist_timeout", self.dist_timeout, low=0, low_open=True)
         for name, allowed in (("precision", PRECISIONS), ("nonfinite", ("raise", "skip"))):
             if getattr(self, name) not in allowed:
                 raise ValueError(f"{where}: {name}={getattr(self, name)!r}; expected one of {', '.join(allowed)}")
@@ -123,6 +127,23 @@ class Setup:
     world_size: int
     rank: int
 
+    @property
+    def shard(self) -> dict[str, int]:
+        """The loaders' ``world_size`` and ``rank``: which part of every epoch this process reads."""
+        return {"world_size": self.world_size, "rank": self.rank}
+
+    def per_process(self, name: str, size: int) -> int:
+        """This process's part of a global batch of ``size`` (the config's ``name``): ``size / world_size``.
+
+        A config's batch sizes are global, the same run on any number of processes: each loads
+        its part of each global batch (:mod:`cadence.data.epochs` shards them so), and together
+        they take one process's steps."""
+        if size % self.world_size:
+            nearest = max(size // self.world_size, 1) * self.world_size
+            raise ConfigError(f"{name}={size} is a global batch, shared by {self.world_size} processes: expected a "
+                              f"multiple of {self.world_size} (e.g. {name}={nearest})")
+        return size // self.world_size
+
 
 @dataclass(frozen=True)
 class Built:
@@ -139,7 +160,7 @@ def prepare(config: RunConfig) -> Setup:
     if config.num_threads:
         torch.set_num_threads(config.num_threads)
     device = resolve_device(config.device)
-    init_from_environment(device)
+    init_from_environment(device, config.dist_timeout)
     world_size, rank = world()
     config = dataclasses.replace(config, precision=resolve_precision(config.precision, device))
     torch.manual_seed(config.seed)

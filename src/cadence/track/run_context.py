@@ -33,10 +33,13 @@ from cadence.track.provenance import collect_provenance
 from cadence.track.store import RunStore
 from cadence.track.tracker import Tracker
 
-__all__ = ["RUNS_ENV", "RunContext", "ended_by", "recorded_run", "resolve_runs_dir"]
+__all__ = ["RUNS_ENV", "RUN_ID_ENV", "RunContext", "ended_by", "recorded_run", "resolve_runs_dir"]
 
 #: The environment variable naming the runs directory.
 RUNS_ENV = "CADENCE_RUNS"
+#: The environment variable by which the launcher of a run's processes names the run: rank 0 creates it under this
+#: id, or joins it when it exists (the processes were started again after one of them died).
+RUN_ID_ENV = "CADENCE_RUN_ID"
 
 
 def resolve_runs_dir(runs_dir: str | os.PathLike | None = None) -> Path:
@@ -90,7 +93,9 @@ def recorded_run(name: str, config: Mapping[str, Any] | Any = None, *, runs_dir:
     * ``tracker_options``: the :class:`Tracker`'s (``smoothing``, ``tensorboard_dir``, ...).
 
     With several processes, rank 0 records the run and the others learn its id (they record
-    nothing). A block that raises before the trainer records the run's end records it
+    nothing). Started by a launcher that names the run (:data:`RUN_ID_ENV`), rank 0 creates it
+    under that id, or, when the launcher started the processes again, joins it and records the
+    restart as an event. A block that raises before the trainer records the run's end records it
     ``failed`` with the error (``interrupted`` for a ``KeyboardInterrupt``). The tracker is
     closed when the block ends.
     """
@@ -99,14 +104,19 @@ def recorded_run(name: str, config: Mapping[str, Any] | Any = None, *, runs_dir:
         else (1, 0)
     runs = resolve_runs_dir(runs_dir)
     with RunStore(runs) if rank == 0 else contextlib.nullcontext() as store:
-        run_id = resume
+        run_id, planned, restart = resume, os.environ.get(RUN_ID_ENV), os.environ.get("TORCHELASTIC_RESTART_COUNT")
         if store is not None:
+            if resume is None and planned is not None and store.run_dir(planned).is_dir():
+                resume = planned  # the launcher started the processes again: the same run
             if resume is None:
                 provenance, diff = collect_provenance(code=code)
-                run_id = store.create_run(name, config, tags=tags, provenance=provenance, diff=diff)
+                run_id = store.create_run(name, config, tags=tags, provenance=provenance, diff=diff, run_id=planned)
             else:
                 run_id = store.resolve(resume)
                 store.update_config(run_id, config)
+            if restart not in (None, "0"):
+                store.add_event(run_id, "restarted", f"the processes were started again (restart {restart}) after "
+                                                     f"one of them ended")
         if world_size > 1:
             shared = [run_id]
             dist.broadcast_object_list(shared, src=0)

@@ -40,6 +40,9 @@ class RecordSink(Protocol):
     def truncate(self, step: int) -> None:
         """The run resumes at ``step``: forget the values recorded after it."""
 
+    def event(self, step: int | None, kind: str, message: str) -> None:
+        """Something happened to the run (a resume, a restart, an interruption) at ``step``."""
+
     def finish(self, status: str, error: str | None) -> None:
         """The run ended with ``status``."""
 
@@ -69,6 +72,10 @@ class StoreSink:
     def truncate(self, step: int) -> None:
         """:meth:`RunStore.truncate`."""
         self.store.truncate(self.run_id, step)
+
+    def event(self, step: int | None, kind: str, message: str) -> None:
+        """:meth:`RunStore.add_event`."""
+        self.store.add_event(self.run_id, kind, message, step)
 
     def finish(self, status: str, error: str | None) -> None:
         """:meth:`RunStore.finish`."""

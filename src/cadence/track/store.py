@@ -3,7 +3,7 @@
 Layout of a runs directory::
 
     runs/
-      runs.sqlite               runs, series (each key's kind) and chunks of values
+      runs.sqlite               runs, series (each key's kind), chunks of values, events
       <run id>/                 one folder per run
         config.json             the resolved config
         source.diff             the uncommitted changes of the working tree (when there were any)
@@ -27,6 +27,9 @@ series, by step; NaN and infinities are kept as they are.
 **Resuming.** :meth:`RunStore.truncate` deletes a run's values after the step it resumes
 from, so that the values the resumed run records replace them instead of doubling them.
 
+**Events** are what happened to a run besides its values, in order: a resume, a restart of
+its processes, an interruption (:meth:`RunStore.add_event`, :meth:`RunStore.events`).
+
 **Run ids** are the second and two random bytes (``20261124-101010-abcd``). Any unique
 prefix names a run (:meth:`RunStore.resolve`); an ambiguous or unknown one fails, listing the
 candidates.
@@ -48,14 +51,13 @@ import threading
 import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from cadence.track.kinds import label
 from cadence.track.provenance import collect_provenance
+from cadence.track.records import Event, RunSummary, Series
 
 #: The states a run can end in (a run is ``running`` until then).
 END_STATES = ("finished", "failed", "interrupted")
@@ -68,7 +70,7 @@ STATES = ("running", *END_STATES)
 ID_ATTEMPTS = 100
 
 #: The schema version this cadence reads and writes (``PRAGMA user_version``); a database of another is refused.
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 #: Candidates an unknown or ambiguous run id lists at most.
 MAX_CANDIDATES = 10
@@ -101,6 +103,13 @@ CREATE TABLE IF NOT EXISTS chunks (
     vals BLOB NOT NULL
 );
 CREATE INDEX IF NOT EXISTS chunks_by_run_key_step ON chunks (run_id, key, last_step);
+CREATE TABLE IF NOT EXISTS events (
+    run_id TEXT NOT NULL REFERENCES runs(id),
+    time REAL NOT NULL,
+    step INTEGER,
+    kind TEXT NOT NULL,
+    message TEXT NOT NULL
+);
 """
 
 #: How a chunk's steps and values are packed: little-endian int64 and float64.
@@ -108,44 +117,6 @@ STEP, VALUE = np.dtype("<i8"), np.dtype("<f8")
 
 #: ``{key: (steps, values)}``: the values of several keys, each with its steps, in the order recorded.
 Columns = Mapping[str, tuple[Sequence[int], Sequence[float]]]
-
-
-@dataclass(frozen=True)
-class Series:
-    """What a key of a run is: its kind and, for a moving average, its window."""
-
-    kind: str
-    window: int | None = None
-
-    def label(self, key: str) -> str:
-        """The name ``key``'s values are shown under (:func:`cadence.track.kinds.label`)."""
-        return label(key, self.kind, self.window)
-
-
-@dataclass(frozen=True)
-class RunSummary:
-    """One run as the store knows it; times are seconds since the epoch.
-
-    ``last_metrics`` holds each key's final value as its kind defines it (a moving series: the
-    mean of its last ``window`` values); ``series`` says what each key is.
-    """
-
-    id: str
-    name: str
-    status: str
-    config: dict[str, Any]
-    start_time: float
-    end_time: float | None
-    error: str | None
-    last_metrics: dict[str, float]
-    tags: tuple[str, ...] = ()
-    provenance: dict[str, Any] = field(default_factory=dict)
-    series: dict[str, Series] = field(default_factory=dict)
-
-    @property
-    def duration(self) -> float | None:
-        """Seconds from start to end, or ``None`` while running."""
-        return None if self.end_time is None else self.end_time - self.start_time
 
 
 class RunStore:
@@ -183,8 +154,9 @@ class RunStore:
     # -- runs ----------------------------------------------------------------------------------
 
     def create_run(self, name: str, config: Mapping[str, Any], *, tags: Iterable[str] = (),
-                   provenance: Mapping[str, Any] | None = None, diff: str = "") -> str:
-        """Record a new ``running`` run of experiment ``name``; create its folder; return its id.
+                   provenance: Mapping[str, Any] | None = None, diff: str = "", run_id: str | None = None) -> str:
+        """Record a new ``running`` run of experiment ``name``; create its folder; return its id (``run_id`` when
+        given: an id drawn beforehand by :func:`new_run_id`, as the launcher of a run's processes does).
 
         ``provenance`` (and the working tree's uncommitted ``diff``, written to ``source.diff``)
         are collected now by :func:`cadence.track.provenance.collect_provenance` unless given.
@@ -195,14 +167,15 @@ class RunStore:
         was deleted (its row exists), is drawn again, up to :data:`ID_ATTEMPTS` times.
 
         Raises:
-            FileExistsError: every id drawn was taken.
+            FileExistsError: every id drawn was taken, or ``run_id`` is.
         """
         tags = _checked_tags(tags)
         if provenance is None:
             provenance, diff = collect_provenance()
         text = json.dumps(dict(config), indent=2, sort_keys=False)
-        for _ in range(ID_ATTEMPTS):
-            run_id = _new_run_id()
+        given = run_id
+        for _ in range(1 if given is not None else ID_ATTEMPTS):
+            run_id = given or new_run_id()
             folder = self.run_dir(run_id)
             try:
                 folder.mkdir(parents=True)
@@ -220,6 +193,8 @@ class RunStore:
                 shutil.rmtree(folder)
                 continue
             return run_id
+        if given is not None:
+            raise FileExistsError(f"run id {given!r} is taken in {self.runs_dir}")
         raise FileExistsError(f"no free run id in {self.runs_dir}: {ID_ATTEMPTS} ids drawn in a row were taken "
                               f"(each is the second and two random bytes)")
 
@@ -287,11 +262,24 @@ class RunStore:
         if not changed:
             raise KeyError(self._unknown(run_id))
 
-    def delete_run(self, run_id: str) -> None:
-        """Delete run ``run_id``: its records, values and folder."""
+    def add_event(self, run_id: str, kind: str, message: str, step: int | None = None) -> None:
+        """Record an :class:`Event` of run ``run_id``, now."""
         with self._write() as db:
-            db.execute("DELETE FROM chunks WHERE run_id = ?", (run_id,))
-            db.execute("DELETE FROM series WHERE run_id = ?", (run_id,))
+            db.execute("INSERT INTO events (run_id, time, step, kind, message) VALUES (?, ?, ?, ?, ?)",
+                       (run_id, time.time(), step, kind, message))
+
+    def events(self, run_id: str) -> list[Event]:
+        """Run ``run_id``'s events, oldest first."""
+        with self._lock:
+            rows = self._db.execute("SELECT time, step, kind, message FROM events WHERE run_id = ? ORDER BY rowid",
+                                    (run_id,)).fetchall()
+        return [Event(*row) for row in rows]
+
+    def delete_run(self, run_id: str) -> None:
+        """Delete run ``run_id``: its records, values, events and folder."""
+        with self._write() as db:
+            for table in ("chunks", "series", "events"):
+                db.execute(f"DELETE FROM {table} WHERE run_id = ?", (run_id,))
             self._described = {pair for pair in self._described if pair[0] != run_id}
             changed = db.execute("DELETE FROM runs WHERE id = ?", (run_id,)).rowcount
         if not changed:
@@ -473,7 +461,7 @@ def _other_schema_advice(version: int, runs_dir: Path) -> str:
     return f"An earlier, unreleased cadence (or another program) wrote it: {elsewhere}"
 
 
-def _new_run_id() -> str:
+def new_run_id() -> str:
     """A fresh run id: the local time to the second, then two random bytes in hex."""
     return f"{time.strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(2)}"
 

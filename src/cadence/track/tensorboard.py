@@ -92,6 +92,9 @@ class TensorBoardSink:
 
         self._open().add_event(Event(step=step + 1, session_log=SessionLog(status=SessionLog.START)))
 
+    def event(self, step: int | None, kind: str, message: str) -> None:
+        """Nothing: TensorBoard shows values (the run store keeps the events)."""
+
     def finish(self, status: str, error: str | None) -> None:
         """Flush the events to disk."""
         if self._writer is not None:

@@ -324,6 +324,13 @@ class Tracker:
 
     # -- the end -----------------------------------------------------------------------------
 
+    def event(self, step: int | None, kind: str, message: str) -> None:
+        """Record that something happened to the run at ``step`` (a resume, a restart, an interruption), after the
+        values added before it."""
+        self._hand_over()
+        self._writer.submit(lambda: self._writer.to_sinks(f"record a {kind} event",
+                                                          lambda sink: sink.event(step, kind, message)))
+
     def finish(self, status: str, error: str | None = None) -> None:
         """Write what is held and record how the run ended (``finished``, ``failed``, ``interrupted``)."""
         self.status = status

@@ -5,24 +5,31 @@ epoch (the loaders' ``world_size`` and ``rank``); ``torch.nn.parallel.Distribute
 averages the gradients across them in the backward pass, so ``P`` processes of batch ``B``
 take the steps of one process of batch ``P·B``. Processes find each other through the
 environment that ``torchrun`` sets (``RANK``, ``WORLD_SIZE``, ``LOCAL_RANK``,
-``MASTER_ADDR``, ``MASTER_PORT``); :func:`launch` sets the same for ``cadence train --nproc``.
-The backend is gloo on CPUs and NCCL on CUDA devices.
+``MASTER_ADDR``, ``MASTER_PORT``); :func:`cadence.train.launcher.launch` starts them for
+``cadence train --nproc``. The backend is gloo on CPUs and NCCL on CUDA devices.
+
+**Timeouts.** Every collective of the group waits at most ``timeout`` seconds (the run's
+``dist_timeout``): a process that stops answering (stopped, hung, cut off) ends the others with an
+error naming the operation rather than a hang. A killed process ends them at once.
+
+**Restarts.** Under torch's elastic agent (``torchrun``, ``cadence train --nproc``) the processes
+meet through the agent's store, which outlives them. A group the agent started again would find
+the keys the dead group left there and dial its stale addresses (gloo's ``connectFullMesh``
+fails with "Connection refused" after its timeout, measured at 100 s): each attempt therefore
+meets under a prefix of its own, ``TORCHELASTIC_RESTART_COUNT``.
 """
 
 from __future__ import annotations
 
+import datetime
 import os
-import signal
-import socket
-import subprocess
-import sys
-from collections.abc import Sequence
+import re
 
 import torch
 import torch.distributed as dist
 from torch import nn
 
-__all__ = ["StopAgreement", "data_parallel", "init_from_environment", "launch", "world"]
+__all__ = ["DistributedTimeout", "StopAgreement", "data_parallel", "explained", "init_from_environment", "world"]
 
 
 def world() -> tuple[int, int]:
@@ -58,66 +65,46 @@ class StopAgreement:
         return agreed_signal or None, bool(agreed_stop)
 
 
-def init_from_environment(device: torch.device) -> bool:
-    """Join the process group the environment describes (``WORLD_SIZE > 1``), once; return whether this run is
-    data parallel. Selects this process's CUDA device by ``LOCAL_RANK`` on CUDA."""
+def init_from_environment(device: torch.device, timeout: float = 300.0) -> bool:
+    """Join the process group the environment describes (``WORLD_SIZE > 1``), once, its collectives waiting at most
+    ``timeout`` seconds; return whether this run is data parallel. Selects this process's CUDA device by
+    ``LOCAL_RANK`` on CUDA."""
     if dist.is_available() and dist.is_initialized():
         return dist.get_world_size() > 1
     if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
         return False
     if device.type == "cuda":
         torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
-    dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+    backend, wait = "nccl" if device.type == "cuda" else "gloo", datetime.timedelta(seconds=timeout)
+    if os.environ.get("TORCHELASTIC_USE_AGENT_STORE") == "True":  # meet in the agent's store, this attempt's part
+        agent_store = dist.TCPStore(os.environ["MASTER_ADDR"], int(os.environ["MASTER_PORT"]), is_master=False,
+                                    timeout=wait)
+        store = dist.PrefixStore(f"cadence/attempt{os.environ.get('TORCHELASTIC_RESTART_COUNT', '0')}/", agent_store)
+        dist.init_process_group(backend, store=store, rank=int(os.environ["RANK"]),
+                                world_size=int(os.environ["WORLD_SIZE"]), timeout=wait)
+    else:
+        dist.init_process_group(backend, timeout=wait)
     return True
 
 
-def launch(nproc: int, argv: Sequence[str]) -> int:
-    """Run ``python -m cadence argv`` in ``nproc`` processes on this machine, as ``torchrun --standalone`` would;
-    return their exit status.
-
-    SIGINT and SIGTERM are passed on to every process (each then stops at its next safe point,
-    together, and exits 130 or 143). The status is the first non-zero one (0 when all succeed); when
-    one process fails otherwise, the others are terminated rather than left waiting for it.
-    """
-    port = _free_port()
-    processes = []
-    for rank in range(nproc):
-        env = {**os.environ, "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port), "WORLD_SIZE": str(nproc),
-               "RANK": str(rank), "LOCAL_RANK": str(rank), "LOCAL_WORLD_SIZE": str(nproc)}
-        processes.append(subprocess.Popen([sys.executable, "-m", "cadence", *argv], env=env))
-
-    def forward(signum: int, frame: object) -> None:
-        for process in processes:
-            if process.poll() is None:
-                process.send_signal(signum)
-
-    previous = {s: signal.signal(s, forward) for s in (signal.SIGINT, signal.SIGTERM)}
-    try:
-        status = 0
-        pending = list(processes)
-        while pending:
-            for process in list(pending):
-                try:
-                    code = process.wait(timeout=0.2)
-                except subprocess.TimeoutExpired:
-                    continue
-                pending.remove(process)
-                code = code if code >= 0 else 128 - code  # killed by a signal: as a shell reports it
-                if code != 0 and status == 0:
-                    status = code
-                if code not in (0, 130, 143):  # a failure, not a stop the others are making too
-                    for other in pending:
-                        other.terminate()
-        return status
-    finally:
-        for s, handler in previous.items():
-            signal.signal(s, handler)
-        for process in processes:
-            if process.poll() is None:
-                process.kill()
+class DistributedTimeout(RuntimeError):
+    """A collective of the process group that waited its whole timeout for another process."""
 
 
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+#: How gloo (``Timed out waiting 5000ms for recv operation``) and NCCL's watchdog (``Timeout(ms)=5000``, with the
+#: collective's name: ``OpType=ALLREDUCE``) say that a collective waited too long.
+_TIMED_OUT = re.compile(r"Timed out waiting (\d+)ms for (\w+) operation|OpType=(\w+).*Timeout\(ms\)=(\d+)", re.S)
+
+
+def explained(error: BaseException) -> BaseException:
+    """``error`` said plainly when it is a collective's timeout (a :class:`DistributedTimeout`: which process waited,
+    for what, how long, and what it means); else ``error`` itself."""
+    found = _TIMED_OUT.search(str(error)) if isinstance(error, RuntimeError) else None
+    if found is None or world()[0] == 1:
+        return error
+    milliseconds, operation = (found[1], found[2]) if found[1] else (found[4], found[3].lower())
+    return DistributedTimeout(
+        f"rank {world()[1]} of {world()[0]}: a collective of the process group (its {operation}) timed out after "
+        f"{int(milliseconds) / 1000:g} s: another process stopped answering (stopped, hung, or cut off from the "
+        f"network); the run ends here rather than hang (dist_timeout sets the limit). {type(error).__name__}: "
+        f"{str(error).splitlines()[0] if str(error) else ''}")

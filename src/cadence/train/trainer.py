@@ -19,10 +19,8 @@ optimizer step or any validation batch (a validation pass cut short is not repor
 run finishes it). :meth:`Trainer.stop` and ``max_steps`` stop it after an optimizer step or a
 whole validation slice, never within one. A checkpoint is saved; every process stops together.
 
-**No host read per step.** With the defaults the loop reads nothing back from the device but
-the non-finite flag, every 20 optimizer steps at most; the tracker and the console read on a
-thread of their own. Per step read: ``nonfinite="skip"``, ``precision="fp16"`` (the gradient
-scaler's own check) and, under data parallelism, the stop agreement (two numbers on the CPU).
+**No host read per step** with the defaults but the non-finite flag, every 20 optimizer steps
+at most (ARCHITECTURE.md lists the options that read per step).
 """
 
 from __future__ import annotations
@@ -46,7 +44,7 @@ from cadence.train.batch_index import BatchIndex
 from cadence.train.callbacks import Hooks, TrainerHooks
 from cadence.train.checkpointer import Attributes, Checkpointer, Each
 from cadence.train.device import resolve_device, to_device
-from cadence.train.distributed import StopAgreement, data_parallel, world
+from cadence.train.distributed import StopAgreement, data_parallel, explained, world
 from cadence.train.interrupt import Interrupts
 from cadence.train.mode import Mode
 from cadence.train.optimizer_step import OptimizerStep
@@ -273,15 +271,20 @@ class Trainer(TrainerHooks):
                     self._save_checkpoint()
                 self._hook("on_run_end")
             except BaseException as e:
-                self.tracker.finish(*ended_by(e))
+                said = explained(e)  # a collective's timeout said plainly
+                self.tracker.finish(*ended_by(said))
+                if said is not e:
+                    raise said from e
                 raise
             finally:
                 self._interrupts = None
                 if self.display is not None:
                     self.display.close()
         self.stopped_by = interrupts.signal
-        self.tracker.finish(self.status, None if interrupts.signal is None else
-                            f"{signal.Signals(interrupts.signal).name}: stopped at step {self.global_step}")
+        stopped = interrupts.signal and f"{signal.Signals(interrupts.signal).name}: stopped at step {self.global_step}"
+        if stopped:
+            self.tracker.event(self.global_step, "interrupted", stopped)
+        self.tracker.finish(self.status, stopped or None)
         self.log(" ".join(part for part in ("run", self.run_context.run_id, self.status) if part))
         return self.status
 
@@ -452,6 +455,7 @@ class Trainer(TrainerHooks):
         path = checkpoint_path(path)
         self.checkpointer.load(path)
         self.tracker.truncate(self.global_step)
+        self.tracker.event(self.global_step, "resumed", f"from {path.name} (epoch {self.epoch + 1})")
         return path
 
     def _save_checkpoint(self) -> None:
@@ -476,10 +480,8 @@ class Trainer(TrainerHooks):
 def _check_arguments(arguments: Mapping[str, Any]) -> None:
     """The loop's arguments checked where they enter, each error naming the argument and what was expected (the
     parts check their own)."""
-    for name in ("epochs", "inner_iterations"):
-        check_number("Trainer", name, arguments[name], low=1, integer=True)
-    for name in ("max_steps", "valid_every", "checkpoint_every"):
-        check_number("Trainer", name, arguments[name], low=0, integer=True)
+    for name in ("epochs", "inner_iterations", "max_steps", "valid_every", "checkpoint_every"):
+        check_number("Trainer", name, arguments[name], low=int(name in ("epochs", "inner_iterations")), integer=True)
     if arguments["valid_every"] and arguments["inner_iterations"] > 1:
         raise ValueError(f"Trainer: valid_every={arguments['valid_every']} and "
                          f"inner_iterations={arguments['inner_iterations']}; validate by one of them (valid_every "

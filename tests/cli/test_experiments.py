@@ -214,7 +214,7 @@ def test_resume_refuses_an_override_that_changes_the_result(tiny, tmp_path, caps
     err = " ".join(capsys.readouterr().err.split())
     assert (f"cadence train: error: --resume {run.id}: an override would change what the run computes "
             f"(seed: 0 -> 3; optimizer.lr: 0.1 -> 0.2); only epochs, max_steps, num_threads, checkpoint_every, "
-            f"keep_last may change") in err
+            f"keep_last, dist_timeout may change") in err
     assert runs_of(tmp_path)[0].config["optimizer"]["lr"] == 0.1
 
 
@@ -321,12 +321,13 @@ def test_data_parallel_mnist_from_the_command_line(tmp_path, data_dir, launcher)
                 "cadence", *args])
     result = subprocess.run(command, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-2000:]
-    # One run, recorded and checkpointed by rank 0 alone; each process read half of every epoch, in batches of 128.
+    # One run, recorded and checkpointed by rank 0 alone; batch_size is the global batch: each process read 64 of
+    # every 128, and the run took one process's steps.
     [run] = RunStore(runs).list_runs()
     assert run.status == "finished" and run.last_metrics["valid.accuracy"] > 0.9
     assert result.stdout.count(f"run {run.id} finished") == 1
-    shard = -(-len(MNIST(data_dir, train=True).labels) // 2)
-    assert [p.name for p in (runs / run.id / "checkpoints").iterdir()] == [f"step-{-(-shard // 128)}"]
+    steps = -(-len(MNIST(data_dir, train=True).labels) // 128)
+    assert [p.name for p in (runs / run.id / "checkpoints").iterdir()] == [f"step-{steps}"]
 
 
 # -- sweeps (-m) -----------------------------------------------------------------------------------

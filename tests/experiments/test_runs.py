@@ -15,8 +15,24 @@ def test_a_run_steps_once_per_window_and_once_more_for_a_short_last_window_of_ea
 def test_every_safe_field_may_change_unless_a_schedule_is_laid_over_the_runs_length():
     assert RunConfig().safe_to_change() == RunConfig.SAFE_TO_CHANGE
     over_the_run = apply_overrides(RunConfig(), ["optimizer.schedule=cosine"])
-    assert over_the_run.safe_to_change() == ("num_threads", "checkpoint_every", "keep_last")
+    assert over_the_run.safe_to_change() == ("num_threads", "checkpoint_every", "keep_last", "dist_timeout")
     assert apply_overrides(RunConfig(), ["optimizer.name=adam_warmup_cosine_decay"]).safe_to_change() == \
         over_the_run.safe_to_change()
     fixed_length = apply_overrides(RunConfig(), ["optimizer.schedule=cosine", "optimizer.total_steps=1000"])
     assert fixed_length.safe_to_change() == RunConfig.SAFE_TO_CHANGE
+
+
+def test_a_batch_size_is_global_and_each_process_takes_its_part_or_a_clear_error():
+    import pytest
+    import torch
+
+    from cadence.config import ConfigError
+    from cadence.experiments.runs import Setup
+
+    setup = Setup(RunConfig(), torch.device("cpu"), world_size=4, rank=3)
+    assert setup.per_process("batch_size", 64) == 16
+    assert setup.shard == {"world_size": 4, "rank": 3}
+    with pytest.raises(ConfigError, match=r"^batch_size=30 is a global batch, shared by 4 processes: expected a "
+                                          r"multiple of 4 \(e.g. batch_size=28\)$"):
+        setup.per_process("batch_size", 30)
+    assert Setup(RunConfig(), torch.device("cpu"), world_size=1, rank=0).per_process("batch_size", 30) == 30

@@ -175,13 +175,14 @@ def build(config: CIFAR10Config, data_dir: str | Path | None = None) -> Built:
     to train once its run is recorded."""
     setup = prepare(config)
     train_set, valid_set = CIFAR10(data_dir, train=True), CIFAR10(data_dir, train=False)
-    shard = {"world_size": setup.world_size, "rank": setup.rank}
-    train_loader = InMemoryLoader(train_set.images, train_set.labels, config.batch_size, shuffle=True,
-                                  seed=config.seed, drop_last=True, transform=CIFAR10.normalize,
+    train_loader = InMemoryLoader(train_set.images, train_set.labels,
+                                  setup.per_process("batch_size", config.batch_size), shuffle=True, seed=config.seed,
+                                  drop_last=True, transform=CIFAR10.normalize,
                                   augment=Compose(RandomCrop(4), RandomHorizontalFlip()) if config.augment else None,
-                                  **shard)
-    valid_loader = InMemoryLoader(valid_set.images, valid_set.labels, config.valid_batch_size,
-                                  transform=CIFAR10.normalize, **shard)
+                                  **setup.shard)
+    valid_loader = InMemoryLoader(valid_set.images, valid_set.labels,
+                                  setup.per_process("valid_batch_size", config.valid_batch_size),
+                                  transform=CIFAR10.normalize, **setup.shard)
     model = ResNet(config.model.depth, config.model.width, len(train_set.classes), config.model.shortcut)
     return build_trainer(setup, model, train_loader, valid_loader, loss_fn=nn.CrossEntropyLoss(),
                          metrics={"accuracy": Accuracy()})

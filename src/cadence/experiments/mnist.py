@@ -113,15 +113,16 @@ def build(config: MNISTConfig, data_dir: str | Path | None = None) -> Built:
     """Load the data and build the model: the experiment, ready to train once its run is recorded.
 
     In a data parallel run (``cadence train mnist --nproc 2``, or ``torchrun``) each process
-    reads its shard of every epoch; its batch normalization normalizes by its own batch, as
+    reads its part of every global batch; its batch normalization normalizes by its own part, as
     torch's layers do under ``DistributedDataParallel``.
     """
     setup = prepare(config)
     train_set, valid_set = MNIST(data_dir, train=True), MNIST(data_dir, train=False)
-    shard = {"world_size": setup.world_size, "rank": setup.rank}
-    train_loader = InMemoryLoader(train_set.images, train_set.labels, config.batch_size, shuffle=True,
-                                  seed=config.seed, transform=MNIST.normalize, **shard)
-    valid_loader = InMemoryLoader(valid_set.images, valid_set.labels, config.valid_batch_size,
-                                  transform=MNIST.normalize, **shard)
+    train_loader = InMemoryLoader(train_set.images, train_set.labels,
+                                  setup.per_process("batch_size", config.batch_size), shuffle=True, seed=config.seed,
+                                  transform=MNIST.normalize, **setup.shard)
+    valid_loader = InMemoryLoader(valid_set.images, valid_set.labels,
+                                  setup.per_process("valid_batch_size", config.valid_batch_size),
+                                  transform=MNIST.normalize, **setup.shard)
     return build_trainer(setup, BatchNormCNN(config.model.norm), train_loader, valid_loader,
                          loss_fn=nn.CrossEntropyLoss(), metrics={"accuracy": Accuracy()})

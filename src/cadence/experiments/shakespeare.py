@@ -290,18 +290,20 @@ def generate_text(config: ShakespeareConfig, checkpoint: str | Path, prompt: str
 def build(config: ShakespeareConfig, data_dir: str | Path | None = None) -> Built:
     """Load Tiny Shakespeare and build the model: the experiment, ready to train once its run is recorded."""
     setup = prepare(config)
-    shard = {"world_size": setup.world_size, "rank": setup.rank}
+    batch_size, valid_batch_size = (setup.per_process(name, getattr(config, name))
+                                    for name in ("batch_size", "valid_batch_size"))
+    shard = setup.shard
     text = TextFileDataset(TINY_SHAKESPEARE_URL, "character", data_dir=data_dir, filter_subset=config.subset or None)
     vocabulary = text.vocabulary
     if config.model.kind == "lstm":
-        train_loader = SequentialDataLoader(text=text.train_tokens, batch_size=config.batch_size,
+        train_loader = SequentialDataLoader(text=text.train_tokens, batch_size=batch_size,
                                             seq_len=config.seq_len, **shard)
     else:
         windows = SequentialUnBatchedDataset(text=text.train_tokens, seq_len=config.seq_len, seed=config.seed)
-        train_loader = ResumableDataLoader(windows, config.batch_size, shuffle=True, seed=config.seed,
+        train_loader = ResumableDataLoader(windows, batch_size, shuffle=True, seed=config.seed,
                                            drop_last=True, collate_fn=collate_time_major, **shard)
     valid_seq_len = config.valid_seq_len if config.model.kind == "lstm" else config.seq_len
-    valid_loader = SequentialDataLoader(text=text.valid_tokens, batch_size=config.valid_batch_size,
+    valid_loader = SequentialDataLoader(text=text.valid_tokens, batch_size=valid_batch_size,
                                         seq_len=valid_seq_len, **shard)
     return build_trainer(
         setup, build_model(config, len(vocabulary)), train_loader, valid_loader, trainer=CharLMTrainer,

@@ -183,3 +183,20 @@ def test_bad_states():
     with pytest.raises(TypeError, match="state: seed=1.5 is a float; expected an integer"):
         loader.load_state_dict({"epoch": 0, "position": 0, "seed": 1.5})
     assert loader.state_dict() == {"epoch": 0, "position": 0, "seed": 0}
+
+
+@pytest.mark.parametrize("n, world_size, batch_size", [(201, 2, 50), (203, 4, 16), (7, 3, 2), (5, 4, 1), (200, 2, 64)])
+def test_leaving_out_each_batchs_padding_counts_every_example_exactly_once(n, world_size, batch_size):
+    """What data parallel validation relies on: every rank has as many batches, and without the rows ``padding``
+    names, the ranks' batches hold each example exactly once, in both cadence loaders."""
+    for make in (lambda rank: InMemoryLoader(torch.arange(n)[:, None], torch.arange(n), batch_size,
+                                             world_size=world_size, rank=rank),
+                 lambda rank: ResumableDataLoader(list(range(n)), batch_size, world_size=world_size, rank=rank)):
+        seen, lengths = [], set()
+        for rank in range(world_size):
+            loader = make(rank)
+            lengths.add(len(loader))
+            for b, batch in enumerate(loader):
+                rows = batch[1] if isinstance(batch, (list, tuple)) else batch
+                seen += rows[:len(rows) - loader.padding(b)].tolist()
+        assert len(lengths) == 1 and sorted(seen) == list(range(n))

@@ -8,7 +8,9 @@
   around to a multiple of the world size $W$ (or truncated to one with ``drop_last``), then
   rank $r$ takes positions $r, r + W, r + 2W, \\dots$ Every rank gets the same number of
   examples, the shards are disjoint apart from the wrapped padding, and together they cover
-  the epoch.
+  the epoch. The padding is the last entry of a shard (at most one per rank), so it is the
+  last row of a rank's last batch: :func:`padding` counts it, and validation leaves it out,
+  counting every example exactly once.
 * **Resumable.** A loader's position is ``(epoch, batches of it already yielded)``
   (:class:`ResumableEpochs`); restored, it yields exactly the batches the saved loader had
   left, then the same next epochs as an uninterrupted one.
@@ -23,7 +25,7 @@ import torch
 
 from cadence.checks import check_number
 
-__all__ = ["ResumableEpochs", "check_shard", "check_state", "chunks", "epoch_generator", "shard"]
+__all__ = ["ResumableEpochs", "check_shard", "check_state", "chunks", "epoch_generator", "padding", "shard"]
 
 
 def chunks(n: int, size: int, drop_last: bool) -> int:
@@ -72,6 +74,14 @@ def shard(order: torch.Tensor, world_size: int, rank: int, drop_last: bool = Fal
         return order[: n - n % world_size][rank::world_size]
     total = -(-n // world_size) * world_size
     return order.repeat(-(-total // n))[:total][rank::world_size]
+
+
+def padding(n: int, world_size: int, rank: int, batch_size: int, batch: int) -> int:
+    """The rows of rank ``rank``'s batch ``batch`` (of ``batch_size``) that :func:`shard`'s wrapping added to an epoch
+    of ``n`` examples: they repeat examples of other ranks, and come last in the batch."""
+    real = len(range(rank, n, world_size))  # this rank's positions before the padding
+    start, end = batch * batch_size, min((batch + 1) * batch_size, -(-n // world_size))
+    return max(0, end - max(start, real))
 
 
 class ResumableEpochs:

@@ -20,7 +20,8 @@ from collections.abc import Callable, Iterator, Mapping
 import torch
 
 from cadence.checks import check_number
-from cadence.data.epochs import ResumableEpochs, check_shard, check_state, chunks, epoch_generator, shard
+from cadence.data.epochs import (ResumableEpochs, check_shard, check_state, chunks, epoch_generator, padding,
+                                  shard)
 
 __all__ = ["InMemoryLoader"]
 
@@ -110,6 +111,11 @@ class InMemoryLoader(ResumableEpochs):
                 f"drop_last=True with {n} examples{shards} and batch_size {batch_size} leaves no batch: "
                 f"expected batch_size <= {self.shard_size}"
             )
+
+    def padding(self, batch: int) -> int:
+        """The last rows of this rank's batch ``batch`` that only repeat examples of other ranks (the wrapped padding of
+        :func:`~cadence.data.epochs.shard`), to be left out of a metric: 0 but in a last batch."""
+        return 0 if self.drop_last else padding(len(self.inputs), self.world_size, self.rank, self.batch_size, batch)
 
     @property
     def shard_size(self) -> int:

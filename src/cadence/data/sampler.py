@@ -23,7 +23,8 @@ import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from cadence.checks import check_number
-from cadence.data.epochs import ResumableEpochs, check_shard, check_state, chunks, epoch_generator, shard
+from cadence.data.epochs import (ResumableEpochs, check_shard, check_state, chunks, epoch_generator, padding,
+                                  shard)
 
 __all__ = ["ResumableDataLoader", "ResumableSampler"]
 
@@ -167,6 +168,13 @@ class ResumableDataLoader(ResumableEpochs, DataLoader):
             self.position += 1
             yield batch
         self._next_epoch()
+
+    def padding(self, batch: int) -> int:
+        """The last rows of this rank's batch ``batch`` that only repeat examples of other ranks (the wrapped padding of
+        :func:`~cadence.data.epochs.shard`), to be left out of a metric: 0 but in a last batch."""
+        sampler = self.sampler
+        return 0 if sampler.drop_last else padding(sampler.size, sampler.world_size, sampler.rank, self.batch_size,
+                                                   batch)
 
     def state_dict(self) -> dict[str, int]:
         """``{"epoch", "position", "seed"}``: where the next batch comes from and the seed of the orders."""

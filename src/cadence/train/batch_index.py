@@ -1,16 +1,22 @@
-"""Where a batch stands in its phase of an epoch."""
+"""Where a batch stands in its phase of an epoch, and what its rows are."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
+
+import torch
 
 
 @dataclass(frozen=True)
 class BatchIndex:
-    """The position ``idx`` (from 0) of a batch among the ``total`` batches of its phase in this epoch."""
+    """The position ``idx`` (from 0) of a batch among the ``total`` batches of its phase in this epoch; ``padding``:
+    its last rows that a data parallel validation loader repeated so that every process runs as many batches
+    (:func:`cadence.data.epochs.padding`), to be left out of the loss and the metrics."""
 
     idx: int
     total: int
+    padding: int = 0
 
     def __post_init__(self) -> None:
         if not 0 <= self.idx < self.total:
@@ -29,3 +35,15 @@ class BatchIndex:
         if interval <= 0:
             return False
         return self.is_last or (self.idx + 1) % interval == 0
+
+
+def loader_padding(loader: Any, batch: int) -> int:
+    """The last rows of ``loader``'s batch ``batch`` that repeat other processes' samples (a cadence loader's
+    ``padding``; 0 for another loader)."""
+    return loader.padding(batch) if hasattr(loader, "padding") else 0
+
+
+def samples_in(batch: Any) -> int:
+    """Samples in ``batch`` (the first dimension of its first tensor), weighting a bare loss."""
+    first = batch[0] if isinstance(batch, (tuple, list)) else batch
+    return int(first.shape[0]) if isinstance(first, torch.Tensor) and first.dim() > 0 else 1

@@ -40,7 +40,7 @@ from cadence.schedule import Schedule
 from cadence.track import PhaseDisplay, RunContext
 from cadence.track.run_context import ended_by
 from cadence.track.checkpoints import CHECKPOINTS, checkpoint_path
-from cadence.train.batch_index import BatchIndex
+from cadence.train.batch_index import BatchIndex, loader_padding, samples_in
 from cadence.train.callbacks import Hooks, TrainerHooks
 from cadence.train.checkpointer import Attributes, Checkpointer, Each
 from cadence.train.device import resolve_device, to_device
@@ -167,13 +167,16 @@ class Trainer(TrainerHooks):
         the phase's mean loss; the default step returns the target's element count. A bare loss
         is weighted by the first dimension of the batch's first tensor. Used in every phase
         (``self.mode.is_train`` tells training apart); in training the trainer back-propagates
-        the loss and steps the optimizer.
+        the loss and steps the optimizer. In a data parallel validation, the last
+        ``batch_index.padding`` rows repeat other processes' samples: the loss and metrics leave them out.
         """
         if self.loss_fn is None:
             raise TypeError("Trainer.step: no loss_fn given; pass loss_fn=... or override step(batch, batch_index)")
         x, y = self.to_device(batch)
         output = self.model(x)
-        loss = self.loss_fn(output, y)
+        if batch_index.padding:  # repeated rows: every sample counts once (the forward ran: under FSDP, a collective)
+            output, y = output[:-batch_index.padding], y[:-batch_index.padding]
+        loss = self.loss_fn(output, y) if len(y) else output.sum() * 0
         for metric in self.metrics.values():
             metric.update(output, y)
         return loss, y.numel()
@@ -236,7 +239,7 @@ class Trainer(TrainerHooks):
         try:
             with self.mode.update(is_train=False, is_optimize=False):
                 for idx, batch in enumerate(loader):
-                    self.batch, self.batch_index = batch, BatchIndex(idx, len(loader))
+                    self.batch, self.batch_index = batch, BatchIndex(idx, len(loader), loader_padding(loader, idx))
                     self._eval_batch(metrics, phase)
         finally:
             self.position.phase, self._active = saved
@@ -331,7 +334,8 @@ class Trainer(TrainerHooks):
                 if batch is _END:
                     raise RuntimeError(f"the {phase} loader stopped after {idx} batches but len() said {total}")
                 self.position.done[phase] = idx + 1  # taken from the loader, as the loader's own position counts it
-                self.batch, self.batch_index = batch, BatchIndex(idx, total)
+                self.batch, self.batch_index = batch, BatchIndex(idx, total, 0 if is_train else
+                                                                 loader_padding(self.valid_loader, idx))
                 stepped = self._train_batch() if is_train else self._eval_batch(self.phase_metrics, VALID)
                 if self.display is not None:
                     self.display.advance()
@@ -469,7 +473,7 @@ class Trainer(TrainerHooks):
     # -- internals -------------------------------------------------------------------------
 
     def _loss(self, result: Loss, batch: Any) -> tuple[torch.Tensor, int | torch.Tensor]:
-        loss, count = result if isinstance(result, tuple) else (result, _batch_size(batch))
+        loss, count = result if isinstance(result, tuple) else (result, samples_in(batch))
         if not isinstance(loss, torch.Tensor) or loss.dim() != 0:
             got = f"a tensor of shape {list(loss.shape)}" if isinstance(loss, torch.Tensor) else type(loss).__name__
             raise TypeError(f"Trainer.step returned {got}; expected the batch's mean loss as a 0-d tensor, or "
@@ -491,9 +495,3 @@ def _check_arguments(arguments: Mapping[str, Any]) -> None:
         if loader is not None and not isinstance(loader, Sized):
             raise TypeError(f"Trainer: {name} of type {type(loader).__name__} has no len(); the trainer slices each "
                             f"epoch by the number of batches")
-
-
-def _batch_size(batch: Any) -> int:
-    """Samples in ``batch`` (the first dimension of its first tensor), weighting a bare loss."""
-    first = batch[0] if isinstance(batch, (tuple, list)) else batch
-    return int(first.shape[0]) if isinstance(first, torch.Tensor) and first.dim() > 0 else 1

@@ -29,6 +29,7 @@ from typing import Any
 import torch
 
 from cadence.checks import check_number
+from cadence.optim import sharded
 from cadence.optim.adam import Adam
 from cadence.optim.generic import GenericAdaptiveOptimizer, Params, adam_scalars
 from cadence.optim.weight_decay import WeightDecay
@@ -69,7 +70,8 @@ class AdamFP16(GenericAdaptiveOptimizer):
             grad32 = grad.to(torch.float32)
         master = state["fp32_copy"]
         state["step"] += 1
-        self.update(master, grad32, *(state[name] for name in self.state_names), **self.scalars(group, state["step"]))
+        self.apply_update(master, grad32, *(state[name] for name in self.state_names),
+                          **self.scalars(group, state["step"]))
         param.copy_(master)
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
@@ -81,7 +83,7 @@ class AdamFP16(GenericAdaptiveOptimizer):
         params = itertools.chain.from_iterable(g["params"] for g in self.param_groups)
         for i, p in zip(saved_ids, params):
             for name, value in originals.get(i, {}).items():
-                self.state[p][name] = value.to(device=p.device, dtype=torch.float32, copy=True)
+                self.state[p][name] = sharded.shard_like(p, value.to(device=p.device, dtype=torch.float32, copy=True))
 
 
 class GradScalerFP16:
@@ -115,7 +117,8 @@ class GradScalerFP16:
                 if p.grad is None:
                     continue
                 grad32 = p.grad.to(torch.float32) / self.scale_value
-                found_inf |= ~torch.isfinite(grad32).all().cpu()
+                # whole: under FSDP a rank sees its own shard, and every rank must skip alike
+                found_inf |= ~sharded.whole(torch.isfinite(grad32).all()).cpu()
                 if isinstance(optimizer, AdamFP16):
                     optimizer.grad_fp32[p] = grad32
                 else:

@@ -37,6 +37,13 @@ the flat buffer and re-attached; a parameter whose storage was replaced (``.to()
 A parameter whose ``.grad`` is ``None`` must be skipped, which a flat update cannot do: that
 group then takes the reference path for the step.
 
+Sharded parameters (DTensors, under FSDP2's ``fully_shard``; :mod:`cadence.optim.sharded`) put
+each rank's shards in the buffers: the update is elementwise, so the shard of the update is the
+update of the shards. Their states become DTensors over views of the buffers (no copy); their
+parameters and gradients stay where FSDP keeps them, copied in before the update and the
+parameters copied back after, since FSDP gathers each parameter from its own storage and
+hands a new gradient at each backward pass.
+
 A step given a non-finite flag ``found_inf`` (:mod:`cadence.optim.found_inf`) runs
 :func:`masked` ``(update)``: the update, then the selection of the old values wherever the
 flag is set, compiled together into the same one loop. Without the flag the step runs the
@@ -54,6 +61,7 @@ from typing import Any
 
 import torch
 
+from cadence.optim import sharded
 from cadence.optim.found_inf import unless_found_inf
 
 logger = logging.getLogger(__name__)
@@ -146,41 +154,55 @@ class FlatBuffers:
 
     After construction ``param.data``, ``param.grad`` and ``state[name]`` of every
     parameter are views into :attr:`param`, :attr:`grad` and :attr:`state`.
+
+    Sharded parameters (DTensors, :mod:`cadence.optim.sharded`) put this rank's shards in the
+    buffers, and each ``state[name]`` becomes a DTensor over its view. Their parameters and
+    gradients stay where FSDP keeps them (it gathers each parameter from its own storage and
+    writes a new gradient at each backward pass): :meth:`load` copies them in before each
+    update and :meth:`store` copies the parameters back after.
     """
 
     def __init__(self, params: Sequence[torch.Tensor], states: Sequence[dict[str, Any]],
                  state_names: Sequence[str]):
-        first = params[0]
-        total = sum(p.numel() for p in params)
+        first = sharded.local(params[0])
+        total = sum(sharded.local(p).numel() for p in params)
         kwargs = {"dtype": first.dtype, "device": first.device}
         self.params = list(params)
         self.states = list(states)
+        #: Whether the parameters are sharded (then copied in and out, see above).
+        self.sharded = sharded.is_sharded(params[0])
         self.param = torch.empty(total, **kwargs)
         self.grad = torch.empty(total, **kwargs)
         self.state = {name: torch.empty(total, **kwargs) for name in state_names}
         self._param_ptrs: list[int] = []
         self._grad_views: list[torch.Tensor] = []
+        self._views: list[slice] = []
         offset = 0
         for p, st in zip(self.params, self.states):
-            n = p.numel()
+            shard = sharded.local(p)
+            n = shard.numel()
             view = slice(offset, offset + n)
-            self.param[view].copy_(p.detach().reshape(-1))
-            self.grad[view].copy_(p.grad.reshape(-1))
+            self.param[view].copy_(shard.detach().reshape(-1))
+            self.grad[view].copy_(sharded.local(p.grad).reshape(-1))
             for name in state_names:
-                self.state[name][view].copy_(st[name].reshape(-1))
-                st[name] = self.state[name][view].view_as(p)
-            p.data = self.param[view].view_as(p)
-            p.grad = self.grad[view].view_as(p)
-            self._param_ptrs.append(p.data_ptr())
-            self._grad_views.append(p.grad)
+                self.state[name][view].copy_(sharded.local(st[name]).reshape(-1))
+                st[name] = sharded.like(p, self.state[name][view].view_as(shard))
+            if not self.sharded:
+                p.data = self.param[view].view_as(p)
+                p.grad = self.grad[view].view_as(p)
+            self._param_ptrs.append(sharded.local(p).data_ptr())
+            self._grad_views.append(self.grad[view].view_as(shard))
+            self._views.append(view)
             offset += n
 
     def attached(self) -> bool:
-        """Whether every parameter's storage is still the flat buffer's (else: rebuild)."""
-        return all(p.data_ptr() == ptr for p, ptr in zip(self.params, self._param_ptrs))
+        """Whether every parameter's storage is still the flat buffer's, or, sharded, the same as at construction
+        (else: rebuild)."""
+        return all(sharded.local(p).data_ptr() == ptr for p, ptr in zip(self.params, self._param_ptrs))
 
     def gather_grads(self) -> bool:
-        """Copy any gradient that is not the flat buffer's view into it and re-attach the view.
+        """Copy any gradient that is not the flat buffer's view into it and re-attach the view (sharded: copy every
+        gradient's shard in).
 
         Returns ``False`` when a parameter has no gradient (it must be skipped this step).
         """
@@ -188,10 +210,25 @@ class FlatBuffers:
             grad = p.grad
             if grad is None:
                 return False
-            if grad.data_ptr() != view.data_ptr():
+            if self.sharded:
+                view.copy_(sharded.local(grad))
+            elif grad.data_ptr() != view.data_ptr():
                 view.copy_(grad)
                 p.grad = view
         return True
+
+    def load(self) -> None:
+        """Sharded: copy each parameter's shard into the flat buffer (before an update)."""
+        if self.sharded:
+            for p, view in zip(self.params, self._views):
+                self.param[view].copy_(sharded.local(p).reshape(-1))
+
+    def store(self) -> None:
+        """Sharded: copy the flat buffer back into each parameter's shard (after an update)."""
+        if self.sharded:
+            for p, view in zip(self.params, self._views):
+                shard = sharded.local(p)
+                shard.copy_(self.param[view].view_as(shard))
 
     def steps(self) -> set[int]:
         """The distinct step counts of the parameters (one, unless some were skipped before)."""
@@ -259,16 +296,21 @@ class FusedStep:
             for st in flat.states:
                 st["step"] += 1
             values = scalars(flat.states[0]["step"])
+            flat.load()
             # Floats become 0-d tensors (new values, same kernel); bools and ints stay static (a branch of the update).
             self._run(flat, {name: self._scalar(flat, name, value) if isinstance(value, float) else value
                              for name, value in values.items()}, found_inf)
+            flat.store()
         return True
 
     def zero_grads(self) -> set[int]:
-        """Zero the flat gradient buffers in place, re-attaching their views; return the ids of their parameters."""
+        """Zero the flat gradient buffers in place, re-attaching their views; return the ids of their parameters
+        (not of sharded ones, whose gradients are FSDP's: they are reset as asked)."""
         members = set()
         for buffers in self._buffers.values():
             for flat in buffers:
+                if flat.sharded:
+                    continue
                 flat.grad.zero_()
                 for p, view in zip(flat.params, flat._grad_views):
                     p.grad = view
@@ -281,9 +323,9 @@ class FusedStep:
         return members == {id(p) for p in params} and all(flat.attached() for flat in buffers)
 
     def _build(self, params: Sequence[torch.Tensor], states: Sequence[dict[str, Any]]) -> list[FlatBuffers]:
-        by_kind: dict[tuple[torch.device, torch.dtype], tuple[list, list]] = {}
+        by_kind: dict[tuple[torch.device, torch.dtype, bool], tuple[list, list]] = {}
         for p, st in zip(params, states):
-            ps, sts = by_kind.setdefault((p.device, p.dtype), ([], []))
+            ps, sts = by_kind.setdefault((p.device, p.dtype, sharded.is_sharded(p)), ([], []))
             ps.append(p)
             sts.append(st)
         return [FlatBuffers(ps, sts, self.state_names) for ps, sts in by_kind.values()]

@@ -32,6 +32,10 @@ A caller may hand :meth:`GenericAdaptiveOptimizer.step` a non-finite flag on the
 leaves parameters and state as they were wherever the flag is set, without reading it on the
 host (:attr:`GenericAdaptiveOptimizer.supports_found_inf`).
 
+Sharded parameters (DTensors, under FSDP2) need nothing of a paper's update: the template runs an
+elementwise update on each rank's shards and hands a whole-tensor one (LAMB's, Muon's) the
+DTensors (see :mod:`cadence.optim.sharded`).
+
 An optimizer may schedule hyper-parameters itself (``schedules``, what the presets
 ``AdamWarmup``, ``AdamWarmupCosineDecay`` and ``Noam`` pass): the one mechanism that binds
 schedules to group keys, :class:`~cadence.optim.helpers.hyperparams_schedule.HyperParameterScheduler`,
@@ -49,6 +53,7 @@ import torch
 from torch.optim import Optimizer
 
 from cadence.checks import check_number
+from cadence.optim import sharded
 from cadence.optim.found_inf import unless_found_inf
 from cadence.optim.fused import CompileReport, FusedStep
 from cadence.optim.helpers.hyperparams_schedule import HyperParameterScheduler
@@ -222,18 +227,26 @@ class GenericAdaptiveOptimizer(Optimizer):
                    param: torch.Tensor) -> None:
         """Take one step on ``param``: advance $t$, compute the scalars, apply the update."""
         state["step"] += 1
-        self.update(param, grad, *(state[name] for name in self.state_names),
-                    **self.scalars(group, state["step"]))
+        self.apply_update(param, grad, *(state[name] for name in self.state_names),
+                          **self.scalars(group, state["step"]))
+
+    def apply_update(self, param: torch.Tensor, grad: torch.Tensor, *state: torch.Tensor, **scalars: Any) -> None:
+        """:meth:`update` on a parameter, its gradient and its state; sharded (DTensors), an elementwise update runs
+        on this rank's shards, a whole-tensor one on the DTensors (see :mod:`cadence.optim.sharded`)."""
+        tensors = (param, grad, *state)
+        self.update(*(map(sharded.local, tensors) if self.elementwise else tensors), **scalars)
 
     @torch.no_grad()
     def step(self, closure: Callable[[], torch.Tensor] | None = None) -> torch.Tensor | None:
         """Update every parameter that has a gradient, unless :attr:`found_inf` says not to; return the closure's loss,
         if given."""
-        found_inf = self.found_inf
+        found_inf = self.found_inf if self.found_inf is None else sharded.whole(self.found_inf)
         loss = None
         if closure is not None:
             with torch.enable_grad():
                 loss = closure()
+        if self._makes_state_only():
+            return loss
         if self.scheduler.schedules:
             # the optimizer's own schedules, at $t$: the number of the step being taken (its state counts the taken ones)
             self.scheduler.step(1 + max((state["step"] for state in self.state.values()), default=0))
@@ -254,9 +267,26 @@ class GenericAdaptiveOptimizer(Optimizer):
                 if found_inf is None:
                     self.step_param(state, group, param.grad, param)
                 else:
-                    tensors = [param, *(x for x in state.values() if isinstance(x, torch.Tensor))]
+                    # elementwise selection: on this rank's shards when sharded
+                    tensors = [sharded.local(x) for x in (param, *state.values()) if isinstance(x, torch.Tensor)]
                     unless_found_inf(found_inf, tensors, lambda: self.step_param(state, group, param.grad, param))
         return loss
+
+    def _makes_state_only(self) -> bool:
+        """Whether this step is ``torch.distributed.checkpoint``'s way of making the state it loads into (no state yet,
+        every ``lr`` 0, every gradient zero: ``set_optimizer_state_dict`` steps so, expecting no parameter to move);
+        then the state is made and nothing else happens. A real step would move parameters all the same when the
+        optimizer's own schedules set the rate, or when the decay is absolute, and the state loaded next would not
+        undo it. Checked (a host read of each gradient) only while there is no state."""
+        if self.state or any(group["lr"] != 0 for group in self.param_groups):
+            return False
+        with_grad = [(p, group) for group in self.param_groups for p in group["params"] if p.grad is not None]
+        # whole: every rank must decide alike (each result is the same on every rank, so the same ones are read)
+        if not with_grad or any(sharded.whole(p.grad.any()) for p, _ in with_grad):
+            return False
+        for p, group in with_grad:
+            self._state(p, group)
+        return True
 
     def _state(self, param: torch.Tensor, group: dict[str, Any]) -> dict[str, Any]:
         state = self.state[param]
@@ -300,7 +330,15 @@ class GenericAdaptiveOptimizer(Optimizer):
         return state
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        """Load a state saved by either path; the fused path rebuilds its buffers at the next step."""
+        """Load a state saved by either path, sharded or not (a whole tensor for a sharded parameter keeps this rank's
+        shard); the fused path rebuilds its buffers at the next step."""
         super().load_state_dict(state_dict)
+        for group in self.param_groups:
+            for param in group["params"]:
+                if sharded.is_sharded(param) and param in self.state:
+                    state = self.state[param]
+                    for name, value in state.items():
+                        if isinstance(value, torch.Tensor):
+                            state[name] = sharded.shard_like(param, value)
         if self.fused_step is not None:
             self.fused_step.reset()

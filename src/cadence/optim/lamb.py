@@ -18,7 +18,9 @@ r_t &= \frac{\hat{m}_t}{\sqrt{\hat{v}_t} + \epsilon} + \lambda \theta_{t-1} \\
 $$
 
 with $\phi$ the identity, and a ratio of 1 when either norm is 0 (a freshly zeroed bias).
-The norms make the update per tensor, not elementwise: LAMB has no fused path.
+The norms make the update per tensor, not elementwise: LAMB has no fused path. On sharded
+parameters (FSDP's DTensors) the update runs on the DTensors, and each norm is the whole
+tensor's, its ranks' parts reduced by DTensor (:mod:`cadence.optim.sharded`).
 
 The paper's decay is decoupled from the moments, as AdamW's is, and a float ``weight_decay``
 means it; ``WeightDecay(λ, weight_decouple=False)`` adds $\lambda \theta_{t-1}$ to $g_t$

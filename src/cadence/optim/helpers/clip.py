@@ -13,6 +13,10 @@ $[-c, c]$. Both work in place: the fused optimizers keep every ``.grad`` as a vi
 flat buffer, and a replaced tensor would fall out of it. Both return the global norm
 before clipping as a 0-d tensor, without synchronising with the device.
 
+Sharded gradients (DTensors, under FSDP) are clipped by the norm of the whole gradients, each
+shard's part reduced across the ranks (DTensor does it), and the norm returned is a plain
+tensor, the same on every rank. Every rank must then call the clipping, as every rank steps.
+
 Both run every optimizer step, so a threshold is checked at no cost when it is valid (a
 positive, finite ``int`` or ``float``: two comparisons); anything else goes through
 :func:`cadence.checks.check_number`, which raises with its usual message.
@@ -26,6 +30,7 @@ from collections.abc import Iterable
 import torch
 
 from cadence.checks import check_number
+from cadence.optim import sharded
 
 
 def _positive(where: str, name: str, value: float) -> float:
@@ -52,8 +57,8 @@ def clip_grad_norm(parameters: Iterable[torch.Tensor] | torch.Tensor, max_norm: 
     if norm_type != math.inf:
         _positive("clip_grad_norm", "norm_type", norm_type)
     parameters = [parameters] if isinstance(parameters, torch.Tensor) else list(parameters)
-    return torch.nn.utils.clip_grad_norm_(parameters, max_norm, norm_type=norm_type,
-                                          error_if_nonfinite=error_if_nonfinite)
+    return sharded.whole(torch.nn.utils.clip_grad_norm_(parameters, max_norm, norm_type=norm_type,
+                                                        error_if_nonfinite=error_if_nonfinite))
 
 
 def clip_grad_value(parameters: Iterable[torch.Tensor] | torch.Tensor, clip_value: float) -> torch.Tensor:
@@ -62,7 +67,7 @@ def clip_grad_value(parameters: Iterable[torch.Tensor] | torch.Tensor, clip_valu
     grads = _grads(parameters)
     if not grads:
         return torch.tensor(0.0)
-    norm = torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g.detach(), 2.0) for g in grads]), 2.0)
+    norm = sharded.whole(torch.nn.utils.get_total_norm([g.detach() for g in grads], 2.0))
     for g in grads:
         g.detach().clamp_(-clip_value, clip_value)
     return norm

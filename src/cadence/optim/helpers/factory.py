@@ -42,6 +42,7 @@ import torch
 from torch import nn
 
 from cadence.checks import check_number
+from cadence.optim import sharded
 from cadence.optim.ada_belief import AdaBelief
 from cadence.optim.adam import Adam
 from cadence.optim.adam_warmup import AdamWarmup
@@ -187,7 +188,24 @@ def build_optimizer(config: OptimizerConfig, model_or_params: nn.Module | Iterab
         params = model_or_params.parameters()
     else:
         params = model_or_params
-    return entry.constructor(params, **arguments)
+    optimizer = entry.constructor(params, **arguments)
+    _refuse_sharded_fused_sgd(config.name, optimizer)
+    return optimizer
+
+
+def _refuse_sharded_fused_sgd(name: str, optimizer: torch.optim.Optimizer) -> None:
+    """``sgd`` with ``fused=True`` on sharded (DTensor) parameters is an error naming the first one: torch's fused SGD
+    kernel has no DTensor implementation, and would fail at the first step (cadence's own fused path runs on each
+    rank's shards, :mod:`cadence.optim.sharded`)."""
+    if not (isinstance(optimizer, torch.optim.SGD) and optimizer.defaults.get("fused")):
+        return
+    for g, group in enumerate(optimizer.param_groups):
+        for i, param in enumerate(group["params"]):
+            if sharded.is_sharded(param):
+                raise ValueError(f"{name}: fused=True, and parameter {i} of group {g} (shape {list(param.shape)}) "
+                                 f"is sharded (a DTensor, as fully_shard makes it): torch's fused SGD has no "
+                                 f"DTensor kernel; use optimizer.fused=false (torch's SGD then steps the shards), "
+                                 f"or an optimizer whose fused path runs on shards (adam, lion, sophia, ...)")
 
 
 def _arguments(config: OptimizerConfig, entry: OptimizerEntry) -> dict[str, Any]:

@@ -15,7 +15,8 @@ def test_a_run_steps_once_per_window_and_once_more_for_a_short_last_window_of_ea
 def test_every_safe_field_may_change_unless_a_schedule_is_laid_over_the_runs_length():
     assert RunConfig().safe_to_change() == RunConfig.SAFE_TO_CHANGE
     over_the_run = apply_overrides(RunConfig(), ["optimizer.schedule=cosine"])
-    assert over_the_run.safe_to_change() == ("num_threads", "checkpoint_every", "keep_last", "dist_timeout")
+    assert over_the_run.safe_to_change() == ("num_threads", "checkpoint_every", "keep_last", "dist_timeout", "strategy",
+                                             "checkpoint_async")
     assert apply_overrides(RunConfig(), ["optimizer.name=adam_warmup_cosine_decay"]).safe_to_change() == \
         over_the_run.safe_to_change()
     fixed_length = apply_overrides(RunConfig(), ["optimizer.schedule=cosine", "optimizer.total_steps=1000"])

@@ -24,7 +24,8 @@ from cadence.data import InMemoryLoader
 from cadence.metrics import Accuracy
 from cadence.optim import Adam
 from cadence.train import Trainer
-from cadence.train.distributed import world
+from cadence.optim.sharded import local, whole
+from cadence.train.distributed import shard_model, world
 
 STEPS, TIMEOUT = 50, 180
 
@@ -50,13 +51,16 @@ class StopAt:
 
 
 def train(batch_size: int, fused: bool, world_size: int = 1, rank: int = 0, run_dir: str | None = None,
-          stop_at: int = 0, stop_rank: int | None = None) -> dict:
-    """Train the model; return its parameters, the step it ended at, the epoch's accuracies and, fused, how often
-    its optimizer ran compiled and eagerly."""
+          stop_at: int = 0, stop_rank: int | None = None, strategy: str = "ddp") -> dict:
+    """Train the model (``strategy="fsdp"``: sharded); return its (whole) parameters, the step it ended at, the
+    epoch's accuracies, the bytes of parameters, gradients and optimizer state this process held and, fused, how
+    often its optimizer ran compiled and eagerly."""
     torch.set_num_threads(1)
     x, y, xv, yv = data()
     torch.manual_seed(0)
     model = nn.Sequential(nn.Linear(10, 32), nn.LayerNorm(32), nn.Tanh(), nn.Linear(32, 4))
+    if strategy == "fsdp":
+        shard_model(model)
     optimizer = Adam(model.parameters(), lr=1e-2, fused=fused)
     trainer = Trainer(model, optimizer,
                       InMemoryLoader(x, y, batch_size, shuffle=True, seed=0, world_size=world_size, rank=rank),
@@ -67,7 +71,11 @@ def train(batch_size: int, fused: bool, world_size: int = 1, rank: int = 0, run_
         trainer.resume(run_dir)
     trainer.run()
     finished = trainer.global_step == STEPS
-    return {"params": [p.detach().clone() for p in model.parameters()], "step": trainer.global_step,
+    held = [*model.parameters(), *(p.grad for p in model.parameters() if p.grad is not None),
+            *(t for state in optimizer.state.values() for t in state.values() if isinstance(t, torch.Tensor))]
+    return {"params": [whole(p).detach().clone() for p in model.parameters()], "step": trainer.global_step,
+            "bytes": sum({local(t).untyped_storage().data_ptr(): local(t).untyped_storage().nbytes()
+                          for t in held}.values()),  # each storage once
             "accuracy": trainer.latest("valid.accuracy") if finished else None,
             "loss": trainer.latest("valid.loss") if finished else None,
             "train_accuracy": trainer.latest("train.accuracy") if finished else None,
@@ -75,11 +83,11 @@ def train(batch_size: int, fused: bool, world_size: int = 1, rank: int = 0, run_
 
 
 def worker(rank: int, port: int, fused: bool, out: str, run_dir: str | None = None, stop_at: int = 0,
-           stop_rank: int | None = None) -> None:
+           stop_rank: int | None = None, strategy: str = "ddp") -> None:
     dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=2)
     try:
         assert world() == (2, rank)
-        torch.save(train(32, fused, 2, rank, run_dir, stop_at, stop_rank), f"{out}.{rank}")
+        torch.save(train(32, fused, 2, rank, run_dir, stop_at, stop_rank, strategy), f"{out}.{rank}")
     finally:
         dist.destroy_process_group()
     # Leave without the interpreter's shutdown, where gloo's threads can abort the process ("terminate called
@@ -121,6 +129,22 @@ def test_two_processes_of_32_take_the_steps_of_one_of_64(tmp_path, fused):
         if fused:  # the fused path ran compiled in every process, never eagerly
             compiled, eager = result["compiled"]
             assert compiled == STEPS and eager == 0
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("fused", [False, True], ids=["reference", "fused"])
+def test_two_fsdp_processes_of_32_take_the_steps_of_one_of_64_holding_half_the_bytes(tmp_path, fused):
+    """FSDP2 shards every parameter, gradient and optimizer state: each process holds half of DDP's bytes (the
+    model's first dimensions are even), and the run is one process's to 1e-5."""
+    sharded = launch(fused, str(tmp_path / "fsdp"), None, 0, None, "fsdp")
+    single = train(64, fused=False)
+    replicated = train(64, fused=fused)
+    for result in sharded:
+        for p, q in zip(result["params"], single["params"]):
+            torch.testing.assert_close(p, q, rtol=0, atol=1e-5)
+        assert result["accuracy"] == pytest.approx(single["accuracy"], abs=1e-9)
+        assert result["loss"] == pytest.approx(single["loss"], rel=1e-6)
+        assert result["bytes"] <= 0.55 * replicated["bytes"], (result["bytes"], replicated["bytes"])
 
 
 @pytest.mark.slow

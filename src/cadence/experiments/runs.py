@@ -39,7 +39,7 @@ from cadence.track import RunStore, recorded_run, resolve_runs_dir
 from cadence.track.checkpoints import latest_checkpoint
 from cadence.track.history import flatten
 from cadence.train import Trainer, resolve_device
-from cadence.train.distributed import init_from_environment, world
+from cadence.train.distributed import STRATEGIES, init_from_environment, shard_model, world
 from cadence.train.precision import PRECISIONS, check_precision, resolve_precision
 
 if TYPE_CHECKING:
@@ -81,13 +81,19 @@ class RunConfig:
     #: Seconds a process of a data parallel run waits for the others in a collective before the run ends with an
     #: error (a process stopped or cut off), never a hang.
     dist_timeout: float = 300.0
+    #: Several processes: ddp (a replica of the model in each) or fsdp (each holds a shard of every parameter,
+    #: gradient and optimizer state: FSDP2). No effect on one process.
+    strategy: str = "ddp"
+    #: Write checkpoints in the background while training goes on (torch.distributed.checkpoint's async_save);
+    #: unset: on under fsdp.
+    checkpoint_async: bool | None = None
     #: Give biases, normalization weights and embeddings no weight decay (nanoGPT's and timm's rule).
     no_decay_on_norms_and_biases: bool = True
     optimizer: OptimizerConfig = field(default_factory=OptimizerConfig)
 
     #: Fields a resumed run may change: they change how long or how it runs, not what it computes.
     SAFE_TO_CHANGE: ClassVar[tuple[str, ...]] = ("epochs", "max_steps", "num_threads", "checkpoint_every",
-                                                 "keep_last", "dist_timeout")
+                                                 "keep_last", "dist_timeout", "strategy", "checkpoint_async")
     #: Overrides that one override implies (see :func:`~cadence.config.apply_overrides`): an optimizer's recipe.
     RECIPES: ClassVar[dict[str, tuple[str, ...]]] = {}
 
@@ -99,7 +105,7 @@ class RunConfig:
             check_number(where, name, getattr(self, name), low=0, integer=True)
         check_number(where, "grad_clip_norm", self.grad_clip_norm, low=0)
         check_number(where, "dist_timeout", self.dist_timeout, low=0, low_open=True)
-        for name, allowed in (("precision", PRECISIONS), ("nonfinite", ("raise", "skip"))):
+        for name, allowed in (("precision", PRECISIONS), ("nonfinite", ("raise", "skip")), ("strategy", STRATEGIES)):
             if getattr(self, name) not in allowed:
                 raise ValueError(f"{where}: {name}={getattr(self, name)!r}; expected one of {', '.join(allowed)}")
 
@@ -169,12 +175,14 @@ def prepare(config: RunConfig) -> Setup:
 
 def build_trainer(setup: Setup, model: nn.Module, train_loader: Sized, valid_loader: Iterable | None, *,
                   trainer: Callable[..., Trainer] = Trainer, callbacks: Sequence[Any] = (), **options: Any) -> Built:
-    """The rest of every experiment's build: ``model``'s parameter groups (``no_decay_on_norms_and_biases``), the
-    optimizer and its schedules over the run's length (:meth:`RunConfig.optimizer_steps` of ``train_loader``), its
+    """The rest of every experiment's build: ``model`` sharded (``strategy=fsdp``, several processes), its parameter
+    groups (``no_decay_on_norms_and_biases``), the optimizer and its schedules over the run's length (:meth:`RunConfig.optimizer_steps` of ``train_loader``), its
     callbacks, and ``trainer`` (a :class:`Trainer` class) with the config's options and ``options``, waiting for
     the run's context. ``callbacks`` come after the optimizer's own."""
     config = setup.config
     check_precision(config.precision, setup.device, model)
+    if config.strategy == "fsdp":
+        shard_model(model.to(setup.device), config.precision)  # before the optimizer, which holds the shards
     steps = config.optimizer_steps(len(train_loader))
     optimizer = build_optimizer(config.optimizer, param_groups(model, config.optimizer.weight_decay)
                                 if config.no_decay_on_norms_and_biases else model, model=model, total_steps=steps)
@@ -185,7 +193,7 @@ def build_trainer(setup: Setup, model: nn.Module, train_loader: Sized, valid_loa
         inner_iterations=config.inner_iterations, update_batches=config.update_batches, device=setup.device,
         precision=config.precision, compile=config.compile, grad_clip_norm=config.grad_clip_norm or None,
         nonfinite=config.nonfinite, checkpoint_every=config.checkpoint_every, keep_last=config.keep_last,
-        **options))
+        checkpoint_async=config.checkpoint_async, **options))
 
 
 @contextlib.contextmanager

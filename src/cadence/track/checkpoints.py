@@ -50,13 +50,16 @@ logger = logging.getLogger(__name__)
 
 __all__ = ["CHECKPOINTS", "FORMAT", "META_FILE", "MODEL_FILE", "STATE_FILE", "CheckpointError", "best_checkpoint",
            "checkpoint_path", "checkpoints_root", "latest_checkpoint", "list_checkpoints", "load_checkpoint", "prune_checkpoints",
-           "read_meta", "save_checkpoint"]
+           "begin_checkpoint", "check_fits", "commit_checkpoint", "is_sharded", "read_checkpoint", "read_meta",
+           "read_weights", "save_checkpoint", "saved_by", "shard_shapes", "write_state", "write_weights", "write_whole_weights"]
 
 #: The folder of a run's checkpoints.
 CHECKPOINTS = "checkpoints"
 MODEL_FILE, STATE_FILE, META_FILE = "model.safetensors", "state.pt", "meta.json"
+#: What ``torch.distributed.checkpoint`` writes beside its ``*.distcp`` shards.
+SHARDS_METADATA = ".metadata"
 #: The layout version this cadence writes and reads.
-FORMAT = 1
+FORMAT = 2
 
 _STEP = re.compile(r"step-(\d+)")
 
@@ -65,38 +68,86 @@ class CheckpointError(ValueError):
     """A checkpoint that cannot be loaded: unreadable, of another format or experiment, or not fitting the model."""
 
 
-def save_checkpoint(root: str | os.PathLike, step: int, model: nn.Module, state: Mapping[str, Any],
-                    meta: Mapping[str, Any]) -> Path:
+def save_checkpoint(root: str | os.PathLike, step: int, model: nn.Module | Mapping[str, torch.Tensor],
+                    state: Mapping[str, Any], meta: Mapping[str, Any]) -> Path:
     """Write checkpoint ``root/step-<step>`` atomically and return its path.
 
-    ``model``'s weights go to ``model.safetensors``, ``state`` (tensors, numbers, strings and
-    containers of them) to ``state.pt``, ``meta`` (JSON) with the format and cadence version to
-    ``meta.json``. A checkpoint of the same step is replaced (the new one is complete before
-    the old one goes).
+    ``model``'s weights (or a state dict of them) go to ``model.safetensors``, ``state``
+    (tensors, numbers, strings and containers of them) to ``state.pt``, ``meta`` (JSON) with the
+    format and cadence version to ``meta.json``. A checkpoint of the same step is replaced (the
+    new one is complete before the old one goes).
     """
+    partial, final = begin_checkpoint(root, step)
+    try:
+        write_weights(partial, model.state_dict() if isinstance(model, nn.Module) else model)
+        write_state(partial, step, state, meta)
+        return commit_checkpoint(partial, final)
+    except BaseException:
+        shutil.rmtree(partial, ignore_errors=True)
+        raise
+
+
+def begin_checkpoint(root: str | os.PathLike, step: int) -> tuple[Path, Path]:
+    """``(partial, final)``: a new hidden folder to write checkpoint ``root/step-<step>`` into, and its final name."""
     root = Path(root)
     root.mkdir(parents=True, exist_ok=True)
     final = root / f"step-{step}"
     partial = partial_path(final)
     partial.mkdir()
+    return partial, final
+
+
+def write_weights(folder: Path, weights: Mapping[str, torch.Tensor]) -> None:
+    """``weights`` (a model's state dict, tied tensors stored once) into ``folder/model.safetensors``."""
+    write_weights_file(folder / MODEL_FILE, weights)
+
+
+def write_weights_file(path: Path, weights: Mapping[str, torch.Tensor]) -> None:
+    """``weights`` (tied tensors stored once) into the safetensors file ``path``, synced."""
+    _write(path, lambda f: f.write(safetensors.torch.save(_deduplicated(dict(weights)))))
+
+
+def write_whole_weights(checkpoint: Path, weights: Mapping[str, torch.Tensor]) -> Path:
+    """Add ``model.safetensors`` (whole ``weights``) to the complete checkpoint ``checkpoint`` (a sharded one), written
+    beside it under a hidden name and renamed into place; return its path."""
+    partial = partial_path(checkpoint / MODEL_FILE)
     try:
-        _write(partial / MODEL_FILE, lambda f: f.write(safetensors.torch.save(_deduplicated(model.state_dict()))))
-        _write(partial / STATE_FILE, lambda f: torch.save(dict(state), f))
-        meta = {"format": FORMAT, "cadence": __version__, "step": step, **meta}
-        _write(partial / META_FILE, lambda f: f.write(json.dumps(meta, indent=2).encode() + b"\n"))
-        _sync(partial)
-        if final.exists():
-            old = partial_path(final)
-            final.rename(old)
-            partial.rename(final)
-            shutil.rmtree(old)
-        else:
-            partial.rename(final)
-        _sync(root)
+        write_weights_file(partial, weights)
+        partial.rename(checkpoint / MODEL_FILE)
+        _sync(checkpoint)
     except BaseException:
-        shutil.rmtree(partial, ignore_errors=True)
+        partial.unlink(missing_ok=True)
         raise
+    return checkpoint / MODEL_FILE
+
+
+def write_state(folder: Path, step: int, state: Mapping[str, Any], meta: Mapping[str, Any]) -> None:
+    """``state`` into ``folder/state.pt`` and ``meta`` (with the format, cadence's version and ``step``) into
+    ``folder/meta.json``."""
+    _write(folder / STATE_FILE, lambda f: torch.save(dict(state), f))
+    meta = {"format": FORMAT, "cadence": __version__, "step": step, **meta}
+    _write(folder / META_FILE, lambda f: f.write(json.dumps(meta, indent=2).encode() + b"\n"))
+
+
+def commit_checkpoint(partial: Path, final: Path) -> Path:
+    """Make the complete checkpoint in ``partial`` visible as ``final``: synced to disk, then renamed (replacing a
+    checkpoint of the same step only once the new one is in place); return ``final``."""
+    _sync(partial)
+    if final.exists():
+        old = partial_path(final)
+        final.rename(old)
+        partial.rename(final)
+        shutil.rmtree(old)
+    else:
+        partial.rename(final)
+    _sync(final.parent)
     return final
+
+
+def is_sharded(path: str | os.PathLike) -> bool:
+    """Whether checkpoint ``path`` holds its weights and optimizer state as ``torch.distributed.checkpoint`` shards
+    (``*.distcp`` files and DCP's ``.metadata``) rather than ``model.safetensors``."""
+    return (Path(path) / SHARDS_METADATA).is_file()
 
 
 def checkpoints_root(path: str | os.PathLike) -> Path:
@@ -189,22 +240,12 @@ def load_checkpoint(path: str | os.PathLike, model: nn.Module, *,
 
     ``experiment``, when given, must be the one the checkpoint was saved for. Nothing is
     changed when the checkpoint is refused: the weights are checked against ``model``
-    (missing and unexpected keys, shapes) before any is copied.
+    (missing and unexpected keys, shapes) before any is copied. The weights of a sharded
+    checkpoint (:func:`is_sharded`) are read whole, into this one process.
     """
-    path = Path(path)
-    meta = read_meta(path)
-    saved_by = f"saved by cadence {meta.get('cadence')} for experiment {meta.get('experiment')!r} at step {meta['step']}"
-    if experiment is not None and meta.get("experiment") != experiment:
-        raise CheckpointError(f"checkpoint {path} was {saved_by}, not for experiment {experiment!r}")
-    if meta.get("cadence") != __version__:
-        logger.info("checkpoint %s was written by cadence %s; this is cadence %s", path, meta.get("cadence"),
-                    __version__)
-    try:
-        weights = safetensors.torch.load_file(path / MODEL_FILE)
-        state = torch.load(path / STATE_FILE, map_location="cpu", weights_only=True)
-    except Exception as e:  # a truncated, corrupt or foreign file; or one that asks to run code (refused)
-        raise CheckpointError(f"checkpoint {path} ({saved_by}) is unreadable: {type(e).__name__}: {e}") from None
-    _check_fits(model, weights, f"checkpoint {path} ({saved_by})")
+    state, meta = read_checkpoint(path, experiment=experiment)
+    weights = read_weights(path, meta)
+    check_fits(model, weights, f"checkpoint {path} ({saved_by(meta)})")
     own = model.state_dict()
     with torch.no_grad():
         for key, tensor in own.items():
@@ -213,6 +254,53 @@ def load_checkpoint(path: str | os.PathLike, model: nn.Module, *,
                 continue
             tensor.copy_(source)
     return state, meta
+
+
+def saved_by(meta: Mapping[str, Any]) -> str:
+    """What wrote a checkpoint, from its ``meta.json``, for messages."""
+    return f"saved by cadence {meta.get('cadence')} for experiment {meta.get('experiment')!r} at step {meta['step']}"
+
+
+def read_checkpoint(path: str | os.PathLike, *, experiment: str | None = None) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Checkpoint ``path``'s ``(state, meta)`` (``state.pt`` and ``meta.json``), checked to be of ``experiment`` when
+    given."""
+    path = Path(path)
+    meta = read_meta(path)
+    if experiment is not None and meta.get("experiment") != experiment:
+        raise CheckpointError(f"checkpoint {path} was {saved_by(meta)}, not for experiment {experiment!r}")
+    if meta.get("cadence") != __version__:
+        logger.info("checkpoint %s was written by cadence %s; this is cadence %s", path, meta.get("cadence"),
+                    __version__)
+    try:
+        return torch.load(path / STATE_FILE, map_location="cpu", weights_only=True), meta
+    except Exception as e:  # a truncated, corrupt or foreign file; or one that asks to run code (refused)
+        raise CheckpointError(f"checkpoint {path} ({saved_by(meta)}) is unreadable: {type(e).__name__}: {e}") from None
+
+
+def read_weights(path: str | os.PathLike, meta: Mapping[str, Any]) -> dict[str, torch.Tensor]:
+    """Checkpoint ``path``'s weights, whole, on the CPU: ``model.safetensors``, or else its ``torch.distributed.checkpoint``
+    shards' ``model.*`` entries gathered into this process."""
+    path = Path(path)
+    try:
+        if (path / MODEL_FILE).is_file() or not is_sharded(path):
+            return safetensors.torch.load_file(path / MODEL_FILE)
+        import torch.distributed.checkpoint as dcp  # here: importing it costs every command a second
+
+        shapes = shard_shapes(path, "model.")
+        whole = {f"model.{key}": torch.empty(size, dtype=dtype) for key, (size, dtype) in shapes.items()}
+        dcp.load(whole, checkpoint_id=path, no_dist=True)
+        return {key[len("model."):]: tensor for key, tensor in whole.items()}
+    except Exception as e:  # a truncated, corrupt or foreign file
+        raise CheckpointError(f"checkpoint {path} ({saved_by(meta)}) is unreadable: {type(e).__name__}: {e}") from None
+
+
+def shard_shapes(path: Path, prefix: str) -> dict[str, tuple[torch.Size, torch.dtype]]:
+    """The whole shape and dtype of each tensor a sharded checkpoint holds under ``prefix`` (prefix removed)."""
+    from torch.distributed.checkpoint import FileSystemReader
+
+    entries = FileSystemReader(path).read_metadata().state_dict_metadata
+    return {key[len(prefix):]: (entry.size, entry.properties.dtype) for key, entry in entries.items()
+            if key.startswith(prefix) and hasattr(entry, "chunks")}
 
 
 def prune_checkpoints(root: str | os.PathLike, keep_last: int, keep_best: int = 0, metric: str | None = None,
@@ -245,7 +333,8 @@ def _deduplicated(state_dict: dict[str, torch.Tensor]) -> dict[str, torch.Tensor
     return unique
 
 
-def _check_fits(model: nn.Module, weights: Mapping[str, torch.Tensor], where: str) -> None:
+def check_fits(model: nn.Module, weights: Mapping[str, torch.Tensor], where: str) -> None:
+    """Refuse ``weights`` that do not fit ``model`` (missing and unexpected keys, shape mismatches), naming them."""
     own = model.state_dict()
     tied = set(own) - set(_deduplicated(own))
     missing = [k for k in own if k not in weights and k not in tied]

@@ -1,24 +1,40 @@
-"""The checkpointer: a run's checkpoints written from, and restored into, a dict of stateful parts.
+"""The checkpointer: a run's checkpoints written from, and restored into, a model, its optimizer and stateful parts.
 
 As torchtitan's checkpointer is, it is handed the parts of a training run that have a state
 (``state_dict()`` / ``load_state_dict()``) by name, and knows nothing else of them:
 
-* ``model``: its weights go to ``model.safetensors`` (readable by any safetensors reader);
-* ``parts``: the state every process shares (the optimizer, the loop's position, the
+* ``model`` and ``optimizer``: their state dicts as ``torch.distributed.checkpoint.state_dict``
+  gives them (``get_state_dict``: keyed by parameter name, whole tensors, or each rank's shards
+  under FSDP), so that any checkpoint restores into any layout (``set_state_dict``);
+* ``parts``: the state every process shares (the optimizer step, the loop's position, the
   tracker, the callbacks, the loaders): rank 0's is saved, and every process restores it;
 * ``per_process``: the state that differs from process to process (random generators, the
   metrics' partial sums, state a step carries): every process's own is saved, gathered to
-  rank 0, and each process restores its own. A checkpoint of ``P`` processes resumes on ``P``.
+  rank 0, and each process restores its own.
 
-Tensors are saved from the CPU; each part puts the ones it restores where it keeps them.
+**Two formats, one folder layout** (:mod:`cadence.track.checkpoints`: ``step-<N>/``, atomic).
+Whole weights go to ``model.safetensors`` and the optimizer's state into ``state.pt``, written
+by rank 0. A sharded model (FSDP), or ``async_save``, writes both with
+``torch.distributed.checkpoint`` instead: each rank its own shards (``*.distcp``), beside
+DCP's ``.metadata``; rank 0 adds ``state.pt`` and ``meta.json``, and renames the folder into
+place once every shard is written. **Asynchronous** saves stage the tensors in memory, then
+write them on a thread while training goes on; a save waits for the one before (never two in
+flight), and :meth:`Checkpointer.wait` for the last (a run's end).
 
-The files and their layout are :mod:`cadence.track.checkpoints`'s (atomic writes, the
-newest and the best, loading without running code).
+**Another number of processes.** A checkpoint of ``P`` processes resumes on ``M``: the model
+and optimizer are resharded (or gathered) by ``torch.distributed.checkpoint``; the shared
+parts do not depend on ``P`` (batch sizes are global, so a loader's position is the same
+global batch); a per-process part restores from the ``P`` saved states with its
+``load_state_dicts(states, rank, world_size)`` (the metrics' sums go to rank 0), and one
+without is refused, naming it.
 """
 
 from __future__ import annotations
 
+import logging
+import shutil
 from collections.abc import Mapping, Sequence
+from concurrent.futures import Future
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -27,7 +43,14 @@ import torch.distributed as dist
 from torch import nn
 
 from cadence.checks import check_number
-from cadence.track.checkpoints import CheckpointError, load_checkpoint, prune_checkpoints, save_checkpoint
+from cadence.optim.sharded import is_sharded
+from cadence.track.checkpoints import (CheckpointError, begin_checkpoint, check_fits, commit_checkpoint,
+                                       latest_checkpoint, prune_checkpoints, read_checkpoint, read_weights,
+                                       save_checkpoint, saved_by, shard_shapes, write_state, write_whole_weights)
+from cadence.track.checkpoints import is_sharded as is_sharded_checkpoint
+from cadence.train.distributed import world
+
+logger = logging.getLogger(__name__)
 
 __all__ = ["Attributes", "Checkpointer", "Each", "Stateful"]
 
@@ -43,70 +66,213 @@ class Stateful(Protocol):
 
 
 class Checkpointer:
-    """Writes ``folder/step-<N>/`` checkpoints of ``model`` and the stateful ``parts`` and ``per_process`` parts
-    (see the module docstring), keeping the ``keep_last`` newest and the ``keep_best`` best by ``best_metric``
-    (``best_mode`` ``"min"`` or ``"max"``); ``experiment`` and ``config`` say what the run is. Without a
-    ``folder`` it only loads checkpoints, from wherever they are."""
+    """Writes ``folder/step-<N>/`` checkpoints of ``model``, ``optimizer`` and the stateful ``parts`` and
+    ``per_process`` parts (see the module docstring), keeping the ``keep_last`` newest and the ``keep_best`` best by
+    ``best_metric`` (``best_mode`` ``"min"`` or ``"max"``); ``experiment`` and ``config`` say what the run is;
+    ``async_save`` (default: when the model is sharded) writes in the background. Without a ``folder`` it only
+    loads checkpoints, from wherever they are."""
 
     def __init__(self, folder: str | Path | None, model: nn.Module, parts: Mapping[str, Stateful],
-                 per_process: Mapping[str, Stateful], *, keep_last: int = 3, keep_best: int = 0,
-                 best_metric: str = "valid.loss", best_mode: str = "min", experiment: str | None = None,
-                 config: Mapping[str, Any] | None = None):
+                 per_process: Mapping[str, Stateful], *, optimizer: torch.optim.Optimizer | None = None,
+                 keep_last: int = 3, keep_best: int = 0, best_metric: str = "valid.loss", best_mode: str = "min",
+                 experiment: str | None = None, config: Mapping[str, Any] | None = None,
+                 async_save: bool | None = None):
         check_number("Checkpointer", "keep_last", keep_last, low=1, integer=True)
         check_number("Checkpointer", "keep_best", keep_best, low=0, integer=True)
         if best_mode not in ("min", "max"):
             raise ValueError(f"Checkpointer: best_mode={best_mode!r}; expected 'min' or 'max'")
         self.folder = Path(folder) if folder is not None else None
-        self.model = model
+        self.model, self.optimizer = model, optimizer
         self.parts = dict(parts)
         self.per_process = dict(per_process)
         self.keep_last, self.keep_best = keep_last, keep_best
         self.best_metric, self.best_mode = best_metric, best_mode
         self.experiment = experiment
         self.config = dict(config or {})
+        #: Whether the model's parameters are sharded across processes (FSDP): then checkpoints are sharded.
+        self.sharded = any(is_sharded(p) for p in model.parameters())
+        self.async_save = self.sharded if async_save is None else async_save
+        # Background saves talk over a gloo group of their own, never in the way of training's collectives.
+        self._group = dist.new_group(backend="gloo") if self.async_save and world()[0] > 1 else None
+        self._pending: Future | None = None
+
+    # -- saving ---------------------------------------------------------------------------
 
     def save(self, step: int, meta: Mapping[str, Any]) -> Path | None:
         """Write the checkpoint of optimizer step ``step`` (with ``meta``: epoch, metrics), then prune; return its
-        path on rank 0, ``None`` elsewhere. Every process calls it: each hands over its own per-process state."""
+        path on rank 0 (asynchronous: the path it will have once written), ``None`` elsewhere. Every process calls
+        it: each hands over its own per-process state and, sharded, writes its own shards."""
+        self.wait()
         processes = _gathered({name: _to_cpu(part.state_dict()) for name, part in self.per_process.items()})
-        if processes is None:
-            return None
+        weights, optimizer = self._state_dicts()
+        rank, meta = world()[1], {"experiment": self.experiment, **meta}
         state = {"config": self.config, "parts": {name: part.state_dict() for name, part in self.parts.items()},
                  "processes": processes}
-        path = save_checkpoint(self.folder, step, self.model, state, {"experiment": self.experiment, **meta})
-        prune_checkpoints(self.folder, self.keep_last, self.keep_best, self.best_metric if self.keep_best else None,
-                          self.best_mode)
+        if not (self.sharded or self.async_save):
+            if rank != 0:
+                return None
+            path = save_checkpoint(self.folder, step, weights, {**state, "optimizer": optimizer}, meta)
+            self._prune()
+            return path
+        import torch.distributed.checkpoint as dcp  # here: importing it costs every command a second
+
+        partial, final = _broadcast(begin_checkpoint(self.folder, step) if rank == 0 else None)
+        try:
+            if rank == 0:
+                write_state(partial, step, state, meta)
+            shards = {"model": weights, "optimizer": optimizer}
+            if not self.async_save:
+                dcp.save(shards, checkpoint_id=partial)
+                return self._commit(partial, final)
+            self._pending = dcp.async_save(shards, checkpoint_id=partial, process_group=self._group)
+        except BaseException:
+            _remove(partial, rank)
+            raise
+        self._pending.add_done_callback(lambda written: self._commit(partial, final, written))
+        return final if rank == 0 else None
+
+    def wait(self) -> None:
+        """Wait for the checkpoint being written in the background, if any (re-raising its error)."""
+        pending, self._pending = self._pending, None
+        if pending is not None:
+            pending.result()
+
+    def finish(self) -> None:
+        """At a run's end: wait for the last checkpoint, and, sharded, write the whole weights into the newest one
+        (``model.safetensors``, for any reader; every process takes part in gathering them)."""
+        self.wait()
+        if self.sharded and self.folder is not None and latest_checkpoint(self.folder) is not None:
+            weights = self.full_weights()
+            if weights is not None:
+                write_whole_weights(latest_checkpoint(self.folder), weights)
+
+    def _commit(self, partial: Path, final: Path, written: Future | None = None) -> Path | None:
+        """Once every shard is written: rank 0 renames the checkpoint into place and prunes (an asynchronous save's
+        completion, on its thread; a failed one leaves no checkpoint)."""
+        if world()[1] != 0:
+            return None
+        if written is not None and written.exception() is not None:
+            shutil.rmtree(partial, ignore_errors=True)
+            logger.error("checkpoint %s was not written: %s", final, written.exception())
+            return None
+        path = commit_checkpoint(partial, final)
+        self._prune()
         return path
 
-    def load(self, path: str | Path) -> dict[str, Any]:
-        """Restore checkpoint ``path`` (a ``step-<N>`` folder) into the model and every part; return its meta.
+    def _prune(self) -> None:
+        prune_checkpoints(self.folder, self.keep_last, self.keep_best, self.best_metric if self.keep_best else None,
+                          self.best_mode)
 
-        The model must fit its weights, the checkpoint must be of :attr:`experiment` (when set) and of
-        as many processes as this run has; nothing is changed when it is refused.
+    def _state_dicts(self) -> tuple[dict[str, Any], dict[str, Any]]:
+        """The model's and the optimizer's state dicts, keyed by parameter names: whole tensors on the CPU, or each
+        rank's shards (DTensors) when sharded."""
+        from torch.distributed.checkpoint.state_dict import StateDictOptions, get_state_dict
+
+        options = StateDictOptions(cpu_offload=not self.sharded)
+        weights, optimizer = get_state_dict(self.model, self.optimizer or [], options=options)
+        return weights, optimizer
+
+    def full_weights(self) -> dict[str, torch.Tensor] | None:
+        """The model's whole weights on the CPU, on rank 0 (``None`` elsewhere); gathered from every rank when sharded,
+        so every process calls it."""
+        from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
+
+        weights = get_model_state_dict(self.model, options=StateDictOptions(full_state_dict=True, cpu_offload=True))
+        return weights if world()[1] == 0 else None
+
+    # -- loading --------------------------------------------------------------------------
+
+    def load(self, path: str | Path) -> dict[str, Any]:
+        """Restore checkpoint ``path`` (a ``step-<N>`` folder) into the model, the optimizer and every part; return its
+        meta.
+
+        The model must fit its weights and the checkpoint be of :attr:`experiment` (when set); it may be of
+        another number of processes (see the module docstring). Nothing is changed when it is refused.
         """
-        state, meta = load_checkpoint(path, self.model, experiment=self.experiment)
-        processes, world_size = state["processes"], _world()[0]
-        if len(processes) != world_size:
-            raise CheckpointError(f"checkpoint {path} holds the state of {len(processes)} processes (their random "
-                                  f"generators, partial metrics, carried state); this run has {world_size}: resume "
-                                  f"it with {len(processes)}")
+        from torch.distributed.checkpoint.state_dict import StateDictOptions, set_state_dict
+
+        self.wait()
+        path = Path(path)
+        state, meta = read_checkpoint(path, experiment=self.experiment)
+        where = f"checkpoint {path} ({saved_by(meta)})"
+        processes = self._own_states(state["processes"], where)
+        if is_sharded_checkpoint(path):
+            shapes = shard_shapes(path, "model.")
+            check_fits(self.model, {key: torch.empty(size, device="meta") for key, (size, _) in shapes.items()},
+                       where)
+            import torch.distributed.checkpoint as dcp
+
+            weights, optimizer = self._state_dicts()
+            shards = {"model": weights, "optimizer": optimizer} if self.optimizer else {"model": weights}
+            dcp.load(shards, checkpoint_id=path)
+            set_state_dict(self.model, self.optimizer or [], model_state_dict=weights,
+                           optim_state_dict=optimizer if self.optimizer else {})
+        else:
+            weights = read_weights(path, meta)
+            check_fits(self.model, weights, where)
+            set_state_dict(self.model, self.optimizer or [], model_state_dict=_with_tied(self.model, weights),
+                           optim_state_dict=state.get("optimizer", {}) if self.optimizer else {},
+                           options=StateDictOptions(full_state_dict=self.sharded))  # whole, to be sharded
         for name, part in self.parts.items():
             part.load_state_dict(state["parts"][name])
-        own = processes[_world()[1]]
         for name, part in self.per_process.items():
-            part.load_state_dict(own[name])
+            if isinstance(processes, dict):
+                part.load_state_dict(processes[name])
+            else:
+                part.load_state_dicts([saved[name] for saved in processes], *reversed(world()))
         return meta
 
+    def _own_states(self, processes: list[dict[str, Any]], where: str) -> dict[str, Any] | list[dict[str, Any]]:
+        """This process's saved per-process states, or, saved by another number of processes, all of them (each part
+        then takes what is its own), once every part is checked to know how."""
+        world_size, rank = world()
+        if len(processes) == world_size:
+            return processes[rank]
+        refused = []
+        for name, part in self.per_process.items():
+            if not hasattr(part, "load_state_dicts"):
+                refused.append(f"{name} (of type {type(part).__name__})")
+            elif why := getattr(part, "refusal", lambda states: None)([saved[name] for saved in processes]):
+                refused.append(why)
+        if refused:
+            raise CheckpointError(f"{where} holds the state of {len(processes)} processes; this run has {world_size}, "
+                                  f"and {'; '.join(refused)} cannot be split or merged across another number: "
+                                  f"resume it with {len(processes)} processes")
+        return processes
 
-def _world() -> tuple[int, int]:
-    if dist.is_available() and dist.is_initialized():
-        return dist.get_world_size(), dist.get_rank()
-    return 1, 0
+
+def _with_tied(model: nn.Module, weights: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """``weights`` with every key of the model's state dict, a tied one (saved once) under each of its names."""
+    own, by_storage = model.state_dict(), {}
+    for key, tensor in own.items():
+        if key in weights:
+            by_storage.setdefault(_identity(tensor), key)
+    return {key: weights[key] if key in weights else weights[by_storage[_identity(tensor)]]
+            for key, tensor in own.items()}
+
+
+def _identity(tensor: torch.Tensor) -> tuple[Any, ...]:
+    local = tensor.to_local() if is_sharded(tensor) else tensor
+    return local.untyped_storage().data_ptr(), local.storage_offset(), tuple(tensor.shape)
+
+
+def _broadcast(value: Any) -> Any:
+    """Rank 0's ``value`` on every process."""
+    if world()[0] == 1:
+        return value
+    shared = [value]
+    dist.broadcast_object_list(shared, src=0)
+    return shared[0]
+
+
+def _remove(partial: Path, rank: int) -> None:
+    if rank == 0:
+        shutil.rmtree(partial, ignore_errors=True)
 
 
 def _gathered(state: dict[str, Any]) -> list[dict[str, Any]] | None:
     """Every process's ``state``, in rank order, on rank 0; ``None`` on the others."""
-    world_size, rank = _world()
+    world_size, rank = world()
     if world_size == 1:
         return [state]
     states: list[Any] | None = [None] * world_size if rank == 0 else None
@@ -154,10 +320,19 @@ class Attributes:
         return {name: getattr(self.owner, name) for name in self.names}
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
-        """Set the attributes to their saved values."""
+        """Restore :meth:`state_dict`."""
         for name in self.names:
             if name in state:
                 setattr(self.owner, name, _to(state[name], self.device))
+
+    def refusal(self, states: Sequence[Mapping[str, Any]]) -> str | None:
+        """Why the states of another number of processes cannot be restored: a value held (what a step carries
+        belongs to one process's share of the data); ``None`` when none is."""
+        held = sorted({name for state in states for name, value in state.items() if value is not None})
+        return f"the state a step carries ({', '.join(held)}), which belongs to each process's share" if held else None
+
+    def load_state_dicts(self, states: Sequence[Mapping[str, Any]], rank: int, world_size: int) -> None:
+        """Restore from the states of another number of processes, none holding a value (:meth:`refusal`)."""
 
 
 def _to(value: Any, device: torch.device) -> Any:
@@ -169,3 +344,4 @@ def _to(value: Any, device: torch.device) -> Any:
     if isinstance(value, (list, tuple)):
         return type(value)(_to(item, device) for item in value)
     return value
+

@@ -29,7 +29,8 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
-__all__ = ["DistributedTimeout", "StopAgreement", "data_parallel", "explained", "init_from_environment", "world"]
+__all__ = ["STRATEGIES", "DistributedTimeout", "StopAgreement", "data_parallel", "explained", "init_from_environment",
+           "is_sharded_model", "shard_model", "world"]
 
 
 def world() -> tuple[int, int]:
@@ -39,9 +40,50 @@ def world() -> tuple[int, int]:
     return 1, 0
 
 
-def data_parallel(model: nn.Module, device: torch.device) -> nn.Module:
-    """``model`` wrapped in ``DistributedDataParallel`` when this run has several processes, else itself."""
+#: How a data parallel run holds its model: a replica per process (``ddp``), or each process a shard of every
+#: parameter, gradient and optimizer state (``fsdp``).
+STRATEGIES = ("ddp", "fsdp")
+
+
+def shard_model(model: nn.Module, precision: str = "32") -> nn.Module:
+    """``model`` sharded across the processes by FSDP2 (``fully_shard``), in place: each block (every child module
+    with parameters; the items of a ``ModuleList``), then the root. Call it before making the optimizer, which must
+    hold the sharded parameters. ``precision="bf16"`` computes with bfloat16 parameters and reduces gradients in
+    float32 (``MixedPrecisionPolicy``). One process: ``model`` as it is."""
     if world()[0] == 1:
+        return model
+    from torch.distributed.fsdp import MixedPrecisionPolicy, fully_shard
+
+    policy = MixedPrecisionPolicy(param_dtype=torch.bfloat16, reduce_dtype=torch.float32) \
+        if precision == "bf16" else MixedPrecisionPolicy()
+    for block in _blocks(model):
+        fully_shard(block, mp_policy=policy)
+    fully_shard(model, mp_policy=policy)
+    return model
+
+
+def _blocks(model: nn.Module) -> list[nn.Module]:
+    """The units FSDP shards one by one: ``model``'s children with parameters, a ``ModuleList``'s (or
+    ``ModuleDict``'s) items in its place, since only a module that is called gathers its parameters."""
+    blocks = []
+    for child in model.children():
+        items = child.values() if isinstance(child, nn.ModuleDict) else child if isinstance(child, nn.ModuleList) \
+            else [child]
+        blocks += [item for item in items if any(True for _ in item.parameters())]
+    return blocks
+
+
+def is_sharded_model(model: nn.Module) -> bool:
+    """Whether ``model`` was sharded by :func:`shard_model` (FSDP2)."""
+    from torch.distributed.fsdp import FSDPModule
+
+    return isinstance(model, FSDPModule)
+
+
+def data_parallel(model: nn.Module, device: torch.device) -> nn.Module:
+    """``model`` wrapped in ``DistributedDataParallel`` when this run has several processes and it is not sharded
+    (:func:`shard_model`), else itself."""
+    if world()[0] == 1 or is_sharded_model(model):
         return model
     return nn.parallel.DistributedDataParallel(model, device_ids=[device.index or 0] if device.type == "cuda" else None)
 

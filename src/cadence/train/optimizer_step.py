@@ -45,6 +45,7 @@ from torch import nn
 
 from cadence.checks import check_number
 from cadence.optim import HyperParameterScheduler, clip_grad_norm, clip_grad_value
+from cadence.optim.sharded import is_sharded, local
 from cadence.schedule import Schedule
 from cadence.track import ModelSnapshot, model_statistics
 from cadence.train.batch_index import BatchIndex
@@ -204,7 +205,7 @@ class OptimizerStep:
                 del self.optimizer.found_inf
         else:
             for p in params:
-                p.grad.masked_fill_(flags.mask, 0)
+                local(p.grad).masked_fill_(flags.mask, 0)
             self.optimizer.step()
         return True
 
@@ -287,11 +288,18 @@ class _Flags:
 
     def update(self, grads: list[torch.Tensor], loss: torch.Tensor) -> None:
         """Flag this step's gradients and loss (the check gradient scalers make, scaling by 1: the step's in one
-        pass, then each tensor's) and count the step; nothing read back."""
-        tensors = [*grads, loss]
-        torch._amp_foreach_non_finite_check_and_unscale_(tensors, self.found, self._one)
-        for tensor, slot in zip(tensors, self._slots):
-            torch._amp_foreach_non_finite_check_and_unscale_([tensor], slot, self._one)
+        pass, then each tensor's) and count the step; nothing read back. Sharded gradients (FSDP) are checked
+        shard by shard, and the flags of every process combined in one all-reduce: all see the same."""
+        if any(is_sharded(grad) for grad in grads):
+            for tensor, slot in zip([*map(local, grads), loss], self._slots):
+                torch._amp_foreach_non_finite_check_and_unscale_([tensor], slot, self._one)
+            dist.all_reduce(self.flags, op=dist.ReduceOp.MAX)
+            torch.amax(self.flags, 0, keepdim=True, out=self.found)
+        else:
+            tensors = [*grads, loss]
+            torch._amp_foreach_non_finite_check_and_unscale_(tensors, self.found, self._one)
+            for tensor, slot in zip(tensors, self._slots):
+                torch._amp_foreach_non_finite_check_and_unscale_([tensor], slot, self._one)
         self.mask.copy_(self.found.view(()))
         self.steps.add_(self.found)
 

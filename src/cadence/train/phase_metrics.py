@@ -68,6 +68,11 @@ class PhaseMetrics:
                 metric.load_state_dict(state[phase][name])
             self._pending[phase].clear()
 
+    def load_state_dicts(self, states: list[Mapping[str, Any]], rank: int, world_size: int) -> None:
+        """Resumed on another number of processes: the partial sums of all those saved go to rank 0, the others start
+        from zero, so that the sums across the processes are those saved."""
+        self.load_state_dict(_summed(states) if rank == 0 else _zeroed(states[0]))
+
     def _folded(self, phase: str) -> Mean:
         """``phase``'s mean loss, its pending ``(loss, count)`` pairs added in one exact float64 sum."""
         pending, mean = self._pending[phase], self.loss[phase]
@@ -91,3 +96,22 @@ def _scalars(key: str, value: Any) -> dict[str, Any]:
     if not isinstance(value, torch.Tensor) or value.dim() == 0:
         return {key: value}
     return {key + "".join(f"[{i}]" for i in index): value[index] for index in itertools.product(*map(range, value.shape))}
+
+
+def _summed(states: list[Any]) -> Any:
+    """The states added up, tensor by tensor (each metric's states are sums)."""
+    first = states[0]
+    if isinstance(first, torch.Tensor):
+        return sum(states[1:], first.clone())
+    if isinstance(first, Mapping):
+        return {key: _summed([state[key] for state in states]) for key in first}
+    return first
+
+
+def _zeroed(state: Any) -> Any:
+    """``state`` with every tensor zero."""
+    if isinstance(state, torch.Tensor):
+        return torch.zeros_like(state)
+    if isinstance(state, Mapping):
+        return {key: _zeroed(value) for key, value in state.items()}
+    return state

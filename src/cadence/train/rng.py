@@ -58,3 +58,9 @@ class RandomGenerators:
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """:func:`set_rng_state`."""
         set_rng_state(state)
+
+    def load_state_dicts(self, states: list[dict[str, Any]], rank: int, world_size: int) -> None:
+        """Resumed on another number of processes: process ``rank`` takes the generators saved by that rank, and a
+        process beyond those saved keeps its own (seeded) ones."""
+        if rank < len(states):
+            set_rng_state(states[rank])

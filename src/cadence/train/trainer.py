@@ -81,7 +81,9 @@ class Trainer(TrainerHooks):
     given); ``track_model_every`` (every
     this many steps, each layer's parameter norm, gradient norm and update ratio); checkpoints every
     ``checkpoint_every`` optimizer steps (0: never), at each epoch's end and when stopped, keeping the
-    ``keep_last`` newest and the ``keep_best`` best by ``best_metric`` (``best_mode`` ``"min"`` or ``"max"``).
+    ``keep_last`` newest and the ``keep_best`` best by ``best_metric`` (``best_mode`` ``"min"`` or ``"max"``),
+    written in the background with ``checkpoint_async`` (default: when the model is sharded by FSDP:
+    :func:`~cadence.train.distributed.shard_model`, before the optimizer is made).
     """
 
     def __init__(self, model: nn.Module, optimizer: torch.optim.Optimizer, train_loader: Iterable,
@@ -95,7 +97,7 @@ class Trainer(TrainerHooks):
                  callbacks: Sequence[Any] = (), run: RunContext | str | Path | None = None,
                  console: bool | Console = True,
                  track_model_every: int = 0, checkpoint_every: int = 0, keep_last: int = 3, keep_best: int = 0,
-                 best_metric: str = "valid.loss", best_mode: str = "min"):
+                 best_metric: str = "valid.loss", best_mode: str = "min", checkpoint_async: bool | None = None):
         _check_arguments(locals())
         self.device = resolve_device(device)
         #: The precision the run computes in: ``"auto"`` resolved for :attr:`device`.
@@ -150,12 +152,13 @@ class Trainer(TrainerHooks):
         #: The checkpoints of every stateful part of the run, in the run's folder (written only with one).
         self.checkpointer = Checkpointer(
             self.run_dir / CHECKPOINTS if self.run_dir is not None else None, self.raw_model,
-            parts={"optimizer": optimizer, "optimizer_step": self.optimizer_step, "position": self.position,
-                   "tracker": self.tracker, "callbacks": Each(self.callbacks), "loaders": loaders},
+            optimizer=optimizer,
+            parts={"optimizer_step": self.optimizer_step, "position": self.position, "tracker": self.tracker,
+                   "callbacks": Each(self.callbacks), "loaders": loaders},
             per_process={"rng": RandomGenerators(), "metrics": self.phase_metrics,
                          "state": Attributes(self, self._registered, self.device)},
             keep_last=keep_last, keep_best=keep_best, best_metric=best_metric, best_mode=best_mode,
-            experiment=self.run_context.experiment, config=self.run_context.config)
+            experiment=self.run_context.experiment, config=self.run_context.config, async_save=checkpoint_async)
         self._own = set(self.__dict__)
 
     # -- the parts a user overrides: step, and the hooks (TrainerHooks) ----------------------
@@ -272,6 +275,7 @@ class Trainer(TrainerHooks):
                     self.log(self._stop_reason)
                 if self.status == "interrupted" or self._stop_reason is not None:
                     self._save_checkpoint()
+                self.checkpointer.finish()
                 self._hook("on_run_end")
             except BaseException as e:
                 said = explained(e)  # a collective's timeout said plainly
@@ -440,21 +444,20 @@ class Trainer(TrainerHooks):
         """Write a checkpoint of now into ``run_dir/checkpoints/step-<global_step>/``; return its path (on rank 0).
         Every process calls it (each saves its own random generators, metrics and registered state)."""
         if self.run_dir is None:
-            raise ValueError("Trainer.save_checkpoint: the run has no folder; pass run=RunContext(run_dir=...) or "
-                             "run='<folder>'")
+            raise ValueError("Trainer.save_checkpoint: the run has no folder; pass run=RunContext(run_dir=...)")
         self.optimizer_step.check()  # a checkpoint never holds a non-finite state
         metrics = {key: value for key, value in self.tracker.snapshot().items() if self.tracker.kind(key) != "value"}
         path = self.checkpointer.save(self.global_step, {"epoch": self.epoch, "metrics": metrics})
         self._saved_at = self._where()
         if path is not None:
-            self.log(f"checkpoint saved to {path}")
+            self.log(f"checkpoint {'being written to' if self.checkpointer.async_save else 'saved to'} {path}")
         return path
 
     def resume(self, path: str | Path) -> Path:
         """Restore a checkpoint (a ``step-<N>`` folder, or a run folder: its newest); return its path.
 
-        The model must fit the checkpoint's weights, the checkpoint must be of the run's experiment
-        when one is set and of as many processes; the values the run recorded after it are dropped.
+        The model must fit the checkpoint's weights and the checkpoint be of the run's experiment when
+        one is set (of any number of processes); the values the run recorded after it are dropped.
         """
         path = checkpoint_path(path)
         self.checkpointer.load(path)

@@ -88,6 +88,7 @@ def worker(rank: int, port: int, fused: bool, out: str, run_dir: str | None = No
     try:
         assert world() == (2, rank)
         torch.save(train(32, fused, 2, rank, run_dir, stop_at, stop_rank, strategy), f"{out}.{rank}")
+        dist.barrier()  # neither leaves while the other may still read what it sent
     finally:
         dist.destroy_process_group()
     # Leave without the interpreter's shutdown, where gloo's threads can abort the process ("terminate called
@@ -167,6 +168,34 @@ def test_a_data_parallel_run_resumed_mid_epoch_ends_as_the_run_never_stopped(tmp
         assert resumed[rank]["accuracy"] == straight[rank]["accuracy"]
         for p, q in zip(resumed[rank]["params"], single["params"]):
             torch.testing.assert_close(p, q, rtol=0, atol=1e-5)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("strategy", ["ddp", "fsdp"])
+@pytest.mark.parametrize("saved_by, resumed_by", [(2, 1), (1, 2)], ids=["2-to-1", "1-to-2"])
+def test_a_checkpoint_resumes_on_another_number_of_processes_as_the_run_never_stopped(tmp_path, strategy, saved_by,
+                                                                                     resumed_by):
+    """The global batch stays 64 and the loader's position is a global batch, so the run continues where it was;
+    the weights and optimizer state are resharded (DCP) or gathered, the metrics' partial sums merged to rank 0.
+    Under fsdp the checkpoint is DCP's shards, written in the background."""
+    run_dir = str(tmp_path / "run")
+
+    def run(processes: int, stop_at: int = 0) -> list[dict]:
+        if processes == 1:
+            return [train(64, False, run_dir=run_dir, stop_at=stop_at)]  # one process holds no shard: whole
+        return launch(False, str(tmp_path / f"out-{stop_at}"), run_dir, stop_at, None, strategy)
+
+    run(saved_by, stop_at=30)
+    checkpoint = os.path.join(run_dir, "checkpoints", "step-30")
+    assert os.path.isfile(os.path.join(checkpoint, ".metadata")) == (strategy == "fsdp" and saved_by == 2)
+    single = train(64, fused=False)
+    for result in run(resumed_by):
+        assert result["step"] == STEPS
+        for p, q in zip(result["params"], single["params"]):
+            torch.testing.assert_close(p, q, rtol=0, atol=1e-5)
+        # The epoch's metrics, half of them from before the stop, summed as the run never stopped sums them.
+        assert result["train_accuracy"] == pytest.approx(single["train_accuracy"], abs=1e-9)
+        assert result["accuracy"] == pytest.approx(single["accuracy"], abs=1e-9)
 
 
 @pytest.mark.slow

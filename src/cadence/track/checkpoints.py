@@ -45,6 +45,7 @@ from torch import nn
 
 from cadence import __version__
 from cadence.data.partial import partial_path
+from cadence.optim.sharded import local
 
 logger = logging.getLogger(__name__)
 
@@ -325,7 +326,8 @@ def _deduplicated(state_dict: dict[str, torch.Tensor]) -> dict[str, torch.Tensor
     seen: dict[tuple[int, int, tuple[int, ...], torch.dtype], str] = {}
     unique = {}
     for key, tensor in state_dict.items():
-        identity = (tensor.untyped_storage().data_ptr(), tensor.storage_offset(), tuple(tensor.shape), tensor.dtype)
+        shard = local(tensor)  # a sharded parameter's identity is its shard's
+        identity = (shard.untyped_storage().data_ptr(), shard.storage_offset(), tuple(tensor.shape), tensor.dtype)
         if tensor.numel() and identity in seen:
             continue
         seen[identity] = key

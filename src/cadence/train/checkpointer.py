@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import logging
 import shutil
+import warnings
 from collections.abc import Mapping, Sequence
 from concurrent.futures import Future
 from pathlib import Path
@@ -43,7 +44,7 @@ import torch.distributed as dist
 from torch import nn
 
 from cadence.checks import check_number
-from cadence.optim.sharded import is_sharded
+from cadence.optim.sharded import is_sharded, local
 from cadence.track.checkpoints import (CheckpointError, begin_checkpoint, check_fits, commit_checkpoint,
                                        latest_checkpoint, prune_checkpoints, read_checkpoint, read_weights,
                                        save_checkpoint, saved_by, shard_shapes, write_state, write_whole_weights)
@@ -51,6 +52,11 @@ from cadence.track.checkpoints import is_sharded as is_sharded_checkpoint
 from cadence.train.distributed import world
 
 logger = logging.getLogger(__name__)
+
+# One process writes and reads DCP checkpoints without a process group, as asked (no_dist); torch's background writer
+# drops that and warns that it assumes so.
+warnings.filterwarnings("ignore", message="torch.distributed is disabled, unavailable or uninitialized, assuming "
+                        "the intent is to", category=UserWarning)
 
 __all__ = ["Attributes", "Checkpointer", "Each", "Stateful"]
 
@@ -122,13 +128,26 @@ class Checkpointer:
                 write_state(partial, step, state, meta)
             shards = {"model": weights, "optimizer": optimizer}
             if not self.async_save:
-                dcp.save(shards, checkpoint_id=partial)
+                dcp.save(shards, checkpoint_id=partial, no_dist=world()[0] == 1)
                 return self._commit(partial, final)
-            self._pending = dcp.async_save(shards, checkpoint_id=partial, process_group=self._group)
+            written = dcp.async_save(shards, checkpoint_id=partial, process_group=self._group,
+                                     no_dist=world()[0] == 1)
         except BaseException:
             _remove(partial, rank)
             raise
-        self._pending.add_done_callback(lambda written: self._commit(partial, final, written))
+        self._pending = committed = Future()  # done once the shards are written and the folder renamed into place
+
+        def commit(written: Future) -> None:
+            try:
+                if written.exception() is not None:
+                    _remove(partial, rank)
+                    raise written.exception()
+                self._commit(partial, final)
+                committed.set_result(None)
+            except BaseException as e:
+                committed.set_exception(e)
+
+        written.add_done_callback(commit)
         return final if rank == 0 else None
 
     def wait(self) -> None:
@@ -145,15 +164,13 @@ class Checkpointer:
             weights = self.full_weights()
             if weights is not None:
                 write_whole_weights(latest_checkpoint(self.folder), weights)
+        if world()[0] > 1:
+            dist.barrier()  # the processes leave together: none exits while another still reads what it sent
 
-    def _commit(self, partial: Path, final: Path, written: Future | None = None) -> Path | None:
-        """Once every shard is written: rank 0 renames the checkpoint into place and prunes (an asynchronous save's
-        completion, on its thread; a failed one leaves no checkpoint)."""
+    def _commit(self, partial: Path, final: Path) -> Path | None:
+        """Once every shard is written: rank 0 renames the checkpoint into place and prunes (for an asynchronous save,
+        on the thread that wrote it)."""
         if world()[1] != 0:
-            return None
-        if written is not None and written.exception() is not None:
-            shutil.rmtree(partial, ignore_errors=True)
-            logger.error("checkpoint %s was not written: %s", final, written.exception())
             return None
         path = commit_checkpoint(partial, final)
         self._prune()
@@ -204,7 +221,7 @@ class Checkpointer:
 
             weights, optimizer = self._state_dicts()
             shards = {"model": weights, "optimizer": optimizer} if self.optimizer else {"model": weights}
-            dcp.load(shards, checkpoint_id=path)
+            dcp.load(shards, checkpoint_id=path, no_dist=world()[0] == 1)
             set_state_dict(self.model, self.optimizer or [], model_state_dict=weights,
                            optim_state_dict=optimizer if self.optimizer else {})
         else:
@@ -231,13 +248,12 @@ class Checkpointer:
         refused = []
         for name, part in self.per_process.items():
             if not hasattr(part, "load_state_dicts"):
-                refused.append(f"{name} (of type {type(part).__name__})")
+                refused.append(f"{name} (a {type(part).__name__}) cannot be split or merged across another number")
             elif why := getattr(part, "refusal", lambda states: None)([saved[name] for saved in processes]):
                 refused.append(why)
         if refused:
-            raise CheckpointError(f"{where} holds the state of {len(processes)} processes; this run has {world_size}, "
-                                  f"and {'; '.join(refused)} cannot be split or merged across another number: "
-                                  f"resume it with {len(processes)} processes")
+            raise CheckpointError(f"{where} holds the state of {len(processes)} processes and this run has "
+                                  f"{world_size}: {'; '.join(refused)}. Resume it with {len(processes)} processes")
         return processes
 
 
@@ -252,8 +268,8 @@ def _with_tied(model: nn.Module, weights: Mapping[str, torch.Tensor]) -> dict[st
 
 
 def _identity(tensor: torch.Tensor) -> tuple[Any, ...]:
-    local = tensor.to_local() if is_sharded(tensor) else tensor
-    return local.untyped_storage().data_ptr(), local.storage_offset(), tuple(tensor.shape)
+    shard = local(tensor)
+    return shard.untyped_storage().data_ptr(), shard.storage_offset(), tuple(tensor.shape)
 
 
 def _broadcast(value: Any) -> Any:
@@ -329,7 +345,8 @@ class Attributes:
         """Why the states of another number of processes cannot be restored: a value held (what a step carries
         belongs to one process's share of the data); ``None`` when none is."""
         held = sorted({name for state in states for name, value in state.items() if value is not None})
-        return f"the state a step carries ({', '.join(held)}), which belongs to each process's share" if held else None
+        return f"the state a step carries ({', '.join(held)}) belongs to each process's share of the data" if held \
+            else None
 
     def load_state_dicts(self, states: Sequence[Mapping[str, Any]], rank: int, world_size: int) -> None:
         """Restore from the states of another number of processes, none holding a value (:meth:`refusal`)."""

@@ -72,3 +72,33 @@ def test_a_run_without_checkpoint_says_so(capsys, tmp_path, trained):
         run_id = store.create_run("shakespeare", to_dict(ShakespeareConfig()))
     assert main(["generate", run_id, "--runs-dir", str(tmp_path)]) == 1
     assert f"run {run_id} has no checkpoint to sample from" in capsys.readouterr().err
+
+
+def test_a_run_with_sharded_checkpoints_generates_the_same_and_exports_its_whole_weights(capsys, tmp_path, trained,
+                                                                                        data_dir):
+    """A checkpoint of torch.distributed.checkpoint's shards (what FSDP and checkpoint_async write) holds no
+    model.safetensors: generate reads the shards whole, and export-weights writes the file any reader opens."""
+    import safetensors.torch
+
+    from cadence.track.checkpoints import is_sharded, latest_checkpoint
+
+    runs = str(tmp_path / "runs")
+    assert main(["train", "shakespeare", *TINY, "checkpoint_async=true", "--data-dir", str(data_dir),
+                 "--runs-dir", runs]) == 0
+    with RunStore(runs) as store:
+        [run] = store.list_runs()
+        checkpoint = latest_checkpoint(store.run_dir(run.id))
+    assert is_sharded(checkpoint) and not (checkpoint / "model.safetensors").exists()
+    capsys.readouterr()
+    assert main(["generate", run.id, "--runs-dir", runs, "--prompt", "ROMEO:", "--length", "60"]) == 0
+    sharded = capsys.readouterr().out
+    assert sharded == generate(capsys, trained, "--prompt", "ROMEO:", "--length", "60") + "\n"
+    assert main(["export-weights", run.id[:-1], "--runs-dir", runs]) == 0
+    assert capsys.readouterr().out.strip() == str(checkpoint / "model.safetensors")
+    exported = safetensors.torch.load_file(checkpoint / "model.safetensors")
+    trained_runs, trained_id = trained
+    with RunStore(trained_runs) as store:
+        whole = safetensors.torch.load_file(latest_checkpoint(store.run_dir(trained_id)) / "model.safetensors")
+    assert exported.keys() == whole.keys() and all(exported[k].equal(whole[k]) for k in whole)
+    assert main(["generate", run.id, "--runs-dir", runs, "--prompt", "ROMEO:", "--length", "60"]) == 0
+    assert capsys.readouterr().out == sharded

@@ -25,7 +25,8 @@ from rich.table import Table
 from cadence.cli.common import RUNS_DIR_HELP, UsageError, guarded
 from cadence.config import to_yaml
 from cadence.track import STATES, RunStore, RunSummary, format_runs, resolve_runs_dir
-from cadence.track.checkpoints import CheckpointError, list_checkpoints, read_meta
+from cadence.track.checkpoints import (MODEL_FILE, CheckpointError, checkpoint_path, list_checkpoints, read_meta,
+                                       read_weights, write_whole_weights)
 from cadence.track.console import format_duration
 from cadence.track.history import MISSING, better, config_differences, histories
 from cadence.track.plot import X_AXES, plot_runs
@@ -85,7 +86,12 @@ def add_parsers(commands: argparse._SubParsersAction) -> None:
     rm.add_argument("--yes", action="store_true", help="do not ask")
     rm.set_defaults(handler=remove_runs)
 
-    for parser in (runs, show, compare, plot, export, tag, rm):
+    weights = commands.add_parser("export-weights", help="write a run's whole weights, model.safetensors, into its "
+                                                         "newest checkpoint (a sharded one's shards gathered)")
+    weights.add_argument("run", help="run id (or a unique prefix)")
+    weights.set_defaults(handler=export_weights)
+
+    for parser in (runs, show, compare, plot, export, tag, rm, weights):
         parser.add_argument("--runs-dir", help=RUNS_DIR_HELP)
 
 
@@ -374,3 +380,20 @@ def _or_dash(value: Any) -> str:
 def _time(seconds: float) -> str:
     return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(seconds))
 
+
+# -- cadence export-weights -----------------------------------------------------------------------
+
+def export_weights(args: argparse.Namespace, out: Console, err: Console) -> int:
+    """``cadence export-weights RUN``: the newest checkpoint's whole weights as ``model.safetensors`` in its folder (a
+    sharded checkpoint's shards gathered into this process; one that has them already is left as it is); prints
+    the file's path."""
+    def work(store: RunStore) -> int:
+        run = _run(store, args.run)
+        checkpoint = checkpoint_path(store.run_dir(run.id))
+        path = checkpoint / MODEL_FILE
+        if not path.is_file():
+            path = write_whole_weights(checkpoint, read_weights(checkpoint, read_meta(checkpoint)))
+        out.print(str(path), markup=False, highlight=False, soft_wrap=True)
+        return 0
+
+    return _with_store(args, "export-weights", err, work)

@@ -346,3 +346,36 @@ def test_a_collectives_timeout_is_said_plainly_and_other_errors_pass_through(mon
     assert "(its allreduce) timed out after 300 s" in str(distributed.explained(nccl))
     assert distributed.explained(other) is other
     assert distributed.explained(KeyboardInterrupt()).__class__ is KeyboardInterrupt
+
+
+def mixed_precision_worker(rank: int, port: int, out: str) -> None:
+    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=2)
+    try:
+        torch.manual_seed(0)
+        model = nn.Sequential(nn.Linear(10, 32), nn.Tanh(), nn.Linear(32, 4))
+        shard_model(model, "bf16")
+        seen = []
+        model[0].register_forward_hook(lambda module, args, output: seen.append(output.dtype))
+        model(torch.randn(8, 10)).float().square().mean().backward()
+        torch.save({"forward": seen, "stored": [p.dtype for p in model.parameters()],
+                    "grads": [p.grad.dtype for p in model.parameters()]}, f"{out}.{rank}")
+        dist.barrier()
+    finally:
+        dist.destroy_process_group()
+    os._exit(0)
+
+
+@pytest.mark.slow
+def test_fsdp_in_bf16_computes_with_bf16_parameters_and_keeps_float32_ones_and_gradients(tmp_path):
+    """MixedPrecisionPolicy: the gathered parameters (and inputs) are cast to bfloat16, so a layer computes in it;
+    the shards the optimizer updates, and the gradients reduced into them, stay float32."""
+    out = str(tmp_path / "dtypes")
+    context = mp.start_processes(mixed_precision_worker, args=(free_port(), out), nprocs=2, join=False,
+                                 start_method="spawn")
+    deadline = time.monotonic() + TIMEOUT
+    while not context.join(timeout=1):
+        assert time.monotonic() < deadline, "the processes did not end"
+    for rank in range(2):
+        dtypes = torch.load(f"{out}.{rank}", weights_only=True)
+        assert dtypes["forward"] == [torch.bfloat16]
+        assert set(dtypes["stored"]) == set(dtypes["grads"]) == {torch.float32}

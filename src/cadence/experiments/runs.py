@@ -39,7 +39,7 @@ from cadence.track import RunStore, recorded_run, resolve_runs_dir
 from cadence.track.checkpoints import latest_checkpoint
 from cadence.track.history import flatten
 from cadence.train import Trainer, resolve_device
-from cadence.train.distributed import STRATEGIES, init_from_environment, shard_model, world
+from cadence.train.distributed import STRATEGIES, from_rank0, init_from_environment, shard_model, world
 from cadence.train.precision import PRECISIONS, check_precision, resolve_precision
 
 if TYPE_CHECKING:
@@ -211,7 +211,7 @@ def experiment_run(name: str, built: Built, *, runs_dir: str | Path | None = Non
     with recorded_run(name, to_dict(built.config), runs_dir=runs_dir, resume=run_id, tags=tags,
                       code=Path(cadence.__file__).parent, **(tracker_options or {})) as run:
         trainer = built.trainer(run=run, console=console)
-        if latest_checkpoint(run.run_dir) is not None:
+        if from_rank0(latest_checkpoint(run.run_dir) is not None):  # every process resumes, or none
             path = trainer.resume(run.run_dir)
             trainer.log(f"resumed run {run.run_id} from {path} (step {trainer.global_step}, epoch {trainer.epoch + 1})"
                         f"{'; ' + note if note else ''}")

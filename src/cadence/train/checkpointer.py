@@ -49,7 +49,7 @@ from cadence.track.checkpoints import (CheckpointError, begin_checkpoint, check_
                                        latest_checkpoint, prune_checkpoints, read_checkpoint, read_weights,
                                        save_checkpoint, saved_by, shard_shapes, write_state, write_whole_weights)
 from cadence.track.checkpoints import is_sharded as is_sharded_checkpoint
-from cadence.train.distributed import world
+from cadence.train.distributed import from_rank0, world
 
 logger = logging.getLogger(__name__)
 
@@ -101,6 +101,7 @@ class Checkpointer:
         # Background saves talk over a gloo group of their own, never in the way of training's collectives.
         self._group = dist.new_group(backend="gloo") if self.async_save and world()[0] > 1 else None
         self._pending: Future | None = None
+        self._has_checkpoint = False
 
     # -- saving ---------------------------------------------------------------------------
 
@@ -109,6 +110,7 @@ class Checkpointer:
         path on rank 0 (asynchronous: the path it will have once written), ``None`` elsewhere. Every process calls
         it: each hands over its own per-process state and, sharded, writes its own shards."""
         self.wait()
+        self._has_checkpoint = True
         processes = _gathered({name: _to_cpu(part.state_dict()) for name, part in self.per_process.items()})
         weights, optimizer = self._state_dicts()
         rank, meta = world()[1], {"experiment": self.experiment, **meta}
@@ -122,7 +124,7 @@ class Checkpointer:
             return path
         import torch.distributed.checkpoint as dcp  # here: importing it costs every command a second
 
-        partial, final = _broadcast(begin_checkpoint(self.folder, step) if rank == 0 else None)
+        partial, final = from_rank0(begin_checkpoint(self.folder, step) if rank == 0 else None)
         try:
             if rank == 0:
                 write_state(partial, step, state, meta)
@@ -160,7 +162,8 @@ class Checkpointer:
         """At a run's end: wait for the last checkpoint, and, sharded, write the whole weights into the newest one
         (``model.safetensors``, for any reader; every process takes part in gathering them)."""
         self.wait()
-        if self.sharded and self.folder is not None and latest_checkpoint(self.folder) is not None:
+        # Decided alike by every process (another one may not see rank 0's folder): whether one was saved or loaded.
+        if self.sharded and self.folder is not None and self._has_checkpoint:
             weights = self.full_weights()
             if weights is not None:
                 write_whole_weights(latest_checkpoint(self.folder), weights)
@@ -230,6 +233,7 @@ class Checkpointer:
             set_state_dict(self.model, self.optimizer or [], model_state_dict=_with_tied(self.model, weights),
                            optim_state_dict=state.get("optimizer", {}) if self.optimizer else {},
                            options=StateDictOptions(full_state_dict=self.sharded))  # whole, to be sharded
+        self._has_checkpoint = True
         for name, part in self.parts.items():
             part.load_state_dict(state["parts"][name])
         for name, part in self.per_process.items():
@@ -270,15 +274,6 @@ def _with_tied(model: nn.Module, weights: Mapping[str, torch.Tensor]) -> dict[st
 def _identity(tensor: torch.Tensor) -> tuple[Any, ...]:
     shard = local(tensor)
     return shard.untyped_storage().data_ptr(), shard.storage_offset(), tuple(tensor.shape)
-
-
-def _broadcast(value: Any) -> Any:
-    """Rank 0's ``value`` on every process."""
-    if world()[0] == 1:
-        return value
-    shared = [value]
-    dist.broadcast_object_list(shared, src=0)
-    return shared[0]
 
 
 def _remove(partial: Path, rank: int) -> None:

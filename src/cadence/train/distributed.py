@@ -24,13 +24,14 @@ from __future__ import annotations
 import datetime
 import os
 import re
+from typing import Any
 
 import torch
 import torch.distributed as dist
 from torch import nn
 
-__all__ = ["STRATEGIES", "DistributedTimeout", "StopAgreement", "data_parallel", "explained", "init_from_environment",
-           "is_sharded_model", "shard_model", "world"]
+__all__ = ["STRATEGIES", "DistributedTimeout", "StopAgreement", "data_parallel", "explained", "from_rank0",
+           "init_from_environment", "is_sharded_model", "shard_model", "world"]
 
 
 def world() -> tuple[int, int]:
@@ -78,6 +79,16 @@ def is_sharded_model(model: nn.Module) -> bool:
     from torch.distributed.fsdp import FSDPModule
 
     return isinstance(model, FSDPModule)
+
+
+def from_rank0(value: Any) -> Any:
+    """Rank 0's ``value`` on every process (a decision every process must take alike, such as one read from rank 0's
+    files)."""
+    if world()[0] == 1:
+        return value
+    shared = [value]
+    dist.broadcast_object_list(shared, src=0)
+    return shared[0]
 
 
 def data_parallel(model: nn.Module, device: torch.device) -> nn.Module:

@@ -10,7 +10,6 @@ import multiprocessing
 import os
 import queue
 import re
-import socket
 import traceback
 
 import numpy as np
@@ -23,6 +22,8 @@ import torchmetrics
 from cadence.metrics import (F1, Accuracy, AccuracyDirect, BinaryAccuracy, BitsPerCharacter, ConfusionMatrix, Mean,
                              Perplexity, Precision, Recall, sync_metric)
 from cadence.metrics.sync import all_reduce_sum
+
+from tests.processes import free_port
 
 from .conftest import classifier_batches
 
@@ -125,12 +126,6 @@ def worker(rank: int, port: int, scenario: str, results, release) -> None:
     results.join_thread()
     # Leave at once: a process group whose peer is gone or stuck can block the interpreter's shutdown.
     os._exit(0)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def launch(scenario: str, expected: int) -> dict[int, tuple[str, object]]:

@@ -22,17 +22,16 @@ from __future__ import annotations
 import datetime
 import json
 import os
-import socket
 import traceback
 
 import pytest
 import torch
 import torch.distributed as dist
-import torch.multiprocessing as mp
 from torch import nn
 
 from cadence.optim import AdamFP16, GradScalerFP16, OptimizerConfig, build_optimizer, clip_grad_norm, clip_grad_value
 from cadence.optim.helpers.factory import OPTIMIZERS
+from tests.processes import free_port, spawn
 
 #: Seconds the two processes may take in all (compilations of the fused updates included), and any collective.
 TIMEOUT, COLLECTIVE_TIMEOUT = 240, 60
@@ -270,24 +269,11 @@ def worker(rank: int, port: int, out: str) -> None:
     os._exit(0)
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def results(tmp_path_factory) -> list[dict]:
     """What each of the two processes found, by rank."""
     out = str(tmp_path_factory.mktemp("sharded") / "results")
-    context = mp.start_processes(worker, args=(free_port(), out), nprocs=2, join=False, start_method="spawn")
-    deadline = TIMEOUT
-    while not context.join(timeout=1):
-        deadline -= 1
-        if deadline <= 0:
-            for process in context.processes:
-                process.kill()
-            pytest.fail(f"the two sharded processes did not end within {TIMEOUT} s")
+    spawn(worker, (free_port(), out), TIMEOUT)
     found = []
     for rank in range(2):
         with open(f"{out}.{rank}") as f:

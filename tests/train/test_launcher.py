@@ -12,7 +12,6 @@ from __future__ import annotations
 import glob
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -23,13 +22,14 @@ import safetensors.torch
 
 from cadence.track import RunStore
 from cadence.track.checkpoints import latest_checkpoint
+from tests.processes import free_port
 
 pytestmark = pytest.mark.slow
 
 #: Seconds any process of these tests may take; a wait for a file or a line never exceeds it.
 TIMEOUT = 60
-#: The run: MNIST's CNN, 120 steps of the global batch 64, a checkpoint every 20.
-RUN = ["train", "mnist", "max_steps=120", "checkpoint_every=20", "num_threads=1", "batch_size=64"]
+#: The run: MNIST's CNN, 80 steps of the global batch 64, a checkpoint every 20.
+RUN = ["train", "mnist", "max_steps=80", "checkpoint_every=20", "num_threads=1", "batch_size=64"]
 
 
 def cadence(runs: Path, data_dir: Path, *args: str, env: dict | None = None) -> subprocess.Popen:
@@ -71,12 +71,6 @@ def worker(launcher: subprocess.Popen, rank: int) -> int:
 
 def weights(run_dir: Path) -> dict:
     return safetensors.torch.load_file(latest_checkpoint(run_dir) / "model.safetensors")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="module")

@@ -311,14 +311,13 @@ def test_sigterm_to_cadence_train_saves_a_checkpoint_marks_the_run_interrupted_a
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("launcher", ["nproc", "torchrun"])
-def test_data_parallel_mnist_from_the_command_line(tmp_path, data_dir, launcher):
+def test_data_parallel_mnist_from_plain_torchrun(tmp_path, data_dir):
+    """``torchrun ... -m cadence train`` keeps working (``cadence train --nproc``: tests/train/test_launcher.py)."""
     runs = tmp_path / "runs"
     args = ["train", "mnist", "epochs=1", "batch_size=128", "num_threads=1", "--data-dir", str(data_dir),
             "--runs-dir", str(runs)]
-    command = ([sys.executable, "-m", "cadence", *args, "--nproc", "2"] if launcher == "nproc" else
-               [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", "-m",
-                "cadence", *args])
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", "-m",
+               "cadence", *args]
     result = subprocess.run(command, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-2000:]
     # One run, recorded and checkpointed by rank 0 alone; batch_size is the global batch: each process read 64 of

@@ -321,6 +321,7 @@ def test_a_collectives_timeout_is_said_plainly_and_other_errors_pass_through(mon
                         "for recv operation to complete")
     nccl = RuntimeError("[Rank 1] Watchdog caught collective operation timeout: WorkNCCL(SeqNum=9, OpType=ALLREDUCE, "
                         "NumelIn=10, NumelOut=10, Timeout(ms)=300000) ran for 300012 milliseconds before timing out.")
+    closed = RuntimeError("Application timeout caused pair closure")  # gloo, on the side whose peer timed out
     other = RuntimeError("Connection reset by peer")
     assert distributed.explained(gloo) is gloo  # one process: no process group to blame
     monkeypatch.setattr(distributed, "world", lambda: (2, 0))
@@ -330,6 +331,8 @@ def test_a_collectives_timeout_is_said_plainly_and_other_errors_pass_through(mon
                                 "another process stopped answering")
     assert "dist_timeout sets the limit" in str(said) and "Timed out waiting 5000ms" in str(said)
     assert "(its allreduce) timed out after 300 s" in str(distributed.explained(nccl))
+    monkeypatch.setattr(distributed, "_timeout", 5.0)  # as init_from_environment set it
+    assert "(its collective) timed out after 5 s: another process" in str(distributed.explained(closed))
     assert distributed.explained(other) is other
     assert distributed.explained(KeyboardInterrupt()).__class__ is KeyboardInterrupt
 

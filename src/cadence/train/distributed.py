@@ -128,7 +128,8 @@ def init_from_environment(device: torch.device, timeout: float = 300.0) -> bool:
         return False
     if device.type == "cuda":
         torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
-    backend, wait = "nccl" if device.type == "cuda" else "gloo", datetime.timedelta(seconds=timeout)
+    global _timeout
+    backend, wait, _timeout = "nccl" if device.type == "cuda" else "gloo", datetime.timedelta(seconds=timeout), timeout
     if os.environ.get("TORCHELASTIC_USE_AGENT_STORE") == "True":  # meet in the agent's store, this attempt's part
         agent_store = dist.TCPStore(os.environ["MASTER_ADDR"], int(os.environ["MASTER_PORT"]), is_master=False,
                                     timeout=wait)
@@ -144,9 +145,14 @@ class DistributedTimeout(RuntimeError):
     """A collective of the process group that waited its whole timeout for another process."""
 
 
-#: How gloo (``Timed out waiting 5000ms for recv operation``) and NCCL's watchdog (``Timeout(ms)=5000``, with the
-#: collective's name: ``OpType=ALLREDUCE``) say that a collective waited too long.
-_TIMED_OUT = re.compile(r"Timed out waiting (\d+)ms for (\w+) operation|OpType=(\w+).*Timeout\(ms\)=(\d+)", re.S)
+#: How gloo (``Timed out waiting 5000ms for recv operation``, or, its peer's side of a pair timing out, ``Application
+#: timeout caused pair closure``) and NCCL's watchdog (``OpType=ALLREDUCE ... Timeout(ms)=5000``) say that a
+#: collective waited too long.
+_TIMED_OUT = re.compile(r"Timed out waiting (?P<ms>\d+)ms for (?P<op>\w+) operation|OpType=(?P<nccl_op>\w+).*"
+                        r"Timeout\(ms\)=(?P<nccl_ms>\d+)|Application timeout caused pair closure", re.S)
+
+#: The process group's timeout, seconds, as :func:`init_from_environment` set it.
+_timeout: float | None = None
 
 
 def explained(error: BaseException) -> BaseException:
@@ -155,9 +161,11 @@ def explained(error: BaseException) -> BaseException:
     found = _TIMED_OUT.search(str(error)) if isinstance(error, RuntimeError) else None
     if found is None or world()[0] == 1:
         return error
-    milliseconds, operation = (found[1], found[2]) if found[1] else (found[4], found[3].lower())
+    milliseconds = found["ms"] or found["nccl_ms"]
+    seconds = int(milliseconds) / 1000 if milliseconds else _timeout
+    operation = found["op"] or (found["nccl_op"] or "").lower() or "collective"
     return DistributedTimeout(
-        f"rank {world()[1]} of {world()[0]}: a collective of the process group (its {operation}) timed out after "
-        f"{int(milliseconds) / 1000:g} s: another process stopped answering (stopped, hung, or cut off from the "
-        f"network); the run ends here rather than hang (dist_timeout sets the limit). {type(error).__name__}: "
+        f"rank {world()[1]} of {world()[0]}: a collective of the process group (its {operation}) timed out"
+        f"{f' after {seconds:g} s' if seconds else ''}: another process stopped answering (stopped, hung, or cut off "
+        f"from the network); the run ends here rather than hang (dist_timeout sets the limit). {type(error).__name__}: "
         f"{str(error).splitlines()[0] if str(error) else ''}")

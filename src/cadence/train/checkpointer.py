@@ -31,7 +31,6 @@ without is refused, naming it.
 
 from __future__ import annotations
 
-import logging
 import shutil
 import warnings
 from collections.abc import Mapping, Sequence
@@ -51,7 +50,6 @@ from cadence.track.checkpoints import (CheckpointError, begin_checkpoint, check_
 from cadence.track.checkpoints import is_sharded as is_sharded_checkpoint
 from cadence.train.distributed import from_rank0, world
 
-logger = logging.getLogger(__name__)
 
 # One process writes and reads DCP checkpoints without a process group, as asked (no_dist); torch's background writer
 # drops that and warns that it assumes so.

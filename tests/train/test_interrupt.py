@@ -82,3 +82,24 @@ def test_from_python_the_first_ctrl_c_returns_control_to_the_caller(tmp_path):
         assert latest_checkpoint(store.run_dir(run_id) / "checkpoints").name == "step-3"
     # The handlers are Python's own again once the run is over.
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+
+
+def test_a_message_that_cannot_be_shown_from_the_handler_is_shown_at_the_next_safe_point_never_failing():
+    """The signal may come while the main thread is inside what the message needs (seen: rich importing its emoji
+    table lazily, the handler's own print then finding the module half made). The run must not fail for it."""
+    from cadence.train.interrupt import Interrupts
+
+    shown, broken = [], [True]
+
+    def notify(message: str) -> None:
+        if broken[0]:
+            raise ImportError("cannot import name 'EMOJI' from partially initialized module 'rich._emoji_codes'")
+        shown.append(message)
+
+    with Interrupts(notify=notify) as interrupts:
+        os.kill(os.getpid(), signal.SIGTERM)  # handled in this thread, before kill returns
+        broken[0] = False
+        assert shown == []
+        assert interrupts.signal == signal.SIGTERM  # the loop's safe point reads it
+        assert shown == ["SIGTERM: finishing the current step, then saving a checkpoint"]
+        assert interrupts.signal == signal.SIGTERM and len(shown) == 1

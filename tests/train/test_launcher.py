@@ -122,7 +122,7 @@ def test_sigterm_to_the_launcher_saves_once_and_exits_143_then_resume_continues(
     code, out, err = finish(launcher)
     assert code == 143 and time.monotonic() - sent < 30, err[-3000:]
     [run] = RunStore(runs).list_runs()
-    assert run.status == "interrupted" and run.error.startswith("SIGTERM: stopped at step ")
+    assert run.status == "interrupted" and run.error.startswith("SIGTERM: stopped at step "), (run.error, err[-3000:])
     step = int(run.error.rsplit(" ", 1)[1])
     assert latest_checkpoint(runs / run.id).name == f"step-{step}"
     assert [e.kind for e in RunStore(runs).events(run.id)] == ["interrupted"]

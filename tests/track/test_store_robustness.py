@@ -108,7 +108,7 @@ def test_a_writer_killed_mid_write_leaves_every_committed_step(tmp_path):
         steps = store.values(run_id, "train.m0")[0].tolist()
         assert len(store.series(run_id)) == 10  # whole transactions only: every key has every step written
         assert all(store.values(run_id, key)[0].tolist() == steps for key in store.series(run_id))
-        assert store.get_run(run_id).status == "running"
+        assert store.get_run(run_id).status == "dead"  # recorded running, its writer killed
     # Every step reported committed is there, once, and nothing but whole transactions after it.
     assert steps == list(range(1, len(steps) + 1)) and len(steps) >= committed[-1] and len(steps) % 200 == 0
     with sqlite3.connect(tmp_path / "runs.sqlite") as db:  # a plain reader opens it as well

@@ -12,16 +12,15 @@ Layout of a runs directory::
 
 **Robustness.** The database is in write-ahead-log mode: readers never block the writer, and
 a process killed at any point (SIGKILL mid-write included) leaves it readable with every
-committed transaction. Commits are not synced to the disk one by one (``synchronous=NORMAL``):
-a power cut may lose the last ones, never the database's consistency. Every write is one ``BEGIN IMMEDIATE`` transaction, so two processes
-writing at once take turns (each waits up to ``timeout`` seconds for the other) instead of
-failing. A connection may be shared by threads: a lock serialises its use.
+committed transaction. Commits are not synced one by one (``synchronous=NORMAL``): a power cut
+may lose the last ones, never the database's consistency. Every write is one ``BEGIN
+IMMEDIATE`` transaction, so two processes writing at once take turns (each waits up to
+``timeout`` seconds). A connection may be shared by threads: a lock serialises its use.
 
 **Values in chunks.** Each write stores each key's new values as one row, a *chunk*: the
 steps and the values packed as arrays (int64 and float64), with the chunk's first and last
-step. A tracker's hand-over of a thousand values is then a handful of rows, not a thousand:
-the writing thread holds Python's GIL, and so slows the training thread, for a few
-microseconds per step instead of tens. :meth:`RunStore.values` unpacks a key's chunks into one
+step: a tracker's hand-over of a thousand values is a handful of rows, a few microseconds of
+the GIL per step instead of tens. :meth:`RunStore.values` unpacks a key's chunks into one
 series, by step; NaN and infinities are kept as they are.
 
 **Resuming.** :meth:`RunStore.truncate` deletes a run's values after the step it resumes
@@ -29,6 +28,9 @@ from, so that the values the resumed run records replace them instead of doublin
 
 **Events** are what happened to a run besides its values, in order: a resume, a restart of
 its processes, an interruption (:meth:`RunStore.add_event`, :meth:`RunStore.events`).
+
+**Alive or dead.** A run's process beats a heartbeat into its row (:meth:`RunStore.beat`), and a
+run recorded ``running`` whose process is gone is read back ``dead`` (:mod:`cadence.track.heartbeat`).
 
 **Run ids** are the second and two random bytes (``20261124-101010-abcd``). Any unique
 prefix names a run (:meth:`RunStore.resolve`); an ambiguous or unknown one fails, listing the
@@ -46,6 +48,7 @@ import json
 import os
 import secrets
 import shutil
+import socket
 import sqlite3
 import threading
 import time
@@ -56,21 +59,22 @@ from typing import Any
 
 import numpy as np
 
+from cadence.track.heartbeat import status
 from cadence.track.provenance import collect_provenance
 from cadence.track.records import Event, RunSummary, Series
 
 #: The states a run can end in (a run is ``running`` until then).
 END_STATES = ("finished", "failed", "interrupted")
 
-#: Every status a run can have.
-STATES = ("running", *END_STATES)
+#: Every status a run can have: ``dead`` is a run recorded ``running`` whose process is gone.
+STATES = ("running", *END_STATES, "dead")
 
 #: Ids drawn for a new run before :meth:`RunStore.create_run` gives up (two random bytes per second: a
 #: clash takes runs started in the same second, and 100 in a row does not happen short of a bug).
 ID_ATTEMPTS = 100
 
 #: The schema version this cadence reads and writes (``PRAGMA user_version``); a database of another is refused.
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 
 #: Candidates an unknown or ambiguous run id lists at most.
 MAX_CANDIDATES = 10
@@ -85,7 +89,11 @@ CREATE TABLE IF NOT EXISTS runs (
     end_time REAL,
     error TEXT,
     provenance TEXT NOT NULL DEFAULT '{}',
-    tags TEXT NOT NULL DEFAULT '[]'
+    tags TEXT NOT NULL DEFAULT '[]',
+    heartbeat REAL,
+    pid INTEGER,
+    host TEXT,
+    planned_steps INTEGER
 );
 CREATE TABLE IF NOT EXISTS series (
     run_id TEXT NOT NULL,
@@ -124,13 +132,16 @@ class RunStore:
 
     * ``create``: make the folder and database if missing (``False``: a missing database is a
       ``FileNotFoundError``, for the commands that only read),
-    * ``timeout``: seconds a write waits for another process's transaction to end.
+    * ``timeout``: seconds a write waits for another process's transaction to end,
+    * ``read_only``: open the database for reading only (it must exist), as ``cadence serve`` does:
+      every write then fails.
     """
 
-    def __init__(self, runs_dir: str | os.PathLike, *, create: bool = True, timeout: float = 30.0):
+    def __init__(self, runs_dir: str | os.PathLike, *, create: bool = True, timeout: float = 30.0,
+                 read_only: bool = False):
         self.runs_dir = Path(runs_dir)
         self.path = self.runs_dir / "runs.sqlite"
-        if not create and not self.path.is_file():
+        if (read_only or not create) and not self.path.is_file():
             raise FileNotFoundError(f"no run database at {self.path} (`cadence train` records runs there; "
                                     f"--runs-dir or CADENCE_RUNS chooses another runs directory)")
         self.runs_dir.mkdir(parents=True, exist_ok=True)
@@ -140,12 +151,17 @@ class RunStore:
         self._db: sqlite3.Connection | None = None
         try:
             # Autocommit mode: every write opens its own BEGIN IMMEDIATE transaction (see _write).
-            self._db = sqlite3.connect(self.path, timeout=timeout, isolation_level=None, check_same_thread=False)
-            self._db.execute("PRAGMA journal_mode=WAL")
-            # A commit reaches the operating system, not the platter: a killed process loses nothing
-            # committed, a power cut may lose the last commits, never the database's consistency.
-            self._db.execute("PRAGMA synchronous=NORMAL")
-            self._create_or_check_schema()
+            self._db = sqlite3.connect(f"{self.path.absolute().as_uri()}?mode=ro" if read_only else self.path,
+                                       timeout=timeout, isolation_level=None, check_same_thread=False, uri=read_only)
+            if read_only:
+                if self._schema_version() != SCHEMA_VERSION:
+                    raise ValueError(self._other_schema(self._schema_version()))
+            else:
+                self._db.execute("PRAGMA journal_mode=WAL")
+                # A commit reaches the operating system, not the platter: a killed process loses nothing
+                # committed, a power cut may lose the last commits, never the database's consistency.
+                self._db.execute("PRAGMA synchronous=NORMAL")
+                self._create_or_check_schema()
         except (sqlite3.DatabaseError, ValueError) as e:
             if self._db is not None:  # a refused database is left closed, as it was found
                 self._db.close()
@@ -155,16 +171,12 @@ class RunStore:
 
     def create_run(self, name: str, config: Mapping[str, Any], *, tags: Iterable[str] = (),
                    provenance: Mapping[str, Any] | None = None, diff: str = "", run_id: str | None = None) -> str:
-        """Record a new ``running`` run of experiment ``name``; create its folder; return its id (``run_id`` when
-        given: an id drawn beforehand by :func:`new_run_id`, as the launcher of a run's processes does).
-
-        ``provenance`` (and the working tree's uncommitted ``diff``, written to ``source.diff``)
-        are collected now by :func:`cadence.track.provenance.collect_provenance` unless given.
-        ``tags`` are labels to filter runs by (``cadence runs --tag``).
-
-        An id is the second and two random bytes (``20261124-101010-abcd``). One already taken,
-        by a run started in the same second (its folder exists) or by a recorded run whose folder
-        was deleted (its row exists), is drawn again, up to :data:`ID_ATTEMPTS` times.
+        """Record a new ``running`` run of experiment ``name`` by this process; create its folder; return its id
+        (``run_id`` when given: an id drawn beforehand by :func:`new_run_id`, as the launcher of a run's
+        processes does). ``provenance`` (and the uncommitted ``diff``, written to ``source.diff``) are
+        collected now unless given (:func:`cadence.track.provenance.collect_provenance`); ``tags`` are
+        labels to filter runs by. An id already taken (by a run started in the same second, or a
+        recorded run whose folder was deleted) is drawn again, up to :data:`ID_ATTEMPTS` times.
 
         Raises:
             FileExistsError: every id drawn was taken, or ``run_id`` is.
@@ -186,9 +198,11 @@ class RunStore:
                 (folder / "source.diff").write_text(diff)
             try:
                 with self._write() as db:
-                    db.execute("INSERT INTO runs (id, name, status, config, start_time, provenance, tags) "
-                               "VALUES (?, ?, 'running', ?, ?, ?, ?)",
-                               (run_id, name, text, time.time(), json.dumps(dict(provenance)), json.dumps(tags)))
+                    now = time.time()
+                    db.execute("INSERT INTO runs (id, name, status, config, start_time, provenance, tags, heartbeat, "
+                               "pid, host) VALUES (?, ?, 'running', ?, ?, ?, ?, ?, ?, ?)",
+                               (run_id, name, text, now, json.dumps(dict(provenance)), json.dumps(tags), now,
+                                os.getpid(), socket.gethostname()))
             except sqlite3.IntegrityError:
                 shutil.rmtree(folder)
                 continue
@@ -238,29 +252,36 @@ class RunStore:
     def set_tags(self, run_id: str, tags: Iterable[str]) -> None:
         """Replace run ``run_id``'s tags."""
         tags = _checked_tags(tags)
-        with self._write() as db:
-            changed = db.execute("UPDATE runs SET tags = ? WHERE id = ?", (json.dumps(tags), run_id)).rowcount
-        if not changed:
-            raise KeyError(self._unknown(run_id))
+        self._update(run_id, "tags = ?", json.dumps(tags))
 
     def update_config(self, run_id: str, config: Mapping[str, Any]) -> None:
         """Record ``config`` as run ``run_id``'s (a resumed run's, with the changes it was resumed with)."""
         text = json.dumps(dict(config), indent=2, sort_keys=False)
-        with self._write() as db:
-            changed = db.execute("UPDATE runs SET config = ? WHERE id = ?", (text, run_id)).rowcount
-        if not changed:
-            raise KeyError(self._unknown(run_id))
+        self._update(run_id, "config = ?", text)
         (self.run_dir(run_id) / "config.json").write_text(text + "\n")
 
     def finish(self, run_id: str, status: str, error: str | None = None) -> None:
         """Mark run ``run_id`` as ended with ``status`` (one of :data:`END_STATES`) and an optional error."""
         if status not in END_STATES:
             raise ValueError(f"run status {status!r} is not an end state; expected one of {', '.join(END_STATES)}")
-        with self._write() as db:
-            changed = db.execute("UPDATE runs SET status = ?, end_time = ?, error = ? WHERE id = ?",
-                                 (status, time.time(), error, run_id)).rowcount
-        if not changed:
-            raise KeyError(self._unknown(run_id))
+        self._update(run_id, "status = ?, end_time = ?, error = ?", status, time.time(), error)
+
+    def beat(self, run_id: str) -> None:
+        """Record a heartbeat of run ``run_id`` from this process: the time, its process id and host."""
+        self._update(run_id, "heartbeat = ?, pid = ?, host = ?", time.time(), os.getpid(), socket.gethostname())
+
+    def plan(self, run_id: str, steps: int) -> None:
+        """Record that run ``run_id`` is to take ``steps`` optimizer steps in all (its time left is estimated
+        from it)."""
+        self._update(run_id, "planned_steps = ?", int(steps))
+
+    def version(self, run_id: str) -> tuple[int, int]:
+        """What changes when run ``run_id`` records anything: its newest chunk's and event's row ids (a reader
+        polling for new values compares it with the one it last read)."""
+        with self._lock:
+            chunk, event = self._db.execute("SELECT (SELECT max(rowid) FROM chunks WHERE run_id = ?), "
+                                            "(SELECT max(rowid) FROM events WHERE run_id = ?)", (run_id,) * 2).fetchone()
+        return chunk or 0, event or 0
 
     def add_event(self, run_id: str, kind: str, message: str, step: int | None = None) -> None:
         """Record an :class:`Event` of run ``run_id``, now."""
@@ -373,6 +394,12 @@ class RunStore:
                 raise
             self._db.execute("COMMIT")
 
+    def _update(self, run_id: str, assignments: str, *values: Any) -> None:
+        """``UPDATE runs SET <assignments>`` of run ``run_id`` with ``values``; an unknown run is a ``KeyError``."""
+        with self._write() as db:
+            if not db.execute(f"UPDATE runs SET {assignments} WHERE id = ?", (*values, run_id)).rowcount:
+                raise KeyError(self._unknown(run_id))
+
     def _create_or_check_schema(self) -> None:
         """Create the tables in a new (empty) database; refuse one of another schema than :data:`SCHEMA_VERSION`."""
         if self._schema_version() == SCHEMA_VERSION:
@@ -382,14 +409,21 @@ class RunStore:
             if version == SCHEMA_VERSION:
                 return
             if version != 0 or db.execute("SELECT 1 FROM sqlite_master").fetchone():
-                unversioned = " (tables without a version)" if not version else ""
-                advice = _other_schema_advice(version, self.runs_dir)
-                raise ValueError(f"its schema version is {version}{unversioned}; this cadence reads and writes "
-                                 f"schema version {SCHEMA_VERSION} only. {advice}")
+                raise ValueError(self._other_schema(version))
             for statement in _SCHEMA.split(";"):
                 if statement.strip():
                     db.execute(statement)
             db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+
+    def _other_schema(self, version: int) -> str:
+        """Why a database of schema ``version`` is refused, and what to do with it."""
+        elsewhere = (f"move {self.runs_dir} aside (cadence then starts a new database there), or choose another "
+                     f"runs directory (--runs-dir or CADENCE_RUNS)")
+        advice = (f"A newer cadence wrote it: upgrade cadence to read it, or {elsewhere}" if version > SCHEMA_VERSION
+                  else f"An earlier, unreleased cadence (or another program) wrote it: {elsewhere}")
+        unversioned = " (tables without a version)" if not version else ""
+        return (f"its schema version is {version}{unversioned}; this cadence reads and writes schema version "
+                f"{SCHEMA_VERSION} only. {advice}")
 
     def _schema_version(self) -> int:
         (version,) = self._db.execute("PRAGMA user_version").fetchone()
@@ -398,19 +432,24 @@ class RunStore:
     def _summaries(self, run_id: str | None = None) -> list[RunSummary]:
         one = run_id is not None
         args = (run_id,) if one else ()
+        where = "WHERE id = ?" if one else ""
         with self._lock:
-            rows = self._db.execute("SELECT id, name, status, config, start_time, end_time, error, tags, provenance "
-                                    f"FROM runs {'WHERE id = ?' if one else ''} ORDER BY start_time DESC, id DESC",
-                                    args).fetchall()
+            rows = self._db.execute("SELECT id, name, status, config, start_time, end_time, error, tags, provenance, "
+                                    f"heartbeat, pid, host, planned_steps FROM runs {where} "
+                                    "ORDER BY start_time DESC, id DESC", args).fetchall()
             series: dict[str, dict[str, Series]] = {}
             for rid, key, kind, window in self._db.execute(
                     f"SELECT run_id, key, kind, window FROM series {'WHERE run_id = ?' if one else ''} "
                     "ORDER BY run_id, key", args):
                 series.setdefault(rid, {})[key] = Series(kind, window)
             last = {rid: {key: self._final(rid, key, s) for key, s in keys.items()} for rid, keys in series.items()}
-        return [RunSummary(r[0], r[1], r[2], json.loads(r[3]), r[4], r[5], r[6], {k: v for k, v in
-                           last.get(r[0], {}).items() if v is not None}, tuple(json.loads(r[7])),
-                           json.loads(r[8]), series.get(r[0], {})) for r in rows]
+            steps = dict(self._db.execute(f"SELECT run_id, max(last_step) FROM chunks "
+                                          f"{'WHERE run_id = ?' if one else ''} GROUP BY run_id", args).fetchall())
+        now, host = time.time(), socket.gethostname()
+        return [RunSummary(r[0], r[1], status(r[2], r[9], r[10], r[11], now, host), json.loads(r[3]), r[4], r[5],
+                           r[6], {k: v for k, v in last.get(r[0], {}).items() if v is not None},
+                           tuple(json.loads(r[7])), json.loads(r[8]), series.get(r[0], {}), r[9], r[11],
+                           steps.get(r[0]), r[12]) for r in rows]
 
     def _final(self, run_id: str, key: str, series: Series) -> float | None:
         """The value of ``key`` at its largest step, as its kind defines it (a moving series: the mean of
@@ -450,15 +489,6 @@ def _checked_tags(tags: Iterable[str]) -> list[str]:
         if tag not in checked:
             checked.append(tag)
     return checked
-
-
-def _other_schema_advice(version: int, runs_dir: Path) -> str:
-    """What to do with a runs directory whose database has schema ``version``, not :data:`SCHEMA_VERSION`."""
-    elsewhere = (f"move {runs_dir} aside (cadence then starts a new database there), or choose another runs "
-                 f"directory (--runs-dir or CADENCE_RUNS)")
-    if version > SCHEMA_VERSION:
-        return f"A newer cadence wrote it: upgrade cadence to read it, or {elsewhere}"
-    return f"An earlier, unreleased cadence (or another program) wrote it: {elsewhere}"
 
 
 def new_run_id() -> str:

@@ -46,6 +46,7 @@ from typing import Any
 import torch
 
 from cadence.checks import check_number
+from cadence.track.heartbeat import HEARTBEAT_SECONDS, Heartbeat
 from cadence.track.kinds import KINDS, check_kind, label
 from cadence.track.sinks import BackgroundWriter, RecordSink, StoreSink
 from cadence.track.store import RunStore, Series
@@ -116,17 +117,21 @@ class Tracker:
     * ``tensorboard_dir``: where TensorBoard event files go (the ``tensorboard`` extra): ``True``
       into the run's folder (``<run dir>/tensorboard``), a path there, ``None`` or ``False``
       nowhere (their writer costs far more than the store's: see :mod:`cadence.track.tensorboard`),
-    * ``sinks``: more sinks (:class:`cadence.track.sinks.RecordSink`) to record values in.
+    * ``sinks``: more sinks (:class:`cadence.track.sinks.RecordSink`) to record values in,
+    * ``heartbeat_seconds``: how often a recorded run's process beats its heartbeat into the store
+      (:mod:`cadence.track.heartbeat`), from a thread of its own, until :meth:`close`.
     """
 
     def __init__(self, store: RunStore | None = None, run_id: str | None = None, smoothing: int = 20,
                  flush_every: int = 10_000, *, flush_seconds: float = 2.0,
-                 tensorboard_dir: str | Path | bool | None = None, sinks: Iterable[RecordSink] = ()):
+                 tensorboard_dir: str | Path | bool | None = None, sinks: Iterable[RecordSink] = (),
+                 heartbeat_seconds: float = HEARTBEAT_SECONDS):
         if (store is None) != (run_id is None):
             raise ValueError("Tracker: store and run_id go together; give both or neither")
         self.smoothing = check_number("Tracker", "smoothing", smoothing, low=1, integer=True)
         self.flush_every = check_number("Tracker", "flush_every", flush_every, low=1, integer=True)
         self.flush_seconds = check_number("Tracker", "flush_seconds", flush_seconds, low=0, low_open=True)
+        check_number("Tracker", "heartbeat_seconds", heartbeat_seconds, low=0, low_open=True)
         self.store = store
         self.run_id = run_id
         self._writer = BackgroundWriter(self._sinks(tensorboard_dir, sinks), report=logger.warning)
@@ -140,6 +145,7 @@ class Tracker:
         self._resolved = _Resolved()
         #: How the run ended, once :meth:`finish` recorded it: ``"finished"``, ``"failed"``, ``"interrupted"``.
         self.status: str | None = None
+        self._heartbeat = Heartbeat(store, run_id, heartbeat_seconds) if store is not None else None
 
     def _sinks(self, tensorboard_dir: str | Path | bool | None, extra: Iterable[RecordSink]) -> list[RecordSink]:
         sinks: list[RecordSink] = []
@@ -331,6 +337,11 @@ class Tracker:
         self._writer.submit(lambda: self._writer.to_sinks(f"record a {kind} event",
                                                           lambda sink: sink.event(step, kind, message)))
 
+    def plan(self, steps: int) -> None:
+        """Record that the run is to take ``steps`` optimizer steps in all: readers estimate its time left."""
+        if self.store is not None:
+            self.store.plan(self.run_id, check_number("Tracker.plan", "steps", steps, low=1, integer=True))
+
     def finish(self, status: str, error: str | None = None) -> None:
         """Write what is held and record how the run ended (``finished``, ``failed``, ``interrupted``)."""
         self.status = status
@@ -343,6 +354,8 @@ class Tracker:
         """Write what is held and close the sinks. Once closed, it stays closed."""
         if self._writer.closed:
             return
+        if self._heartbeat is not None:
+            self._heartbeat.stop()
         try:
             self._hand_over()
         finally:

@@ -10,7 +10,7 @@ import pytest
 PACKAGE = Path(__file__).resolve().parents[1] / "src" / "cadence"
 # ``checks`` (argument checks, plain Python) sits below every layer.
 LAYERS = {"checks": 0, "schedule": 1, "optim": 2, "nn": 3, "data": 4, "metrics": 5, "track": 6, "train": 7,
-          "config": 8, "experiments": 8, "cli": 8, "__main__": 8}
+          "config": 8, "experiments": 8, "cli": 8, "serve": 8, "__main__": 8}
 
 
 def layer_of(module: str) -> int | None:

@@ -12,11 +12,12 @@
     cadence rm RUN... [--yes]
     cadence generate RUN [--prompt TEXT] [--length N] [--temperature T] [--top-k K] [--seed S]
                                                    text sampled from a language model's run
+    cadence serve [--runs-dir R] [--port P] [--host H]   the run page, live, in a browser
 
 A run is named by its id or any unique prefix of it.
 
 Each command lives in a module of this package (:mod:`cadence.cli.experiments`,
-:mod:`cadence.cli.runs`, :mod:`cadence.cli.generate`), which adds its parser and handler. Exit
+:mod:`cadence.cli.runs`, :mod:`cadence.cli.generate`, :mod:`cadence.cli.serve`), which adds its parser and handler. Exit
 status: 0 for success, 1 for an error the command reports in one line (missing data, a bad
 value), 2 for a usage error (an unknown experiment, key or argument), 130 or 143 for a run
 stopped by SIGINT or SIGTERM.
@@ -31,7 +32,7 @@ from collections.abc import Sequence
 from rich.console import Console
 
 from cadence import __version__
-from cadence.cli import experiments, generate, runs
+from cadence.cli import experiments, generate, runs, serve
 from cadence.cli.common import UsageError, guarded
 
 __all__ = ["UsageError", "guarded", "main"]
@@ -44,6 +45,7 @@ def _parser() -> argparse.ArgumentParser:
     experiments.add_parsers(commands)
     runs.add_parsers(commands)
     generate.add_parsers(commands)
+    serve.add_parsers(commands)
     return parser
 
 

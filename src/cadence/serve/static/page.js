@@ -323,8 +323,10 @@ async function runView(runId) {
     }
   };
 
+  const points = new URLSearchParams(location.search).get("points");  // ?points=N: more (or fewer) than 2,000
   async function refresh() {
     const query = new URLSearchParams();
+    if (points) query.set("points", points);
     if (state.smooth) query.set("smooth", state.smooth);
     if (state.version) query.set("version", state.version);
     const answer = await getJSON(`/api/runs/${encodeURIComponent(runId)}/series?${query}`);

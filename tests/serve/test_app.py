@@ -58,6 +58,7 @@ def test_the_runs_are_listed_with_status_tags_and_final_metrics(site):
     assert by_id[ids["a"]]["status"] == "finished" and by_id[ids["a"]]["tags"] == ["sweep"]
     assert by_id[ids["a"]]["metrics"]["valid.accuracy"] == 1.0
     assert by_id[ids["a"]]["step"] == 200
+    assert by_id[ids["a"]]["best"] == {"train.loss": [200, 1 / 200], "valid.accuracy": [200, 1.0]}
 
 
 def test_a_run_has_its_config_provenance_events_samples_and_best_values(site):

@@ -107,6 +107,7 @@ def test_the_runs_page_lists_filters_and_sorts_the_runs(page, site):
     assert rows.count() == 3
     assert page.locator(f'tr[data-run="{ids["evil"]}"] td').nth(2).inner_text() == EVIL
     assert page.locator(f'tr[data-run="{ids["live"]}"] [data-status]').inner_text() == "running"
+    assert page.locator(f'tr[data-run="{ids["a"]}"] td').last.inner_text() == "1 (1)"  # valid.accuracy: final (best)
     _no_markup_ran(page)
     page.fill("#filter-tag", "sweep")
     page.wait_for_function("document.querySelectorAll('#runs tbody tr').length === 2")

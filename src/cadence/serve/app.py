@@ -62,6 +62,9 @@ RUN_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 POLICY = ("default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; "
           "object-src 'none'; base-uri 'none'; frame-ancestors 'none'")
 
+#: The keys the runs' table shows the final and best values of, besides every ``valid.`` key's.
+SHOWN = ("train.loss",)
+
 #: The largest smoothing window and points per series a request may ask for.
 MAX_SMOOTH, MAX_POINTS = 100_000, 100_000
 
@@ -125,8 +128,13 @@ def make_app(runs_dir: str | Path) -> Starlette:
     def api_runs(request: Request) -> Response:
         store = runs.store()
         now = time.time()
-        return _json({"runs_dir": str(runs.runs_dir), "now": now,
-                      "runs": [_summary(run, now) for run in (store.list_runs() if store else [])]})
+        listed = []
+        for run in store.list_runs() if store else []:
+            shown = [key for key in run.last_metrics if key in SHOWN or key.startswith("valid.") and ".time." not in key]
+            best = {key: history.best() for key, history in histories(store, run.id, shown).items()}
+            listed.append({**_summary(run, now), "best": {key: [b[0], _finite_one(b[1])] for key, b in best.items()
+                                                          if b is not None}})
+        return _json({"runs_dir": str(runs.runs_dir), "now": now, "runs": listed})
 
     def api_run(request: Request) -> Response:
         store, run = runs.run(request.path_params["run_id"])

@@ -186,7 +186,8 @@ async function indexView() {
       ["start", (r) => r.start, (r) => when(r.start)],
       ["duration", (r) => r.duration, (r) => duration(r.duration)],
       ["left", (r) => r.time_left, (r) => (r.time_left === null ? "–" : `~${duration(r.time_left)}`)],
-      ...metricKeys.map((k) => [k, (r) => r.metrics[k], (r) => number(r.metrics[k])]),
+      ...metricKeys.map((k) => [k, (r) => r.metrics[k], (r) => (r.best[k] ? `${number(r.metrics[k])} (${number(r.best[k][1])})`
+        : number(r.metrics[k]))]),
     ];
     const needle = state.name.toLowerCase();
     let runs = data.runs.filter((r) => (!needle || r.name.toLowerCase().includes(needle) || r.id.includes(needle))
@@ -212,7 +213,7 @@ async function indexView() {
       } } })),
       cols.map(([title, , cell]) => el("td", { className: metricKeys.includes(title) ? "num" : "" }, cell(r)))));
     replace(table, el("thead", {}, head), el("tbody", {}, rows));
-    replace(count, `${runs.length} of ${data.runs.length} runs`);
+    replace(count, `${runs.length} of ${data.runs.length} runs; metrics: final (best)`);
     if (!data.runs.length) replace(count, "no runs yet: `cadence train` records them here");
   };
 

@@ -134,7 +134,7 @@ TRAINER_EXAMPLE_CHECKS = """
 import torch
 from cadence.track import RunStore
 
-assert status == "finished" and trainer.global_step == 300, (status, trainer.global_step)
+assert status == "finished" and trainer.global_step == 200, (status, trainer.global_step)
 with RunStore("runs") as store:
     (summary,) = store.list_runs()
     assert (summary.name, summary.status) == ("char-lstm", "finished"), summary

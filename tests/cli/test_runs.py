@@ -218,6 +218,7 @@ def test_show_follow_prints_a_running_runs_latest_values_as_they_change_until_it
             writer.add_values(run_id, {"train.loss": ([step], [loss]), "train.lr": ([step], [0.1])},
                               {"train.loss": Series("moving", 2)})
             follower.wait_for(f"train.loss(avg2)={shown} train.lr=0.1\n")
+            time.sleep(0.2)  # ten looks at the store without a change: no line
         writer.add_values(run_id, {"valid.accuracy": ([3], [0.9])}, {"valid.accuracy": Series("epoch")})
         writer.finish(run_id, "finished")
         assert follower.ended() == 0
@@ -243,7 +244,7 @@ def test_show_follow_ends_with_any_status_but_running_and_at_once_for_an_ended_r
     (["--interval", "2"], "--interval 2: goes with --follow"),
 ])
 def test_show_refuses_an_interval_it_cannot_use(runs, capsys, options, message):
-    status, _, err = run(capsys, "show", C, *options, "--runs-dir", str(runs))
+    status, _, err = run(capsys, "show", B, *options, "--runs-dir", str(runs))
     assert status == 2 and f"cadence show: error: {message}" in err
 
 

@@ -115,7 +115,7 @@ class Tracker:
       checkpoint's values are always in the store,
     * ``tensorboard_dir``: where TensorBoard event files go (the ``tensorboard`` extra): ``True``
       into the run's folder (``<run dir>/tensorboard``), a path there, ``None`` or ``False``
-      nowhere (their writer costs far more than the store's: see :mod:`cadence.track.tensorboard`),
+      nowhere (their writer costs more than the store's: see :mod:`cadence.track.tensorboard`),
     * ``sinks``: more sinks (:class:`cadence.track.sinks.RecordSink`) to record values in.
     """
 

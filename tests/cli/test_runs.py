@@ -189,7 +189,7 @@ class Follower:
     """``cadence show RUN --follow`` in a thread; :meth:`wait_for` reads its output as it comes."""
 
     def __init__(self, capsys, run_id: str, folder):
-        self.capsys, self.out, self.status = capsys, "", None
+        self.capsys, self.out, self.err, self.status = capsys, "", "", None
         self.thread = threading.Thread(target=lambda: setattr(self, "status", main(
             ["show", run_id, "--follow", "--interval", "0.02", "--runs-dir", str(folder)])), daemon=True)
         self.thread.start()
@@ -199,13 +199,17 @@ class Follower:
         while text not in self.out:
             assert time.monotonic() < deadline, f"no {text!r} within {WAIT} s; printed: {self.out!r}"
             time.sleep(0.01)
-            self.out += self.capsys.readouterr().out
+            self.read()
 
     def ended(self) -> int:
         self.thread.join(WAIT)
         assert not self.thread.is_alive(), f"still following after {WAIT} s; printed: {self.out!r}"
-        self.out += self.capsys.readouterr().out
+        self.read()
         return self.status
+
+    def read(self) -> None:
+        captured = self.capsys.readouterr()
+        self.out, self.err = self.out + captured.out, self.err + captured.err
 
 
 def test_show_follow_prints_a_running_runs_latest_values_as_they_change_until_it_ends(tmp_path, capsys):
@@ -237,6 +241,15 @@ def test_show_follow_ends_with_any_status_but_running_and_at_once_for_an_ended_r
     assert follower.ended() == 0 and follower.out.splitlines()[-1] == f"run {C} dead"
     status, out, _ = run(capsys, "show", B, "--follow", "--runs-dir", str(runs))
     assert status == 0 and out.splitlines()[-1] == f"run {B} is not running (failed): nothing to follow"
+
+
+def test_show_follow_of_a_run_removed_meanwhile_ends_with_an_error(runs, capsys):
+    follower = Follower(capsys, C, runs)
+    follower.wait_for("train.loss(avg2)=8.5")
+    with RunStore(runs) as store:
+        store.delete_run(C)
+    assert follower.ended() == 1
+    assert f"cadence show: error: run {C} was removed from" in " ".join(follower.err.split())
 
 
 @pytest.mark.parametrize("options, message", [

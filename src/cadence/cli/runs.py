@@ -221,7 +221,10 @@ def _follow(store: RunStore, run: RunSummary, interval: float, out: Console, err
     shown = None
     try:
         while True:
-            run = store.get_run(run.id)  # its status read before its values: the values of an ended run are final
+            try:
+                run = store.get_run(run.id)  # its status read before its values: an ended run's values are final
+            except KeyError:
+                raise ValueError(f"run {run.id} was removed from {store.path} while followed") from None
             values = " ".join(f"{s.label(key)}={_number(run.last_metrics[key])}" for key, s in run.series.items()
                               if key in run.last_metrics)
             if values != shown:

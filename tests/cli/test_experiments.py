@@ -214,7 +214,7 @@ def test_resume_refuses_an_override_that_changes_the_result(tiny, tmp_path, caps
     err = " ".join(capsys.readouterr().err.split())
     assert (f"cadence train: error: --resume {run.id}: an override would change what the run computes "
             f"(seed: 0 -> 3; optimizer.lr: 0.1 -> 0.2); only epochs, max_steps, num_threads, checkpoint_every, "
-            f"keep_last, dist_timeout, strategy, checkpoint_async may change") in err
+            f"keep_last, dist_timeout, strategy, checkpoint_async, tensorboard may change") in err
     assert runs_of(tmp_path)[0].config["optimizer"]["lr"] == 0.1
 
 

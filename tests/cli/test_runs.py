@@ -5,7 +5,14 @@ from __future__ import annotations
 import csv
 import io
 import json
+import os
+import queue
+import signal
 import sqlite3
+import subprocess
+import sys
+import threading
+import time
 
 import pytest
 
@@ -172,6 +179,106 @@ def test_show_a_failed_run_with_uncommitted_changes(runs, capsys):
     assert "still running" in out and f"uncommitted changes in {runs / C / 'source.diff'}" in " ".join(out.split())
 
 
+# -- cadence show --follow -------------------------------------------------------------------------
+
+#: Seconds any wait of the tests of --follow lasts at most.
+WAIT = 30.0
+
+
+class Follower:
+    """``cadence show RUN --follow`` in a thread; :meth:`wait_for` reads its output as it comes."""
+
+    def __init__(self, capsys, run_id: str, folder):
+        self.capsys, self.out, self.err, self.status = capsys, "", "", None
+        self.thread = threading.Thread(target=lambda: setattr(self, "status", main(
+            ["show", run_id, "--follow", "--interval", "0.02", "--runs-dir", str(folder)])), daemon=True)
+        self.thread.start()
+
+    def wait_for(self, text: str) -> None:
+        deadline = time.monotonic() + WAIT
+        while text not in self.out:
+            assert time.monotonic() < deadline, f"no {text!r} within {WAIT} s; printed: {self.out!r}"
+            time.sleep(0.01)
+            self.read()
+
+    def ended(self) -> int:
+        self.thread.join(WAIT)
+        assert not self.thread.is_alive(), f"still following after {WAIT} s; printed: {self.out!r}"
+        self.read()
+        return self.status
+
+    def read(self) -> None:
+        captured = self.capsys.readouterr()
+        self.out, self.err = self.out + captured.out, self.err + captured.err
+
+
+def test_show_follow_prints_a_running_runs_latest_values_as_they_change_until_it_ends(tmp_path, capsys):
+    folder = tmp_path / "runs"
+    with RunStore(folder) as writer:  # another connection than the follower's, as another process's would be
+        run_id = writer.create_run("mnist", {}, provenance={})
+        follower = Follower(capsys, run_id, folder)
+        follower.wait_for("(no values yet)")
+        for step, loss, shown in ((1, 4.0, "4"), (2, 2.0, "3"), (3, 1.0, "1.5")):
+            writer.add_values(run_id, {"train.loss": ([step], [loss]), "train.lr": ([step], [0.1])},
+                              {"train.loss": Series("moving", 2)})
+            follower.wait_for(f"train.loss(avg2)={shown} train.lr=0.1\n")
+            time.sleep(0.2)  # ten looks at the store without a change: no line
+        writer.add_values(run_id, {"valid.accuracy": ([3], [0.9])}, {"valid.accuracy": Series("epoch")})
+        writer.finish(run_id, "finished")
+        assert follower.ended() == 0
+    values = [line.split(" ", 2)[2] for line in follower.out.splitlines()[-6:-1]]
+    assert values == ["(no values yet)", "train.loss(avg2)=4 train.lr=0.1", "train.loss(avg2)=3 train.lr=0.1",
+                      "train.loss(avg2)=1.5 train.lr=0.1",
+                      "train.loss(avg2)=1.5 train.lr=0.1 valid.accuracy(epoch)=0.9"]  # each once: when it changed
+    assert f"following run {run_id}" in follower.out and f"run {run_id} finished at " in follower.out.splitlines()[-1]
+
+
+def test_show_follow_ends_with_any_status_but_running_and_at_once_for_an_ended_run(runs, capsys):
+    follower = Follower(capsys, C, runs)
+    follower.wait_for("train.loss(avg2)=8.5")
+    with sqlite3.connect(runs / "runs.sqlite") as db:  # a status this cadence does not know: the run ended all the same
+        db.execute("UPDATE runs SET status = 'dead' WHERE id = ?", (C,))
+    assert follower.ended() == 0 and follower.out.splitlines()[-1] == f"run {C} dead"
+    status, out, _ = run(capsys, "show", B, "--follow", "--runs-dir", str(runs))
+    assert status == 0 and out.splitlines()[-1] == f"run {B} is not running (failed): nothing to follow"
+
+
+def test_show_follow_of_a_run_removed_meanwhile_ends_with_an_error(runs, capsys):
+    follower = Follower(capsys, C, runs)
+    follower.wait_for("train.loss(avg2)=8.5")
+    with RunStore(runs) as store:
+        store.delete_run(C)
+    assert follower.ended() == 1
+    assert f"cadence show: error: run {C} was removed from" in " ".join(follower.err.split())
+
+
+@pytest.mark.parametrize("options, message", [
+    (["--follow", "--interval", "0"], "--interval 0: expected seconds > 0"),
+    (["--interval", "2"], "--interval 2: goes with --follow"),
+])
+def test_show_refuses_an_interval_it_cannot_use(runs, capsys, options, message):
+    status, _, err = run(capsys, "show", B, *options, "--runs-dir", str(runs))
+    assert status == 2 and f"cadence show: error: {message}" in err
+
+
+def test_ctrl_c_stops_following_with_exit_status_130_and_the_run_goes_on(runs):
+    follower = subprocess.Popen([sys.executable, "-m", "cadence", "show", C, "--follow", "--interval", "0.05",
+                                 "--runs-dir", str(runs)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                env={**os.environ, "COLUMNS": "200"})
+    lines: queue.Queue[str] = queue.Queue()
+    threading.Thread(target=lambda: [lines.put(line) for line in follower.stdout], daemon=True).start()
+    try:
+        while "train.loss(avg2)=8.5" not in lines.get(timeout=WAIT):
+            pass
+        follower.send_signal(signal.SIGINT)
+        assert follower.wait(timeout=WAIT) == 130
+    finally:
+        follower.kill()
+    assert f"cadence show: stopped following run {C}, which goes on" in " ".join(follower.stderr.read().split())
+    with RunStore(runs) as store:
+        assert store.get_run(C).status == "running"
+
+
 # -- cadence compare -------------------------------------------------------------------------------
 
 def test_compare_shows_only_what_differs_and_the_metrics_side_by_side(runs, capsys):
@@ -242,6 +349,28 @@ def test_export_json_holds_the_record_and_each_series(runs, capsys, tmp_path):
     assert exported["run"]["provenance"]["git"]["commit"] == "c0ffee"
     assert exported["series"]["train.loss"] == {"kind": "moving", "window": 2, "label": "train.loss(avg2)",
                                                 "steps": [1, 2, 3, 4], "values": [4.0, 2.0, 3.0, 1.0]}
+
+
+def test_export_tensorboard_writes_the_runs_event_files_into_a_folder(runs, capsys, tmp_path):
+    pytest.importorskip("tensorboard")
+    from tests.track.test_tensorboard import scalars
+
+    folder = tmp_path / "events"
+    status, _, err = run(capsys, "export", A, "--format", "tensorboard", "-o", str(folder), "--runs-dir", str(runs))
+    assert status == 0 and f"{A} written to {folder}: 16 values as TensorBoard event files" in err
+    shown = scalars(folder)
+    assert shown["train/loss"] == [(1, 4.0), (2, 2.0), (3, 3.0), (4, 1.0)]
+    assert shown["train/loss(avg2)"] == [(1, 4.0), (2, 3.0), (3, 2.5), (4, 2.0)]
+    assert shown["valid/accuracy(epoch)"] == [(2, 0.8), (4, 0.9)] and set(shown) == {
+        "train/loss", "train/loss(avg2)", "train/lr", "train/samples", "valid/loss(epoch)", "valid/accuracy(epoch)"}
+    status, _, err = run(capsys, "export", A, "--format", "tensorboard", "-o", str(folder), "--runs-dir", str(runs))
+    assert status == 1 and "holds TensorBoard event files already" in err
+
+
+def test_export_tensorboard_needs_a_folder(runs, capsys):
+    status, _, err = run(capsys, "export", A, "--format", "tensorboard", "--runs-dir", str(runs))
+    assert status == 2 and "cadence export: error: --format tensorboard writes a folder of event files: name it " \
+                           "with -o DIR" in err
 
 
 # -- cadence tag, cadence rm -----------------------------------------------------------------------

@@ -16,7 +16,7 @@ def test_every_safe_field_may_change_unless_a_schedule_is_laid_over_the_runs_len
     assert RunConfig().safe_to_change() == RunConfig.SAFE_TO_CHANGE
     over_the_run = apply_overrides(RunConfig(), ["optimizer.schedule=cosine"])
     assert over_the_run.safe_to_change() == ("num_threads", "checkpoint_every", "keep_last", "dist_timeout", "strategy",
-                                             "checkpoint_async")
+                                             "checkpoint_async", "tensorboard")
     assert apply_overrides(RunConfig(), ["optimizer.name=adam_warmup_cosine_decay"]).safe_to_change() == \
         over_the_run.safe_to_change()
     fixed_length = apply_overrides(RunConfig(), ["optimizer.schedule=cosine", "optimizer.total_steps=1000"])
@@ -37,3 +37,33 @@ def test_a_batch_size_is_global_and_each_process_takes_its_part_or_a_clear_error
                                           r"multiple of 4 \(e.g. batch_size=28\)$"):
         setup.per_process("batch_size", 30)
     assert Setup(RunConfig(), torch.device("cpu"), world_size=1, rank=0).per_process("batch_size", 30) == 30
+
+
+def test_tensorboard_true_writes_event_files_into_the_runs_folder_and_may_change_on_resume(tmp_path):
+    import functools
+
+    import pytest
+    import torch
+    from torch import nn
+
+    from cadence.experiments.runs import Built, experiment_run
+    from cadence.train import Trainer
+
+    pytest.importorskip("tensorboard")
+    from tests.track.test_tensorboard import scalars
+
+    def built(*overrides: str) -> Built:
+        torch.manual_seed(0)
+        model = nn.Linear(3, 2)
+        data = [(torch.randn(4, 3), torch.randint(0, 2, (4,))) for _ in range(3)]
+        return Built(apply_overrides(RunConfig(), list(overrides)), functools.partial(
+            Trainer, model, torch.optim.SGD(model.parameters(), lr=0.1), data, data[:1],
+            loss_fn=nn.functional.cross_entropy, epochs=1))
+
+    assert "tensorboard" in RunConfig().safe_to_change()
+    for overrides, written in ((), False), (("tensorboard=true",), True):
+        with experiment_run("tiny", built(*overrides), runs_dir=tmp_path, console=False) as trainer:
+            trainer.run()
+        folder = trainer.run_dir / "tensorboard"
+        assert folder.is_dir() == written
+    assert [step for step, _ in scalars(folder)["train/loss"]] == [1, 2, 3]

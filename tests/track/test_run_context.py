@@ -86,3 +86,20 @@ def test_the_runs_directory_is_the_argument_then_the_environment_then_runs(monke
     assert resolve_runs_dir(tmp_path / "arg") == tmp_path / "arg" and resolve_runs_dir() == tmp_path / "env"
     monkeypatch.delenv("CADENCE_RUNS")
     assert str(resolve_runs_dir()) == "runs"
+
+
+def test_a_process_other_than_rank_0_records_nothing_and_writes_no_event_files(tmp_path, monkeypatch):
+    class Rank1:
+        """torch.distributed as process 1 of 2 sees it: rank 0 broadcasts the run's id."""
+        is_available = is_initialized = staticmethod(lambda: True)
+        get_world_size, get_rank = staticmethod(lambda: 2), staticmethod(lambda: 1)
+
+        @staticmethod
+        def broadcast_object_list(objects, src):
+            objects[0] = "20261124-101010-abcd"
+
+    monkeypatch.setattr("cadence.track.run_context.dist", Rank1)
+    with recorded_run("tiny", Config(), runs_dir=tmp_path, tensorboard_dir=True) as run:
+        assert run.run_id == "20261124-101010-abcd" and run.tracker.store is None
+        run.tracker.add(1, {"train.loss": 1.0})
+    assert not (tmp_path / "20261124-101010-abcd").exists() and not (tmp_path / "runs.sqlite").exists()

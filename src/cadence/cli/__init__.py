@@ -4,10 +4,12 @@
     cadence config mnist [key=value ...]           the resolved config, as YAML
     cadence train mnist [key=value ...] [--data-dir D] [--runs-dir R] [--resume RUN] [--nproc N]
     cadence runs [--experiment E] [--status S] [--tag T] [--sort METRIC]   the recorded runs
-    cadence show RUN                               config, provenance, final and best metrics, checkpoints
+    cadence show RUN [--follow [--interval S]]     config, provenance, final and best metrics, checkpoints;
+                                                   then its latest values until it ends
     cadence compare RUN RUN...                     config differences and metrics side by side
     cadence plot RUN... --metric M [--smooth N] [--x step|samples] [--log] -o out.png
     cadence export RUN --format csv|json [-o FILE]
+    cadence export RUN --format tensorboard -o DIR  TensorBoard event files, from the store
     cadence tag RUN TAG... [--remove]
     cadence rm RUN... [--yes]
     cadence generate RUN [--prompt TEXT] [--length N] [--temperature T] [--top-k K] [--seed S]

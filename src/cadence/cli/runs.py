@@ -4,6 +4,12 @@ A run is named by its id or any unique prefix of it (``cadence show 20261124-10`
 or ambiguous one is a usage error (exit status 2) that lists the candidates. These commands
 only read the runs directory (``rm`` and ``tag`` aside): a missing database is reported, not
 created.
+
+``cadence show RUN --follow`` then looks at the store every ``--interval`` seconds (1) and
+prints the run's latest values whenever they change, until the run's status is no longer
+``running`` (finished, failed, interrupted, or any other, such as a run whose process is gone),
+and prints how it ended: exit status 0. Ctrl+C stops following (the run goes on): exit status
+130, as for any command stopped by SIGINT.
 """
 
 from __future__ import annotations
@@ -30,6 +36,8 @@ from cadence.track.checkpoints import (MODEL_FILE, CheckpointError, checkpoint_p
 from cadence.track.console import format_duration
 from cadence.track.history import MISSING, better, config_differences, histories
 from cadence.track.plot import X_AXES, plot_runs
+from cadence.track.tensorboard import export_run as export_tensorboard
+from cadence.track.tensorboard import tensorboard_available
 
 
 def add_parsers(commands: argparse._SubParsersAction) -> None:
@@ -47,6 +55,11 @@ def add_parsers(commands: argparse._SubParsersAction) -> None:
 
     show = commands.add_parser("show", help="a run's config, provenance, metrics and checkpoints")
     show.add_argument("run", help="run id, or a unique prefix of one")
+    show.add_argument("--follow", action="store_true",
+                      help="then print the run's latest values whenever they change, until it ends (Ctrl+C stops "
+                           "following, exit status 130)")
+    show.add_argument("--interval", type=float, metavar="SECONDS",
+                      help="with --follow: seconds between two looks at the store (default: 1)")
     show.set_defaults(handler=show_run)
 
     compare = commands.add_parser("compare", help="runs' config differences and metrics side by side")
@@ -69,10 +82,11 @@ def add_parsers(commands: argparse._SubParsersAction) -> None:
     plot.add_argument("-o", "--output", required=True, help="the image to write (.png, .svg, .pdf)")
     plot.set_defaults(handler=plot_command)
 
-    export = commands.add_parser("export", help="a run's values as CSV or JSON")
+    export = commands.add_parser("export", help="a run's values as CSV, JSON or TensorBoard event files")
     export.add_argument("run")
-    export.add_argument("--format", choices=("csv", "json"), default="csv")
-    export.add_argument("-o", "--output", help="the file to write (default: standard output)")
+    export.add_argument("--format", choices=("csv", "json", "tensorboard"), default="csv")
+    export.add_argument("-o", "--output", help="the file to write (default: standard output); for tensorboard, "
+                                               "the folder of event files (required: a new or empty one)")
     export.set_defaults(handler=export_run)
 
     tag = commands.add_parser("tag", help="add tags to a run (or remove them)")
@@ -152,7 +166,12 @@ def _sorted(runs: list[RunSummary], metric: str) -> list[RunSummary]:
 # -- cadence show ----------------------------------------------------------------------------------
 
 def show_run(args: argparse.Namespace, out: Console, err: Console) -> int:
-    """``cadence show RUN``: how the run ended, its events (resumes, restarts, interruptions), its provenance, config, final and best metrics and checkpoints."""
+    """``cadence show RUN [--follow]``: how the run ended, its events (resumes, restarts, interruptions), its provenance, config, final and best metrics and checkpoints; then, with ``--follow``, its latest values until it ends."""
+    if args.interval is not None and (not args.follow or not args.interval > 0):
+        err.print(f"cadence show: error: --interval {args.interval:g}: " +
+                  ("expected seconds > 0" if args.follow else "goes with --follow"), markup=False, highlight=False)
+        return 2
+
     def work(store: RunStore) -> int:
         run = _run(store, args.run)
         started = _time(run.start_time)
@@ -187,9 +206,39 @@ def show_run(args: argparse.Namespace, out: Console, err: Console) -> int:
             out.print(table)
         else:
             _lines(out, ["checkpoints: none"])
-        return 0
+        return _follow(store, run, args.interval or 1.0, out, err) if args.follow else 0
 
     return _with_store(args, "show", err, work)
+
+
+def _follow(store: RunStore, run: RunSummary, interval: float, out: Console, err: Console) -> int:
+    """Print ``run``'s latest values (each as its kind defines it) whenever they change, looking every ``interval``
+    seconds, until its status is no longer ``running``; then how it ended (0). Ctrl+C: 130, the run goes on."""
+    if run.status != "running":
+        _lines(out, [f"\nrun {run.id} is not running ({run.status}): nothing to follow"])
+        return 0
+    _lines(out, [f"\nfollowing run {run.id}: its latest values when they change (Ctrl+C stops following)"])
+    shown = None
+    try:
+        while True:
+            try:
+                run = store.get_run(run.id)  # its status read before its values: an ended run's values are final
+            except KeyError:
+                raise ValueError(f"run {run.id} was removed from {store.path} while followed") from None
+            values = " ".join(f"{s.label(key)}={_number(run.last_metrics[key])}" for key, s in run.series.items()
+                              if key in run.last_metrics)
+            if values != shown:
+                _lines(out, [f"{_time(time.time())} {values or '(no values yet)'}"])
+                out.file.flush()  # a line as it comes, through a pipe or ssh too
+                shown = values
+            if run.status != "running":
+                ended = f" at {_time(run.end_time)} after {format_duration(run.duration)}" if run.end_time else ""
+                _lines(out, [f"run {run.id} {run.status}{ended}" + (f": {run.error}" if run.error else "")])
+                return 0
+            time.sleep(interval)
+    except KeyboardInterrupt:
+        err.print(f"cadence show: stopped following run {run.id}, which goes on", markup=False, highlight=False)
+        return 130
 
 
 def _provenance(provenance: dict[str, Any], run_dir: Path) -> list[str]:
@@ -290,10 +339,24 @@ def plot_command(args: argparse.Namespace, out: Console, err: Console) -> int:
 # -- cadence export --------------------------------------------------------------------------------
 
 def export_run(args: argparse.Namespace, out: Console, err: Console) -> int:
-    """``cadence export RUN --format csv|json``: every recorded value (CSV: step, key, kind, window, value;
-    JSON: the run's record and each series)."""
+    """``cadence export RUN --format csv|json|tensorboard``: every recorded value (CSV: step, key, kind, window,
+    value; JSON: the run's record and each series; TensorBoard: event files in the folder ``-o``, as the run would
+    have written them live with ``tensorboard=true``)."""
+    if args.format == "tensorboard" and not args.output:
+        err.print("cadence export: error: --format tensorboard writes a folder of event files: name it with -o DIR "
+                  "(a new or empty folder)", markup=False, highlight=False)
+        return 2
+
     def work(store: RunStore) -> int:
         run = _run(store, args.run)
+        if args.format == "tensorboard":
+            if not tensorboard_available():
+                raise ValueError("--format tensorboard needs the tensorboard package: pip install "
+                                 "'cadence[tensorboard]'")
+            count = export_tensorboard(store, run.id, args.output)
+            err.print(f"cadence export: {run.id} written to {args.output}: {count} values as TensorBoard event "
+                      f"files (tensorboard --logdir {args.output})", markup=False, highlight=False, soft_wrap=True)
+            return 0
         series = histories(store, run.id)
         if args.format == "csv":
             buffer = io.StringIO()

@@ -89,11 +89,16 @@ class RunConfig:
     checkpoint_async: bool | None = None
     #: Give biases, normalization weights and embeddings no weight decay (nanoGPT's and timm's rule).
     no_decay_on_norms_and_biases: bool = True
+    #: Write TensorBoard event files into the run's folder (``<run>/tensorboard``, the ``tensorboard`` extra) as it
+    #: trains; ``cadence export RUN --format tensorboard`` writes them afterwards from the store instead, at no cost
+    #: to training.
+    tensorboard: bool = False
     optimizer: OptimizerConfig = field(default_factory=OptimizerConfig)
 
     #: Fields a resumed run may change: they change how long or how it runs, not what it computes.
     SAFE_TO_CHANGE: ClassVar[tuple[str, ...]] = ("epochs", "max_steps", "num_threads", "checkpoint_every",
-                                                 "keep_last", "dist_timeout", "strategy", "checkpoint_async")
+                                                 "keep_last", "dist_timeout", "strategy", "checkpoint_async",
+                                                 "tensorboard")
     #: Overrides that one override implies (see :func:`~cadence.config.apply_overrides`): an optimizer's recipe.
     RECIPES: ClassVar[dict[str, tuple[str, ...]]] = {}
 
@@ -205,11 +210,13 @@ def experiment_run(name: str, built: Built, *, runs_dir: str | Path | None = Non
     ``console``: show its progress.
 
     The run records the config as it runs, and cadence's own code as its provenance. The run ends
-    ``finished``, ``failed`` (with the error) or ``interrupted``; its checkpoints are in its folder.
-    In a data parallel run, rank 0 records the run and the others learn its id.
+    ``finished``, ``failed`` (with the error) or ``interrupted``; its checkpoints are in its folder, and with
+    ``tensorboard=true`` its TensorBoard event files (``<run>/tensorboard``). In a data parallel run, rank 0
+    records the run and the others learn its id.
     """
+    options = {"tensorboard_dir": built.config.tensorboard, **(tracker_options or {})}
     with recorded_run(name, to_dict(built.config), runs_dir=runs_dir, resume=run_id, tags=tags,
-                      code=Path(cadence.__file__).parent, **(tracker_options or {})) as run:
+                      code=Path(cadence.__file__).parent, **options) as run:
         trainer = built.trainer(run=run, console=console)
         if from_rank0(latest_checkpoint(run.run_dir) is not None):  # every process resumes, or none
             path = trainer.resume(run.run_dir)

@@ -90,7 +90,8 @@ def recorded_run(name: str, config: Mapping[str, Any] | Any = None, *, runs_dir:
       ``resume``, the id (or a unique prefix) of a run to continue, its recorded config replaced
       by ``config`` (the values may continue only the same computation); resume the trainer from
       ``run.run_dir`` (:meth:`cadence.train.Trainer.resume`: its newest checkpoint);
-    * ``tracker_options``: the :class:`Tracker`'s (``smoothing``, ``tensorboard_dir``, ...).
+    * ``tracker_options``: the :class:`Tracker`'s (``smoothing``, ``tensorboard_dir``, ...); ``tensorboard_dir``
+      on rank 0 only.
 
     With several processes, rank 0 records the run and the others learn its id (they record
     nothing). Started by a launcher that names the run (:data:`RUN_ID_ENV`), rank 0 creates it
@@ -121,7 +122,10 @@ def recorded_run(name: str, config: Mapping[str, Any] | Any = None, *, runs_dir:
             shared = [run_id]
             dist.broadcast_object_list(shared, src=0)
             run_id = shared[0]
-        tracker = Tracker(store, run_id, **tracker_options) if store is not None else Tracker(**tracker_options)
+        if store is not None:
+            tracker = Tracker(store, run_id, **tracker_options)
+        else:  # the other ranks record nothing: no event files either (rank 0 writes the run's)
+            tracker = Tracker(**{k: v for k, v in tracker_options.items() if k != "tensorboard_dir"})
         run = RunContext(tracker, runs / run_id, name, config, run_id)
         try:
             yield run

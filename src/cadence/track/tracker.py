@@ -116,7 +116,7 @@ class Tracker:
       checkpoint's values are always in the store,
     * ``tensorboard_dir``: where TensorBoard event files go (the ``tensorboard`` extra): ``True``
       into the run's folder (``<run dir>/tensorboard``), a path there, ``None`` or ``False``
-      nowhere (their writer costs far more than the store's: see :mod:`cadence.track.tensorboard`),
+      nowhere (their writer costs more than the store's: see :mod:`cadence.track.tensorboard`),
     * ``sinks``: more sinks (:class:`cadence.track.sinks.RecordSink`) to record values in,
     * ``heartbeat_seconds``: how often a recorded run's process beats its heartbeat into the store
       (:mod:`cadence.track.heartbeat`), from a thread of its own, until :meth:`close`.

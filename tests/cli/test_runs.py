@@ -176,7 +176,7 @@ def test_show_a_failed_run_with_uncommitted_changes(runs, capsys):
     status, out, _ = run(capsys, "show", B, "--runs-dir", str(runs))
     assert status == 0 and "error: ValueError: loss went NaN" in out and "checkpoints: none" in out
     status, out, _ = run(capsys, "show", C, "--runs-dir", str(runs))
-    assert "still running" in out and f"uncommitted changes in {runs / C / 'source.diff'}" in " ".join(out.split())
+    assert ", running, at step 2" in out and f"uncommitted changes in {runs / C / 'source.diff'}" in " ".join(out.split())
 
 
 # -- cadence show --follow -------------------------------------------------------------------------
@@ -227,9 +227,9 @@ def test_show_follow_prints_a_running_runs_latest_values_as_they_change_until_it
         writer.finish(run_id, "finished")
         assert follower.ended() == 0
     values = [line.split(" ", 2)[2] for line in follower.out.splitlines()[-6:-1]]
-    assert values == ["(no values yet)", "train.loss(avg2)=4 train.lr=0.1", "train.loss(avg2)=3 train.lr=0.1",
-                      "train.loss(avg2)=1.5 train.lr=0.1",
-                      "train.loss(avg2)=1.5 train.lr=0.1 valid.accuracy(epoch)=0.9"]  # each once: when it changed
+    assert values == ["(no values yet)", "step 1 train.loss(avg2)=4 train.lr=0.1", "step 2 train.loss(avg2)=3 train.lr=0.1",
+                      "step 3 train.loss(avg2)=1.5 train.lr=0.1",
+                      "step 3 train.loss(avg2)=1.5 train.lr=0.1 valid.accuracy(epoch)=0.9"]  # each once: when it changed
     assert f"following run {run_id}" in follower.out and f"run {run_id} finished at " in follower.out.splitlines()[-1]
 
 
@@ -238,7 +238,8 @@ def test_show_follow_ends_with_any_status_but_running_and_at_once_for_an_ended_r
     follower.wait_for("train.loss(avg2)=8.5")
     with sqlite3.connect(runs / "runs.sqlite") as db:  # a status this cadence does not know: the run ended all the same
         db.execute("UPDATE runs SET status = 'dead' WHERE id = ?", (C,))
-    assert follower.ended() == 0 and follower.out.splitlines()[-1] == f"run {C} dead"
+    assert follower.ended() == 0 and follower.out.splitlines()[-1].startswith(
+        f"run {C} dead: recorded running, but its process is gone (last sign of life ")
     status, out, _ = run(capsys, "show", B, "--follow", "--runs-dir", str(runs))
     assert status == 0 and out.splitlines()[-1] == f"run {B} is not running (failed): nothing to follow"
 
@@ -302,8 +303,24 @@ def test_compare_tag_adds_every_run_with_the_tags(runs, capsys):
     status, out, _ = run(capsys, "compare", "--tag", "baseline", "--runs-dir", str(runs))
     header = " ".join(out.splitlines()[1].split())
     assert status == 0 and header == f"key {A} {C}"
+    assert out.splitlines()[-1] == "on the run page (cadence serve): /compare?tag=baseline"
     status, out, _ = run(capsys, "compare", B, "--tag", "baseline", "--tag", "big", "--runs-dir", str(runs))
     assert status == 0 and " ".join(out.splitlines()[1].split()) == f"key {B} {C}"
+    assert out.splitlines()[-1] == f"on the run page (cadence serve): /compare?runs={B},{C}"
+
+
+def test_show_says_a_run_whose_process_is_gone_is_dead_and_a_running_one_where_it_is(runs, capsys):
+    with sqlite3.connect(runs / "runs.sqlite") as db:  # recorded running by a process that is gone
+        db.execute("UPDATE runs SET status = 'running', end_time = NULL, heartbeat = 1.0, host = 'gpu-3' "
+                   "WHERE id = ?", (C,))
+    status, out, _ = run(capsys, "show", C, "--runs-dir", str(runs))
+    assert status == 0 and "dead: recorded running, but its process is gone (last sign of life 1970-01-01 " in out
+    assert "on gpu-3)" in out
+    with RunStore(runs) as store:
+        store.beat(C)
+        store.plan(C, 8)
+    status, out, _ = run(capsys, "show", C, "--runs-dir", str(runs))
+    assert status == 0 and ", running, at step 2, about " in out and " left" in out
 
 
 # -- cadence plot ----------------------------------------------------------------------------------

@@ -175,10 +175,8 @@ def show_run(args: argparse.Namespace, out: Console, err: Console) -> int:
     def work(store: RunStore) -> int:
         run = _run(store, args.run)
         started = _time(run.start_time)
-        ended = "still running (or stopped without recording its end)" if run.end_time is None else \
-            f"{run.status} at {_time(run.end_time)} after {format_duration(run.duration)}"
         lines = [f"run {run.id} of {run.name}" + (f", tagged {', '.join(run.tags)}" if run.tags else ""),
-                 f"started {started}, {ended}"]
+                 f"started {started}, {_state(run)}"]
         if run.error:
             lines.append(f"error: {run.error}")
         lines += [f"{_time(event.time)} {event.kind}{'' if event.step is None else f' at step {event.step}'}: "
@@ -228,17 +226,29 @@ def _follow(store: RunStore, run: RunSummary, interval: float, out: Console, err
             values = " ".join(f"{s.label(key)}={_number(run.last_metrics[key])}" for key, s in run.series.items()
                               if key in run.last_metrics)
             if values != shown:
-                _lines(out, [f"{_time(time.time())} {values or '(no values yet)'}"])
+                at = "" if run.step is None else f" step {run.step}"
+                _lines(out, [f"{_time(time.time())}{at} {values or '(no values yet)'}"])
                 out.file.flush()  # a line as it comes, through a pipe or ssh too
                 shown = values
             if run.status != "running":
-                ended = f" at {_time(run.end_time)} after {format_duration(run.duration)}" if run.end_time else ""
-                _lines(out, [f"run {run.id} {run.status}{ended}" + (f": {run.error}" if run.error else "")])
+                _lines(out, [f"run {run.id} {_state(run)}" + (f": {run.error}" if run.error else "")])
                 return 0
             time.sleep(interval)
     except KeyboardInterrupt:
         err.print(f"cadence show: stopped following run {run.id}, which goes on", markup=False, highlight=False)
         return 130
+
+
+def _state(run: RunSummary) -> str:
+    """How the run stands: running (at which step, about how long left), dead (since when), or how it ended."""
+    if run.status == "running":
+        left = run.time_left(time.time())
+        return "running" + ("" if run.step is None else f", at step {run.step}") + \
+            ("" if left is None else f", about {format_duration(left)} left")
+    if run.status == "dead":
+        return (f"dead: recorded running, but its process is gone (last sign of life "
+                f"{_time(run.heartbeat) if run.heartbeat else 'never'} on {run.host or 'an unknown host'})")
+    return f"{run.status} at {_time(run.end_time)} after {format_duration(run.duration)}"
 
 
 def _provenance(provenance: dict[str, Any], run_dir: Path) -> list[str]:
@@ -316,6 +326,9 @@ def compare_runs(args: argparse.Namespace, out: Console, err: Console) -> int:
                 cells.append("-" if final is None else _number(final[1]) + (f" ({_number(best[1])})" if best else ""))
             metrics.add_row(name, *cells)
         out.print(metrics)
+        if args.tag:
+            view = f"tag={args.tag[0]}" if len(args.tag) == 1 and not args.runs else f"runs={','.join(ids)}"
+            _lines(out, [f"\non the run page (cadence serve): /compare?{view}"])
         return 0
 
     return _with_store(args, "compare", err, work)

@@ -227,8 +227,8 @@ def test_show_follow_prints_a_running_runs_latest_values_as_they_change_until_it
         writer.finish(run_id, "finished")
         assert follower.ended() == 0
     values = [line.split(" ", 2)[2] for line in follower.out.splitlines()[-6:-1]]
-    assert values == ["(no values yet)", "step 1 train.loss(avg2)=4 train.lr=0.1", "step 2 train.loss(avg2)=3 train.lr=0.1",
-                      "step 3 train.loss(avg2)=1.5 train.lr=0.1",
+    assert values == ["(no values yet)", "step 1 train.loss(avg2)=4 train.lr=0.1",
+                      "step 2 train.loss(avg2)=3 train.lr=0.1", "step 3 train.loss(avg2)=1.5 train.lr=0.1",
                       "step 3 train.loss(avg2)=1.5 train.lr=0.1 valid.accuracy(epoch)=0.9"]  # each once: when it changed
     assert f"following run {run_id}" in follower.out and f"run {run_id} finished at " in follower.out.splitlines()[-1]
 

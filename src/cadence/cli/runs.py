@@ -166,7 +166,9 @@ def _sorted(runs: list[RunSummary], metric: str) -> list[RunSummary]:
 # -- cadence show ----------------------------------------------------------------------------------
 
 def show_run(args: argparse.Namespace, out: Console, err: Console) -> int:
-    """``cadence show RUN [--follow]``: how the run ended, its events (resumes, restarts, interruptions), its provenance, config, final and best metrics and checkpoints; then, with ``--follow``, its latest values until it ends."""
+    """``cadence show RUN [--follow]``: how the run stands or ended, its events (resumes, restarts, interruptions),
+    its provenance, config, final and best metrics and checkpoints; then, with ``--follow``, its latest values until
+    it ends."""
     if args.interval is not None and (not args.follow or not args.interval > 0):
         err.print(f"cadence show: error: --interval {args.interval:g}: " +
                   ("expected seconds > 0" if args.follow else "goes with --follow"), markup=False, highlight=False)

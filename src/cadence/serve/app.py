@@ -20,8 +20,9 @@ writes a file.
 **Safety.** Every string from a run (names, tags, config values, sample text, diffs) reaches
 the page as JSON or ``text/plain`` and is put in the page as text (``textContent``), never as
 markup; the pages forbid inline scripts (``Content-Security-Policy``). A run's files are read
-only from inside its folder (a path that resolves outside it, through a link say, is refused). A malformed id or parameter is a 400, an unknown run a 404, each with a one-line
-message; an unexpected error is a 500 without a traceback.
+only from inside its folder (a path that resolves outside it, through a link say, is refused).
+A malformed id or parameter is a 400, an unknown run a 404, each with a one-line message; an
+unexpected error is a 500 without a traceback.
 """
 
 from __future__ import annotations
@@ -130,7 +131,8 @@ def make_app(runs_dir: str | Path) -> Starlette:
         now = time.time()
         listed = []
         for run in store.list_runs() if store else []:
-            shown = [key for key in run.last_metrics if key in SHOWN or key.startswith("valid.") and ".time." not in key]
+            shown = [key for key in run.last_metrics
+                     if key in SHOWN or key.startswith("valid.") and ".time." not in key]
             best = {key: history.best() for key, history in histories(store, run.id, shown).items()}
             listed.append({**_summary(run, now), "best": {key: [b[0], _finite_one(b[1])] for key, b in best.items()
                                                           if b is not None}})

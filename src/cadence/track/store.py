@@ -279,8 +279,9 @@ class RunStore:
         """What changes when run ``run_id`` records anything: its newest chunk's and event's row ids (a reader
         polling for new values compares it with the one it last read)."""
         with self._lock:
-            chunk, event = self._db.execute("SELECT (SELECT max(rowid) FROM chunks WHERE run_id = ?), "
-                                            "(SELECT max(rowid) FROM events WHERE run_id = ?)", (run_id,) * 2).fetchone()
+            chunk, event = self._db.execute(
+                "SELECT (SELECT max(rowid) FROM chunks WHERE run_id = ?), (SELECT max(rowid) FROM events WHERE run_id = ?)",
+                (run_id,) * 2).fetchone()
         return chunk or 0, event or 0
 
     def add_event(self, run_id: str, kind: str, message: str, step: int | None = None) -> None:

@@ -271,8 +271,7 @@ class RunStore:
         self._update(run_id, "heartbeat = ?, pid = ?, host = ?", time.time(), os.getpid(), socket.gethostname())
 
     def plan(self, run_id: str, steps: int) -> None:
-        """Record that run ``run_id`` is to take ``steps`` optimizer steps in all (its time left is estimated
-        from it)."""
+        """Record that run ``run_id`` is to take ``steps`` optimizer steps in all (for its time left)."""
         self._update(run_id, "planned_steps = ?", int(steps))
 
     def version(self, run_id: str) -> tuple[int, int]:

@@ -65,27 +65,31 @@ class PhaseClock:
     * ``sync``: waits for the device (``torch.cuda.synchronize``), called before every timed mark;
       ``None`` on the CPU;
     * ``sample_every``: time the parts of one batch of this many of a phase (1: every batch);
+    * ``processes``: the data parallel processes, each training on as many samples as this one (the speed
+      reported is theirs together);
     * ``clock``: the time source, in seconds.
     """
 
     def __init__(self, phases: Iterable[str], *, sync: Callable[[], None] | None = None, sample_every: int = 1,
-                 clock: Callable[[], float] = perf_counter):
+                 processes: int = 1, clock: Callable[[], float] = perf_counter):
         self.phases = tuple(phases)
         if not self.phases:
             raise ValueError("PhaseClock: no phases given; expected the phases to time, e.g. ('train', 'valid')")
         self.sample_every = check_number("PhaseClock", "sample_every", sample_every, low=1, integer=True)
+        self.processes = check_number("PhaseClock", "processes", processes, low=1, integer=True)
         self.sync, self.clock = sync, clock
         self.start()
 
     @classmethod
-    def for_device(cls, device: torch.device, phases: Iterable[str]) -> PhaseClock:
+    def for_device(cls, device: torch.device, phases: Iterable[str], processes: int = 1) -> PhaseClock:
         """A clock for work on ``device``: every batch timed on the CPU, nothing waited for; one batch of
         :data:`SAMPLE_EVERY` timed on CUDA or MPS, each of its marks waiting for the device."""
         if device.type == "cuda":
-            return cls(phases, sync=lambda: torch.cuda.synchronize(device), sample_every=SAMPLE_EVERY)
+            return cls(phases, sync=lambda: torch.cuda.synchronize(device), sample_every=SAMPLE_EVERY,
+                       processes=processes)
         if device.type == "mps":
-            return cls(phases, sync=torch.mps.synchronize, sample_every=SAMPLE_EVERY)
-        return cls(phases)
+            return cls(phases, sync=torch.mps.synchronize, sample_every=SAMPLE_EVERY, processes=processes)
+        return cls(phases, processes=processes)
 
     def start(self, samples: Any = 0) -> None:
         """Start counting afresh (a run starts): every phase's time from zero, the first phase in progress;
@@ -156,9 +160,9 @@ class PhaseClock:
 
     def report(self, phase: str, samples: Any = None, restart: bool = False) -> dict[str, Any]:
         """``{"<phase>.time.<part>": share}`` of ``phase``'s wall time since its count started, each in [0, 1],
-        summing to 1 (``other``: the remainder), and, with ``samples`` (the samples trained on so far: a number
-        or a tensor, never read here), ``<phase>.samples_per_second``. With ``restart``, the phase's count
-        starts afresh after it."""
+        summing to 1 (``other``: the remainder), and, with ``samples`` (this process's samples trained on so far: a
+        number or a tensor, never read here), ``<phase>.samples_per_second`` of every process. With ``restart``,
+        the phase's count starts afresh after it."""
         now = self.clock()  # no wait for the device: the wall time of a whole period needs none
         period, done = self._periods[phase], self._done[phase]
         wall = period.wall + (now - self._entered if phase == self._phase else 0.0)
@@ -169,7 +173,7 @@ class PhaseClock:
         shares = {f"{phase}.time.{name}": seconds[i] / total for i, name in enumerate(PARTS[:OTHER])}
         shares[f"{phase}.time.other"] = max(0.0, 1.0 - sum(shares.values()))
         if samples is not None:
-            shares[f"{phase}.samples_per_second"] = (samples - period.samples) / max(wall, 1e-12)
+            shares[f"{phase}.samples_per_second"] = (samples - period.samples) * self.processes / max(wall, 1e-12)
         if restart:
             done.sampled += period.sampled
             done.sampled_seconds = [a + b for a, b in zip(done.sampled_seconds, period.sampled_seconds)]

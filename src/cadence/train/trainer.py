@@ -137,7 +137,7 @@ class Trainer(TrainerHooks):
         self._metrics = dict(metrics or {})
         self.phase_metrics = PhaseMetrics(self._metrics, self.device, (TRAIN, VALID))
         #: Where each phase's wall time goes (``train.time.data``, ...; on a GPU, one batch of 50 timed).
-        self.clock = PhaseClock.for_device(self.device, (TRAIN, VALID))
+        self.clock = PhaseClock.for_device(self.device, (TRAIN, VALID), self.world_size)
         self.checkpoint_every = checkpoint_every
         #: The batch in progress, as the loader gave it (:meth:`to_device` moves it), and where it stands.
         self.batch: Any = None

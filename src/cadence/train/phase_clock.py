@@ -100,7 +100,7 @@ class PhaseClock:
         self._stack: list[tuple[str, int, bool]] = []
         self._phase, self._part, self._timing = self.phases[0], OTHER, False
         self._period = self._periods[self._phase]
-        self._entered = self._mark = self._now()
+        self._entered = self._mark = self.clock()  # nothing to wait for yet: no phase has begun
 
     # -- marks -------------------------------------------------------------------------------
 

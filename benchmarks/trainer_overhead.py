@@ -17,7 +17,9 @@ the loss of every step recorded:
   store. What the trainer costs beyond this row is its own machinery (hooks, signal-safe
   stops, accumulation windows, per-phase losses);
 * ``cadence Trainer``: ``Trainer(...).run()`` with its defaults (progress on the console,
-  non-finite check) and a tracker writing every step's loss to a SQLite run store;
+  non-finite check, where the time goes) and a tracker writing every step's loss to a SQLite run store;
+* ``cadence Trainer, untimed``: the same with the per-batch marks of its clock
+  (:class:`~cadence.train.phase_clock.PhaseClock`) made no-ops: the difference is what timing costs;
 * ``Lightning Trainer``: a ``LightningModule`` whose ``training_step`` logs its loss at
   every step (``log_every_n_steps=1``, CSV logger), checkpointing, progress bar and model
   summary off.
@@ -46,6 +48,7 @@ from common import interleaved_medians, parse_args, setting  # noqa: E402
 
 from cadence.track import RunContext, RunStore, Tracker  # noqa: E402
 from cadence.train import Trainer  # noqa: E402
+from cadence.train.phase_clock import PhaseClock  # noqa: E402
 
 STEPS = (1000, 2000)
 
@@ -117,13 +120,26 @@ def raw_loop_with_work(data: list, runs: Path) -> None:
     torch.stack(losses).tolist()
 
 
-def cadence_loop(data: list, runs: Path) -> None:
+class Untimed(PhaseClock):
+    """The trainer's clock with its per-batch marks doing nothing."""
+
+    def batch(self) -> None:
+        pass
+
+    def to(self, part: int) -> None:
+        pass
+
+
+def cadence_loop(data: list, runs: Path, timed: bool = True) -> None:
     m = model()
     with RunStore(runs) as store:
         run_id = store.create_run("overhead", {})
         tracker = Tracker(store=store, run_id=run_id)
-        Trainer(m, torch.optim.Adam(m.parameters(), lr=1e-3), data, loss_fn=nn.functional.cross_entropy,
-                run=RunContext(tracker)).run()
+        trainer = Trainer(m, torch.optim.Adam(m.parameters(), lr=1e-3), data, loss_fn=nn.functional.cross_entropy,
+                          run=RunContext(tracker))
+        if not timed:
+            trainer.clock = Untimed(trainer.clock.phases)
+        trainer.run()
         tracker.close()
 
 
@@ -168,6 +184,7 @@ def main() -> None:
         cases[("raw loop", n)] = lambda n=n: raw_loop(data[n])
         cases[("raw loop + cadence's work", n)] = lambda n=n: raw_loop_with_work(data[n], folder / "work")
         cases[("cadence Trainer", n)] = lambda n=n: cadence_loop(data[n], folder / "runs")
+        cases[("cadence Trainer, untimed", n)] = lambda n=n: cadence_loop(data[n], folder / "runs", timed=False)
         if lightning_available:
             cases[("Lightning Trainer", n)] = lambda n=n: lightning_loop(data[n], folder / "lightning")
     start = time.perf_counter()
@@ -182,8 +199,10 @@ def main() -> None:
     for name in per_step:
         table.add_row(name, f"{medians[(name, STEPS[0])]:.3f}", f"{per_step[name] * 1e6:.1f}",
                       "" if name == "raw loop" else f"{(per_step[name] / base - 1) * 100:+.1f}%")
+    timing = per_step["cadence Trainer"] / per_step["cadence Trainer, untimed"] - 1
+    table.caption = f"where the time goes costs {timing * 100:+.1f}% of the trainer's step"
     if not lightning_available:
-        table.caption = "Lightning is not installed: pip install -c constraints.txt -e '.[bench]'"
+        table.caption += "; Lightning is not installed: pip install -c constraints.txt -e '.[bench]'"
     Console().print(table)
 
 

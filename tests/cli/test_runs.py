@@ -160,6 +160,17 @@ def test_show_gives_config_provenance_final_and_best_metrics_checkpoints_and_how
     assert f"{runs / A / 'checkpoints' / 'step-4'} 4 2 valid.accuracy=0.9" in lines
 
 
+def test_show_lists_where_each_phases_time_went_and_the_training_speed(tmp_path, capsys):
+    from tests.train.test_phase_clock import data, trained
+    _, _, run_id, _ = trained(tmp_path, valid=data(3, 1))
+    status, out, _ = run(capsys, "show", run_id, "--runs-dir", str(tmp_path))
+    assert status == 0
+    for phase in ("train", "valid"):
+        for part in ("data", "compute", "optimizer", "tracking", "checkpoint", "other"):
+            assert f"{phase}.time.{part}(epoch) " in out
+    assert "train.samples_per_second(epoch) " in out
+
+
 def test_show_lists_the_runs_events_in_order(runs, capsys):
     with RunStore(runs) as store:
         store.add_event(B, "interrupted", "SIGTERM: stopped at step 3", 3)

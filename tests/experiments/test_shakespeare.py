@@ -72,13 +72,18 @@ def test_a_run_reports_loss_and_bits_per_character_and_stores_its_samples(tmp_pa
         run = store.get_run(run_id)
         steps, loss = store.values(run_id, "valid.loss")
         bpc = store.values(run_id, "valid.bpc")[1]
-        speed = store.values(run_id, "train.chars_per_second")[1]
-    assert run.status == "finished" and len(loss) == 2 and len(speed) == 2
+        speed = store.values(run_id, "train.samples_per_second")[1]
+        trained = store.values(run_id, "train.samples")[1]
+        keys = store.series(run_id)
+    assert run.status == "finished" and len(loss) == 2 and len(speed) == 2 and (speed > 0).all()
+    assert "train.chars_per_second" not in keys and "train.time.compute" in keys
     assert bpc.tolist() == pytest.approx([v / math.log(2) for v in loss])
     # The validation loss is over the whole validation split: every character but the first of each column (and
     # the fewer than batch_size left over when the columns are cut).
     trainer = build(config, data_dir).trainer(console=False)
     assert sum(y.numel() for _, y in trainer.valid_loader) == len(trainer.valid_loader.data.flatten()) - 2
+    # The speed is in characters: a step counts the characters of its batch.
+    assert trained[-1] == 2 * sum(y.numel() for _, y in trainer.train_loader)
     samples = sorted((tmp_path / run_id / "samples").iterdir())
     assert [p.name for p in samples] == [f"step-{step}.txt" for step in steps]
     text = samples[-1].read_text()

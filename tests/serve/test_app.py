@@ -149,3 +149,15 @@ def test_the_database_is_opened_read_only(tmp_path):
             reader.finish(run_id, "failed")
     with RunStore(tmp_path) as store:
         assert store.get_run(run_id).status == "finished"
+
+
+def test_a_trained_runs_page_has_where_each_phases_time_went(tmp_path):
+    from tests.train.test_phase_clock import PARTS, data, trained
+    _, _, run_id, _ = trained(tmp_path, valid=data(3, 1), epochs=2)
+    keys = [f"{phase}.time.{part}" for phase in ("train", "valid") for part in PARTS] + ["train.samples_per_second"]
+    with serving(tmp_path) as (url, _):
+        shown = get_json(f"{url}/api/runs/{run_id}")["keys"]
+        series = get_json(f"{url}/api/runs/{run_id}/series")["series"]
+    for key in keys:  # the latest values' table and a curve each
+        assert shown[key]["label"] == f"{key}(epoch)" and shown[key]["final"][0] == 24
+        assert series[key]["steps"] == [12, 24] and all(0 <= v for v in series[key]["values"])

@@ -104,6 +104,23 @@ def test_live_bars_render_on_a_terminal():
     assert "epoch 1 valid" in text and "accuracy(epoch)=0.75" in text and "4/4" in text and "checkpoint saved" in text
 
 
+def test_a_phases_time_shares_end_the_line_it_ends_with_as_percentages_and_no_other_line():
+    out, clock, tracker = io.StringIO(), Clock(), Tracker()
+    shown = display(tracker, out, clock)
+    shown.start_phase("train", total=20, epoch=1)
+    shares = {"data": 0.13, "compute": 0.62, "optimizer": 0.1, "tracking": 0.05, "checkpoint": 0.0, "other": 0.1}
+    tracker.add(10, {"train.time." + part: share for part, share in shares.items()}, kind="epoch")
+    tracker.flush()
+    for _ in range(20):
+        clock.now += 1.0
+        shown.advance()
+    shown.end_phase()
+    *progress, end = out.getvalue().splitlines()
+    assert len(progress) == 2 and not any("time" in line for line in progress)
+    assert end == ("epoch 1 train 20/20 time(epoch) data=13% compute=62% optimizer=10% tracking=5% checkpoint=0% "
+                   "other=10% 1.0 it/s")
+
+
 def test_runs_table_lists_ids_status_duration_and_validation_metrics_first():
     runs = [RunSummary("20261124-101010-abcd", "mnist", "finished", {}, 1000.0, 1075.0, None,
                        {"train.loss": 0.1, "valid.accuracy": 0.985, "valid.loss": 0.05}),
@@ -113,6 +130,14 @@ def test_runs_table_lists_ids_status_duration_and_validation_metrics_first():
     text = out.getvalue()
     assert "20261124-101010-abcd" in text and "0:01:15" in text and "running" in text
     assert text.index("valid.accuracy=0.985") < text.index("train.loss=0.1")
+
+
+def test_runs_table_shows_metrics_not_where_the_time_went():
+    metrics = {"valid.accuracy": 0.985, "valid.loss": 0.05, "valid.time.checkpoint": 0.0, "valid.time.compute": 0.5}
+    out = io.StringIO()
+    Console(file=out, width=200).print(format_runs([RunSummary("20261124-101010-abcd", "mnist", "finished", {}, 1000.0,
+                                                               1075.0, None, metrics)]))
+    assert "valid.accuracy=0.985" in out.getvalue() and "time" not in out.getvalue()
 
 
 def test_runs_table_stays_readable_on_a_narrow_console():

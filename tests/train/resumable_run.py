@@ -102,7 +102,9 @@ def main() -> int:
     if args.resume:
         trainer.resume(args.run_dir)
     status = trainer.run()
-    reported = {key: trainer.latest(key) for key in trainer.tracker.keys() if trainer.tracker.kind(key) == "epoch"}
+    # Each phase's epoch means, but where the time went and the speed: wall-clock measures, never the same twice.
+    reported = {key: trainer.latest(key) for key in trainer.tracker.keys() if trainer.tracker.kind(key) == "epoch"
+                and ".time." not in key and not key.endswith("_per_second")}
     torch.save({"params": [p.detach() for p in model.parameters()], "latest": reported,
                 "status": status, "step": trainer.global_step}, os.path.join(args.run_dir, "final.pt"))
     return 0 if status == "finished" else exit_code(trainer.stopped_by)

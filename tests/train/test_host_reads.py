@@ -58,6 +58,7 @@ def test_the_default_loop_reads_at_most_once_per_20_steps(tmp_path, flush_second
         assert trainer.run() == "finished"
     assert trainer.global_step == STEPS
     assert reads.count <= STEPS // 20, f"{reads.count} host reads in {STEPS} steps"
+    assert 0 < trainer.latest("train.time.compute") < 1 and trainer.latest("train.samples_per_second") > 0  # timed
     if torch.cuda.is_available():
         trainer = default_loop(tmp_path / "cuda", flush_seconds)
         torch.cuda.set_sync_debug_mode("error")

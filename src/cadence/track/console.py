@@ -8,7 +8,10 @@ file) a plain line is written every ``interval`` seconds and at the end of each 
 
 Each metric is named as its kind (:mod:`cadence.track.kinds`) says: ``loss(avg20)`` the mean of
 the last 20 values, ``accuracy(epoch)`` the phase's mean over the epoch so far, ``lr`` the raw
-value at the step.
+value at the step. Where the phase's time went (the trainer's ``<phase>.time.<part>`` shares) ends
+the line a phase ends with, as percentages, and no other::
+
+    epoch 2 train 125/125 loss(avg20)=0.1234 samples_per_second(epoch)=5432 time(epoch) data=12% compute=71% ...
 """
 
 from __future__ import annotations
@@ -22,6 +25,9 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextC
 from rich.table import Table
 
 from cadence.track.store import RunSummary
+
+#: The keys (after their phase) of the shares of a phase's time: shown at a phase's end only.
+TIME = "time."
 
 if TYPE_CHECKING:
     from cadence.track.tracker import Tracker
@@ -89,9 +95,8 @@ class PhaseDisplay:
         if self.live and self._task is not None:
             self._progress.remove_task(self._task)
             self._task = None
-            self.log(self._line(values))
-        else:
-            self._show(values)
+        self._last = self.clock()
+        self.log(self._line(values, times=True))
         self._phase = None
 
     def in_phase(self) -> bool:
@@ -117,9 +122,9 @@ class PhaseDisplay:
         else:
             self.log(self._line(values))
 
-    def _line(self, values: Mapping[str, float]) -> str:
+    def _line(self, values: Mapping[str, float], times: bool = False) -> str:
         eta = self._eta()
-        return " ".join(part for part in (self._label, f"{self._completed}/{self._total}", _format(values),
+        return " ".join(part for part in (self._label, f"{self._completed}/{self._total}", _format(values, times),
                                           self._speed(), f"eta {eta}" if eta else "") if part)
 
     def _speed(self) -> str:
@@ -133,8 +138,16 @@ class PhaseDisplay:
         return format_duration((self._total - self._completed) * elapsed / steps)
 
 
-def _format(metrics: Mapping[str, float]) -> str:
-    return " ".join(f"{name}={value:.4g}" for name, value in metrics.items())
+def _format(metrics: Mapping[str, float], times: bool = False) -> str:
+    """``name=value`` of every metric but the time shares; with ``times``, those after them as
+    ``time(epoch) data=12% compute=71% ...``."""
+    shown = [f"{name}={value:.4g}" for name, value in metrics.items() if not name.startswith(TIME)]
+    shares = {name[len(TIME):]: value for name, value in metrics.items() if name.startswith(TIME)}
+    if times and shares:
+        kind = next(iter(shares)).partition("(")[2]
+        shown.append(f"time{'(' + kind if kind else ''} " +
+                     " ".join(f"{part.partition('(')[0]}={share:.0%}" for part, share in shares.items()))
+    return " ".join(shown)
 
 
 def format_runs(runs: list[RunSummary], max_metrics: int = 4, first: str | None = None) -> Table:
@@ -153,7 +166,8 @@ def format_runs(runs: list[RunSummary], max_metrics: int = 4, first: str | None 
     table.add_column("duration", no_wrap=True)
     table.add_column("final metrics", min_width=22, overflow="fold")
     for run in runs:
-        keys = sorted(run.last_metrics, key=lambda k: (k != first, not k.startswith("valid."), k))[:max_metrics]
+        keys = sorted((key for key in run.last_metrics if f".{TIME}" not in key),  # metrics, not where time went
+                      key=lambda k: (k != first, not k.startswith("valid."), k))[:max_metrics]
         duration = "running" if run.duration is None else format_duration(run.duration)
         table.add_row(run.id, run.name, run.status, *(["\n".join(run.tags)] if tagged else []),
                       time.strftime("%Y-%m-%d\n%H:%M:%S", time.localtime(run.start_time)), duration,

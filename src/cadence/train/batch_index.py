@@ -47,3 +47,14 @@ def samples_in(batch: Any) -> int:
     """Samples in ``batch`` (the first dimension of its first tensor), weighting a bare loss."""
     first = batch[0] if isinstance(batch, (tuple, list)) else batch
     return int(first.shape[0]) if isinstance(first, torch.Tensor) and first.dim() > 0 else 1
+
+
+def loss_and_count(result: Any, batch: Any) -> tuple[torch.Tensor, int | torch.Tensor]:
+    """What a step returned, ``loss`` or ``(loss, count)``, as ``(loss, count)``: a bare loss weighted by
+    :func:`samples_in` ``batch``; anything but a 0-d tensor for the loss is refused, naming what it was."""
+    loss, count = result if isinstance(result, tuple) else (result, samples_in(batch))
+    if not isinstance(loss, torch.Tensor) or loss.dim() != 0:
+        got = f"a tensor of shape {list(loss.shape)}" if isinstance(loss, torch.Tensor) else type(loss).__name__
+        raise TypeError(f"Trainer.step returned {got}; expected the batch's mean loss as a 0-d tensor, or "
+                        f"(loss, count)")
+    return loss, count

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
 __all__ = ["TRAIN", "VALID", "LoopPosition"]
@@ -53,6 +53,15 @@ class LoopPosition:
         self.validating = True
         self.done[VALID] = 0
         return True
+
+    def batches(self, loader: Iterable, phase: str) -> Iterator:
+        """An iterator of ``loader`` at the batch of ``phase`` the epoch is at: a resumable loader restored from a
+        checkpoint starts there; another is advanced past the batches done."""
+        batches, done = iter(loader), self.done[phase]
+        if done and not hasattr(loader, "load_state_dict"):
+            for _ in range(done):
+                next(batches)
+        return batches
 
     def state_dict(self) -> dict[str, Any]:
         """The position, as plain numbers."""

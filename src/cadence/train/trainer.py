@@ -5,6 +5,7 @@ training batch is forward (:meth:`Trainer.step`), backward, and after the last b
 accumulation window the optimizer step. The rest is parts, each in its own module (see
 ARCHITECTURE.md, "The trainer's parts"): :class:`~cadence.train.optimizer_step.OptimizerStep`,
 :class:`~cadence.train.phase_metrics.PhaseMetrics`, :class:`~cadence.train.position.LoopPosition`,
+:class:`~cadence.train.phase_clock.PhaseClock` (the loop marks where each phase's time goes),
 :class:`~cadence.train.checkpointer.Checkpointer`, the hooks (:mod:`cadence.train.callbacks`),
 and the run's context given to it (:class:`~cadence.track.RunContext`).
 
@@ -40,7 +41,7 @@ from cadence.schedule import Schedule
 from cadence.track import PhaseDisplay, RunContext
 from cadence.track.run_context import ended_by
 from cadence.track.checkpoints import CHECKPOINTS, checkpoint_path
-from cadence.train.batch_index import BatchIndex, loader_padding, samples_in
+from cadence.train.batch_index import BatchIndex, loader_padding, loss_and_count
 from cadence.train.callbacks import Hooks, TrainerHooks
 from cadence.train.checkpointer import Attributes, Checkpointer, Each
 from cadence.train.device import resolve_device, to_device
@@ -48,6 +49,7 @@ from cadence.train.distributed import StopAgreement, data_parallel, explained, w
 from cadence.train.interrupt import Interrupts
 from cadence.train.mode import Mode
 from cadence.train.optimizer_step import OptimizerStep
+from cadence.train.phase_clock import CHECKPOINT, COMPUTE, OPTIMIZER, OTHER, TRACKING, PhaseClock
 from cadence.train.phase_metrics import PhaseMetrics
 from cadence.train.position import TRAIN, VALID, LoopPosition
 from cadence.train.precision import autocast, check_precision, resolve_precision
@@ -134,6 +136,8 @@ class Trainer(TrainerHooks):
             statistics_every=track_model_every, model=self.raw_model, log=self.log)
         self._metrics = dict(metrics or {})
         self.phase_metrics = PhaseMetrics(self._metrics, self.device, (TRAIN, VALID))
+        #: Where each phase's wall time goes (``train.time.data``, ...; on a GPU, one batch of 50 timed).
+        self.clock = PhaseClock.for_device(self.device, (TRAIN, VALID), self.world_size)
         self.checkpoint_every = checkpoint_every
         #: The batch in progress, as the loader gave it (:meth:`to_device` moves it), and where it stands.
         self.batch: Any = None
@@ -266,6 +270,7 @@ class Trainer(TrainerHooks):
             self._interrupts = interrupts
             try:
                 self.tracker.declare("train.loss", "moving")
+                self.clock.start(self.optimizer_step.samples)
                 self._hook("on_run_start")
                 while not self._finished() and not self._should_stop():
                     self._run_epoch()
@@ -300,7 +305,7 @@ class Trainer(TrainerHooks):
             self.phase_metrics.reset(TRAIN)
             self.phase_metrics.reset(VALID)
             self._hook("on_epoch_start")
-        train = self._batches(self.train_loader, TRAIN)
+        train = self.position.batches(self.train_loader, TRAIN)
         if self.position.validating and not self._validation_pass():  # resumed within a whole pass
             return
         k, n = self.inner_iterations, len(self.train_loader)
@@ -311,7 +316,7 @@ class Trainer(TrainerHooks):
                 stop = (i + 1) * len(self.valid_loader) // k
                 if self.position.done[VALID] < stop:
                     self._hook("sample")
-                    if not self._run_slice(VALID, self._batches(self.valid_loader, VALID), stop):
+                    if not self._run_slice(VALID, self.position.batches(self.valid_loader, VALID), stop):
                         return
                     if self._stopping():
                         return
@@ -329,28 +334,38 @@ class Trainer(TrainerHooks):
         is_train = phase == TRAIN
         self.position.phase, self._active = phase, self.phase_metrics[phase]
         self.model.train(is_train)
+        self.clock.enter(phase)
         if self.display is not None:
             self.display.start_phase(phase, total=total, epoch=self.epoch + 1, done=start)
         ended = True
         with torch.set_grad_enabled(is_train), self.mode.update(is_train=is_train, is_optimize=False):
             for idx in range(start, stop):
+                self.clock.batch()
                 batch = next(batches, _END)
                 if batch is _END:
                     raise RuntimeError(f"the {phase} loader stopped after {idx} batches but len() said {total}")
+                self.clock.to(COMPUTE)
                 self.position.done[phase] = idx + 1  # taken from the loader, as the loader's own position counts it
                 self.batch, self.batch_index = batch, BatchIndex(idx, total, 0 if is_train else
                                                                  loader_padding(self.valid_loader, idx))
                 stepped = self._train_batch() if is_train else self._eval_batch(self.phase_metrics, VALID)
+                self.clock.to(TRACKING)
                 if self.display is not None:
                     self.display.advance()
+                self.clock.to(OTHER)
                 if (stepped and self._stopping()) or (not is_train and self._should_stop(signals_only=True)):
                     ended = idx + 1 == stop
                     break
         self.position.phase, self._active = TRAIN, self.phase_metrics[TRAIN]
-        if is_train or ended:
-            self.tracker.add(self.global_step, self.phase_metrics.values(phase, loss=not is_train), kind="epoch")
-        if self.display is not None:
-            self.display.end_phase()
+        with self.clock.timed(TRACKING):
+            if is_train or ended:  # the phase's metrics and where its time went, over its pass so far
+                times = self.clock.report(phase, self.optimizer_step.samples if is_train else None,
+                                          restart=self.position.done[phase] == total)
+                self.tracker.add(self.global_step, {**self.phase_metrics.values(phase, loss=not is_train), **times},
+                                 kind="epoch")
+            if self.display is not None:
+                self.display.end_phase()
+        self.clock.leave()
         if not is_train and ended:
             self._hook("on_validation_end")
         return ended
@@ -359,7 +374,7 @@ class Trainer(TrainerHooks):
         """Forward, backward, and, after the last batch of a window, the optimizer step; return whether it stepped."""
         self.mode.is_optimize = self.optimizer_step.ends_window(self.batch_index)
         with autocast(self.precision, self.device):
-            loss, count = self._loss(self.step(self.batch, self.batch_index), self.batch)
+            loss, count = loss_and_count(self.step(self.batch, self.batch_index), self.batch)
         if not loss.requires_grad:
             raise TypeError("Trainer.step returned a loss that does not require grad in a training phase; "
                             "expected the loss of the batch, computed with autograd")
@@ -367,11 +382,14 @@ class Trainer(TrainerHooks):
         self.phase_metrics.add_loss(TRAIN, loss, count)
         if not self.mode.is_optimize:
             return False
+        self.clock.to(OPTIMIZER)
         values = self.optimizer_step.step()
         if values is None:  # skipped: nothing moves
             self.tracker.add(self.global_step, {"train.skipped_steps": self.optimizer_step.skipped})
             return False
+        self.clock.to(TRACKING)
         self.tracker.add(self.global_step, values)
+        self.clock.to(OTHER)
         self._hook("on_optimizer_step")
         if self.valid_every and self.valid_loader is not None and self.global_step % self.valid_every == 0:
             self._validation_pass()
@@ -382,7 +400,7 @@ class Trainer(TrainerHooks):
     def _eval_batch(self, metrics: PhaseMetrics, phase: str) -> bool:
         """Forward only, the loss into ``phase``'s mean in ``metrics``; never an optimizer step."""
         with autocast(self.precision, self.device):
-            loss, count = self._loss(self.step(self.batch, self.batch_index), self.batch)
+            loss, count = loss_and_count(self.step(self.batch, self.batch_index), self.batch)
         metrics.add_loss(phase, loss, count)
         return False
 
@@ -396,7 +414,7 @@ class Trainer(TrainerHooks):
             self.phase_metrics.reset(VALID)
         self._hook("sample")
         total = len(self.valid_loader)
-        ended = self._run_slice(VALID, self._batches(self.valid_loader, VALID), total)
+        ended = self._run_slice(VALID, self.position.batches(self.valid_loader, VALID), total)
         self.position.validating = not ended
         self.model.train(True)
         if within:
@@ -429,15 +447,6 @@ class Trainer(TrainerHooks):
                 self._stop_reason = "stopped by another process"
         return signum is not None or stop
 
-    def _batches(self, loader: Iterable, phase: str) -> Iterator:
-        """An iterator of ``loader`` at the batch the epoch is at: a resumable loader restored from a checkpoint starts
-        there; another is advanced past the batches done."""
-        batches, done = iter(loader), self.position.done[phase]
-        if done and not hasattr(loader, "load_state_dict"):
-            for _ in range(done):
-                next(batches)
-        return batches
-
     # -- checkpoints ---------------------------------------------------------------------
 
     def save_checkpoint(self) -> Path | None:
@@ -468,20 +477,11 @@ class Trainer(TrainerHooks):
     def _save_checkpoint(self) -> None:
         """A checkpoint, when the run has a folder and the last one is not of this very point already."""
         if self.run_dir is not None and self._saved_at != self._where():
-            self.save_checkpoint()
+            with self.clock.timed(CHECKPOINT):
+                self.save_checkpoint()
 
     def _where(self) -> tuple[Any, ...]:
         return self.global_step, self.optimizer_step.skipped, tuple(self.position.state_dict().values())
-
-    # -- internals -------------------------------------------------------------------------
-
-    def _loss(self, result: Loss, batch: Any) -> tuple[torch.Tensor, int | torch.Tensor]:
-        loss, count = result if isinstance(result, tuple) else (result, samples_in(batch))
-        if not isinstance(loss, torch.Tensor) or loss.dim() != 0:
-            got = f"a tensor of shape {list(loss.shape)}" if isinstance(loss, torch.Tensor) else type(loss).__name__
-            raise TypeError(f"Trainer.step returned {got}; expected the batch's mean loss as a 0-d tensor, or "
-                            f"(loss, count)")
-        return loss, count
 
 
 def _check_arguments(arguments: Mapping[str, Any]) -> None:

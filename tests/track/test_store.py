@@ -8,6 +8,8 @@ import math
 import shutil
 import sqlite3
 
+import time
+
 import pytest
 
 import cadence.track.store as store_module
@@ -320,3 +322,16 @@ def test_events_are_kept_in_order_per_run_and_deleted_with_it(tmp_path):
         assert events[0].time <= events[1].time
         store.delete_run(a)
         assert store.events(a) == [] and len(store.events(b)) == 1
+
+
+def test_a_running_runs_time_left_is_its_pace_so_far_over_the_steps_it_plans(tmp_path):
+    with RunStore(tmp_path) as store:
+        run_id = store.create_run("x", {}, provenance={})
+        assert store.get_run(run_id).time_left(time.time()) is None  # no plan, no step yet
+        store.plan(run_id, 100)
+        store.add_values(run_id, {"train.loss": ([1, 25], [1.0, 0.5])})
+        run = store.get_run(run_id)
+        assert (run.step, run.planned_steps) == (25, 100)
+        assert run.time_left(run.start_time + 10) == pytest.approx(30.0)  # 25 steps in 10 s: 75 more in 30 s
+        store.finish(run_id, "finished")
+        assert store.get_run(run_id).time_left(run.start_time + 10) is None

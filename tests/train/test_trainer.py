@@ -155,6 +155,20 @@ def test_a_finished_run_is_recorded_with_its_metrics(tmp_path):
     assert steps == [1, 2, 3, 4] and "valid.loss" in run.last_metrics
 
 
+@pytest.mark.parametrize("options, planned", [({"epochs": 2}, 6), ({"epochs": 3, "max_steps": 4}, 4),
+                                              ({"epochs": 2, "update_batches": 1}, 10)])
+def test_a_run_tells_the_store_the_steps_it_plans_for_its_time_left(tmp_path, options, planned):
+    model = mlp()
+    with RunStore(tmp_path / "runs") as store:
+        run_id = store.create_run("unit", {})
+        trainer = Trainer(model, torch.optim.SGD(model.parameters(), lr=0.1), batches(5, 8, 0), batches(2, 8, 1),
+                          loss_fn=nn.functional.cross_entropy, run=RunContext(Tracker(store, run_id)), console=False,
+                          **{"update_batches": 2, **options})
+        trainer.run()
+        run = store.get_run(run_id)
+    assert run.planned_steps == planned == trainer.global_step  # windows of 2 of 5 batches: 3 steps an epoch
+
+
 @pytest.mark.parametrize("kwargs, message", [
     ({"epochs": 0}, r"Trainer: epochs=0 is out of range; expected epochs >= 1"),
     ({"inner_iterations": 1.5}, r"Trainer: inner_iterations=1.5 is a float; expected an integer"),

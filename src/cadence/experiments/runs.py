@@ -40,6 +40,7 @@ from cadence.track.checkpoints import latest_checkpoint
 from cadence.track.history import flatten
 from cadence.train import Trainer, resolve_device
 from cadence.train.distributed import STRATEGIES, from_rank0, init_from_environment, shard_model, world
+from cadence.train.optimizer_step import run_steps
 from cadence.train.precision import PRECISIONS, check_precision, resolve_precision
 
 if TYPE_CHECKING:
@@ -118,8 +119,7 @@ class RunConfig:
         """The optimizer steps of the whole run: ``epochs`` times an epoch's (the last window of an epoch steps even
         when it is short of ``update_batches`` batches), or ``max_steps`` when fewer: the length of a schedule over
         the run."""
-        steps = self.epochs * -(-batches_per_epoch // self.update_batches)
-        return min(steps, self.max_steps) if self.max_steps else steps
+        return run_steps(self.epochs, batches_per_epoch, self.update_batches, self.max_steps)
 
     def safe_to_change(self) -> tuple[str, ...]:
         """The fields a resumed run of this config may change: :attr:`SAFE_TO_CHANGE`, but for the run's length

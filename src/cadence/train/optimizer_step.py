@@ -239,6 +239,10 @@ class OptimizerStep:
 
     # -- checkpoints -------------------------------------------------------------------------
 
+    def run_steps(self, epochs: int, batches_per_epoch: int, max_steps: int = 0) -> int:
+        """The optimizer steps of a whole run with this window: :func:`run_steps`."""
+        return run_steps(epochs, batches_per_epoch, self.update_batches, max_steps)
+
     def state_dict(self) -> dict[str, Any]:
         """The counts, the gradient scaler and the learning-rate scheduler (the schedules are functions of the
         step, restored with it)."""
@@ -315,3 +319,10 @@ def _rates(optimizer: torch.optim.Optimizer) -> dict[str, Any]:
     if len(rates) == 1 or (not any(isinstance(rate, torch.Tensor) for rate in rates) and len(set(rates)) == 1):
         return {"train.lr": rates[0]}
     return {f"train.lr.group{i}": rate for i, rate in enumerate(rates)}
+
+
+def run_steps(epochs: int, batches_per_epoch: int, update_batches: int = 1, max_steps: int = 0) -> int:
+    """The optimizer steps of a whole run: ``epochs`` times an epoch's (the last window of an epoch steps even when it
+    is short of ``update_batches`` batches), or ``max_steps`` when fewer (0: no limit)."""
+    steps = epochs * -(-batches_per_epoch // update_batches)
+    return min(steps, max_steps) if max_steps else steps

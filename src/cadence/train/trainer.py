@@ -19,7 +19,6 @@ steps taken; a step the gradient scaler or ``nonfinite="skip"`` skips is not tak
 optimizer step or any validation batch (a validation pass cut short is not reported; a resumed
 run finishes it). :meth:`Trainer.stop` and ``max_steps`` stop it after an optimizer step or a
 whole validation slice, never within one. A checkpoint is saved; every process stops together.
-
 **No host read per step** with the defaults but the non-finite flag, every 20 optimizer steps
 at most (ARCHITECTURE.md lists the options that read per step).
 """
@@ -78,9 +77,9 @@ class Trainer(TrainerHooks):
     model); ``device`` (``"auto"``: CUDA, else MPS, else CPU); ``callbacks``, objects with some of
     the hooks' names (:mod:`cadence.train.callbacks`).
 
-    The run: ``run``, its :class:`~cadence.track.RunContext` (a folder path: checkpoints there, values
-    recorded nowhere; ``None``: neither); ``console`` (show progress, on standard error or the rich ``Console``
-    given); ``track_model_every`` (every
+    The run: ``run``, its :class:`~cadence.track.RunContext` (a folder path: checkpoints there, values recorded
+    nowhere; ``None``: neither), told how many optimizer steps it plans (readers estimate its time left);
+    ``console`` (show progress, on standard error or the rich ``Console`` given); ``track_model_every`` (every
     this many steps, each layer's parameter norm, gradient norm and update ratio); checkpoints every
     ``checkpoint_every`` optimizer steps (0: never), at each epoch's end and when stopped, keeping the
     ``keep_last`` newest and the ``keep_best`` best by ``best_metric`` (``best_mode`` ``"min"`` or ``"max"``),
@@ -271,6 +270,7 @@ class Trainer(TrainerHooks):
             try:
                 self.tracker.declare("train.loss", "moving")
                 self.clock.start(self.optimizer_step.samples)
+                self.tracker.plan(self.optimizer_step.run_steps(self.epochs, len(self.train_loader), self.max_steps))
                 self._hook("on_run_start")
                 while not self._finished() and not self._should_stop():
                     self._run_epoch()

@@ -51,6 +51,7 @@ def site(tmp_path_factory):
         a = record(store, "mnist", {"note": "plain", "optimizer": {"lr": 0.1}}, tags=("sweep",))
         live = record(store, "live", {"optimizer": {"lr": 0.2}}, finish=None, steps=100)
         store.add_event(live, "resumed", f"from {EVIL}", 50)
+        store.plan(live, 400)
     (runs_dir / evil / "samples").mkdir()
     (runs_dir / evil / "samples" / "step-100.txt").write_text(f"sampled {EVIL}")
     (runs_dir / evil / "source.diff").write_text(f"+{EVIL}\n")
@@ -108,6 +109,7 @@ def test_the_runs_page_lists_filters_and_sorts_the_runs(page, site):
     assert page.locator(f'tr[data-run="{ids["evil"]}"] td').nth(2).inner_text() == EVIL
     assert page.locator(f'tr[data-run="{ids["live"]}"] [data-status]').inner_text() == "running"
     assert page.locator(f'tr[data-run="{ids["a"]}"] td').last.inner_text() == "1 (1)"  # valid.accuracy: final (best)
+    assert page.locator(f'tr[data-run="{ids["live"]}"] td').nth(7).inner_text().startswith("~")  # time left
     _no_markup_ran(page)
     page.fill("#filter-tag", "sweep")
     page.wait_for_function("document.querySelectorAll('#runs tbody tr').length === 2")

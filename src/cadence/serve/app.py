@@ -94,7 +94,7 @@ class Runs:
         if store is None:
             raise HTTPException(404, f"no run {run_id!r}: {self.runs_dir} has no runs yet")
         try:
-            return store, store.get_run(store.resolve(run_id))
+            return store, store.get_run(run_id)
         except KeyError as e:
             raise HTTPException(404, e.args[0]) from None
 
@@ -285,10 +285,11 @@ def _integer(query: Mapping[str, str], name: str, default: int | None, low: int,
 
 def _finite(values: np.ndarray) -> list[float | None]:
     """The values as JSON can hold them: NaN and infinities become ``null`` (a gap in the chart)."""
-    return [v if math.isfinite(v) else None for v in values.tolist()]
+    return [_finite_one(v) for v in values.tolist()]
 
 
 def _finite_one(value: float) -> float | None:
+    """A value as JSON can hold it: NaN and infinities become ``null``."""
     return value if math.isfinite(value) else None
 
 

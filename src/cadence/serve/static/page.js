@@ -332,10 +332,11 @@ async function runView(runId) {
     if (state.version) query.set("version", state.version);
     const answer = await getJSON(`/api/runs/${encodeURIComponent(runId)}/series?${query}`);
     if (answer.unchanged) return;
-    const changedStatus = !state.version || state.info === null || answer.version.split(".").slice(1).join(".")
-      !== state.version.split(".").slice(1).join(".");
+    // The version is "<newest chunk>.<newest event>.<status>": the run's details change with its last two.
+    const detailsChanged = !state.info || !state.version
+      || answer.version.split(".").slice(1).join(".") !== state.version.split(".").slice(1).join(".");
     state.version = answer.version;
-    if (changedStatus || !state.info) {
+    if (detailsChanged) {
       state.info = await getJSON(`/api/runs/${encodeURIComponent(runId)}`);
       drawSections(state.info);
     }
